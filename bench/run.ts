@@ -1,0 +1,124 @@
+// npm run bench: figures for the foundation, printed as a table and written to bench/results/*.json.
+// Nothing here asserts: numbers are reported, not tested.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
+import { TokenVerifier, mintToken } from '../src/auth/tokens.ts';
+import { loadConfig } from '../src/config.ts';
+import { startGateway } from '../src/main.ts';
+import { freePort } from '../test/helpers/net.ts';
+import { startRedis } from '../test/helpers/redis.ts';
+
+interface Row {
+  name: string;
+  value: number;
+  unit: string;
+  note?: string;
+}
+
+const rows: Row[] = [];
+const record = (name: string, value: number, unit: string, note?: string) =>
+  rows.push({ name, value: Math.round(value * 100) / 100, unit, ...(note ? { note } : {}) });
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function timeCalls(n: number, concurrency: number, fn: (i: number) => Promise<unknown>) {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        const i = next++;
+        const t = performance.now();
+        await fn(i);
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  const total = performance.now() - started;
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), perSecond: (n / total) * 1000 };
+}
+
+async function main() {
+  const key = 'APIbench';
+  const secret = 'bench-secret-0123456789-0123456789-xx';
+
+  // Token verification: the cost every API call and (later) every join pays.
+  const verifier = new TokenVerifier({ [key]: secret });
+  const at = new AccessToken(key, secret, { identity: 'u' });
+  at.addGrant({ roomJoin: true, room: 'r', canPublish: true });
+  const token = await at.toJwt();
+  for (let i = 0; i < 500; i++) await verifier.verify(token);
+  let t = performance.now();
+  const N = 5000;
+  for (let i = 0; i < N; i++) await verifier.verify(token);
+  record('token verify (jose HS256)', (N / (performance.now() - t)) * 1000, 'ops/s');
+  t = performance.now();
+  for (let i = 0; i < 2000; i++) await mintToken(key, secret, { identity: 'u', video: { roomJoin: true } });
+  record('token mint', (2000 / (performance.now() - t)) * 1000, 'ops/s');
+
+  // Cold start of the embedded redis-server child (what `npm start` pays with nothing configured).
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-'));
+  const redisStart = performance.now();
+  const child = spawn('redis-server', ['--port', String(await freePort()), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--save', ''], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => /Ready to accept/.test(d.toString()) && resolve()));
+  record('redis-server child ready', performance.now() - redisStart, 'ms');
+  child.kill('SIGTERM');
+
+  const redis = await startRedis();
+  const config = loadConfig({
+    env: {
+      ROOMGATE_PORT: String(await freePort()),
+      ROOMGATE_REDIS_URL: redis.url,
+      ROOMGATE_DATA_DIR: dataDir,
+      ROOMGATE_LOG_LEVEL: 'silent',
+      ROOMGATE_API_KEY: key,
+      ROOMGATE_API_SECRET: secret,
+    },
+  });
+  const startT = performance.now();
+  const gw = await startGateway(config);
+  record(`gateway start (${config.rtc.workers} mediasoup workers)`, performance.now() - startT, 'ms');
+  try {
+    const client = new RoomServiceClient(gw.url, key, secret);
+    for (let i = 0; i < 50; i++) await client.listRooms();
+
+    const seq = await timeCalls(500, 1, (i) => client.createRoom({ name: `bench-${i}` }));
+    record('CreateRoom p50 (sequential, new room + router)', seq.p50, 'ms');
+    record('CreateRoom p95', seq.p95, 'ms');
+    record('CreateRoom throughput, 1 client', seq.perSecond, 'calls/s');
+    const par = await timeCalls(1000, 16, (i) => client.createRoom({ name: `bench-par-${i}` }));
+    record('CreateRoom throughput, 16 concurrent', par.perSecond, 'calls/s', `p95 ${par.p95.toFixed(1)} ms`);
+    const list = await timeCalls(200, 1, () => client.listRooms());
+    record('ListRooms p50 (1500 rooms)', list.p50, 'ms');
+    const del = await timeCalls(1500, 16, (i) => client.deleteRoom(i < 500 ? `bench-${i}` : `bench-par-${i - 500}`));
+    record('DeleteRoom throughput, 16 concurrent', del.perSecond, 'calls/s', `p95 ${del.p95.toFixed(1)} ms`);
+    const rss = process.memoryUsage().rss / 1024 / 1024;
+    record('bench process RSS after 1500 rooms', rss, 'MiB', 'gateway runs in this process');
+  } finally {
+    await gw.close();
+    await redis.stop();
+  }
+
+  const width = Math.max(...rows.map((r) => r.name.length));
+  console.log(`\nroomgate bench — ${os.cpus().length} cores, node ${process.version}\n`);
+  console.log(`${'metric'.padEnd(width)}  ${'value'.padStart(10)}  unit`);
+  for (const r of rows) console.log(`${r.name.padEnd(width)}  ${String(r.value).padStart(10)}  ${r.unit}${r.note ? `  (${r.note})` : ''}`);
+  const outDir = path.resolve('bench/results');
+  fs.mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, 'foundation.json');
+  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows }, null, 2));
+  console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+// The gateway's HTTP server: /twirp/* (API), /healthz, /metrics. Later issues add /rtc, /w, /whep.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { ApiError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { TWIRP_PREFIX, type TwirpRouter } from './twirp/router.ts';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const payload = JSON.stringify(body);
+  // Exactly `application/json`: livekit-server-sdk parses error bodies only for that exact value.
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload), ...headers });
+  res.end(payload);
+}
+
+/** Reads the whole body, refusing more than `limit` bytes without buffering them. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = () => new ApiError('malformed', `request body exceeds ${limit} bytes`);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+export interface HttpServerDeps {
+  twirp: TwirpRouter;
+  metrics: Metrics;
+  health: () => Promise<{ ok: boolean; details: Record<string, unknown> }>;
+  log: Logger;
+}
+
+export function createHttpServer(deps: HttpServerDeps): http.Server {
+  const server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+    void route(req, res, deps).catch((err: unknown) => {
+      deps.log.error({ err }, 'unhandled error in HTTP handler');
+      sendJson(res, 500, { code: 'internal', msg: 'internal error', meta: {} });
+    });
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  // A client that sends garbage instead of HTTP gets 400 and the socket closes; nothing else happens.
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, deps: HttpServerDeps): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://gateway');
+  if (url.pathname.startsWith(TWIRP_PREFIX)) return deps.twirp.handle(req, res, url);
+  if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
+    const { ok, details } = await deps.health();
+    return sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', ...details });
+  }
+  if (url.pathname === '/metrics' && req.method === 'GET') {
+    const text = await deps.metrics.registry.metrics();
+    res.writeHead(200, { 'Content-Type': deps.metrics.registry.contentType });
+    res.end(text);
+    return;
+  }
+  sendJson(res, 404, { code: 'not_found', msg: `no route for ${req.method} ${url.pathname}`, meta: {} });
+}

@@ -1,0 +1,226 @@
+// One validated configuration object: defaults → YAML file → ROOMGATE_* environment.
+//
+// Every setting has one name: its YAML path (`rtc.min_port`) and its env var
+// (`ROOMGATE_RTC_MIN_PORT`) are two spellings of it, so a message can always
+// name the setting exactly where the user wrote it.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export const DEV_API_KEY = 'devkey';
+export const DEV_API_SECRET = 'secret';
+
+const port = z.int().min(1).max(65535);
+const seconds = z.int().min(0).max(7 * 24 * 3600);
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+
+const schema = z.strictObject({
+  port: port.default(7880),
+  bind: z.string().min(1).default('127.0.0.1'),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  data_dir: z.string().min(1).default('./data'),
+  node_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional(),
+  rtmp: z
+    .strictObject({ port: port.default(1935) })
+    .default({ port: 1935 }),
+  rtc: z
+    .strictObject({
+      min_port: port.default(40000),
+      max_port: port.default(49999),
+      announced_ip: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).optional(),
+      workers: z.int().min(1).max(256).optional(),
+    })
+    .default({ min_port: 40000, max_port: 49999 }),
+  keys: z
+    .record(z.string().min(1, 'API key must not be empty'), z.string().min(1, 'API secret must not be empty'))
+    .default({}),
+  redis: z
+    .strictObject({
+      url: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
+      embedded_port: port.default(6380),
+    })
+    .default({ embedded_port: 6380 }),
+  webhook: z
+    .strictObject({
+      urls: z.array(httpUrl).default([]),
+      api_key: z.string().min(1).optional(),
+    })
+    .default({ urls: [] }),
+  room: z
+    .strictObject({
+      empty_timeout: seconds.default(300),
+      departure_timeout: seconds.default(20),
+      max_participants: z.int().min(0).default(0),
+    })
+    .default({ empty_timeout: 300, departure_timeout: 20, max_participants: 0 }),
+});
+
+export type FileConfig = z.input<typeof schema>;
+type Parsed = z.output<typeof schema>;
+
+export interface Config extends Omit<Parsed, 'rtc' | 'node_id'> {
+  node_id: string;
+  rtc: Parsed['rtc'] & { workers: number };
+  /** True when no key was configured and the dev pair devkey/secret is in use. */
+  dev_keys: boolean;
+  /** Where the values came from, for the start-up log. */
+  config_file?: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type EnvKind = 'int' | 'string' | 'list';
+/** Env var → YAML path and how to read its string. */
+const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
+  ROOMGATE_PORT: { path: ['port'], kind: 'int' },
+  ROOMGATE_BIND: { path: ['bind'], kind: 'string' },
+  ROOMGATE_LOG_LEVEL: { path: ['log_level'], kind: 'string' },
+  ROOMGATE_DATA_DIR: { path: ['data_dir'], kind: 'string' },
+  ROOMGATE_NODE_ID: { path: ['node_id'], kind: 'string' },
+  ROOMGATE_RTMP_PORT: { path: ['rtmp', 'port'], kind: 'int' },
+  ROOMGATE_RTC_MIN_PORT: { path: ['rtc', 'min_port'], kind: 'int' },
+  ROOMGATE_RTC_MAX_PORT: { path: ['rtc', 'max_port'], kind: 'int' },
+  ROOMGATE_ANNOUNCED_IP: { path: ['rtc', 'announced_ip'], kind: 'string' },
+  ROOMGATE_RTC_WORKERS: { path: ['rtc', 'workers'], kind: 'int' },
+  ROOMGATE_REDIS_URL: { path: ['redis', 'url'], kind: 'string' },
+  ROOMGATE_REDIS_EMBEDDED_PORT: { path: ['redis', 'embedded_port'], kind: 'int' },
+  ROOMGATE_WEBHOOK_URLS: { path: ['webhook', 'urls'], kind: 'list' },
+  ROOMGATE_WEBHOOK_API_KEY: { path: ['webhook', 'api_key'], kind: 'string' },
+  ROOMGATE_ROOM_EMPTY_TIMEOUT: { path: ['room', 'empty_timeout'], kind: 'int' },
+  ROOMGATE_ROOM_DEPARTURE_TIMEOUT: { path: ['room', 'departure_timeout'], kind: 'int' },
+  ROOMGATE_ROOM_MAX_PARTICIPANTS: { path: ['room', 'max_participants'], kind: 'int' },
+};
+/** Env vars read elsewhere or handled specially; listed so typos in others are caught. */
+const OTHER_ENV = new Set(['ROOMGATE_CONFIG', 'ROOMGATE_API_KEY', 'ROOMGATE_API_SECRET', 'ROOMGATE_CACHE_DIR']);
+
+export const KNOWN_ENV = [...Object.keys(ENV_SETTINGS), ...OTHER_ENV].sort();
+
+function envValue(name: string, raw: string, kind: EnvKind): unknown {
+  const value = raw.trim();
+  if (kind === 'int') {
+    // Number('') is 0 and Number('1e3') is 1000: accept plain decimal integers only.
+    if (!/^-?\d+$/.test(value)) throw new ConfigError(`${name}: expected an integer, got '${raw}'`);
+    return Number(value);
+  }
+  if (kind === 'list') return value === '' ? [] : value.split(',').map((s) => s.trim()).filter(Boolean);
+  return value;
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function readFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config file ${file}: cannot be read (${(err as Error).message})`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file}: not valid YAML (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (doc == null) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError(`config file ${file}: expected a mapping of settings at the top level`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  return host === '::1';
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Path given with --config; ROOMGATE_CONFIG is used when absent. */
+  configFile?: string;
+}
+
+/** Builds the config or throws ConfigError naming the setting and what is wrong with it. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.configFile ?? env.ROOMGATE_CONFIG;
+  const raw: Record<string, unknown> = file ? readFile(file) : {};
+  const origin = new Map<string, string>(); // YAML path → env var that set it
+
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('ROOMGATE_') || OTHER_ENV.has(name)) continue;
+    const setting = ENV_SETTINGS[name];
+    if (!setting) throw new ConfigError(`${name}: unknown setting (known: ${KNOWN_ENV.join(', ')})`);
+    setPath(raw, setting.path, envValue(name, env[name]!, setting.kind));
+    origin.set(setting.path.join('.'), name);
+  }
+
+  const apiKey = env.ROOMGATE_API_KEY;
+  const apiSecret = env.ROOMGATE_API_SECRET;
+  if ((apiKey === undefined) !== (apiSecret === undefined)) {
+    throw new ConfigError('ROOMGATE_API_KEY and ROOMGATE_API_SECRET must be set together');
+  }
+  if (apiKey !== undefined && apiSecret !== undefined) {
+    const keys = (typeof raw.keys === 'object' && raw.keys !== null ? raw.keys : {}) as Record<string, unknown>;
+    raw.keys = { ...keys, [apiKey]: apiSecret };
+    origin.set(`keys.${apiKey}`, 'ROOMGATE_API_SECRET');
+    origin.set('keys', 'ROOMGATE_API_KEY');
+  }
+
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const messages = result.error.issues.map((issue) => {
+      const dotted = issue.path.map(String).join('.');
+      // An env var may have set a parent of the failing path (ROOMGATE_WEBHOOK_URLS → webhook.urls.0).
+      const fromEnv = issue.path
+        .map((_, i) => origin.get(issue.path.slice(0, issue.path.length - i).map(String).join('.')))
+        .find(Boolean);
+      const where = fromEnv ?? (file ? `config file ${file}: ${dotted || '(top level)'}` : dotted);
+      const value = issue.path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k], raw);
+      const shown = value === undefined || typeof value === 'object' ? '' : ` (got '${String(value)}')`;
+      return issue.code === 'unrecognized_keys'
+        ? `${where}: unknown setting(s) ${issue.keys.join(', ')}`
+        : `${where}: ${issue.message}${shown}`;
+    });
+    throw new ConfigError(messages.join('\n'));
+  }
+  const parsed = result.data;
+  const name = (path: string) => origin.get(path) ?? (file ? `config file ${file}: ${path}` : path);
+
+  if (parsed.rtc.min_port > parsed.rtc.max_port) {
+    throw new ConfigError(
+      `${name('rtc.min_port')}: must not be above ${name('rtc.max_port')} (${parsed.rtc.min_port} > ${parsed.rtc.max_port})`,
+    );
+  }
+  const devKeys = Object.keys(parsed.keys).length === 0;
+  const keys = devKeys ? { [DEV_API_KEY]: DEV_API_SECRET } : parsed.keys;
+  if (devKeys && !isLoopback(parsed.bind)) {
+    throw new ConfigError(
+      `${name('bind')}: refusing to listen on non-loopback address '${parsed.bind}' with the built-in dev API key; ` +
+        'set ROOMGATE_API_KEY and ROOMGATE_API_SECRET (or keys: in the config file) first',
+    );
+  }
+  if (parsed.webhook.api_key && !(parsed.webhook.api_key in keys)) {
+    throw new ConfigError(`${name('webhook.api_key')}: '${parsed.webhook.api_key}' is not one of the configured keys`);
+  }
+  return {
+    ...parsed,
+    node_id: parsed.node_id ?? `ND_${os.hostname().replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40)}`,
+    keys,
+    dev_keys: devKeys,
+    rtc: { ...parsed.rtc, workers: parsed.rtc.workers ?? os.availableParallelism() },
+    ...(file ? { config_file: file } : {}),
+  };
+}

@@ -1,0 +1,176 @@
+// Start-up and shutdown of one gateway, nothing else. The CLI (src/cli.ts) calls startGateway;
+// tests call it too, several per process, each with its own ports, Redis and data dir.
+import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
+import { TokenVerifier } from './auth/tokens.ts';
+import { createHttpServer } from './api/http.ts';
+import { roomService } from './api/twirp/room.ts';
+import { TwirpRouter } from './api/twirp/router.ts';
+import { DEV_API_KEY, DEV_API_SECRET, type Config } from './config.ts';
+import { configureLogger, moduleLogger, rootLogger } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import { RoomManager } from './sfu/RoomManager.ts';
+import { WorkerPool } from './sfu/WorkerPool.ts';
+import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
+import { connectRedis, redactUrl } from './store/redis.ts';
+import { RoomStore } from './store/RoomStore.ts';
+import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
+
+export interface Gateway {
+  readonly config: Config;
+  /** http://host:port of the API. */
+  readonly url: string;
+  readonly port: number;
+  readonly redisUrl: string;
+  readonly rooms: RoomManager;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Replace the root logger (default: configured from config.log_level to stdout). */
+  configureLogging?: boolean;
+}
+
+const DEV_KEY_WARNING = (() => {
+  const lines = [
+    `roomgate is running with the built-in DEVELOPMENT API key '${DEV_API_KEY}' / '${DEV_API_SECRET}'.`,
+    'Anyone who can reach the API port can mint tokens; it only listens on loopback.',
+    'Set ROOMGATE_API_KEY and ROOMGATE_API_SECRET (or keys: in a config file) for real use.',
+  ];
+  const width = Math.max(...lines.map((l) => l.length)) + 4;
+  const bar = '*'.repeat(width + 2);
+  return [bar, ...lines.map((l) => `*  ${l.padEnd(width - 2)}*`), bar].join('\n');
+})();
+
+export async function startGateway(config: Config, opts: StartOptions = {}): Promise<Gateway> {
+  if (opts.configureLogging !== false) configureLogger(config.log_level);
+  const log = moduleLogger('gateway', { node: config.node_id });
+  if (config.dev_keys) {
+    log.warn({ apiKey: DEV_API_KEY }, 'using the built-in development API key; do not expose this gateway');
+    if (config.log_level !== 'silent') process.stderr.write(`${DEV_KEY_WARNING}\n`);
+  }
+
+  // Each step registers its undo, so a failure half-way leaves nothing running behind.
+  const undo: (() => Promise<void> | void)[] = [];
+  const unwind = async () => {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        log.error({ err }, 'shutdown step failed');
+      }
+    }
+  };
+
+  try {
+    let embedded: EmbeddedRedis | undefined;
+    let redisUrl = config.redis.url;
+    if (!redisUrl) {
+      embedded = await startEmbeddedRedis({
+        dataDir: config.data_dir,
+        port: config.redis.embedded_port,
+        log: moduleLogger('redis'),
+      });
+      undo.push(() => embedded!.stop());
+      redisUrl = embedded.url;
+    }
+    const redis: Redis = await connectRedis(redisUrl);
+    undo.push(async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+
+    const pool = await WorkerPool.create({
+      count: config.rtc.workers,
+      rtcMinPort: config.rtc.min_port,
+      rtcMaxPort: config.rtc.max_port,
+      log: moduleLogger('workers'),
+    });
+    undo.push(() => pool.close());
+
+    const rooms = new RoomManager({
+      store: new RoomStore(redis),
+      pool,
+      node: config.node_id,
+      defaults: {
+        emptyTimeout: config.room.empty_timeout,
+        departureTimeout: config.room.departure_timeout,
+        maxParticipants: config.room.max_participants,
+      },
+      log: moduleLogger('rooms'),
+    });
+    undo.push(() => rooms.close());
+
+    const metrics = createMetrics({ activeRooms: () => rooms.activeRooms });
+    const webhookKey = config.webhook.api_key ?? Object.keys(config.keys)[0]!;
+    const webhooks = new WebhookNotifier({
+      urls: config.webhook.urls,
+      apiKey: webhookKey,
+      apiSecret: config.keys[webhookKey]!,
+      log: moduleLogger('webhooks'),
+      metrics,
+    });
+    undo.push(() => webhooks.close());
+    rooms.on('roomstarted', (room) => webhooks.notify('room_started', { room }));
+    rooms.on('roomfinished', (room) => webhooks.notify('room_finished', { room }));
+    await rooms.restore();
+
+    const twirp = new TwirpRouter({ verifier: new TokenVerifier(config.keys), metrics, log: moduleLogger('twirp') });
+    twirp.register(roomService(rooms));
+
+    const server = createHttpServer({
+      twirp,
+      metrics,
+      log: moduleLogger('http'),
+      health: async () => {
+        const redisOk = await redis.ping().then(() => true, () => false);
+        const workers = pool.workerPids.length;
+        return { ok: redisOk && workers > 0, details: { redis: redisOk, workers, rooms: rooms.activeRooms } };
+      },
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.bind, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    undo.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Idle keep-alive sockets would hold close() open; active requests get a moment to finish.
+          server.closeIdleConnections();
+          setTimeout(() => server.closeAllConnections(), 2000).unref();
+        }),
+    );
+    const port = (server.address() as AddressInfo).port;
+    const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;
+    const url = `http://${host}:${port}`;
+    log.info(
+      { url, redis: redactUrl(redisUrl), workers: config.rtc.workers, webhooks: config.webhook.urls.length },
+      'roomgate listening',
+    );
+
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      url,
+      port,
+      redisUrl,
+      rooms,
+      close() {
+        closing ??= (async () => {
+          log.info('shutting down');
+          await unwind();
+          log.info('stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}
+
+export { rootLogger };

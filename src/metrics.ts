@@ -1,0 +1,45 @@
+// Prometheus metrics (prom-client), one registry per gateway so tests can run several in a process.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly twirpRequests: Counter<'service' | 'method' | 'code'>;
+  readonly twirpDuration: Histogram<'service' | 'method'>;
+  readonly webhookDeliveries: Counter<'event' | 'result'>;
+  readonly rooms: Gauge;
+}
+
+export function createMetrics(opts: { activeRooms: () => number }): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'roomgate_' });
+  return {
+    registry,
+    twirpRequests: new Counter({
+      name: 'roomgate_twirp_requests_total',
+      help: 'Twirp API calls by service, method and result code',
+      labelNames: ['service', 'method', 'code'] as const,
+      registers: [registry],
+    }),
+    twirpDuration: new Histogram({
+      name: 'roomgate_twirp_request_duration_seconds',
+      help: 'Twirp API call latency',
+      labelNames: ['service', 'method'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    webhookDeliveries: new Counter({
+      name: 'roomgate_webhook_deliveries_total',
+      help: 'Webhook POSTs by event and result (delivered, retried, dropped)',
+      labelNames: ['event', 'result'] as const,
+      registers: [registry],
+    }),
+    rooms: new Gauge({
+      name: 'roomgate_rooms',
+      help: 'Rooms hosted by this node',
+      registers: [registry],
+      collect() {
+        this.set(opts.activeRooms());
+      },
+    }),
+  };
+}

@@ -1,0 +1,148 @@
+// Signed webhook delivery, LiveKit's wire format: POST WebhookEvent JSON (camelCase) with
+// `Authorization: <bare JWT>` whose `sha256` claim is base64(SHA-256(body)).
+// Events of one room reach each URL in order; a failing URL retries with backoff without holding
+// up other URLs or the API call that caused the event.
+import { createHash } from 'node:crypto';
+import type { PartialMessage } from '@bufbuild/protobuf';
+import { WebhookEvent } from '@livekit/protocol';
+import { mintToken } from '../auth/tokens.ts';
+import { newId } from '../ids.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+
+export type WebhookEventName =
+  | 'room_started'
+  | 'room_finished'
+  | 'participant_joined'
+  | 'participant_left'
+  | 'track_published'
+  | 'track_unpublished'
+  | 'egress_started'
+  | 'egress_updated'
+  | 'egress_ended'
+  | 'ingress_started'
+  | 'ingress_ended';
+
+export interface WebhookOptions {
+  urls: string[];
+  apiKey: string;
+  apiSecret: string;
+  log: Logger;
+  metrics: Metrics;
+  /** Attempts per event and URL, the first included. */
+  maxAttempts?: number;
+  /** First retry delay; doubles each attempt up to maxDelayMs. */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  timeoutMs?: number;
+}
+
+/** Fields of WebhookEvent other than event, id and createdAt. */
+export type WebhookPayload = Omit<PartialMessage<WebhookEvent>, 'event' | 'id' | 'createdAt'>;
+
+export class WebhookNotifier {
+  readonly #opts: Required<WebhookOptions>;
+  /** url + order key → tail of that queue. */
+  readonly #queues = new Map<string, Promise<void>>();
+  readonly #abort = new AbortController();
+
+  constructor(opts: WebhookOptions) {
+    this.#opts = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 15_000, timeoutMs: 5000, ...opts };
+  }
+
+  get enabled(): boolean {
+    return this.#opts.urls.length > 0;
+  }
+
+  /**
+   * Queues an event for every URL and returns at once. `orderKey` (the room name by default) decides
+   * which events keep their order relative to each other.
+   */
+  notify(event: WebhookEventName, payload: WebhookPayload, orderKey = payload.room?.name ?? ''): void {
+    if (!this.enabled || this.#abort.signal.aborted) return;
+    const message = new WebhookEvent({
+      ...payload,
+      event,
+      id: newId('EV_'),
+      createdAt: BigInt(Math.floor(Date.now() / 1000)),
+    });
+    const body = message.toJsonString();
+    for (const url of this.#opts.urls) {
+      const key = `${url}\u0000${orderKey}`;
+      const tail = (this.#queues.get(key) ?? Promise.resolve()).then(() => this.#deliver(url, event, body));
+      this.#queues.set(key, tail);
+      void tail.then(() => {
+        if (this.#queues.get(key) === tail) this.#queues.delete(key);
+      });
+    }
+  }
+
+  async #deliver(url: string, event: string, body: string): Promise<void> {
+    const { apiKey, apiSecret, log, metrics, maxAttempts, baseDelayMs, maxDelayMs, timeoutMs } = this.#opts;
+    const sha256 = createHash('sha256').update(body).digest('base64');
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      if (this.#abort.signal.aborted) {
+        metrics.webhookDeliveries.inc({ event, result: 'dropped' });
+        log.warn({ url, event, attempt }, 'webhook dropped: gateway shutting down');
+        return;
+      }
+      let retryable = true;
+      let reason: string;
+      try {
+        // Minted per attempt: a retry after minutes must not carry an expired token.
+        const token = await mintToken(apiKey, apiSecret, { sha256, ttl: 300 });
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/webhook+json', Authorization: token, 'User-Agent': 'roomgate' },
+          body,
+          signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(timeoutMs)]),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.ok) {
+          metrics.webhookDeliveries.inc({ event, result: 'delivered' });
+          log.debug({ url, event, attempt }, 'webhook delivered');
+          return;
+        }
+        reason = `HTTP ${res.status}`;
+        // Like LiveKit's retryablehttp: a 4xx other than 408/429 will not get better by retrying.
+        retryable = res.status >= 500 || res.status === 408 || res.status === 429;
+      } catch (err) {
+        reason = (err as Error).message;
+      }
+      if (!retryable || attempt === maxAttempts) {
+        metrics.webhookDeliveries.inc({ event, result: 'dropped' });
+        log.warn({ url, event, attempt, reason }, 'webhook dropped');
+        return;
+      }
+      metrics.webhookDeliveries.inc({ event, result: 'retried' });
+      const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4);
+      log.info({ url, event, attempt, reason, retryInMs: Math.round(delay) }, 'webhook failed; will retry');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#abort.signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+    }
+  }
+
+  /** Waits until every queued event was delivered or dropped, or `timeoutMs` passed. */
+  async flush(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      (async () => {
+        while (this.#queues.size > 0) await Promise.all([...this.#queues.values()]);
+      })(),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Flushes briefly, then abandons retries; events still pending are logged by #deliver as dropped. */
+  async close(timeoutMs = 3000): Promise<void> {
+    await this.flush(timeoutMs);
+    this.#abort.abort();
+    await this.flush(1000);
+  }
+}

@@ -1,0 +1,26 @@
+// Starts a real gateway in this process with its own ports and Redis; the test closes it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { startGateway, type Gateway } from '../../src/main.ts';
+import { freePort } from './net.ts';
+
+export const API_KEY = 'APItestkey';
+export const API_SECRET = 'test-secret-that-is-long-enough-0123456789';
+
+export async function startTestGateway(env: Record<string, string> = {}): Promise<Gateway> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-test-'));
+  const config = loadConfig({
+    env: {
+      ROOMGATE_PORT: String(await freePort()),
+      ROOMGATE_DATA_DIR: dataDir,
+      ROOMGATE_RTC_WORKERS: '1',
+      ROOMGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      ROOMGATE_API_KEY: API_KEY,
+      ROOMGATE_API_SECRET: API_SECRET,
+      ...env,
+    },
+  });
+  return startGateway(config);
+}

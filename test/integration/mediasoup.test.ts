@@ -1,0 +1,56 @@
+// The worker binary installed by scripts/build-mediasoup-worker.mjs runs: a real Worker and Router.
+import { afterAll, describe, expect, it } from 'vitest';
+import * as mediasoup from 'mediasoup';
+import { moduleLogger } from '../../src/logger.ts';
+import { WorkerPool } from '../../src/sfu/WorkerPool.ts';
+import { isAlive } from '../helpers/net.ts';
+
+describe('mediasoup', () => {
+  let pool: WorkerPool | undefined;
+  afterAll(() => pool?.close());
+
+  it('creates a Worker and a Router with Opus, VP8 and H.264', async () => {
+    const worker = await mediasoup.createWorker({ logLevel: 'warn' });
+    const router = await worker.createRouter({
+      mediaCodecs: [{ kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 }],
+    });
+    expect(router.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(isAlive(worker.pid)).toBe(true);
+    worker.close();
+    expect(router.closed).toBe(true);
+  });
+
+  it('spreads routers over a pool, splitting the RTC port range', async () => {
+    pool = await WorkerPool.create({ count: 2, rtcMinPort: 41000, rtcMaxPort: 41999, log: moduleLogger('test') });
+    expect(pool.workerPids).toHaveLength(2);
+    const routers = await Promise.all([pool.createRouter(), pool.createRouter()]);
+    const mimeTypes = routers[0]!.rtpCapabilities.codecs!.map((c) => c.mimeType);
+    expect(mimeTypes).toEqual(expect.arrayContaining(['audio/opus', 'video/VP8', 'video/H264']));
+    const h264 = routers[0]!.rtpCapabilities.codecs!.find((c) => c.mimeType === 'video/H264')!;
+    expect(h264.parameters).toMatchObject({ 'packetization-mode': 1, 'profile-level-id': '42e01f' });
+    // A transport on each router takes a port from its own worker's half of the range.
+    const ports = await Promise.all(
+      routers.map(async (r) => {
+        const t = await r.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true });
+        return t.tuple.localPort;
+      }),
+    );
+    expect(ports.some((p) => p >= 41000 && p <= 41499)).toBe(true);
+    expect(ports.some((p) => p >= 41500 && p <= 41999)).toBe(true);
+  });
+
+  it('replaces a worker that dies', async () => {
+    const p = await WorkerPool.create({ count: 1, rtcMinPort: 42000, rtcMaxPort: 42099, log: moduleLogger('test') });
+    try {
+      const [pid] = p.workerPids;
+      process.kill(pid!, 'SIGKILL');
+      const deadline = Date.now() + 10_000;
+      while ((p.workerPids[0] ?? pid) === pid && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(p.workerPids).toHaveLength(1);
+      expect(p.workerPids[0]).not.toBe(pid);
+      await expect(p.createRouter()).resolves.toBeDefined();
+    } finally {
+      p.close();
+    }
+  });
+});
