@@ -31,8 +31,18 @@ const schema = z.strictObject({
       max_port: port.default(49999),
       announced_ip: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).optional(),
       workers: z.int().min(1).max(256).optional(),
+      /** STUN servers handed to clients (stun: URLs). */
+      stun_urls: z.array(z.string().regex(/^stuns?:/, 'must be a stun: or stuns: URL')).default([]),
     })
-    .default({ min_port: 40000, max_port: 49999 }),
+    .default({ min_port: 40000, max_port: 49999, stun_urls: [] }),
+  turn: z
+    .strictObject({
+      urls: z.array(z.string().regex(/^turns?:/, 'must be a turn: or turns: URL')).default([]),
+      /** coturn's static-auth-secret (use-auth-secret): clients get time-limited credentials. */
+      secret: z.string().min(1).optional(),
+      ttl: z.int().min(60).max(7 * 24 * 3600).default(86400),
+    })
+    .default({ urls: [], ttl: 86400 }),
   keys: z
     .record(z.string().min(1, 'API key must not be empty'), z.string().min(1, 'API secret must not be empty'))
     .default({}),
@@ -86,6 +96,10 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_RTC_MAX_PORT: { path: ['rtc', 'max_port'], kind: 'int' },
   ROOMGATE_ANNOUNCED_IP: { path: ['rtc', 'announced_ip'], kind: 'string' },
   ROOMGATE_RTC_WORKERS: { path: ['rtc', 'workers'], kind: 'int' },
+  ROOMGATE_STUN_URLS: { path: ['rtc', 'stun_urls'], kind: 'list' },
+  ROOMGATE_TURN_URLS: { path: ['turn', 'urls'], kind: 'list' },
+  ROOMGATE_TURN_SECRET: { path: ['turn', 'secret'], kind: 'string' },
+  ROOMGATE_TURN_TTL: { path: ['turn', 'ttl'], kind: 'int' },
   ROOMGATE_REDIS_URL: { path: ['redis', 'url'], kind: 'string' },
   ROOMGATE_REDIS_EMBEDDED_PORT: { path: ['redis', 'embedded_port'], kind: 'int' },
   ROOMGATE_WEBHOOK_URLS: { path: ['webhook', 'urls'], kind: 'list' },
@@ -211,6 +225,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       `${name('bind')}: refusing to listen on non-loopback address '${parsed.bind}' with the built-in dev API key; ` +
         'set ROOMGATE_API_KEY and ROOMGATE_API_SECRET (or keys: in the config file) first',
     );
+  }
+  if (parsed.turn.urls.length > 0 && !parsed.turn.secret) {
+    throw new ConfigError(`${name('turn.secret')}: required when TURN URLs are configured (coturn's static-auth-secret)`);
   }
   if (parsed.webhook.api_key && !(parsed.webhook.api_key in keys)) {
     throw new ConfigError(`${name('webhook.api_key')}: '${parsed.webhook.api_key}' is not one of the configured keys`);

@@ -1,6 +1,6 @@
 // Start-up and shutdown of one gateway, nothing else. The CLI (src/cli.ts) calls startGateway;
 // tests call it too, several per process, each with its own ports, Redis and data dir.
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { TokenVerifier } from './auth/tokens.ts';
 import { createHttpServer } from './api/http.ts';
@@ -9,6 +9,8 @@ import { TwirpRouter } from './api/twirp/router.ts';
 import { DEV_API_KEY, DEV_API_SECRET, type Config } from './config.ts';
 import { configureLogger, moduleLogger, rootLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { iceServersFor } from './signaling/iceServers.ts';
+import { SIGNALING_PATH, SignalingServer } from './signaling/server.ts';
 import { RoomManager } from './sfu/RoomManager.ts';
 import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
@@ -87,6 +89,14 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     });
     undo.push(() => pool.close());
 
+    const listenIp = config.bind === 'localhost' ? '127.0.0.1' : isIP(config.bind) ? config.bind : '0.0.0.0';
+    const iceConfig = {
+      stunUrls: config.rtc.stun_urls,
+      turnUrls: config.turn.urls,
+      turnSecret: config.turn.secret,
+      turnTtl: config.turn.ttl,
+    };
+    const iceServers = (identity: string) => iceServersFor(iceConfig, identity);
     const rooms = new RoomManager({
       store: new RoomStore(redis),
       pool,
@@ -96,9 +106,13 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         departureTimeout: config.room.departure_timeout,
         maxParticipants: config.room.max_participants,
       },
+      transport: {
+        listenIp,
+        ...(config.rtc.announced_ip ? { announcedIp: config.rtc.announced_ip } : {}),
+        iceServers,
+      },
       log: moduleLogger('rooms'),
     });
-    undo.push(() => rooms.close());
 
     const metrics = createMetrics({ activeRooms: () => rooms.activeRooms });
     const webhookKey = config.webhook.api_key ?? Object.keys(config.keys)[0]!;
@@ -112,13 +126,27 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     undo.push(() => webhooks.close());
     rooms.on('roomstarted', (room) => webhooks.notify('room_started', { room }));
     rooms.on('roomfinished', (room) => webhooks.notify('room_finished', { room }));
+    rooms.on('participantjoined', (room, participant) => webhooks.notify('participant_joined', { room, participant }));
+    rooms.on('participantleft', (room, participant) => webhooks.notify('participant_left', { room, participant }));
+    rooms.on('trackpublished', (room, participant, track) => webhooks.notify('track_published', { room, participant, track }));
+    rooms.on('trackunpublished', (room, participant, track) => webhooks.notify('track_unpublished', { room, participant, track }));
     await rooms.restore();
 
-    const twirp = new TwirpRouter({ verifier: new TokenVerifier(config.keys), metrics, log: moduleLogger('twirp') });
+    const verifier = new TokenVerifier(config.keys);
+    const signaling = new SignalingServer({ verifier, rooms, iceServers, log: moduleLogger('signaling') });
+    undo.push(() => signaling.close());
+    // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
+    undo.push(() => rooms.close());
+
+    const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
 
     const server = createHttpServer({
       twirp,
+      upgrade: (req, socket, head, url) => {
+        if (url.pathname === SIGNALING_PATH) return signaling.handleUpgrade(req, socket, head, url);
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      },
       metrics,
       log: moduleLogger('http'),
       health: async () => {

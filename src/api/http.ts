@@ -1,5 +1,6 @@
 // The gateway's HTTP server: /twirp/* (API), /healthz, /metrics. Later issues add /rtc, /w, /whep.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -42,6 +43,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 export interface HttpServerDeps {
   twirp: TwirpRouter;
+  /** WebSocket upgrades (signaling). */
+  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
   metrics: Metrics;
   health: () => Promise<{ ok: boolean; details: Record<string, unknown> }>;
   log: Logger;
@@ -53,6 +56,10 @@ export function createHttpServer(deps: HttpServerDeps): http.Server {
       deps.log.error({ err }, 'unhandled error in HTTP handler');
       sendJson(res, 500, { code: 'internal', msg: 'internal error', meta: {} });
     });
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    deps.upgrade(req, socket, head, new URL(req.url ?? '/', 'http://gateway'));
   });
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;

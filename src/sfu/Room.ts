@@ -1,23 +1,51 @@
-// A room's media side: one mediasoup Router (participants and tracks join it in the rooms issue).
-// close() is idempotent and takes everything the room owns with it, in one cascade.
+// A live room: one mediasoup Router, its participants, who receives whose tracks, the data relay
+// and active-speaker detection. close() is idempotent and takes everything the room owns with it
+// in one cascade (participants → transports → producers/consumers/data channels → router).
+import type { ParticipantPermission } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
+import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { Room, RoomCloseReason, RoomEvents, RoomInfo, ParticipantInfo } from './RoomTypes.ts';
+import { decodeData, encodeData, type LeaveReason } from '../signaling/protocol.ts';
+import { Participant, type ParticipantInit, type PublishedTrack, type SignalSink, type TransportSettings } from './Participant.ts';
+import {
+  LEAVE_REASON_FOR_CLOSE,
+  type ParticipantInfo,
+  type RoomCloseReason,
+  type RoomEvents,
+  type RoomInfo,
+  type RoomMedia,
+} from './RoomTypes.ts';
 
-export class RoomImpl extends TypedEmitter<RoomEvents> implements Room {
+export interface JoinRequest {
+  identity: string;
+  name: string;
+  metadata: string;
+  attributes: Record<string, string>;
+  permission: ParticipantPermission;
+}
+
+export class RoomImpl extends TypedEmitter<RoomEvents> {
   readonly #info: RoomInfo;
-  readonly #router: types.Router;
+  readonly #media: RoomMedia;
+  readonly #transport: TransportSettings;
   readonly #log: Logger;
+  readonly #participants = new Map<string, Participant>();
+  /** identity → the server's data producer feeding that participant's data channel. */
+  readonly #relays = new Map<string, types.DataProducer>();
+  #speakers: string[] = [];
   #closed = false;
 
-  constructor({ info, router, log }: { info: RoomInfo; router: types.Router; log: Logger }) {
+  constructor({ info, media, transport, log }: { info: RoomInfo; media: RoomMedia; transport: TransportSettings; log: Logger }) {
     super();
     this.#info = info.clone();
-    this.#router = router;
+    this.#media = media;
+    this.#transport = transport;
     this.#log = log.child({ room: info.name, sid: info.sid });
     // The worker died under us: the room cannot carry media any more, so it ends rather than lingering.
-    router.on('workerclose', () => this.close('worker_died'));
+    media.router.on('workerclose', () => this.close('worker_died'));
+    media.audioLevels.on('volumes', (volumes: types.AudioLevelObserverVolume[]) => this.#setSpeakers(volumes.map((v) => ({ producer: v.producer, level: v.volume }))));
+    media.audioLevels.on('silence', () => this.#setSpeakers([]));
     this.onListenerError((event, err) => this.#log.error({ event, err }, 'room event listener threw'));
   }
 
@@ -34,29 +62,193 @@ export class RoomImpl extends TypedEmitter<RoomEvents> implements Room {
   }
 
   get router(): types.Router {
-    return this.#router;
+    return this.#media.router;
+  }
+
+  get participantCount(): number {
+    return this.#participants.size;
   }
 
   info(): RoomInfo {
     const info = this.#info.clone();
-    info.numParticipants = 0;
-    info.numPublishers = 0;
+    info.numParticipants = this.#participants.size;
+    info.numPublishers = [...this.#participants.values()].filter((p) => p.tracks.length > 0).length;
     return info;
   }
 
+  /** Everyone, hidden participants included: this is the admin view (RoomService). */
   participants(): ParticipantInfo[] {
-    return [];
+    return [...this.#participants.values()].map((p) => p.info());
+  }
+
+  participant(identity: string): Participant {
+    const p = this.#participants.get(identity);
+    if (!p) throw participantNotFound(this.name, identity);
+    return p;
+  }
+
+  #visibleOthers(self: Participant): Participant[] {
+    return [...this.#participants.values()].filter((p) => p !== self && !p.hidden);
+  }
+
+  #others(self: Participant): Participant[] {
+    return [...this.#participants.values()].filter((p) => p !== self);
+  }
+
+  /** Snapshot for a joining participant: what it may see of the room. */
+  snapshotFor(self: Participant): { room: RoomInfo; participants: ParticipantInfo[] } {
+    return { room: this.info(), participants: this.#visibleOthers(self).map((p) => p.info()) };
+  }
+
+  /**
+   * Adds a participant. A participant with the same identity is replaced (DUPLICATE_IDENTITY).
+   * Hidden participants and recorders do not count towards max_participants.
+   */
+  join(req: JoinRequest, sink: SignalSink): Participant {
+    if (this.#closed) throw new ApiError('failed_precondition', `room '${this.name}' is closed`);
+    const existing = this.#participants.get(req.identity);
+    const counted = [...this.#participants.values()].filter((p) => !p.hidden && !p.recorder && p !== existing).length;
+    const max = this.#info.maxParticipants;
+    if (max > 0 && !req.permission.hidden && !req.permission.recorder && counted >= max) {
+      throw new ApiError('resource_exhausted', `room '${this.name}' is full (max_participants ${max})`);
+    }
+    existing?.close('DUPLICATE_IDENTITY');
+
+    const init: ParticipantInit = { ...req, router: this.#media.router, transport: this.#transport, log: this.#log };
+    const p = new Participant(init);
+    this.#participants.set(p.identity, p);
+    p.attach(sink);
+    this.#wire(p);
+    if (!p.hidden) for (const o of this.#visibleOthers(p)) o.send('participantJoined', { participant: json(p.info()) });
+    this.safeEmit('@participantjoined', p);
+    return p;
+  }
+
+  #wire(p: Participant): void {
+    p.on('@ready', () => void this.#onReady(p));
+    p.on('@trackpublished', (track) => {
+      if (track.producer.kind === 'audio') {
+        this.#media.audioLevels.addProducer({ producerId: track.producer.id }).catch(() => undefined);
+      }
+      if (!p.hidden) {
+        for (const o of this.#visibleOthers(p)) o.send('trackPublished', { participantIdentity: p.identity, track: json(track.info) });
+      }
+      for (const o of this.#others(p)) this.#subscribe(o, track);
+      this.safeEmit('@trackpublished', p, track.info.clone());
+    });
+    p.on('@trackunpublished', (track) => {
+      if (!p.hidden) {
+        for (const o of this.#visibleOthers(p)) o.send('trackUnpublished', { participantIdentity: p.identity, trackSid: track.info.sid });
+      }
+      this.safeEmit('@trackunpublished', p, track.info.clone());
+    });
+    p.on('@trackmuted', (track) => {
+      for (const o of this.#visibleOthers(p)) {
+        o.send('trackMuted', { participantIdentity: p.identity, trackSid: track.info.sid, muted: track.info.muted });
+      }
+    });
+    p.on('@updated', () => {
+      if (p.hidden) return;
+      for (const o of this.#visibleOthers(p)) o.send('participantUpdated', { participant: json(p.info()) });
+    });
+    p.on('@dataproducer', (dp) => void this.#relayFrom(p, dp));
+    p.on('@close', (reason) => {
+      if (this.#participants.get(p.identity) === p) this.#participants.delete(p.identity);
+      const relay = this.#relays.get(p.identity);
+      if (relay && this.#participants.get(p.identity) === undefined) {
+        relay.close();
+        this.#relays.delete(p.identity);
+      }
+      if (!p.hidden) for (const o of this.#visibleOthers(p)) o.send('participantLeft', { identity: p.identity, sid: p.sid });
+      this.safeEmit('@participantleft', p, reason);
+    });
+  }
+
+  #subscribe(subscriber: Participant, track: PublishedTrack): void {
+    subscriber.subscribeTo(track).catch((err: unknown) =>
+      this.#log.warn({ subscriber: subscriber.identity, track: track.info.sid, err: (err as Error).message }, 'subscribe failed'),
+    );
+  }
+
+  /** A participant can now receive (capabilities known and/or recv transport created). */
+  async #onReady(p: Participant): Promise<void> {
+    for (const o of this.#others(p)) for (const t of o.tracks) this.#subscribe(p, t);
+    if (p.recvTransport && !this.#relays.has(p.identity)) {
+      try {
+        const relay = await this.#media.dataRelay.produceData({ label: 'roomgate', protocol: 'roomgate-data-v1' });
+        if (p.closed || this.#relays.has(p.identity)) {
+          relay.close();
+          return;
+        }
+        this.#relays.set(p.identity, relay);
+        await p.openDataChannel(relay);
+      } catch (err) {
+        this.#log.warn({ participant: p.identity, err: (err as Error).message }, 'could not open data channel');
+      }
+    }
+  }
+
+  /** Re-evaluates a participant's subscriptions (after UpdateSubscriptions or a permission change). */
+  resubscribe(p: Participant): void {
+    void this.#onReady(p);
+  }
+
+  async #relayFrom(p: Participant, dp: types.DataProducer): Promise<void> {
+    const consumer = await this.#media.dataRelay.consumeData({ dataProducerId: dp.id });
+    consumer.on('message', (message: Buffer) => {
+      if (!p.permission.canPublishData) return; // revoked since the channel opened
+      const decoded = decodeData(message);
+      if (!decoded) return; // not an envelope: dropped, like any malformed input
+      this.deliver(decoded.payload, decoded.header.topic, decoded.header.destinationIdentities ?? [], p.identity);
+    });
+  }
+
+  /** Delivers a data message to everyone (or the named identities) but its sender. Returns recipients. */
+  deliver(payload: Uint8Array, topic: string | undefined, destinations: string[], from?: string): number {
+    const frame = encodeData({ ...(topic ? { topic } : {}), ...(from ? { from } : {}) }, payload);
+    let count = 0;
+    for (const [identity, relay] of this.#relays) {
+      if (identity === from) continue;
+      if (destinations.length > 0 && !destinations.includes(identity)) continue;
+      if (relay.closed) continue;
+      relay.send(Buffer.from(frame));
+      count++;
+    }
+    return count;
+  }
+
+  #setSpeakers(entries: { producer: types.Producer; level: number }[]): void {
+    const speakers = entries
+      .map(({ producer, level }) => {
+        const owner = [...this.#participants.values()].find((p) => p.tracks.some((t) => t.producer === producer));
+        return owner && !owner.hidden ? { identity: owner.identity, sid: owner.sid, level: Math.round((level + 127) / 1.27) / 100 } : undefined;
+      })
+      .filter((s): s is { identity: string; sid: string; level: number } => s !== undefined);
+    const key = speakers.map((s) => s.identity);
+    if (key.join('\u0000') === this.#speakers.join('\u0000')) return;
+    this.#speakers = key;
+    for (const p of this.#participants.values()) p.send('activeSpeakers', { speakers });
   }
 
   setMetadata(metadata: string): void {
     this.#info.metadata = metadata;
+    for (const p of this.#participants.values()) p.send('roomMetadata', { metadata });
+  }
+
+  removeParticipant(identity: string, reason: LeaveReason): void {
+    this.participant(identity).close(reason);
   }
 
   close(reason: RoomCloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#log.info({ reason }, 'room closed');
-    this.#router.close();
+    this.#log.info({ reason, participants: this.#participants.size }, 'room closed');
+    for (const p of [...this.#participants.values()]) p.close(LEAVE_REASON_FOR_CLOSE[reason]);
+    this.#media.router.close();
     this.safeEmit('@close', reason);
   }
+}
+
+function json(message: { toJson(): unknown }): Record<string, unknown> {
+  return message.toJson() as Record<string, unknown>;
 }

@@ -1,13 +1,16 @@
 // Rooms hosted by this node: the registry in Redis (source of truth, survives restarts) and the live
 // Room objects with their mediasoup Routers. The Twirp layer talks to it through a narrow interface.
-import { Room as RoomInfo, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
+import { ParticipantPermission, Room as RoomInfo, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
+import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, participantNotFound, roomNotFound, unavailable } from '../errors.ts';
+import { ApiError, invalidArgument, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { RoomStore } from '../store/RoomStore.ts';
+import { SOURCE_BY_NAME, type Participant, type SignalSink, type TransportSettings } from './Participant.ts';
 import { RoomImpl } from './Room.ts';
-import type { Room, RoomCloseReason } from './RoomTypes.ts';
+import type { RoomCloseReason } from './RoomTypes.ts';
+import { TRACK_SOURCES, type TrackSourceName } from '../signaling/protocol.ts';
 import type { WorkerPool } from './WorkerPool.ts';
 
 export interface RoomDefaults {
@@ -28,7 +31,26 @@ export interface CreateRoomOptions {
 export type RoomManagerEvents = {
   roomstarted: [room: RoomInfo];
   roomfinished: [room: RoomInfo];
+  participantjoined: [room: RoomInfo, participant: ParticipantInfo];
+  participantleft: [room: RoomInfo, participant: ParticipantInfo];
+  trackpublished: [room: RoomInfo, participant: ParticipantInfo, track: TrackInfo];
+  trackunpublished: [room: RoomInfo, participant: ParticipantInfo, track: TrackInfo];
 };
+
+/** The grants of a join token as a ParticipantPermission (LiveKit's defaults: true when absent). */
+export function permissionFromClaims(claims: Claims): ParticipantPermission {
+  const v = claims.video ?? {};
+  const sources = (v.canPublishSources ?? []).filter((s): s is TrackSourceName => (TRACK_SOURCES as readonly string[]).includes(s));
+  return new ParticipantPermission({
+    canSubscribe: v.canSubscribe ?? true,
+    canPublish: v.canPublish ?? true,
+    canPublishData: v.canPublishData ?? true,
+    canPublishSources: sources.map((s) => SOURCE_BY_NAME[s]),
+    hidden: v.hidden ?? false,
+    recorder: v.recorder ?? false,
+    canUpdateMetadata: v.canUpdateOwnMetadata ?? false,
+  });
+}
 
 export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   readonly #store: RoomStore;
@@ -36,14 +58,24 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   readonly #node: string;
   readonly #defaults: RoomDefaults;
   readonly #log: Logger;
-  readonly #rooms = new Map<string, Room>();
+  readonly #rooms = new Map<string, RoomImpl>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   /** Per-room-name chain, so create/delete/metadata of one room never interleave. */
   readonly #locks = new Map<string, Promise<unknown>>();
   #closed = false;
 
-  constructor(opts: { store: RoomStore; pool: WorkerPool; node: string; defaults: RoomDefaults; log: Logger }) {
+  readonly #transport: TransportSettings;
+
+  constructor(opts: {
+    store: RoomStore;
+    pool: WorkerPool;
+    node: string;
+    defaults: RoomDefaults;
+    transport: TransportSettings;
+    log: Logger;
+  }) {
     super();
+    this.#transport = opts.transport;
     this.#store = opts.store;
     this.#pool = opts.pool;
     this.#node = opts.node;
@@ -139,41 +171,125 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     return [];
   }
 
+  #live(room: string): RoomImpl {
+    const live = this.#rooms.get(room);
+    if (!live) throw roomNotFound(room);
+    return live;
+  }
+
   async getParticipant(room: string, identity: string): Promise<ParticipantInfo> {
-    const found = (await this.listParticipants(room)).find((p) => p.identity === identity);
-    if (!found) throw participantNotFound(room, identity);
-    return found;
+    await this.getRoom(room);
+    return this.#live(room).participant(identity).info();
   }
 
-  // Participant operations act on live participants, which join through signaling (rooms issue).
-  // Until then every room is empty, so they answer not_found exactly as for an absent participant.
   async removeParticipant(room: string, identity: string): Promise<void> {
-    await this.getParticipant(room, identity);
-    throw new ApiError('unimplemented', 'participants cannot be removed yet');
+    await this.getRoom(room);
+    this.#live(room).removeParticipant(identity, 'PARTICIPANT_REMOVED');
   }
 
-  async mutePublishedTrack(room: string, identity: string, _trackSid: string, _muted: boolean): Promise<TrackInfo> {
-    await this.getParticipant(room, identity);
-    throw new ApiError('unimplemented', 'tracks cannot be muted yet');
+  async mutePublishedTrack(room: string, identity: string, trackSid: string, muted: boolean): Promise<TrackInfo> {
+    await this.getRoom(room);
+    return this.#live(room).participant(identity).setTrackMuted(trackSid, muted);
   }
 
-  async updateParticipant(room: string, identity: string): Promise<ParticipantInfo> {
-    await this.getParticipant(room, identity);
-    throw new ApiError('unimplemented', 'participants cannot be updated yet');
+  async updateParticipant(
+    room: string,
+    identity: string,
+    req: { metadata: string; name: string; attributes: Record<string, string>; permission?: ParticipantPermission | undefined },
+  ): Promise<ParticipantInfo> {
+    await this.getRoom(room);
+    const live = this.#live(room);
+    const p = live.participant(identity);
+    if (req.permission) {
+      p.setPermission(req.permission);
+      live.resubscribe(p);
+    }
+    p.applyUpdate({ ...(req.metadata ? { metadata: req.metadata } : {}), name: req.name, attributes: req.attributes });
+    return p.info();
   }
 
-  async updateSubscriptions(room: string, identity: string): Promise<void> {
-    await this.getParticipant(room, identity);
-    throw new ApiError('unimplemented', 'subscriptions cannot be changed yet');
+  async updateSubscriptions(room: string, identity: string, trackSids: string[], subscribe: boolean): Promise<void> {
+    await this.getRoom(room);
+    const live = this.#live(room);
+    const p = live.participant(identity);
+    for (const sid of trackSids) p.setSubscription(sid, subscribe);
+    if (subscribe) live.resubscribe(p);
   }
 
-  /** Delivers to the room's participants (none until signaling exists); the room must exist. */
-  async sendData(room: string): Promise<{ recipients: number }> {
-    const participants = await this.listParticipants(room);
-    return { recipients: participants.length };
+  /** Delivers to the room's participants through the data relay; the room must exist. */
+  async sendData(
+    room: string,
+    req: { data: Uint8Array; topic?: string | undefined; destinationIdentities: string[]; destinationSids: string[] },
+  ): Promise<{ recipients: number }> {
+    await this.getRoom(room);
+    const live = this.#rooms.get(room);
+    if (!live) return { recipients: 0 };
+    // destination_sids is LiveKit's deprecated form: resolve it to identities.
+    const bySid = live.participants().filter((p) => req.destinationSids.includes(p.sid)).map((p) => p.identity);
+    const destinations = [...req.destinationIdentities, ...bySid];
+    if (req.destinationSids.length > 0 && destinations.length === 0) return { recipients: 0 };
+    return { recipients: live.deliver(req.data, req.topic, destinations) };
   }
 
-  async #activate(info: RoomInfo): Promise<Room> {
+  /** A dropped connection comes back: same identity, session still held. */
+  resume(claims: Claims, sink: SignalSink): { room: RoomImpl; participant: Participant } | undefined {
+    const live = claims.video?.room ? this.#rooms.get(claims.video.room) : undefined;
+    if (!live || !claims.sub || !claims.video?.roomJoin) return undefined;
+    let participant: Participant;
+    try {
+      participant = live.participant(claims.sub);
+    } catch {
+      return undefined;
+    }
+    if (participant.closed) return undefined;
+    participant.attach(sink);
+    return { room: live, participant };
+  }
+
+  /**
+   * A participant joins over signaling: the token's room is created if absent (LiveKit's
+   * auto-create), then the participant is added. Returns the participant and its room.
+   */
+  join(claims: Claims, sink: SignalSink): Promise<{ room: RoomImpl; participant: Participant }> {
+    const name = claims.video?.room;
+    const identity = claims.sub;
+    if (!claims.video?.roomJoin) throw permissionDenied('the roomJoin grant is required to join a room');
+    if (!name) throw invalidArgument('the join token names no room');
+    if (!identity) throw invalidArgument('the join token has no identity (sub)');
+    return this.#serial(name, async () => {
+      let live = this.#rooms.get(name);
+      if (!live) {
+        const now = Date.now();
+        const candidate = new RoomInfo({
+          sid: newId('RM_'),
+          name,
+          emptyTimeout: this.#defaults.emptyTimeout,
+          departureTimeout: this.#defaults.departureTimeout,
+          maxParticipants: this.#defaults.maxParticipants,
+          creationTime: BigInt(Math.floor(now / 1000)),
+          creationTimeMs: BigInt(now),
+        });
+        const stored = await this.#store.createIfAbsent({ room: candidate, node: this.#node });
+        if (stored.node !== this.#node) throw unavailable(`room '${name}' is hosted by node ${stored.node}`);
+        live = this.#rooms.get(name) ?? (await this.#activate(stored.room));
+        if (stored.created) this.safeEmit('roomstarted', live.info());
+      }
+      const participant = live.join(
+        {
+          identity,
+          name: claims.name ?? '',
+          metadata: claims.metadata ?? '',
+          attributes: claims.attributes ?? {},
+          permission: permissionFromClaims(claims),
+        },
+        sink,
+      );
+      this.#clearTimer(name);
+      return { room: live, participant };
+    });
+  }
+
+  async #activate(info: RoomInfo): Promise<RoomImpl> {
     if (this.#closed) throw unavailable('gateway is shutting down');
     let router;
     try {
@@ -182,8 +298,24 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       this.#log.error({ room: info.name, err: (err as Error).message }, 'could not create a router for the room');
       throw new ApiError('unavailable', `no media worker available for room '${info.name}'`);
     }
-    const room = new RoomImpl({ info, router, log: this.#log });
+    let room: RoomImpl;
+    try {
+      const dataRelay = await router.createDirectTransport();
+      const audioLevels = await router.createAudioLevelObserver({ maxEntries: 5, threshold: -60, interval: 400 });
+      room = new RoomImpl({ info, media: { router, dataRelay, audioLevels }, transport: this.#transport, log: this.#log });
+    } catch (err) {
+      router.close();
+      throw err;
+    }
     this.#rooms.set(info.name, room);
+    const current = () => room.info();
+    room.on('@participantjoined', (p) => this.safeEmit('participantjoined', current(), p.info()));
+    room.on('@participantleft', (p) => {
+      this.safeEmit('participantleft', current(), p.info());
+      if (room.participantCount === 0 && !room.closed) this.#armTimer(room.name, room.info().departureTimeout, 'departure_timeout');
+    });
+    room.on('@trackpublished', (p, track) => this.safeEmit('trackpublished', current(), p.info(), track));
+    room.on('@trackunpublished', (p, track) => this.safeEmit('trackunpublished', current(), p.info(), track));
     room.on('@close', (reason) => {
       this.#rooms.delete(info.name);
       this.#clearTimer(info.name);
@@ -194,18 +326,24 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     return room;
   }
 
+  #armTimer(name: string, seconds: number, reason: RoomCloseReason): void {
+    this.#clearTimer(name);
+    const timer = setTimeout(() => {
+      this.#timers.delete(name);
+      void this.#serial(name, async () => {
+        const live = this.#rooms.get(name);
+        if (live && live.participantCount > 0) return; // someone joined meanwhile
+        await this.#finish(name, reason);
+      }).catch((err: unknown) => this.#log.error({ room: name, err: (err as Error).message }, 'could not close room'));
+    }, seconds * 1000);
+    this.#timers.set(name, timer);
+  }
+
   /** Nobody joined: the room ends `empty_timeout` seconds after it was created. */
-  #armEmptyTimeout(room: Room): void {
+  #armEmptyTimeout(room: RoomImpl): void {
     const info = room.info();
     const deadline = Number(info.creationTimeMs || info.creationTime * 1000n) + info.emptyTimeout * 1000;
-    const delay = Math.max(0, deadline - Date.now());
-    const timer = setTimeout(() => {
-      this.#timers.delete(room.name);
-      void this.#serial(room.name, () => this.#finish(room.name, 'empty_timeout')).catch((err: unknown) =>
-        this.#log.error({ room: room.name, err: (err as Error).message }, 'could not close empty room'),
-      );
-    }, delay);
-    this.#timers.set(room.name, timer);
+    this.#armTimer(room.name, Math.max(0, deadline - Date.now()) / 1000, 'empty_timeout');
   }
 
   #clearTimer(name: string): void {

@@ -1,25 +1,33 @@
-import type { Room as RoomInfo, ParticipantInfo } from '@livekit/protocol';
+import type { Room as RoomInfo, ParticipantInfo, TrackInfo } from '@livekit/protocol';
 import type { types } from 'mediasoup';
+import type { LeaveReason } from '../signaling/protocol.ts';
+import type { Participant } from './Participant.ts';
 
-export type { RoomInfo, ParticipantInfo };
+export type { RoomInfo, ParticipantInfo, TrackInfo };
 
-/** Why a room closed; carried into logs and (later) participant disconnect reasons. */
+/** Why a room closed; carried into logs and participant leave reasons. */
 export type RoomCloseReason = 'deleted' | 'empty_timeout' | 'departure_timeout' | 'shutdown' | 'worker_died';
+
+export const LEAVE_REASON_FOR_CLOSE: Record<RoomCloseReason, LeaveReason> = {
+  deleted: 'ROOM_DELETED',
+  empty_timeout: 'ROOM_CLOSED',
+  departure_timeout: 'ROOM_CLOSED',
+  shutdown: 'SERVER_SHUTDOWN',
+  worker_died: 'ROOM_CLOSED',
+};
 
 export type RoomEvents = {
   /** To the owner (RoomManager): the room closed itself or was closed. */
   '@close': [reason: RoomCloseReason];
+  '@participantjoined': [participant: Participant];
+  '@participantleft': [participant: Participant, reason: LeaveReason];
+  '@trackpublished': [participant: Participant, track: TrackInfo];
+  '@trackunpublished': [participant: Participant, track: TrackInfo];
 };
 
-export interface Room {
-  readonly name: string;
-  readonly sid: string;
-  readonly closed: boolean;
-  readonly router: types.Router;
-  /** A copy of the room's info with live counters filled in. */
-  info(): RoomInfo;
-  participants(): ParticipantInfo[];
-  setMetadata(metadata: string): void;
-  close(reason: RoomCloseReason): void;
-  on<K extends keyof RoomEvents>(event: K, listener: (...args: RoomEvents[K]) => void): this;
+export interface RoomMedia {
+  router: types.Router;
+  /** Relays data messages between participants (and from the RoomService SendData). */
+  dataRelay: types.DirectTransport;
+  audioLevels: types.AudioLevelObserver;
 }

@@ -19,6 +19,7 @@ import {
   UpdateSubscriptionsRequest,
   UpdateSubscriptionsResponse,
   type ParticipantInfo,
+  type ParticipantPermission,
   type Room,
   type TrackInfo,
 } from '@livekit/protocol';
@@ -46,9 +47,16 @@ export interface RoomBackend {
   getParticipant(room: string, identity: string): Promise<ParticipantInfo>;
   removeParticipant(room: string, identity: string): Promise<void>;
   mutePublishedTrack(room: string, identity: string, trackSid: string, muted: boolean): Promise<TrackInfo>;
-  updateParticipant(room: string, identity: string, req: UpdateParticipantRequest): Promise<ParticipantInfo>;
-  updateSubscriptions(room: string, identity: string, req: UpdateSubscriptionsRequest): Promise<void>;
-  sendData(room: string, req: SendDataRequest): Promise<{ recipients: number }>;
+  updateParticipant(
+    room: string,
+    identity: string,
+    req: { metadata: string; name: string; attributes: Record<string, string>; permission?: ParticipantPermission | undefined },
+  ): Promise<ParticipantInfo>;
+  updateSubscriptions(room: string, identity: string, trackSids: string[], subscribe: boolean): Promise<void>;
+  sendData(
+    room: string,
+    req: { data: Uint8Array; topic?: string | undefined; destinationIdentities: string[]; destinationSids: string[] },
+  ): Promise<{ recipients: number }>;
 }
 
 /** LiveKit's default limit.max_metadata_size. */
@@ -131,13 +139,21 @@ export function roomService(rooms: RoomBackend): TwirpService {
       }),
       UpdateSubscriptions: method(UpdateSubscriptionsRequest, async (req, { claims }) => {
         ensureAdminPermission(claims, req.room);
-        await rooms.updateSubscriptions(checkName(req.room, 'room'), checkName(req.identity, 'identity'), req);
+        // participantTracks is LiveKit's per-publisher form of the same list.
+        const sids = [...req.trackSids, ...req.participantTracks.flatMap((pt) => pt.trackSids)];
+        if (sids.length === 0) throw invalidArgument('track_sids must name at least one track', 'track_sids');
+        await rooms.updateSubscriptions(checkName(req.room, 'room'), checkName(req.identity, 'identity'), sids, req.subscribe);
         return new UpdateSubscriptionsResponse();
       }),
       SendData: method(SendDataRequest, async (req, { claims }) => {
         ensureAdminPermission(claims, req.room);
         if (req.data.length === 0) throw invalidArgument('data must not be empty', 'data');
-        await rooms.sendData(checkName(req.room, 'room'), req);
+        await rooms.sendData(checkName(req.room, 'room'), {
+          data: req.data,
+          topic: req.topic,
+          destinationIdentities: req.destinationIdentities,
+          destinationSids: req.destinationSids,
+        });
         return new SendDataResponse();
       }),
     },

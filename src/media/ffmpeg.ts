@@ -1,0 +1,66 @@
+// The one FFmpeg launcher. Every FFmpeg the project runs goes through here, so each one is
+// logged, stoppable the same way ('q' on stdin, then SIGKILL) and counted: tests assert no orphans.
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Logger } from '../logger.ts';
+
+export interface FfmpegProcess {
+  readonly pid: number;
+  /** Resolves when FFmpeg exits, with its code (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
+  /** The last lines FFmpeg wrote to stderr (for error messages). */
+  stderrTail(): string;
+  /** Asks FFmpeg to finish ('q'), then kills it after graceMs. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const running = new Set<number>();
+
+/** PIDs of FFmpeg processes started by this process that are still running. */
+export function runningFfmpegPids(): number[] {
+  return [...running];
+}
+
+export interface LaunchOptions {
+  log?: Logger;
+  /** Default 'error': FFmpeg's banner and progress would only fill logs. */
+  logLevel?: 'quiet' | 'error' | 'warning' | 'info';
+  bin?: string;
+}
+
+export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegProcess {
+  const fullArgs = ['-hide_banner', '-loglevel', opts.logLevel ?? 'error', ...args];
+  const child: ChildProcess = spawn(opts.bin ?? 'ffmpeg', fullArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
+  if (child.pid === undefined) throw new Error('ffmpeg could not be started (is it installed? apt-get install -y ffmpeg)');
+  const pid = child.pid;
+  running.add(pid);
+  let tail = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-4000);
+  });
+  child.stdin!.on('error', () => undefined); // FFmpeg may exit before reading 'q'
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      running.delete(pid);
+      if (code !== 0 && code !== null) opts.log?.debug({ pid, code, stderr: tail.trim() }, 'ffmpeg exited');
+      resolve(code);
+    });
+    child.once('error', (err) => {
+      running.delete(pid);
+      tail += String(err);
+      resolve(null);
+    });
+  });
+  opts.log?.debug({ pid, args: fullArgs.join(' ') }, 'ffmpeg started');
+  return {
+    pid,
+    exited,
+    stderrTail: () => tail.trim(),
+    async stop(graceMs = 2000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.stdin!.end('q');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

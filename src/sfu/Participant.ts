@@ -1,0 +1,446 @@
+// One participant's media: its WebRTC transports, the tracks it publishes (Producers), what it
+// receives (Consumers) and its data channels. Permissions are checked here on every request, so
+// a grant changed live (RoomService UpdateParticipant) takes effect on the next one.
+// Cross-participant work (who subscribes to what) is the Room's; the participant only acts on itself.
+import {
+  ParticipantInfo,
+  ParticipantInfo_State,
+  ParticipantPermission,
+  TrackInfo,
+  TrackSource,
+  TrackType,
+} from '@livekit/protocol';
+import type { types } from 'mediasoup';
+import { TypedEmitter } from '../emitter.ts';
+import { ApiError, invalidArgument, notFound, permissionDenied } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { Logger } from '../logger.ts';
+import type { IceServer, LeaveReason, RequestData, ServerEventName, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
+
+/** Where a participant's server messages go: its signaling connection (absent while reconnecting). */
+export interface SignalSink {
+  send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void;
+  close(reason: LeaveReason): void;
+}
+
+export interface TransportSettings {
+  listenIp: string;
+  announcedIp?: string;
+  iceServers: (identity: string) => IceServer[];
+}
+
+export interface PublishedTrack {
+  readonly info: TrackInfo;
+  readonly producer: types.Producer;
+  readonly ownerIdentity: string;
+}
+
+export type ParticipantEvents = {
+  '@trackpublished': [track: PublishedTrack];
+  '@trackunpublished': [track: PublishedTrack];
+  '@trackmuted': [track: PublishedTrack];
+  '@updated': [];
+  '@ready': [];
+  '@dataproducer': [dataProducer: types.DataProducer];
+  '@close': [reason: LeaveReason];
+};
+
+export const SOURCE_BY_NAME: Record<TrackSourceName, TrackSource> = {
+  camera: TrackSource.CAMERA,
+  microphone: TrackSource.MICROPHONE,
+  screen_share: TrackSource.SCREEN_SHARE,
+  screen_share_audio: TrackSource.SCREEN_SHARE_AUDIO,
+};
+const SOURCE_KIND: Record<TrackSourceName, 'audio' | 'video'> = {
+  camera: 'video',
+  microphone: 'audio',
+  screen_share: 'video',
+  screen_share_audio: 'audio',
+};
+
+export function sourceNames(sources: TrackSource[]): TrackSourceName[] {
+  return (Object.keys(SOURCE_BY_NAME) as TrackSourceName[]).filter((n) => sources.includes(SOURCE_BY_NAME[n]));
+}
+
+export interface ParticipantInit {
+  identity: string;
+  name: string;
+  metadata: string;
+  attributes: Record<string, string>;
+  permission: ParticipantPermission;
+  router: types.Router;
+  transport: TransportSettings;
+  log: Logger;
+}
+
+export class Participant extends TypedEmitter<ParticipantEvents> {
+  readonly sid = newId('PA_');
+  readonly identity: string;
+  readonly joinedAt = BigInt(Math.floor(Date.now() / 1000));
+  #name: string;
+  #metadata: string;
+  #attributes: Record<string, string>;
+  #permission: ParticipantPermission;
+  readonly #router: types.Router;
+  readonly #settings: TransportSettings;
+  readonly #log: Logger;
+  readonly #transports = new Map<string, types.WebRtcTransport>();
+  readonly #tracks = new Map<string, PublishedTrack>();
+  /** consumerId → consumer; consumer.appData.trackSid names the track. */
+  readonly #consumers = new Map<string, types.Consumer>();
+  readonly #dataConsumers: types.DataConsumer[] = [];
+  /** Explicit subscribe/unsubscribe choices; tracks not in here follow auto-subscribe. */
+  readonly #subscriptions = new Map<string, boolean>();
+  #rtpCapabilities: types.RtpCapabilities | undefined;
+  #sink: SignalSink | undefined;
+  #closed = false;
+
+  constructor(init: ParticipantInit) {
+    super();
+    this.identity = init.identity;
+    this.#name = init.name;
+    this.#metadata = init.metadata;
+    this.#attributes = { ...init.attributes };
+    this.#permission = init.permission.clone();
+    this.#router = init.router;
+    this.#settings = init.transport;
+    this.#log = init.log.child({ participant: init.identity, sid: this.sid });
+    this.onListenerError((event, err) => this.#log.error({ event, err }, 'participant listener threw'));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get hidden(): boolean {
+    return this.#permission.hidden;
+  }
+
+  get recorder(): boolean {
+    return this.#permission.recorder;
+  }
+
+  get permission(): ParticipantPermission {
+    return this.#permission.clone();
+  }
+
+  get connected(): boolean {
+    return this.#sink !== undefined;
+  }
+
+  get tracks(): PublishedTrack[] {
+    return [...this.#tracks.values()];
+  }
+
+  track(trackSid: string): PublishedTrack | undefined {
+    return this.#tracks.get(trackSid);
+  }
+
+  info(): ParticipantInfo {
+    return new ParticipantInfo({
+      sid: this.sid,
+      identity: this.identity,
+      name: this.#name,
+      metadata: this.#metadata,
+      attributes: this.#attributes,
+      state: ParticipantInfo_State.ACTIVE,
+      joinedAt: this.joinedAt,
+      tracks: this.tracks.map((t) => t.info.clone()),
+      permission: this.#permission.clone(),
+      isPublisher: this.#tracks.size > 0,
+    });
+  }
+
+  attach(sink: SignalSink): void {
+    this.#sink = sink;
+  }
+
+  /** The signaling connection went away; the session (transports, tracks) stays until close(). */
+  detach(sink: SignalSink): void {
+    if (this.#sink === sink) this.#sink = undefined;
+  }
+
+  send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void {
+    this.#sink?.send(event, data);
+  }
+
+  // ---- requests from the participant's own connection ---------------------------------------
+
+  ready(data: RequestData<'ready'>): void {
+    this.#rtpCapabilities = data.rtpCapabilities as types.RtpCapabilities;
+    this.safeEmit('@ready');
+  }
+
+  async createTransport({ direction }: RequestData<'createTransport'>) {
+    if (direction === 'send' && !this.#permission.canPublish && !this.#permission.canPublishData) {
+      throw permissionDenied('this participant may not publish (canPublish and canPublishData are false)');
+    }
+    if (direction === 'recv' && [...this.#transports.values()].some((t) => t.appData.direction === 'recv')) {
+      throw new ApiError('failed_precondition', 'a receive transport already exists');
+    }
+    if (this.#transports.size >= 4) throw new ApiError('resource_exhausted', 'at most 4 transports per participant');
+    const transport = await this.#router.createWebRtcTransport({
+      listenIps: [{ ip: this.#settings.listenIp, ...(this.#settings.announcedIp ? { announcedIp: this.#settings.announcedIp } : {}) }],
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+      enableSctp: true,
+      numSctpStreams: { OS: 1024, MIS: 1024 },
+      initialAvailableOutgoingBitrate: 1_000_000,
+      appData: { direction, participant: this.identity },
+    });
+    this.#transports.set(transport.id, transport);
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'failed' || state === 'closed') this.#log.warn({ transport: transport.id, state }, 'transport DTLS ended');
+    });
+    transport.observer.once('close', () => this.#transports.delete(transport.id));
+    if (direction === 'recv') this.safeEmit('@ready'); // a recv transport lets queued subscriptions proceed
+    return {
+      id: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+      sctpParameters: transport.sctpParameters,
+      iceServers: this.#settings.iceServers(this.identity),
+    };
+  }
+
+  #transport(id: string): types.WebRtcTransport {
+    const t = this.#transports.get(id);
+    if (!t) throw notFound(`transport '${id}' not found`);
+    return t;
+  }
+
+  get recvTransport(): types.WebRtcTransport | undefined {
+    return [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
+  }
+
+  async connectTransport({ transportId, dtlsParameters }: RequestData<'connectTransport'>): Promise<void> {
+    await mediasoupCall(() => this.#transport(transportId).connect({ dtlsParameters: dtlsParameters as unknown as types.DtlsParameters }));
+  }
+
+  async restartIce({ transportId }: RequestData<'restartIce'>) {
+    return { iceParameters: await this.#transport(transportId).restartIce() };
+  }
+
+  async publishTrack(req: RequestData<'publishTrack'>): Promise<{ trackSid: string }> {
+    if (!this.#permission.canPublish) throw permissionDenied('this participant may not publish tracks (canPublish is false)');
+    const allowed = this.#permission.canPublishSources;
+    if (allowed.length > 0 && !allowed.includes(SOURCE_BY_NAME[req.source])) {
+      throw permissionDenied(`this participant may not publish '${req.source}' (allowed: ${sourceNames(allowed).join(', ')})`);
+    }
+    if (SOURCE_KIND[req.source] !== req.kind) throw invalidArgument(`source '${req.source}' must be a ${SOURCE_KIND[req.source]} track`);
+    if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[req.source])) {
+      throw new ApiError('failed_precondition', `a '${req.source}' track is already published; unpublish it first`);
+    }
+    const transport = this.#transport(req.transportId);
+    if (transport.appData.direction !== 'send') throw invalidArgument('tracks are published on a send transport');
+    const producer = await mediasoupCall(() =>
+      transport.produce({
+        kind: req.kind,
+        rtpParameters: req.rtpParameters as unknown as types.RtpParameters,
+        paused: req.muted ?? false,
+      }),
+    );
+    const encodings = producer.rtpParameters.encodings ?? [];
+    const info = new TrackInfo({
+      sid: newId('TR_'),
+      type: req.kind === 'audio' ? TrackType.AUDIO : TrackType.VIDEO,
+      name: req.name ?? req.source,
+      source: SOURCE_BY_NAME[req.source],
+      muted: req.muted ?? false,
+      simulcast: encodings.length > 1,
+      mimeType: producer.rtpParameters.codecs[0]?.mimeType ?? '',
+      width: req.width ?? 0,
+      height: req.height ?? 0,
+    });
+    const track: PublishedTrack = { info, producer, ownerIdentity: this.identity };
+    this.#tracks.set(info.sid, track);
+    producer.observer.once('close', () => {
+      if (this.#tracks.delete(info.sid)) this.safeEmit('@trackunpublished', track);
+    });
+    this.#log.info({ track: info.sid, kind: req.kind, source: req.source, simulcast: info.simulcast }, 'track published');
+    this.safeEmit('@trackpublished', track);
+    return { trackSid: info.sid };
+  }
+
+  unpublishTrack({ trackSid }: RequestData<'unpublishTrack'>): void {
+    const track = this.#tracks.get(trackSid);
+    if (!track) throw notFound(`track '${trackSid}' is not published by '${this.identity}'`);
+    track.producer.close(); // the producer's close observer unpublishes it
+  }
+
+  async setTrackMuted(trackSid: string, muted: boolean): Promise<TrackInfo> {
+    const track = this.#tracks.get(trackSid);
+    if (!track) throw notFound(`track '${trackSid}' is not published by '${this.identity}'`);
+    if (track.info.muted !== muted) {
+      if (muted) await track.producer.pause();
+      else await track.producer.resume();
+      track.info.muted = muted;
+      this.safeEmit('@trackmuted', track);
+    }
+    return track.info.clone();
+  }
+
+  async publishData(req: RequestData<'publishData'>) {
+    if (!this.#permission.canPublishData) throw permissionDenied('this participant may not send data (canPublishData is false)');
+    const transport = this.#transport(req.transportId);
+    if (transport.appData.direction !== 'send') throw invalidArgument('data is published on a send transport');
+    const dataProducer = await mediasoupCall(() =>
+      transport.produceData({
+        sctpStreamParameters: req.sctpStreamParameters as unknown as types.SctpStreamParameters,
+        label: req.label ?? '',
+        protocol: req.protocol ?? '',
+        appData: { participant: this.identity },
+      }),
+    );
+    this.safeEmit('@dataproducer', dataProducer);
+    return { id: dataProducer.id };
+  }
+
+  updateMetadata(req: RequestData<'updateMetadata'>): void {
+    if (!this.#permission.canUpdateMetadata) {
+      throw permissionDenied('this participant may not update its own metadata, name or attributes (canUpdateOwnMetadata is false)');
+    }
+    this.applyUpdate(req);
+  }
+
+  /** Also the RoomService UpdateParticipant path, which needs no participant grant. */
+  applyUpdate(req: { metadata?: string | undefined; name?: string | undefined; attributes?: Record<string, string> | undefined }): void {
+    if (req.metadata !== undefined) this.#metadata = req.metadata;
+    if (req.name !== undefined && req.name !== '') this.#name = req.name;
+    if (req.attributes) {
+      // LiveKit semantics: an empty value deletes the attribute.
+      for (const [k, v] of Object.entries(req.attributes)) {
+        if (v === '') delete this.#attributes[k];
+        else this.#attributes[k] = v;
+      }
+    }
+    this.safeEmit('@updated');
+  }
+
+  /** New grants apply at once: revoked publishing unpublishes, revoked subscribing unsubscribes. */
+  setPermission(permission: ParticipantPermission): void {
+    this.#permission = permission.clone();
+    if (!permission.canPublish) for (const t of this.tracks) t.producer.close();
+    else if (permission.canPublishSources.length > 0) {
+      for (const t of this.tracks) if (!permission.canPublishSources.includes(t.info.source)) t.producer.close();
+    }
+    if (!permission.canSubscribe) for (const c of [...this.#consumers.values()]) this.#closeConsumer(c);
+    this.send('permissionsChanged', { permission: permission.toJson() as Record<string, unknown> });
+    this.safeEmit('@updated');
+  }
+
+  setSubscription(trackSid: string, subscribe: boolean): void {
+    this.#subscriptions.set(trackSid, subscribe);
+    if (!subscribe) for (const c of [...this.#consumers.values()]) if (c.appData.trackSid === trackSid) this.#closeConsumer(c);
+  }
+
+  #consumer(id: string): types.Consumer {
+    const c = this.#consumers.get(id);
+    if (!c) throw notFound(`consumer '${id}' not found`);
+    return c;
+  }
+
+  async resumeConsumer({ consumerId }: RequestData<'resumeConsumer'>): Promise<void> {
+    const c = this.#consumer(consumerId);
+    await c.resume();
+    if (c.kind === 'video') await c.requestKeyFrame().catch(() => undefined);
+  }
+
+  async pauseConsumer({ consumerId }: RequestData<'pauseConsumer'>): Promise<void> {
+    await this.#consumer(consumerId).pause();
+  }
+
+  async setPreferredLayers({ consumerId, spatialLayer, temporalLayer }: RequestData<'setPreferredLayers'>): Promise<void> {
+    const c = this.#consumer(consumerId);
+    if (c.type !== 'simulcast' && c.type !== 'svc') throw new ApiError('failed_precondition', 'this consumer has no layers');
+    await c.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
+  }
+
+  // ---- called by the Room ---------------------------------------------------------------------
+
+  /** Subscribes to another participant's track when grants, capabilities and choices allow. */
+  async subscribeTo(track: PublishedTrack): Promise<void> {
+    const transport = this.recvTransport;
+    if (this.#closed || !transport || !this.#rtpCapabilities || !this.#permission.canSubscribe) return;
+    if (this.#subscriptions.get(track.info.sid) === false) return;
+    if ([...this.#consumers.values()].some((c) => c.appData.trackSid === track.info.sid)) return;
+    if (track.producer.closed || !this.#router.canConsume({ producerId: track.producer.id, rtpCapabilities: this.#rtpCapabilities })) return;
+    const consumer = await transport.consume({
+      producerId: track.producer.id,
+      rtpCapabilities: this.#rtpCapabilities,
+      paused: true, // resumed by the client once its side is ready, then a keyframe is requested
+      appData: { trackSid: track.info.sid },
+    });
+    this.#consumers.set(consumer.id, consumer);
+    const gone = () => this.#closeConsumer(consumer);
+    consumer.on('producerclose', gone);
+    consumer.on('transportclose', gone);
+    this.send('newConsumer', {
+      consumerId: consumer.id,
+      producerId: track.producer.id,
+      trackSid: track.info.sid,
+      participantIdentity: track.ownerIdentity,
+      kind: consumer.kind,
+      rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
+      producerPaused: consumer.producerPaused,
+    });
+  }
+
+  #closeConsumer(consumer: types.Consumer): void {
+    if (!this.#consumers.delete(consumer.id)) return;
+    consumer.close();
+    this.send('consumerClosed', { consumerId: consumer.id, trackSid: String(consumer.appData.trackSid) });
+  }
+
+  subscribedTrackSids(): string[] {
+    return [...this.#consumers.values()].map((c) => String(c.appData.trackSid));
+  }
+
+  /** The server's data channel towards this participant, fed by the room's data relay. */
+  async openDataChannel(relayProducer: types.DataProducer): Promise<void> {
+    const transport = this.recvTransport;
+    if (!transport || this.#closed) return;
+    const dc = await transport.consumeData({ dataProducerId: relayProducer.id });
+    this.#dataConsumers.push(dc);
+    this.send('newDataConsumer', {
+      id: dc.id,
+      dataProducerId: relayProducer.id,
+      sctpStreamParameters: dc.sctpStreamParameters as unknown as Record<string, unknown>,
+      label: dc.label,
+      protocol: dc.protocol,
+      reliable: true,
+    });
+  }
+
+  /** Idempotent; closes everything the participant owns and tells its connection why. */
+  close(reason: LeaveReason): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#log.info({ reason }, 'participant left');
+    const sink = this.#sink;
+    this.#sink = undefined;
+    for (const t of [...this.#transports.values()]) t.close(); // takes producers, consumers and data channels
+    for (const track of [...this.#tracks.values()]) this.safeEmit('@trackunpublished', track);
+    this.#tracks.clear();
+    this.#consumers.clear();
+    sink?.close(reason);
+    this.safeEmit('@close', reason);
+  }
+}
+
+/** mediasoup rejects bad parameters with TypeError / UnsupportedError: the caller's fault, said precisely. */
+async function mediasoupCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    const e = err as Error;
+    if (e.name === 'TypeError' || e.name === 'UnsupportedError') throw invalidArgument(e.message);
+    if (e.name === 'InvalidStateError') throw new ApiError('failed_precondition', e.message);
+    // The worker validates too and answers with a plain Error naming the problem.
+    if (/invalid|missing|wrong|not supported|unknown|already/i.test(e.message)) throw invalidArgument(e.message);
+    throw err;
+  }
+}

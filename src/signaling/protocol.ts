@@ -1,0 +1,186 @@
+// roomgate participant protocol, version 1: JSON text frames over the WebSocket at /rtc.
+// Documented for client authors in docs/protocol.md; this file is the single source of truth.
+//
+//   client → server   {"id": 7, "method": "publishTrack", "data": {...}}
+//   server → client   {"id": 7, "ok": true, "data": {...}}                    (response)
+//                     {"id": 7, "ok": false, "error": {"code", "message"}}    (error response)
+//                     {"event": "trackPublished", "data": {...}}             (push)
+//
+// The first frame the server sends is the `joined` event. Media parameters (RTP parameters and
+// capabilities, DTLS/ICE/SCTP parameters) are mediasoup's objects, passed through untouched;
+// participant, track and room descriptions are LiveKit's ParticipantInfo / TrackInfo / Room JSON.
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+/** Largest request frame accepted; larger ones get an error response, the socket stays open. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+const id = z.string().min(1).max(128);
+/** mediasoup parameter objects: shape-checked here, fully validated by mediasoup itself. */
+const params = z.record(z.string(), z.unknown());
+export const TRACK_SOURCES = ['camera', 'microphone', 'screen_share', 'screen_share_audio'] as const;
+export type TrackSourceName = (typeof TRACK_SOURCES)[number];
+
+export const requestSchemas = {
+  /** Client's receive capabilities; server starts subscribing it to tracks after this. */
+  ready: z.strictObject({ rtpCapabilities: params, sctpCapabilities: params.optional() }),
+  createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
+  connectTransport: z.strictObject({ transportId: id, dtlsParameters: params }),
+  restartIce: z.strictObject({ transportId: id }),
+  publishTrack: z.strictObject({
+    transportId: id,
+    kind: z.enum(['audio', 'video']),
+    rtpParameters: params,
+    source: z.enum(TRACK_SOURCES),
+    name: z.string().max(256).optional(),
+    muted: z.boolean().optional(),
+    width: z.int().min(0).max(16384).optional(),
+    height: z.int().min(0).max(16384).optional(),
+  }),
+  unpublishTrack: z.strictObject({ trackSid: id }),
+  muteTrack: z.strictObject({ trackSid: id, muted: z.boolean() }),
+  /** Selective subscription; every track is subscribed by default. */
+  subscribe: z.strictObject({ trackSid: id, subscribe: z.boolean() }),
+  resumeConsumer: z.strictObject({ consumerId: id }),
+  pauseConsumer: z.strictObject({ consumerId: id }),
+  setPreferredLayers: z.strictObject({
+    consumerId: id,
+    spatialLayer: z.int().min(0).max(3),
+    temporalLayer: z.int().min(0).max(3).optional(),
+  }),
+  /** Opens the participant's data channel (SCTP) on its send transport. */
+  publishData: z.strictObject({
+    transportId: id,
+    sctpStreamParameters: params,
+    label: z.string().max(64).optional(),
+    protocol: z.string().max(64).optional(),
+  }),
+  updateMetadata: z.strictObject({
+    metadata: z.string().max(64_000).optional(),
+    name: z.string().max(256).optional(),
+    attributes: z.record(z.string().max(256), z.string().max(4096)).optional(),
+  }),
+  ping: z.strictObject({}),
+  leave: z.strictObject({}),
+} as const;
+
+export type Method = keyof typeof requestSchemas;
+export type RequestData<M extends Method> = z.infer<(typeof requestSchemas)[M]>;
+
+export const requestEnvelope = z.strictObject({
+  id: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+  method: z.string().max(64),
+  data: z.unknown().optional(),
+});
+
+export type ErrorCode =
+  | 'malformed'
+  | 'invalid_argument'
+  | 'not_found'
+  | 'permission_denied'
+  | 'failed_precondition'
+  | 'resource_exhausted'
+  | 'unavailable'
+  | 'internal';
+
+/** JSON objects as produced by @livekit/protocol's toJson(). */
+export type Json = Record<string, unknown>;
+
+export type LeaveReason =
+  | 'CLIENT_INITIATED'
+  | 'DUPLICATE_IDENTITY'
+  | 'PARTICIPANT_REMOVED'
+  | 'ROOM_DELETED'
+  | 'ROOM_CLOSED'
+  | 'SERVER_SHUTDOWN'
+  | 'CONNECTION_LOST'
+  | 'JOIN_FAILURE';
+
+export interface ServerEvents {
+  joined: {
+    protocolVersion: number;
+    room: Json;
+    participant: Json;
+    participants: Json[];
+    routerRtpCapabilities: Json;
+    iceServers: IceServer[];
+    /** True when this connection resumed a session the server still held. */
+    resumed: boolean;
+  };
+  participantJoined: { participant: Json };
+  participantUpdated: { participant: Json };
+  participantLeft: { identity: string; sid: string };
+  trackPublished: { participantIdentity: string; track: Json };
+  trackUnpublished: { participantIdentity: string; trackSid: string };
+  trackMuted: { participantIdentity: string; trackSid: string; muted: boolean };
+  newConsumer: {
+    consumerId: string;
+    producerId: string;
+    trackSid: string;
+    participantIdentity: string;
+    kind: 'audio' | 'video';
+    rtpParameters: Json;
+    producerPaused: boolean;
+  };
+  consumerClosed: { consumerId: string; trackSid: string };
+  /** The server's data channel to this participant (messages from others and SendData). */
+  newDataConsumer: { id: string; dataProducerId: string; sctpStreamParameters: Json; label: string; protocol: string; reliable: boolean };
+  activeSpeakers: { speakers: { identity: string; sid: string; level: number }[] };
+  roomMetadata: { metadata: string };
+  permissionsChanged: { permission: Json };
+  left: { reason: LeaveReason; message?: string };
+}
+
+export type ServerEventName = keyof ServerEvents;
+
+export interface IceServer {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
+export type ServerMessage =
+  | { id: number; ok: true; data: unknown }
+  | { id: number | null; ok: false; error: { code: ErrorCode; message: string } }
+  | { [K in ServerEventName]: { event: K; data: ServerEvents[K] } }[ServerEventName];
+
+/**
+ * Data messages travel over SCTP with a small envelope so one channel carries every topic:
+ * [u16 big-endian header length][header JSON][payload bytes]. Clients send header
+ * {topic?, destinationIdentities?}; the server delivers {topic?, from?} (`from` absent for SendData).
+ */
+export interface DataHeader {
+  topic?: string;
+  destinationIdentities?: string[];
+  from?: string;
+}
+
+export function encodeData(header: DataHeader, payload: Uint8Array): Uint8Array {
+  const head = new TextEncoder().encode(JSON.stringify(header));
+  if (head.length > 0xffff) throw new TypeError('data header too large');
+  const out = new Uint8Array(2 + head.length + payload.length);
+  out[0] = head.length >> 8;
+  out[1] = head.length & 0xff;
+  out.set(head, 2);
+  out.set(payload, 2 + head.length);
+  return out;
+}
+
+const dataHeaderSchema = z.strictObject({
+  topic: z.string().max(256).optional(),
+  destinationIdentities: z.array(z.string().max(256)).max(1000).optional(),
+  from: z.string().max(256).optional(),
+});
+
+/** Parses an envelope; undefined when it is not one (the message is then dropped). */
+export function decodeData(buf: Uint8Array): { header: DataHeader; payload: Uint8Array } | undefined {
+  if (buf.length < 2) return undefined;
+  const len = (buf[0]! << 8) | buf[1]!;
+  if (2 + len > buf.length) return undefined;
+  try {
+    const header = dataHeaderSchema.parse(JSON.parse(new TextDecoder().decode(buf.subarray(2, 2 + len))));
+    return { header, payload: buf.subarray(2 + len) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,280 @@
+// WebSocket signaling at /rtc?access_token=<join token>[&reconnect=1]. Translates protocol messages
+// into calls on the participant; every request is validated (zod) and permission-checked in sfu/.
+// A bad frame gets an error response and the connection stays open.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Claims } from '../auth/grants.ts';
+import type { TokenVerifier } from '../auth/tokens.ts';
+import { ApiError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Participant, SignalSink } from '../sfu/Participant.ts';
+import type { RoomImpl } from '../sfu/Room.ts';
+import {
+  MAX_REQUEST_BYTES,
+  PROTOCOL_VERSION,
+  requestEnvelope,
+  requestSchemas,
+  type ErrorCode,
+  type IceServer,
+  type LeaveReason,
+  type Method,
+  type RequestData,
+  type ServerEventName,
+  type ServerEvents,
+  type ServerMessage,
+} from './protocol.ts';
+
+export const SIGNALING_PATH = '/rtc';
+
+/** What signaling needs from the room layer. */
+export interface RoomJoiner {
+  join(claims: Claims, sink: SignalSink): Promise<{ room: RoomImpl; participant: Participant }>;
+  resume(claims: Claims, sink: SignalSink): { room: RoomImpl; participant: Participant } | undefined;
+}
+
+export interface SignalingOptions {
+  verifier: TokenVerifier;
+  rooms: RoomJoiner;
+  iceServers: (identity: string) => IceServer[];
+  log: Logger;
+  /** How long a participant whose socket dropped is kept for a reconnect. */
+  reconnectGraceMs?: number;
+  pingIntervalMs?: number;
+}
+
+/** WebSocket close codes: 4000 + the HTTP status the error would have had. */
+const CLOSE_CODE: Partial<Record<string, number>> = {
+  unauthenticated: 4401,
+  permission_denied: 4403,
+  not_found: 4404,
+  resource_exhausted: 4429,
+  invalid_argument: 4400,
+  failed_precondition: 4412,
+  unavailable: 4503,
+};
+
+const WS_ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'malformed',
+  'invalid_argument',
+  'not_found',
+  'permission_denied',
+  'failed_precondition',
+  'resource_exhausted',
+  'unavailable',
+]);
+
+export class SignalingServer {
+  readonly #opts: Required<SignalingOptions>;
+  readonly #wss: WebSocketServer;
+  readonly #connections = new Set<Connection>();
+
+  constructor(opts: SignalingOptions) {
+    this.#opts = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, ...opts };
+    // maxPayload above MAX_REQUEST_BYTES so an oversized request gets an answer instead of a dropped socket.
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024, perMessageDeflate: false });
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new Connection(ws, this.#opts, () => this.#connections.delete(conn));
+      this.#connections.add(conn);
+      void conn.start(url);
+    });
+  }
+
+  close(): void {
+    for (const c of this.#connections) c.terminate();
+    this.#wss.close();
+  }
+}
+
+class Connection implements SignalSink {
+  readonly #ws: WebSocket;
+  readonly #opts: Required<SignalingOptions>;
+  readonly #onGone: () => void;
+  #log: Logger;
+  #participant: Participant | undefined;
+  #room: RoomImpl | undefined;
+  #alive = true;
+  #pinger: NodeJS.Timeout | undefined;
+
+  constructor(ws: WebSocket, opts: Required<SignalingOptions>, onGone: () => void) {
+    this.#ws = ws;
+    this.#opts = opts;
+    this.#onGone = onGone;
+    this.#log = opts.log;
+    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'websocket error'));
+  }
+
+  async start(url: URL): Promise<void> {
+    // Frames that arrive while joining are handled after the join, in order.
+    const early: Buffer[] = [];
+    const buffer = (data: Buffer) => early.push(data);
+    this.#ws.on('message', buffer);
+    this.#ws.once('close', () => this.#closed());
+    let claims: Claims;
+    try {
+      const token = url.searchParams.get('access_token');
+      if (!token) throw new ApiError('unauthenticated', 'missing access_token query parameter');
+      claims = await this.#opts.verifier.verify(token);
+      const resumed = url.searchParams.get('reconnect') === '1' ? this.#opts.rooms.resume(claims, this) : undefined;
+      const { room, participant } = resumed ?? (await this.#opts.rooms.join(claims, this));
+      if (this.#ws.readyState !== this.#ws.OPEN) {
+        // The socket closed while we were joining: leave unless a newer connection took over.
+        participant.detach(this);
+        this.#scheduleLeave(participant);
+        return;
+      }
+      this.#participant = participant;
+      this.#room = room;
+      this.#log = this.#opts.log.child({ room: room.name, participant: participant.identity });
+      const snapshot = room.snapshotFor(participant);
+      this.send('joined', {
+        protocolVersion: PROTOCOL_VERSION,
+        room: snapshot.room.toJson() as Record<string, unknown>,
+        participant: participant.info().toJson() as Record<string, unknown>,
+        participants: snapshot.participants.map((p) => p.toJson() as Record<string, unknown>),
+        routerRtpCapabilities: room.router.rtpCapabilities as unknown as Record<string, unknown>,
+        iceServers: this.#opts.iceServers(participant.identity),
+        resumed: resumed !== undefined,
+      });
+    } catch (err) {
+      const apiErr = err instanceof ApiError ? err : new ApiError('internal', 'join failed');
+      if (!(err instanceof ApiError)) this.#log.error({ err }, 'join failed');
+      this.#write({ id: null, ok: false, error: { code: apiErr.code as ErrorCode, message: apiErr.message } });
+      this.#ws.close(CLOSE_CODE[apiErr.code] ?? 4500, apiErr.message.slice(0, 120));
+      return;
+    }
+    this.#ws.off('message', buffer);
+    this.#ws.on('message', (data: Buffer, isBinary: boolean) => void this.#onMessage(data, isBinary));
+    this.#ws.on('pong', () => (this.#alive = true));
+    this.#pinger = setInterval(() => {
+      if (!this.#alive) return this.terminate();
+      this.#alive = false;
+      this.#ws.ping();
+    }, this.#opts.pingIntervalMs);
+    for (const data of early) await this.#onMessage(data, false);
+  }
+
+  send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void {
+    this.#write({ event, data } as ServerMessage);
+  }
+
+  /** The participant left (or was replaced/removed): say why and end the socket. */
+  close(reason: LeaveReason): void {
+    this.send('left', { reason });
+    this.#participant = undefined;
+    this.#ws.close(1000, reason);
+  }
+
+  terminate(): void {
+    this.#ws.terminate();
+  }
+
+  #write(msg: ServerMessage): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(JSON.stringify(msg));
+  }
+
+  #fail(id: number | null, code: ErrorCode, message: string): void {
+    this.#write({ id, ok: false, error: { code, message } });
+  }
+
+  async #onMessage(data: Buffer, isBinary: boolean): Promise<void> {
+    const p = this.#participant;
+    if (!p) return;
+    if (isBinary) return this.#fail(null, 'malformed', 'binary frames are not part of the protocol; send JSON text');
+    if (data.length > MAX_REQUEST_BYTES) return this.#fail(null, 'malformed', `request larger than ${MAX_REQUEST_BYTES} bytes`);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(data.toString('utf8'));
+    } catch {
+      return this.#fail(null, 'malformed', 'request is not valid JSON');
+    }
+    const envelope = requestEnvelope.safeParse(raw);
+    if (!envelope.success) {
+      const id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : null;
+      return this.#fail(id, 'malformed', `request must be {"id": <integer>, "method": <string>, "data": {...}}`);
+    }
+    const { id, method } = envelope.data;
+    if (!Object.hasOwn(requestSchemas, method)) return this.#fail(id, 'malformed', `unknown method '${method}'`);
+    const parsed = requestSchemas[method as Method].safeParse(envelope.data.data ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return this.#fail(id, 'invalid_argument', `${method}: ${issue.path.join('.') || 'data'}: ${issue.message}`);
+    }
+    try {
+      const result = await this.#dispatch(p, method as Method, parsed.data);
+      this.#write({ id, ok: true, data: result ?? {} });
+    } catch (err) {
+      if (err instanceof ApiError && WS_ERROR_CODES.has(err.code)) return this.#fail(id, err.code as ErrorCode, err.message);
+      this.#log.error({ err, method }, 'signaling request failed');
+      this.#fail(id, 'internal', `${method} failed`);
+    }
+  }
+
+  async #dispatch(p: Participant, method: Method, data: unknown): Promise<unknown> {
+    switch (method) {
+      case 'ready':
+        return p.ready(data as RequestData<'ready'>);
+      case 'createTransport':
+        return p.createTransport(data as RequestData<'createTransport'>);
+      case 'connectTransport':
+        return p.connectTransport(data as RequestData<'connectTransport'>);
+      case 'restartIce':
+        return p.restartIce(data as RequestData<'restartIce'>);
+      case 'publishTrack':
+        return p.publishTrack(data as RequestData<'publishTrack'>);
+      case 'unpublishTrack':
+        return p.unpublishTrack(data as RequestData<'unpublishTrack'>);
+      case 'muteTrack': {
+        const { trackSid, muted } = data as RequestData<'muteTrack'>;
+        return { track: (await p.setTrackMuted(trackSid, muted)).toJson() };
+      }
+      case 'subscribe': {
+        const { trackSid, subscribe } = data as RequestData<'subscribe'>;
+        p.setSubscription(trackSid, subscribe);
+        if (subscribe) this.#room?.resubscribe(p);
+        return {};
+      }
+      case 'resumeConsumer':
+        return p.resumeConsumer(data as RequestData<'resumeConsumer'>);
+      case 'pauseConsumer':
+        return p.pauseConsumer(data as RequestData<'pauseConsumer'>);
+      case 'setPreferredLayers':
+        return p.setPreferredLayers(data as RequestData<'setPreferredLayers'>);
+      case 'publishData':
+        return p.publishData(data as RequestData<'publishData'>);
+      case 'updateMetadata':
+        return p.updateMetadata(data as RequestData<'updateMetadata'>);
+      case 'ping':
+        return { pong: Date.now() };
+      case 'leave':
+        // Answer first: close() ends the socket.
+        setImmediate(() => p.close('CLIENT_INITIATED'));
+        return {};
+    }
+  }
+
+  #scheduleLeave(p: Participant): void {
+    const timer = setTimeout(() => {
+      if (!p.connected && !p.closed) p.close('CONNECTION_LOST');
+    }, this.#opts.reconnectGraceMs);
+    timer.unref();
+  }
+
+  #closed(): void {
+    clearInterval(this.#pinger);
+    this.#onGone();
+    const p = this.#participant;
+    if (p && !p.closed) {
+      // Keep the session for a reconnect (transports and tracks stay up meanwhile).
+      p.detach(this);
+      this.#scheduleLeave(p);
+    }
+  }
+}
