@@ -1,5 +1,5 @@
 import { AccessToken, type VideoGrant } from 'livekit-server-sdk';
-import { NodeParticipant } from '../../src/client/node.ts';
+import { NodeParticipant, type NodeParticipantEvents } from '../../src/client/node.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
 
 export async function joinToken(room: string, identity: string, grant: Partial<VideoGrant> = {}, extra: { name?: string; metadata?: string } = {}) {
@@ -12,24 +12,24 @@ export async function join(url: string, room: string, identity: string, grant: P
   return NodeParticipant.connect(url, await joinToken(room, identity, grant));
 }
 
-/** Resolves with the first emission of `event` that passes `filter`. */
-export function nextEvent<T extends unknown[]>(
-  emitter: { on(event: string, fn: (...args: T) => void): unknown; off(event: string, fn: (...args: T) => void): unknown },
-  event: string,
-  filter: (...args: T) => boolean = () => true,
+/** Resolves with the arguments of the first `event` that passes `filter`. */
+export function nextEvent<K extends keyof NodeParticipantEvents & string>(
+  p: NodeParticipant,
+  event: K,
+  filter: (...args: NodeParticipantEvents[K]) => boolean = () => true,
   timeoutMs = 10_000,
-): Promise<T> {
+): Promise<NodeParticipantEvents[K]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      emitter.off(event, fn);
-      reject(new Error(`timed out waiting for ${event}`));
+      p.off(event, fn);
+      reject(new Error(`timed out waiting for ${event} at ${p.identity}`));
     }, timeoutMs);
-    const fn = (...args: T) => {
+    const fn = (...args: NodeParticipantEvents[K]) => {
       if (!filter(...args)) return;
       clearTimeout(timer);
-      emitter.off(event, fn);
+      p.off(event, fn);
       resolve(args);
     };
-    emitter.on(event, fn);
+    p.on(event, fn);
   });
 }
