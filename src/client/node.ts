@@ -224,13 +224,19 @@ export class NodeParticipant extends TypedEmitter<NodeParticipantEvents> {
 
   async #consumeData(d: ServerEvents['newDataConsumer']): Promise<void> {
     if (!this.#recv) return;
-    const dc = await this.#recv.consumeData({
-      id: d.id,
-      dataProducerId: d.dataProducerId,
-      sctpStreamParameters: d.sctpStreamParameters as unknown as msc.SctpStreamParameters,
-      label: d.label,
-      protocol: d.protocol,
-    });
+    let dc: msc.DataConsumer;
+    try {
+      dc = await this.#recv.consumeData({
+        id: d.id,
+        dataProducerId: d.dataProducerId,
+        sctpStreamParameters: d.sctpStreamParameters as unknown as msc.SctpStreamParameters,
+        label: d.label,
+        protocol: d.protocol,
+      });
+    } catch (err) {
+      if (!this.#closed) this.safeEmit('disconnected', `data channel failed: ${(err as Error).message}`);
+      return;
+    }
     if (dc.readyState === 'open') this.#dataReadyResolve();
     else dc.once('open', () => this.#dataReadyResolve());
     dc.on('message', (data: Buffer | string) => {

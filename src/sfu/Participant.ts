@@ -21,6 +21,8 @@ import type { IceServer, LeaveReason, RequestData, ServerEventName, ServerEvents
 export interface SignalSink {
   send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void;
   close(reason: LeaveReason): void;
+  /** A newer connection resumed this participant's session: end this one without leaving. */
+  superseded(): void;
 }
 
 export interface TransportSettings {
@@ -152,7 +154,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   attach(sink: SignalSink): void {
+    const old = this.#sink;
     this.#sink = sink;
+    if (old && old !== sink) old.superseded();
   }
 
   /** The signaling connection went away; the session (transports, tracks) stays until close(). */

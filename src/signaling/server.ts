@@ -172,6 +172,11 @@ class Connection implements SignalSink {
     this.#ws.close(1000, reason);
   }
 
+  superseded(): void {
+    this.#participant = undefined;
+    this.#ws.close(4409, 'session resumed on another connection');
+  }
+
   terminate(): void {
     this.#ws.terminate();
   }
