@@ -102,6 +102,8 @@ class Connection implements SignalSink {
   #room: RoomImpl | undefined;
   #alive = true;
   #pinger: NodeJS.Timeout | undefined;
+  /** Requests run one at a time, in arrival order, as a client expects (connect before produce). */
+  #queue: Promise<void> = Promise.resolve();
 
   constructor(ws: WebSocket, opts: Required<SignalingOptions>, onGone: () => void) {
     this.#ws = ws;
@@ -113,8 +115,8 @@ class Connection implements SignalSink {
 
   async start(url: URL): Promise<void> {
     // Frames that arrive while joining are handled after the join, in order.
-    const early: Buffer[] = [];
-    const buffer = (data: Buffer) => early.push(data);
+    const early: [Buffer, boolean][] = [];
+    const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
     this.#ws.on('message', buffer);
     this.#ws.once('close', () => this.#closed());
     let claims: Claims;
@@ -151,14 +153,14 @@ class Connection implements SignalSink {
       return;
     }
     this.#ws.off('message', buffer);
-    this.#ws.on('message', (data: Buffer, isBinary: boolean) => void this.#onMessage(data, isBinary));
+    this.#ws.on('message', (data: Buffer, isBinary: boolean) => this.#enqueue(data, isBinary));
     this.#ws.on('pong', () => (this.#alive = true));
     this.#pinger = setInterval(() => {
       if (!this.#alive) return this.terminate();
       this.#alive = false;
       this.#ws.ping();
     }, this.#opts.pingIntervalMs);
-    for (const data of early) await this.#onMessage(data, false);
+    for (const [data, isBinary] of early) this.#enqueue(data, isBinary);
   }
 
   send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void {
@@ -187,6 +189,12 @@ class Connection implements SignalSink {
 
   #fail(id: number | null, code: ErrorCode, message: string): void {
     this.#write({ id, ok: false, error: { code, message } });
+  }
+
+  #enqueue(data: Buffer, isBinary: boolean): void {
+    this.#queue = this.#queue
+      .then(() => this.#onMessage(data, isBinary))
+      .catch((err: unknown) => this.#log.error({ err }, 'signaling message handling failed'));
   }
 
   async #onMessage(data: Buffer, isBinary: boolean): Promise<void> {
