@@ -1,40 +1,57 @@
-// EventEmitter typed by an event map (mediasoup's EnhancedEventEmitter idea). safeEmit() keeps a
-// throwing listener from breaking the emitter's own code path: the error goes to `listenererror`.
-import { EventEmitter } from 'node:events';
+// Event emitter typed by an event map (mediasoup's EnhancedEventEmitter idea), with no Node
+// dependency so the browser SDK shares it. safeEmit() keeps a throwing listener from breaking the
+// emitter's own code path: the error goes to the `onListenerError` handlers instead.
 
 export type EventMap = Record<string, unknown[]>;
 
+// Listeners are stored untyped; the public methods keep each event's argument types.
+type Listener = (...args: unknown[]) => void;
+
 export class TypedEmitter<E extends EventMap> {
-  readonly #ee = new EventEmitter();
+  readonly #listeners = new Map<keyof E, { fn: Listener; once: boolean }[]>();
+  readonly #errorHandlers: ((event: string, err: unknown) => void)[] = [];
+
+  #add(event: keyof E, fn: Listener, once: boolean): this {
+    const list = this.#listeners.get(event) ?? [];
+    list.push({ fn, once });
+    this.#listeners.set(event, list);
+    return this;
+  }
 
   on<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this {
-    this.#ee.on(event, listener as (...args: unknown[]) => void);
-    return this;
+    return this.#add(event, listener as unknown as Listener, false);
   }
 
   once<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this {
-    this.#ee.once(event, listener as (...args: unknown[]) => void);
-    return this;
+    return this.#add(event, listener as unknown as Listener, true);
   }
 
   off<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this {
-    this.#ee.off(event, listener as (...args: unknown[]) => void);
+    const list = this.#listeners.get(event);
+    const i = list?.findIndex((l) => l.fn === (listener as unknown as Listener)) ?? -1;
+    if (list && i >= 0) list.splice(i, 1);
     return this;
   }
 
+  listenerCount<K extends keyof E & string>(event: K): number {
+    return this.#listeners.get(event)?.length ?? 0;
+  }
+
   safeEmit<K extends keyof E & string>(event: K, ...args: E[K]): void {
-    for (const listener of this.#ee.rawListeners(event)) {
+    const list = this.#listeners.get(event);
+    if (!list) return;
+    for (const entry of [...list]) {
+      if (entry.once) this.off(event, entry.fn as unknown as (...a: E[K]) => void);
       try {
-        (listener as (...a: unknown[]) => void)(...args);
+        (entry.fn as unknown as (...a: E[K]) => void)(...args);
       } catch (err) {
-        if (event === 'listenererror') continue;
-        this.#ee.emit('listenererror', event, err);
+        for (const h of this.#errorHandlers) h(event, err);
       }
     }
   }
 
-  onListenerError(listener: (event: string, err: unknown) => void): this {
-    this.#ee.on('listenererror', listener);
+  onListenerError(handler: (event: string, err: unknown) => void): this {
+    this.#errorHandlers.push(handler);
     return this;
   }
 }

@@ -68,7 +68,7 @@ describe('permissions', () => {
 
     // A hidden participant is invisible to the others but listed for admins.
     let sawHidden = false;
-    viewer.on('participantJoined', (p) => (sawHidden ||= p.identity === 'ghost'));
+    viewer.on('participantConnected', (p) => (sawHidden ||= p.identity === 'ghost'));
     const ghost = await enter('perm-room', 'ghost', { hidden: true });
     expect(ghost.joined.participants.map((p) => p.identity).sort()).toEqual(['mic-only', 'no-data', 'viewer']);
     const late = await enter('perm-room', 'late');

@@ -1,0 +1,353 @@
+// A participant session, shared by the browser SDK (mediasoup-client) and the Node participant
+// (msc-node, the same API on werift): transports, publishing, the subscribe flow the server drives
+// (newConsumer → consume → resume), data channels, and typed room events.
+// Both libraries are used through the small structural interfaces below.
+import { TypedEmitter } from '../emitter.ts';
+import { decodeData, encodeData, type Json, type ServerEvents, type TrackSourceName } from '../signaling/protocol.ts';
+import type { SignalClient } from './SignalClient.ts';
+
+type Callback<T = void> = (result: T) => void;
+type Errback = (err: Error) => void;
+
+export interface ClientProducer {
+  readonly id: string;
+  close(): void;
+}
+
+export interface ClientConsumer {
+  readonly id: string;
+  readonly track: unknown;
+  close(): void;
+}
+
+export interface ClientDataProducer {
+  readonly readyState: string;
+  once(event: 'open', fn: () => void): unknown;
+  send(data: unknown): void;
+}
+
+export interface ClientDataConsumer {
+  readonly readyState: string;
+  once(event: 'open', fn: () => void): unknown;
+  on(event: 'message', fn: (data: unknown) => void): unknown;
+}
+
+export interface ClientTransport {
+  readonly id: string;
+  on(event: 'connect', fn: (p: { dtlsParameters: unknown }, cb: Callback, eb: Errback) => void): unknown;
+  on(event: 'produce', fn: (p: { kind: 'audio' | 'video'; rtpParameters: unknown; appData: Json }, cb: Callback<{ id: string }>, eb: Errback) => void): unknown;
+  on(event: 'producedata', fn: (p: { sctpStreamParameters: unknown; label: string; protocol: string }, cb: Callback<{ id: string }>, eb: Errback) => void): unknown;
+  produce(opts: { track: unknown; codec?: unknown; encodings?: unknown[]; appData?: Json }): Promise<ClientProducer>;
+  consume(opts: { id: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown }): Promise<ClientConsumer>;
+  produceData(opts: { ordered?: boolean; maxRetransmits?: number; label?: string }): Promise<ClientDataProducer>;
+  consumeData(opts: { id: string; dataProducerId: string; sctpStreamParameters: unknown; label?: string; protocol?: string }): Promise<ClientDataConsumer>;
+  close(): void;
+}
+
+export interface ClientDevice {
+  readonly rtpCapabilities: { codecs?: { mimeType: string }[] };
+  readonly sctpCapabilities: unknown;
+  load(opts: { routerRtpCapabilities: unknown }): Promise<void>;
+  createSendTransport(opts: TransportParams): ClientTransport;
+  createRecvTransport(opts: TransportParams): ClientTransport;
+}
+
+export interface TransportParams {
+  id: string;
+  iceParameters: unknown;
+  iceCandidates: unknown;
+  dtlsParameters: unknown;
+  sctpParameters: unknown;
+  iceServers?: unknown;
+}
+
+export interface RemoteTrack<Track = unknown> {
+  trackSid: string;
+  participantIdentity: string;
+  kind: 'audio' | 'video';
+  track: Track;
+  consumer: ClientConsumer;
+}
+
+export interface DataMessage {
+  payload: Uint8Array;
+  topic?: string | undefined;
+  /** Sender's identity; absent for messages sent with RoomService SendData. */
+  from?: string | undefined;
+}
+
+export interface PublishOptions {
+  source: TrackSourceName;
+  name?: string;
+  /** mimeType such as 'video/H264' to pick among the device's codecs. */
+  mimeType?: string;
+  encodings?: unknown[];
+}
+
+export type SessionEvents<Track> = {
+  participantConnected: [participant: Json];
+  participantUpdated: [participant: Json];
+  participantDisconnected: [identity: string];
+  trackPublished: [participantIdentity: string, track: Json];
+  trackUnpublished: [participantIdentity: string, trackSid: string];
+  trackMuted: [participantIdentity: string, trackSid: string, muted: boolean];
+  trackSubscribed: [track: RemoteTrack<Track>];
+  trackUnsubscribed: [trackSid: string];
+  dataReceived: [message: DataMessage];
+  activeSpeakersChanged: [speakers: ServerEvents['activeSpeakers']['speakers']];
+  roomMetadata: [metadata: string];
+  permissionsChanged: [permission: Json];
+  disconnected: [reason: string];
+};
+
+export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>> {
+  #signal: SignalClient;
+  #joined: ServerEvents['joined'];
+  readonly #device: ClientDevice;
+  #send: ClientTransport | undefined;
+  #recv: ClientTransport | undefined;
+  readonly #dataProducers = new Map<'reliable' | 'lossy', ClientDataProducer>();
+  readonly #remote = new Map<string, RemoteTrack<Track>>();
+  readonly #participants = new Map<string, Json>();
+  #closed = false;
+  #dataReadyResolve!: () => void;
+  /** Resolves once the server's data channel to this participant is open (messages before it are lost). */
+  readonly dataReady = new Promise<void>((resolve) => (this.#dataReadyResolve = resolve));
+
+  protected constructor(signal: SignalClient, joined: ServerEvents['joined'], device: ClientDevice) {
+    super();
+    this.#signal = signal;
+    this.#joined = joined;
+    this.#device = device;
+    for (const p of joined.participants) this.#participants.set(String(p.identity), p);
+  }
+
+  /** Loads the device with the room's capabilities, opens the receive side and says `ready`. */
+  protected async start(): Promise<void> {
+    await this.#device.load({ routerRtpCapabilities: this.#joined.routerRtpCapabilities });
+    this.#listen(this.#signal);
+    const recv = (await this.#signal.request('createTransport', { direction: 'recv' })) as TransportParams;
+    this.#recv = this.#device.createRecvTransport(recv);
+    this.#wireConnect(this.#recv);
+    await this.#signal.request('ready', {
+      rtpCapabilities: this.#device.rtpCapabilities as unknown as Json,
+      sctpCapabilities: this.#device.sctpCapabilities as Json,
+    });
+  }
+
+  get signal(): SignalClient {
+    return this.#signal;
+  }
+
+  get joined(): ServerEvents['joined'] {
+    return this.#joined;
+  }
+
+  get identity(): string {
+    return String(this.#joined.participant.identity);
+  }
+
+  get sid(): string {
+    return String(this.#joined.participant.sid);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Other participants currently visible, by identity (LiveKit ParticipantInfo JSON). */
+  get participants(): Map<string, Json> {
+    return new Map(this.#participants);
+  }
+
+  get remoteTracks(): RemoteTrack<Track>[] {
+    return [...this.#remote.values()];
+  }
+
+  /** After a reconnect that resumed the session: new socket, same transports and tracks. */
+  protected adoptSignal(signal: SignalClient, joined: ServerEvents['joined']): void {
+    this.#signal = signal;
+    this.#joined = joined;
+    this.#participants.clear();
+    for (const p of joined.participants) this.#participants.set(String(p.identity), p);
+    this.#listen(signal);
+  }
+
+  #wireConnect(transport: ClientTransport): void {
+    transport.on('connect', ({ dtlsParameters }, cb, eb) => {
+      this.#signal.request('connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as Json }).then(() => cb(), eb);
+    });
+  }
+
+  async #sendTransport(): Promise<ClientTransport> {
+    if (this.#send) return this.#send;
+    const opts = (await this.#signal.request('createTransport', { direction: 'send' })) as TransportParams;
+    const t = this.#device.createSendTransport(opts);
+    this.#wireConnect(t);
+    t.on('produce', ({ kind, rtpParameters, appData }, cb, eb) => {
+      this.#signal
+        .request('publishTrack', {
+          transportId: t.id,
+          kind,
+          rtpParameters: rtpParameters as Json,
+          source: appData.source as TrackSourceName,
+          ...(appData.name ? { name: String(appData.name) } : {}),
+          ...(typeof appData.width === 'number' ? { width: appData.width } : {}),
+          ...(typeof appData.height === 'number' ? { height: appData.height } : {}),
+        })
+        .then((r) => cb({ id: (r as { trackSid: string }).trackSid }), eb);
+    });
+    t.on('producedata', ({ sctpStreamParameters, label, protocol }, cb, eb) => {
+      this.#signal
+        .request('publishData', { transportId: t.id, sctpStreamParameters: sctpStreamParameters as Json, label, protocol })
+        .then((r) => cb(r as { id: string }), eb);
+    });
+    this.#send = t;
+    return t;
+  }
+
+  #listen(s: SignalClient): void {
+    s.on('participantJoined', (d) => {
+      this.#participants.set(String(d.participant.identity), d.participant);
+      this.safeEmit('participantConnected', d.participant);
+    });
+    s.on('participantUpdated', (d) => {
+      this.#participants.set(String(d.participant.identity), d.participant);
+      this.safeEmit('participantUpdated', d.participant);
+    });
+    s.on('participantLeft', (d) => {
+      this.#participants.delete(d.identity);
+      this.safeEmit('participantDisconnected', d.identity);
+    });
+    s.on('trackPublished', (d) => this.safeEmit('trackPublished', d.participantIdentity, d.track));
+    s.on('trackUnpublished', (d) => this.safeEmit('trackUnpublished', d.participantIdentity, d.trackSid));
+    s.on('trackMuted', (d) => this.safeEmit('trackMuted', d.participantIdentity, d.trackSid, d.muted));
+    s.on('activeSpeakers', (d) => this.safeEmit('activeSpeakersChanged', d.speakers));
+    s.on('roomMetadata', (d) => this.safeEmit('roomMetadata', d.metadata));
+    s.on('permissionsChanged', (d) => this.safeEmit('permissionsChanged', d.permission));
+    s.on('newConsumer', (d) => void this.#consume(d));
+    s.on('consumerClosed', (d) => {
+      const t = this.#remote.get(d.trackSid);
+      if (!t || t.consumer.id !== d.consumerId) return;
+      this.#remote.delete(d.trackSid);
+      t.consumer.close();
+      this.safeEmit('trackUnsubscribed', d.trackSid);
+    });
+    s.on('newDataConsumer', (d) => void this.#consumeData(d));
+  }
+
+  async #consume(d: ServerEvents['newConsumer']): Promise<void> {
+    if (!this.#recv) return;
+    try {
+      const consumer = await this.#recv.consume({ id: d.consumerId, producerId: d.producerId, kind: d.kind, rtpParameters: d.rtpParameters });
+      await this.#signal.request('resumeConsumer', { consumerId: d.consumerId });
+      const remote: RemoteTrack<Track> = {
+        trackSid: d.trackSid,
+        participantIdentity: d.participantIdentity,
+        kind: d.kind,
+        track: consumer.track as Track,
+        consumer,
+      };
+      this.#remote.set(d.trackSid, remote);
+      this.safeEmit('trackSubscribed', remote);
+    } catch (err) {
+      if (!this.#closed) this.safeEmit('disconnected', `consume failed: ${(err as Error).message}`);
+    }
+  }
+
+  async #consumeData(d: ServerEvents['newDataConsumer']): Promise<void> {
+    if (!this.#recv) return;
+    let dc: ClientDataConsumer;
+    try {
+      dc = await this.#recv.consumeData({
+        id: d.id,
+        dataProducerId: d.dataProducerId,
+        sctpStreamParameters: d.sctpStreamParameters,
+        label: d.label,
+        protocol: d.protocol,
+      });
+    } catch (err) {
+      if (!this.#closed) this.safeEmit('disconnected', `data channel failed: ${(err as Error).message}`);
+      return;
+    }
+    if (dc.readyState === 'open') this.#dataReadyResolve();
+    else dc.once('open', () => this.#dataReadyResolve());
+    dc.on('message', (data) => {
+      const bytes =
+        typeof data === 'string'
+          ? new TextEncoder().encode(data)
+          : data instanceof ArrayBuffer
+            ? new Uint8Array(data)
+            : new Uint8Array(data as Uint8Array);
+      const decoded = decodeData(bytes);
+      if (decoded) this.safeEmit('dataReceived', { payload: decoded.payload, topic: decoded.header.topic, from: decoded.header.from });
+    });
+  }
+
+  /** Publishes a media track (a browser MediaStreamTrack, or a werift track in Node). */
+  protected async produce(track: unknown, opts: PublishOptions & { width?: number; height?: number }): Promise<ClientProducer> {
+    const transport = await this.#sendTransport();
+    const codec = opts.mimeType
+      ? this.#device.rtpCapabilities.codecs?.find((c) => c.mimeType.toLowerCase() === opts.mimeType!.toLowerCase())
+      : undefined;
+    return transport.produce({
+      track,
+      ...(codec ? { codec } : {}),
+      ...(opts.encodings ? { encodings: opts.encodings } : {}),
+      appData: {
+        source: opts.source,
+        ...(opts.name ? { name: opts.name } : {}),
+        ...(opts.width ? { width: opts.width } : {}),
+        ...(opts.height ? { height: opts.height } : {}),
+      },
+    });
+  }
+
+  async unpublish(producer: ClientProducer): Promise<void> {
+    producer.close();
+    await this.#signal.request('unpublishTrack', { trackSid: producer.id });
+  }
+
+  /** Sends a data message to everyone in the room, or to `destinationIdentities`. */
+  async publishData(payload: Uint8Array, opts: { reliable?: boolean; topic?: string; destinationIdentities?: string[] } = {}): Promise<void> {
+    const kind = opts.reliable === false ? 'lossy' : 'reliable';
+    let dp = this.#dataProducers.get(kind);
+    if (!dp) {
+      const transport = await this.#sendTransport();
+      dp = await transport.produceData(kind === 'reliable' ? { ordered: true, label: 'reliable' } : { ordered: false, maxRetransmits: 0, label: 'lossy' });
+      this.#dataProducers.set(kind, dp);
+      const opening = dp;
+      await new Promise<void>((resolve) => (opening.readyState === 'open' ? resolve() : opening.once('open', () => resolve())));
+    }
+    const header = { ...(opts.topic ? { topic: opts.topic } : {}), ...(opts.destinationIdentities ? { destinationIdentities: opts.destinationIdentities } : {}) };
+    const frame = encodeData(header, payload);
+    // werift (Node) sends Buffers; browsers take any ArrayBufferView.
+    dp.send(typeof Buffer === 'undefined' ? frame : Buffer.from(frame));
+  }
+
+  async setMuted(trackSid: string, muted: boolean): Promise<void> {
+    await this.#signal.request('muteTrack', { trackSid, muted });
+  }
+
+  async updateMetadata(update: { metadata?: string; name?: string; attributes?: Record<string, string> }): Promise<void> {
+    await this.#signal.request('updateMetadata', update);
+  }
+
+  protected closeTransports(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#send?.close();
+    this.#recv?.close();
+  }
+
+  /** Leaves the room (the server is told) and closes everything. */
+  async leave(): Promise<void> {
+    const s = this.#signal;
+    if (!s.closed) {
+      const gone = new Promise<void>((resolve) => s.onClose(() => resolve()));
+      await s.request('leave', {}).catch(() => undefined);
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
+    }
+    this.closeTransports();
+  }
+}
