@@ -2,7 +2,8 @@
 // tests call it too, several per process, each with its own ports, Redis and data dir.
 import { isIP, type AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
-import { TokenVerifier } from './auth/tokens.ts';
+import { TokenVerifier, mintToken } from './auth/tokens.ts';
+import { browserSdk } from './client/bundle.ts';
 import { createHttpServer } from './api/http.ts';
 import { roomService } from './api/twirp/room.ts';
 import { TwirpRouter } from './api/twirp/router.ts';
@@ -149,6 +150,17 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       },
       metrics,
       log: moduleLogger('http'),
+      sdk: browserSdk,
+      ...(config.dev_keys
+        ? {
+            devToken: (room: string, identity: string) =>
+              mintToken(DEV_API_KEY, DEV_API_SECRET, {
+                identity,
+                name: identity,
+                video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true },
+              }),
+          }
+        : {}),
       health: async () => {
         const redisOk = await redis.ping().then(() => true, () => false);
         const workers = pool.workerPids.length;

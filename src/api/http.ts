@@ -1,6 +1,8 @@
 // The gateway's HTTP server: /twirp/* (API), /healthz, /metrics. Later issues add /rtc, /w, /whep.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -47,8 +49,14 @@ export interface HttpServerDeps {
   upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
   metrics: Metrics;
   health: () => Promise<{ ok: boolean; details: Record<string, unknown> }>;
+  /** The browser SDK bundle (served at /sdk/roomgate.js). */
+  sdk: () => Promise<string>;
+  /** Mints a demo join token; present only with the development key on loopback. */
+  devToken?: (room: string, identity: string) => Promise<string>;
   log: Logger;
 }
+
+const DEMO_PAGE = fileURLToPath(new URL('../../templates/demo/index.html', import.meta.url));
 
 export function createHttpServer(deps: HttpServerDeps): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
@@ -83,6 +91,29 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpServer
     res.writeHead(200, { 'Content-Type': deps.metrics.registry.contentType });
     res.end(text);
     return;
+  }
+  if ((url.pathname === '/' || url.pathname === '/demo') && req.method === 'GET') {
+    const html = await readFile(DEMO_PAGE);
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': html.length });
+    res.end(html);
+    return;
+  }
+  if (url.pathname === '/sdk/roomgate.js' && req.method === 'GET') {
+    const js = await deps.sdk();
+    res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache' });
+    res.end(js);
+    return;
+  }
+  if (url.pathname === '/dev/token' && req.method === 'GET') {
+    if (!deps.devToken) {
+      return sendJson(res, 404, { code: 'not_found', msg: 'demo tokens are only minted with the development API key', meta: {} });
+    }
+    const room = url.searchParams.get('room') ?? '';
+    const identity = url.searchParams.get('identity') ?? '';
+    if (!/^[\w.@-]{1,64}$/.test(room) || !/^[\w.@-]{1,64}$/.test(identity)) {
+      return sendJson(res, 400, { code: 'invalid_argument', msg: 'room and identity: 1-64 letters, digits, _ . @ -', meta: {} });
+    }
+    return sendJson(res, 200, { token: await deps.devToken(room, identity) });
   }
   sendJson(res, 404, { code: 'not_found', msg: `no route for ${req.method} ${url.pathname}`, meta: {} });
 }

@@ -117,6 +117,11 @@ export class SignalClient {
     this.#ws.close(1000, 'client closed');
   }
 
+  /** Drops the socket as a network failure would (tests of reconnect). */
+  dropForTesting(): void {
+    this.#ws.close(4000, 'dropped for testing');
+  }
+
   #onMessage(raw: unknown): void {
     let msg: ServerMessage;
     try {

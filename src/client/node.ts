@@ -47,16 +47,15 @@ export class NodeParticipant extends Session<MediaStreamTrack> {
 
   /** Joins the room named by the token at `url` (the gateway's http:// or ws:// base URL). */
   static async connect(url: string, token: string): Promise<NodeParticipant> {
-    const { client, joined } = await SignalClient.connect(url, token, (u) => new WebSocket(u) as unknown as WebSocketLike);
-    const p = new NodeParticipant(client, joined, newDevice());
-    let reason = 'connection closed';
-    client.on('left', (d) => (reason = d.reason));
-    client.onClose(() => {
-      void p.#stopFfmpeg().then(() => p.closeTransports());
-      p.safeEmit('disconnected', reason);
-    });
+    const factory = (u: string) => new WebSocket(u) as unknown as WebSocketLike;
+    const { client, joined } = await SignalClient.connect(url, token, factory);
+    const p = new NodeParticipant(client, joined, newDevice(), () => SignalClient.connect(url, token, factory, { reconnect: true }));
     await p.start();
     return p;
+  }
+
+  protected override onEnded(): void {
+    void this.#stopFfmpeg();
   }
 
   /** Publishes a track fed with RTP by the caller (writeRtp). */

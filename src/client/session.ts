@@ -3,7 +3,8 @@
 // (newConsumer → consume → resume), data channels, and typed room events.
 // Both libraries are used through the small structural interfaces below.
 import { TypedEmitter } from '../emitter.ts';
-import { decodeData, encodeData, type Json, type ServerEvents, type TrackSourceName } from '../signaling/protocol.ts';
+import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
+import type { Json, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
 import type { SignalClient } from './SignalClient.ts';
 
 type Callback<T = void> = (result: T) => void;
@@ -97,8 +98,16 @@ export type SessionEvents<Track> = {
   activeSpeakersChanged: [speakers: ServerEvents['activeSpeakers']['speakers']];
   roomMetadata: [metadata: string];
   permissionsChanged: [permission: Json];
+  /** The signaling socket dropped; the session is being resumed on a new one. */
+  reconnecting: [];
+  reconnected: [];
   disconnected: [reason: string];
 };
+
+/** Opens a new signaling connection asking to resume (`reconnect=1`). */
+export type Reconnector = () => Promise<{ client: SignalClient; joined: ServerEvents['joined'] }>;
+
+const RECONNECT_DELAYS_MS = [200, 500, 1000, 2000, 4000];
 
 export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>> {
   #signal: SignalClient;
@@ -110,15 +119,18 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
   readonly #remote = new Map<string, RemoteTrack<Track>>();
   readonly #participants = new Map<string, Json>();
   #closed = false;
+  #leaving = false;
+  readonly #reconnect: Reconnector | undefined;
   #dataReadyResolve!: () => void;
   /** Resolves once the server's data channel to this participant is open (messages before it are lost). */
   readonly dataReady = new Promise<void>((resolve) => (this.#dataReadyResolve = resolve));
 
-  protected constructor(signal: SignalClient, joined: ServerEvents['joined'], device: ClientDevice) {
+  protected constructor(signal: SignalClient, joined: ServerEvents['joined'], device: ClientDevice, reconnect?: Reconnector) {
     super();
     this.#signal = signal;
     this.#joined = joined;
     this.#device = device;
+    this.#reconnect = reconnect;
     for (const p of joined.participants) this.#participants.set(String(p.identity), p);
   }
 
@@ -126,6 +138,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
   protected async start(): Promise<void> {
     await this.#device.load({ routerRtpCapabilities: this.#joined.routerRtpCapabilities });
     this.#listen(this.#signal);
+    this.#watch(this.#signal);
     const recv = (await this.#signal.request('createTransport', { direction: 'recv' })) as TransportParams;
     this.#recv = this.#device.createRecvTransport(recv);
     this.#wireConnect(this.#recv);
@@ -164,14 +177,58 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     return [...this.#remote.values()];
   }
 
-  /** After a reconnect that resumed the session: new socket, same transports and tracks. */
-  protected adoptSignal(signal: SignalClient, joined: ServerEvents['joined']): void {
-    this.#signal = signal;
-    this.#joined = joined;
-    this.#participants.clear();
-    for (const p of joined.participants) this.#participants.set(String(p.identity), p);
-    this.#listen(signal);
+  /** Ends the session on a `left` from the server; resumes it when the socket merely dropped. */
+  #watch(s: SignalClient): void {
+    let reason: string | undefined;
+    s.on('left', (d) => (reason = d.reason));
+    s.onClose((code) => {
+      if (s !== this.#signal) return;
+      // 4409: another connection resumed this session, so this one must not try to.
+      if (reason || this.#leaving || !this.#reconnect || code === 4409 || this.#closed) {
+        this.#end(reason ?? (code === 4409 ? 'superseded' : 'connection closed'));
+        return;
+      }
+      void this.#resume();
+    });
   }
+
+  async #resume(): Promise<void> {
+    this.safeEmit('reconnecting');
+    for (const delay of RECONNECT_DELAYS_MS) {
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.#closed || this.#leaving) return;
+      try {
+        const { client, joined } = await this.#reconnect!();
+        if (!joined.resumed) {
+          // The server no longer held the session: a fresh join would need new transports.
+          client.close();
+          this.#end('session lost');
+          return;
+        }
+        this.#signal = client;
+        this.#joined = joined;
+        this.#participants.clear();
+        for (const p of joined.participants) this.#participants.set(String(p.identity), p);
+        this.#listen(client);
+        this.#watch(client);
+        this.safeEmit('reconnected');
+        return;
+      } catch {
+        // try again after the next delay
+      }
+    }
+    this.#end('reconnect failed');
+  }
+
+  #end(reason: string): void {
+    if (this.#closed) return;
+    this.closeTransports();
+    this.onEnded();
+    this.safeEmit('disconnected', reason);
+  }
+
+  /** Subclass hook: the session is over (release local resources). */
+  protected onEnded(): void {}
 
   #wireConnect(transport: ClientTransport): void {
     transport.on('connect', ({ dtlsParameters }, cb, eb) => {
@@ -342,12 +399,13 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
 
   /** Leaves the room (the server is told) and closes everything. */
   async leave(): Promise<void> {
+    this.#leaving = true;
     const s = this.#signal;
     if (!s.closed) {
       const gone = new Promise<void>((resolve) => s.onClose(() => resolve()));
       await s.request('leave', {}).catch(() => undefined);
       await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
     }
-    this.closeTransports();
+    this.#end('CLIENT_INITIATED');
   }
 }

@@ -6,7 +6,8 @@ import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { decodeData, encodeData, type LeaveReason } from '../signaling/protocol.ts';
+import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
+import type { LeaveReason } from '../signaling/protocol.ts';
 import { Participant, type ParticipantInit, type PublishedTrack, type SignalSink, type TransportSettings } from './Participant.ts';
 import {
   LEAVE_REASON_FOR_CLOSE,

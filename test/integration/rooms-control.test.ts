@@ -124,6 +124,26 @@ describe('room limits and identity', () => {
     expect((await failure(NodeParticipant.connect(gw.url, 'garbage'))).code).toBe('unauthenticated');
   });
 
+  it('reconnects by itself after the socket drops, keeping its session and media', async () => {
+    const pub = await enter('blip-room', 'pub');
+    const sub = await enter('blip-room', 'sub');
+    const audio = await pub.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: tone });
+    await waitFor(() => (sub.remoteTracks.length === 1 ? true : undefined), 10_000, 'subscription');
+    const sid = sub.sid;
+    const back = nextEvent(sub, 'reconnected');
+    sub.signal.dropForTesting();
+    await back;
+    expect(sub.sid).toBe(sid);
+    expect(sub.joined.resumed).toBe(true);
+    // Still in the room, still receiving, and requests work on the new socket.
+    expect((await api.listParticipants('blip-room')).map((p) => p.identity).sort()).toEqual(['pub', 'sub']);
+    let packets = 0;
+    sub.remoteTracks[0]!.track.onReceiveRtp.subscribe(() => packets++);
+    await waitFor(() => (packets > 10 ? true : undefined), 10_000, 'RTP after reconnect');
+    await sub.updateMetadata({}).catch((e: SignalError) => expect(e.code).toBe('permission_denied'));
+    await audio.stop();
+  });
+
   it('resumes a session after the socket drops', async () => {
     const a = await enter('resume-room', 'rita');
     const token = await joinToken('resume-room', 'rita');

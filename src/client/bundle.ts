@@ -1,0 +1,24 @@
+// Builds the browser SDK (src/client/browser.ts + mediasoup-client) into one ES module, once per
+// process, in memory. The gateway serves it at /sdk/roomgate.js; no build step before `npm start`.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'browser.ts');
+let bundle: Promise<string> | undefined;
+
+export function browserSdk(): Promise<string> {
+  bundle ??= build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    minify: true,
+    write: false,
+    legalComments: 'none',
+    define: { 'process.env.NODE_ENV': '"production"' },
+  }).then((r) => r.outputFiles[0]!.text);
+  bundle.catch(() => (bundle = undefined)); // a failed build is retried on the next request
+  return bundle;
+}
