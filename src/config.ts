@@ -211,7 +211,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     throw new ConfigError(messages.join('\n'));
   }
   const parsed = result.data;
-  const name = (path: string) => origin.get(path) ?? (file ? `config file ${file}: ${path}` : path);
+  // Where the user set it; for a setting set nowhere, both of its spellings.
+  const envOf = (path: string) => Object.keys(ENV_SETTINGS).find((k) => ENV_SETTINGS[k]!.path.join('.') === path);
+  const name = (path: string) =>
+    origin.get(path) ?? (file ? `config file ${file}: ${path}` : envOf(path) ? `${envOf(path)} (${path})` : path);
 
   if (parsed.rtc.min_port > parsed.rtc.max_port) {
     throw new ConfigError(

@@ -90,6 +90,17 @@ describe('browser SDK in headless Chromium', () => {
       expect(first.v.width).toBeGreaterThan(0);
     }
 
+    // Chromium's fake microphone beeps: each side sees the other among the active speakers.
+    // (Levels come from the ssrc-audio-level RTP header extension that browsers send.)
+    await bob.waitForFunction(
+      () =>
+        (window as unknown as { demo: { events: { name: string; data: unknown }[] } }).demo.events.some(
+          (e) => e.name === 'activeSpeakersChanged' && (e.data as string[]).includes('alice'),
+        ),
+      undefined,
+      { timeout: 15_000 },
+    );
+
     // Chat typed into alice's page arrives at bob's over the data channel.
     await bob.evaluate(() => (window as unknown as { demo: { room: { dataReady: Promise<void> } } }).demo.room.dataReady);
     await alice.fill('#message', 'hello from alice');
@@ -102,6 +113,22 @@ describe('browser SDK in headless Chromium', () => {
     const listed = await gw.rooms.listParticipants('e2e-room');
     const aliceVideo = listed.find((p) => p.identity === 'alice')!.tracks.find((t) => t.source === TrackSource.CAMERA);
     expect(aliceVideo?.simulcast).toBe(true);
+
+    // Simulcast layer selection: bob asks for the lowest layer and gets a quarter-size picture.
+    await bob.evaluate(async () => {
+      const room = (window as unknown as { demo: { room: { remoteTracks: { kind: string; trackSid: string }[]; setPreferredLayer(sid: string, layer: number): Promise<void> } } }).demo.room;
+      const video = room.remoteTracks.find((t) => t.kind === 'video')!;
+      await room.setPreferredLayer(video.trackSid, 0);
+    });
+    const small = await waitFor(
+      async () => {
+        const v = (await stats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
+        return v && (v.width ?? 0) > 0 && (v.width ?? 0) <= 400 ? v : undefined;
+      },
+      20_000,
+      'lowest simulcast layer at bob',
+    );
+    expect(small.width).toBe(320);
 
     await alice.click('#leave');
     await bob.waitForFunction(() =>

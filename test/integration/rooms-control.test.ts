@@ -19,7 +19,14 @@ const people: NodeParticipant[] = [];
 beforeAll(async () => {
   redis = await startRedis();
   sink = await startWebhookSink();
-  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_WEBHOOK_URLS: sink.url, ROOMGATE_ROOM_DEPARTURE_TIMEOUT: '1' });
+  gw = await startTestGateway({
+    ROOMGATE_REDIS_URL: redis.url,
+    ROOMGATE_WEBHOOK_URLS: sink.url,
+    ROOMGATE_ROOM_DEPARTURE_TIMEOUT: '1',
+    ROOMGATE_STUN_URLS: 'stun:stun.example.org:3478',
+    ROOMGATE_TURN_URLS: 'turn:turn.example.org:3478',
+    ROOMGATE_TURN_SECRET: 'turn-shared-secret',
+  });
   api = new RoomServiceClient(gw.url, API_KEY, API_SECRET);
 });
 
@@ -116,6 +123,18 @@ describe('room limits and identity', () => {
     expect((await kicked)[0]).toBe('DUPLICATE_IDENTITY');
     expect(second.sid).not.toBe(first.sid);
     expect((await api.listParticipants('dup-room')).map((p) => p.sid)).toEqual([second.sid]);
+  });
+
+  it('hands out the configured ICE servers with per-identity TURN credentials', async () => {
+    const p = await enter('ice-room', 'ivy');
+    const [stun, turn] = p.joined.iceServers;
+    expect(stun).toEqual({ urls: ['stun:stun.example.org:3478'] });
+    expect(turn).toMatchObject({ urls: ['turn:turn.example.org:3478'] });
+    const [expiry, who] = turn!.username!.split(':');
+    expect(who).toBe('ivy');
+    expect(Number(expiry)).toBeGreaterThan(Date.now() / 1000 + 86_000);
+    const t = (await p.signal.request('createTransport', { direction: 'send' })) as { iceServers: unknown[] };
+    expect(t.iceServers).toHaveLength(2);
   });
 
   it('rejects tokens without roomJoin or room, and bad tokens', async () => {

@@ -89,6 +89,9 @@ describe('config', () => {
     [{ ROOMGATE_PROT: '1' }, /ROOMGATE_PROT: unknown setting/],
     [{ ROOMGATE_API_KEY: 'k' }, /ROOMGATE_API_KEY and ROOMGATE_API_SECRET must be set together/],
     [{ ROOMGATE_BIND: '0.0.0.0' }, /refusing to listen on non-loopback address '0.0.0.0' with the built-in dev API key/],
+    [{ ROOMGATE_TURN_URLS: 'turn:t.example:3478' }, /ROOMGATE_TURN_SECRET \(turn.secret\): required when TURN URLs are configured/],
+    [{ ROOMGATE_TURN_URLS: 'http://t.example' }, /ROOMGATE_TURN_URLS: must be a turn: or turns: URL/],
+    [{ ROOMGATE_STUN_URLS: 'turn:x' }, /ROOMGATE_STUN_URLS: must be a stun: or stuns: URL/],
   ])('rejects %o naming the setting', (env, message) => {
     expect(errorOf(() => loadConfig({ env }))).toMatch(message);
   });
