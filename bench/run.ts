@@ -9,6 +9,7 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { TokenVerifier, mintToken } from '../src/auth/tokens.ts';
 import { loadConfig } from '../src/config.ts';
 import { startGateway } from '../src/main.ts';
+import { runFanout } from './fanout.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
@@ -46,7 +47,18 @@ async function timeCalls(n: number, concurrency: number, fn: (i: number) => Prom
   return { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), perSecond: (n / total) * 1000 };
 }
 
+/** `npm run bench` runs every suite; `npm run bench -- fanout` runs the named ones. */
+const only = new Set(process.argv.slice(2));
+const wanted = (name: string) => only.size === 0 || only.has(name);
+
 async function main() {
+  if (wanted('foundation')) await foundation();
+  let fanout: Awaited<ReturnType<typeof runFanout>> = [];
+  if (wanted('fanout')) fanout = await runFanout();
+  print(fanout);
+}
+
+async function foundation() {
   const key = 'APIbench';
   const secret = 'bench-secret-0123456789-0123456789-xx';
 
@@ -106,15 +118,38 @@ async function main() {
     await gw.close();
     await redis.stop();
   }
+}
 
-  const width = Math.max(...rows.map((r) => r.name.length));
+function print(fanout: Awaited<ReturnType<typeof runFanout>>) {
   console.log(`\nroomgate bench — ${os.cpus().length} cores, node ${process.version}\n`);
-  console.log(`${'metric'.padEnd(width)}  ${'value'.padStart(10)}  unit`);
-  for (const r of rows) console.log(`${r.name.padEnd(width)}  ${String(r.value).padStart(10)}  ${r.unit}${r.note ? `  (${r.note})` : ''}`);
+  if (rows.length > 0) {
+    const width = Math.max(...rows.map((r) => r.name.length));
+    console.log(`${'metric'.padEnd(width)}  ${'value'.padStart(10)}  unit`);
+    for (const r of rows) console.log(`${r.name.padEnd(width)}  ${String(r.value).padStart(10)}  ${r.unit}${r.note ? `  (${r.note})` : ''}`);
+  }
+  if (fanout.length > 0) {
+    console.log('\nfan-out: one 720p30 H.264 publisher (~2 Mb/s) to N SRTP subscribers on one mediasoup worker');
+    console.log('subscribers  worker cpu  gateway cpu  receiver cpu  publisher pkt/s  sent pkt/s/sub  ingest loss  delivery loss');
+    for (const r of fanout) {
+      console.log(
+        [
+          String(r.subscribers).padStart(11),
+          r.workerCpu.toFixed(2).padStart(10),
+          r.gatewayCpu.toFixed(3).padStart(11),
+          r.receiverCpu.toFixed(2).padStart(12),
+          r.producerPps.toFixed(0).padStart(15),
+          r.sentPerSubscriberPps.toFixed(0).padStart(14),
+          `${r.ingestLossPct.toFixed(1)}%`.padStart(11),
+          `${r.lossPct.toFixed(2)}%`.padStart(13),
+        ].join('  '),
+      );
+    }
+  }
   const outDir = path.resolve('bench/results');
   fs.mkdirSync(outDir, { recursive: true });
-  const file = path.join(outDir, 'foundation.json');
-  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows }, null, 2));
+  const file = path.join(outDir, 'results.json');
+  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout };
+  fs.writeFileSync(file, JSON.stringify(json, null, 2));
   console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
 }
 

@@ -26,6 +26,8 @@ export interface Gateway {
   readonly port: number;
   readonly redisUrl: string;
   readonly rooms: RoomManager;
+  /** PIDs of the mediasoup-worker processes (metrics, benchmarks). */
+  readonly mediaWorkerPids: number[];
   close(): Promise<void>;
 }
 
@@ -198,6 +200,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       port,
       redisUrl,
       rooms,
+      get mediaWorkerPids() {
+        return pool.workerPids;
+      },
       close() {
         closing ??= (async () => {
           log.info('shutting down');

@@ -84,6 +84,11 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     this.onListenerError((event, err) => this.#log.error({ event, err }, 'room manager listener threw'));
   }
 
+  /** The live room of that name on this node, for in-process media (ingress, egress, benchmarks). */
+  liveRoom(name: string): RoomImpl | undefined {
+    return this.#rooms.get(name);
+  }
+
   /** Rooms live in this process (for health and metrics). */
   get activeRooms(): number {
     return this.#rooms.size;

@@ -1,0 +1,156 @@
+// Fan-out: one 720p30 H.264 publisher, N subscribers on ONE mediasoup worker. Subscribers are
+// SRTP PlainTransport consumers (the same encrypt-and-send work per subscriber as WebRTC, without
+// running N WebRTC stacks on this 2-core machine); a separate receiver process counts every packet
+// per SSRC. Reports CPU of the worker, the gateway process and the receiver, and loss.
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { types } from 'mediasoup';
+import { loadConfig } from '../src/config.ts';
+import { startGateway } from '../src/main.ts';
+import { launchFfmpeg } from '../src/media/ffmpeg.ts';
+import { freePort } from '../test/helpers/net.ts';
+import { startRedis } from '../test/helpers/redis.ts';
+
+export interface FanoutRow {
+  subscribers: number;
+  workerCpu: number;
+  gatewayCpu: number;
+  receiverCpu: number;
+  producerPps: number;
+  sentPerSubscriberPps: number;
+  /** Packets sent by the SFU but not received (loopback UDP into the receiver process). */
+  lossPct: number;
+  /** Publisher packets the worker did not take in, against the smallest step's rate (overload). */
+  ingestLossPct: number;
+}
+
+const TICKS = 100; // USER_HZ on Linux
+
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime + stime
+}
+
+async function clip(): Promise<string> {
+  // Played once per measurement window; FFmpeg's -stream_loop with -re and -c copy stalls at the loop point.
+  const file = path.join(os.tmpdir(), 'roomgate-bench-720p30-h264-20s.mp4');
+  if (fs.existsSync(file)) return file;
+  const ff = launchFfmpeg([
+    '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-t', '20',
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-bf', '0', '-g', '30',
+    '-b:v', '2M', '-maxrate', '2M', '-bufsize', '1M', '-pix_fmt', 'yuv420p', '-y', file,
+  ]);
+  if ((await ff.exited) !== 0) throw new Error(`could not encode the bench clip: ${ff.stderrTail()}`);
+  return file;
+}
+
+const RECEIVER = `
+const dgram = require('node:dgram');
+const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 * 1024 * 1024 });
+const counts = new Map();
+sock.on('message', (m) => { if (m.length >= 12) { const s = m.readUInt32BE(8); counts.set(s, (counts.get(s) || 0) + 1); } });
+sock.bind(0, '127.0.0.1', () => process.send({ port: sock.address().port }));
+process.on('message', (msg) => { if (msg === 'counts') process.send({ counts: [...counts] }); if (msg === 'reset') counts.clear(); });
+`;
+
+export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promise<FanoutRow[]> {
+  const file = await clip();
+  const redis = await startRedis();
+  const config = loadConfig({
+    env: {
+      ROOMGATE_PORT: String(await freePort()),
+      ROOMGATE_REDIS_URL: redis.url,
+      ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-fanout-')),
+      ROOMGATE_LOG_LEVEL: 'silent',
+      ROOMGATE_RTC_WORKERS: '1',
+      ROOMGATE_RTC_MIN_PORT: '46000',
+      ROOMGATE_RTC_MAX_PORT: '47999',
+    },
+  });
+  const gw = await startGateway(config);
+  const receiverFile = path.join(os.tmpdir(), `roomgate-receiver-${process.pid}.cjs`);
+  fs.writeFileSync(receiverFile, RECEIVER);
+  const receiver: ChildProcess = fork(receiverFile, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const ask = <T>(msg: string): Promise<T> =>
+    new Promise((resolve) => {
+      receiver.once('message', (m) => resolve(m as T));
+      if (msg) receiver.send(msg);
+    });
+  const { port: receiverPort } = await ask<{ port: number }>('');
+  const rows: FanoutRow[] = [];
+  try {
+    await gw.rooms.createRoom({ name: 'fanout', emptyTimeout: 3600 });
+    const router = gw.rooms.liveRoom('fanout')!.router;
+    const ingest = await router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
+    const producer = await ingest.produce({
+      kind: 'video',
+      rtpParameters: {
+        codecs: [{ mimeType: 'video/H264', payloadType: 102, clockRate: 90000, parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f' } }],
+        encodings: [{ ssrc: 11111111 }],
+      },
+    });
+    // comedia locks onto the first sender's address: every FFmpeg run sends from the same port.
+    const sourcePort = await freePort();
+    const consumers: types.Consumer[] = [];
+    const [workerPid] = gw.mediaWorkerPids;
+    for (const n of steps) {
+      while (consumers.length < n) {
+        const batch = Math.min(25, n - consumers.length);
+        const created = await Promise.all(
+          Array.from({ length: batch }, async () => {
+            const t = await router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: false, enableSrtp: true });
+            await t.connect({
+              ip: '127.0.0.1',
+              port: receiverPort,
+              srtpParameters: { cryptoSuite: 'AES_CM_128_HMAC_SHA1_80', keyBase64: randomBytes(30).toString('base64') },
+            });
+            return t.consume({ producerId: producer.id, rtpCapabilities: router.rtpCapabilities });
+          }),
+        );
+        consumers.push(...created);
+      }
+      const ff = launchFfmpeg([
+        '-re', '-i', file, '-an', '-c:v', 'copy', '-bsf:v', 'h264_mp4toannexb',
+        '-payload_type', '102', '-ssrc', '11111111', '-f', 'rtp', `rtp://127.0.0.1:${ingest.tuple.localPort}?pkt_size=1200&localrtpport=${sourcePort}&localrtcpport=${sourcePort + 1}`,
+      ]);
+      await new Promise((r) => setTimeout(r, 2000)); // the first keyframe reached every consumer
+      const packets = async () => {
+        const [p] = await producer.getStats();
+        const sent = await Promise.all(consumers.map(async (c) => (await c.getStats()).find((s) => s.type === 'outbound-rtp')?.packetCount ?? 0));
+        return { produced: p?.packetCount ?? 0, sent };
+      };
+      receiver.send('reset'); // IPC keeps order: counting restarts before the window opens
+      const before = await packets();
+      const cpu0 = { w: cpuSeconds(workerPid!), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      await new Promise((r) => setTimeout(r, windowS * 1000));
+      const cpu1 = { w: cpuSeconds(workerPid!), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const after = await packets();
+      await new Promise((r) => setTimeout(r, 300)); // in-flight packets land
+      const { counts } = await ask<{ counts: [number, number][] }>('counts');
+      await ff.stop();
+      const produced = after.produced - before.produced;
+      const sent = after.sent.reduce((a, b, i) => a + b - before.sent[i]!, 0);
+      const received = counts.reduce((a, [, c]) => a + c, 0);
+      rows.push({
+        subscribers: n,
+        workerCpu: (cpu1.w - cpu0.w) / windowS,
+        gatewayCpu: (cpu1.g - cpu0.g) / windowS,
+        receiverCpu: (cpu1.r - cpu0.r) / windowS,
+        producerPps: produced / windowS,
+        sentPerSubscriberPps: sent / n / windowS,
+        lossPct: sent > 0 ? Math.max(0, (1 - received / sent) * 100) : 100,
+        ingestLossPct: rows.length === 0 ? 0 : Math.max(0, (1 - produced / windowS / rows[0]!.producerPps) * 100),
+      });
+    }
+  } finally {
+    receiver.kill();
+    fs.rmSync(receiverFile, { force: true });
+    await gw.close();
+    await redis.stop();
+  }
+  return rows;
+}
