@@ -77,8 +77,17 @@ export class Room extends Session<MediaStreamTrack> {
     return this.#publish(track, { source: 'camera', width, height, ...(simulcast ? { encodings: CAMERA_LAYERS } : {}) });
   }
 
-  async publishMicrophone(opts: { deviceId?: string } = {}): Promise<LocalTrack> {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: opts.deviceId ? { deviceId: opts.deviceId } : true });
+  /** `processing: false` turns off echo cancellation, noise suppression and gain control (music, tests). */
+  async publishMicrophone(opts: { deviceId?: string; processing?: boolean } = {}): Promise<LocalTrack> {
+    const processing = opts.processing ?? true;
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: {
+        ...(opts.deviceId ? { deviceId: opts.deviceId } : {}),
+        echoCancellation: processing,
+        noiseSuppression: processing,
+        autoGainControl: processing,
+      },
+    });
     return this.#publish(stream.getAudioTracks()[0]!, { source: 'microphone' });
   }
 

@@ -118,6 +118,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
   readonly #dataProducers = new Map<'reliable' | 'lossy', ClientDataProducer>();
   readonly #remote = new Map<string, RemoteTrack<Track>>();
   readonly #participants = new Map<string, Json>();
+  #speakers: ServerEvents['activeSpeakers']['speakers'];
   #closed = false;
   #leaving = false;
   readonly #reconnect: Reconnector | undefined;
@@ -131,6 +132,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     this.#joined = joined;
     this.#device = device;
     this.#reconnect = reconnect;
+    this.#speakers = joined.activeSpeakers;
     for (const p of joined.participants) this.#participants.set(String(p.identity), p);
   }
 
@@ -173,6 +175,11 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     return new Map(this.#participants);
   }
 
+  /** Who is speaking now, loudest first (updates come as `activeSpeakersChanged`). */
+  get activeSpeakers(): ServerEvents['activeSpeakers']['speakers'] {
+    return [...this.#speakers];
+  }
+
   get remoteTracks(): RemoteTrack<Track>[] {
     return [...this.#remote.values()];
   }
@@ -207,6 +214,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
         }
         this.#signal = client;
         this.#joined = joined;
+        this.#speakers = joined.activeSpeakers;
         this.#participants.clear();
         for (const p of joined.participants) this.#participants.set(String(p.identity), p);
         this.#listen(client);
@@ -279,7 +287,10 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     s.on('trackPublished', (d) => this.safeEmit('trackPublished', d.participantIdentity, d.track));
     s.on('trackUnpublished', (d) => this.safeEmit('trackUnpublished', d.participantIdentity, d.trackSid));
     s.on('trackMuted', (d) => this.safeEmit('trackMuted', d.participantIdentity, d.trackSid, d.muted));
-    s.on('activeSpeakers', (d) => this.safeEmit('activeSpeakersChanged', d.speakers));
+    s.on('activeSpeakers', (d) => {
+      this.#speakers = d.speakers;
+      this.safeEmit('activeSpeakersChanged', d.speakers);
+    });
     s.on('roomMetadata', (d) => this.safeEmit('roomMetadata', d.metadata));
     s.on('permissionsChanged', (d) => this.safeEmit('permissionsChanged', d.permission));
     s.on('newConsumer', (d) => void this.#consume(d));

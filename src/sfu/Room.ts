@@ -7,7 +7,7 @@ import { TypedEmitter } from '../emitter.ts';
 import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
-import type { LeaveReason } from '../signaling/protocol.ts';
+import type { ActiveSpeaker, LeaveReason } from '../signaling/protocol.ts';
 import { Participant, type ParticipantInit, type PublishedTrack, type SignalSink, type TransportSettings } from './Participant.ts';
 import {
   LEAVE_REASON_FOR_CLOSE,
@@ -34,7 +34,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   readonly #participants = new Map<string, Participant>();
   /** identity → the server's data producer feeding that participant's data channel. */
   readonly #relays = new Map<string, types.DataProducer>();
-  #speakers: string[] = [];
+  #speakers: ActiveSpeaker[] = [];
   #closed = false;
 
   constructor({ info, media, transport, log }: { info: RoomInfo; media: RoomMedia; transport: TransportSettings; log: Logger }) {
@@ -97,8 +97,9 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   }
 
   /** Snapshot for a joining participant: what it may see of the room. */
-  snapshotFor(self: Participant): { room: RoomInfo; participants: ParticipantInfo[] } {
-    return { room: this.info(), participants: this.#visibleOthers(self).map((p) => p.info()) };
+  snapshotFor(self: Participant): { room: RoomInfo; participants: ParticipantInfo[]; activeSpeakers: ActiveSpeaker[] } {
+    // Speakers are pushed on change only, so a newcomer needs the current list here.
+    return { room: this.info(), participants: this.#visibleOthers(self).map((p) => p.info()), activeSpeakers: [...this.#speakers] };
   }
 
   /**
@@ -224,10 +225,10 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
         const owner = [...this.#participants.values()].find((p) => p.tracks.some((t) => t.producer === producer));
         return owner && !owner.hidden ? { identity: owner.identity, sid: owner.sid, level: Math.round((level + 127) / 1.27) / 100 } : undefined;
       })
-      .filter((s): s is { identity: string; sid: string; level: number } => s !== undefined);
-    const key = speakers.map((s) => s.identity);
-    if (key.join('\u0000') === this.#speakers.join('\u0000')) return;
-    this.#speakers = key;
+      .filter((s): s is ActiveSpeaker => s !== undefined);
+    const same = speakers.map((s) => s.identity).join('\u0000') === this.#speakers.map((s) => s.identity).join('\u0000');
+    this.#speakers = speakers;
+    if (same) return; // levels alone changing is not worth a message
     for (const p of this.#participants.values()) p.send('activeSpeakers', { speakers });
   }
 

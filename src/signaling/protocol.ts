@@ -96,6 +96,13 @@ export type LeaveReason =
   | 'CONNECTION_LOST'
   | 'JOIN_FAILURE';
 
+export interface ActiveSpeaker {
+  identity: string;
+  sid: string;
+  /** 0 (silence) to 1 (full scale). */
+  level: number;
+}
+
 export interface ServerEvents {
   joined: {
     protocolVersion: number;
@@ -104,6 +111,8 @@ export interface ServerEvents {
     participants: Json[];
     routerRtpCapabilities: Json;
     iceServers: IceServer[];
+    /** Who is speaking now (later changes come as `activeSpeakers`). */
+    activeSpeakers: ActiveSpeaker[];
     /** True when this connection resumed a session the server still held. */
     resumed: boolean;
   };
@@ -125,7 +134,7 @@ export interface ServerEvents {
   consumerClosed: { consumerId: string; trackSid: string };
   /** The server's data channel to this participant (messages from others and SendData). */
   newDataConsumer: { id: string; dataProducerId: string; sctpStreamParameters: Json; label: string; protocol: string; reliable: boolean };
-  activeSpeakers: { speakers: { identity: string; sid: string; level: number }[] };
+  activeSpeakers: { speakers: ActiveSpeaker[] };
   roomMetadata: { metadata: string };
   permissionsChanged: { permission: Json };
   left: { reason: LeaveReason; message?: string };

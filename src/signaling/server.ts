@@ -143,6 +143,7 @@ class Connection implements SignalSink {
         participants: snapshot.participants.map((p) => p.toJson() as Record<string, unknown>),
         routerRtpCapabilities: room.router.rtpCapabilities as unknown as Record<string, unknown>,
         iceServers: this.#opts.iceServers(participant.identity),
+        activeSpeakers: snapshot.activeSpeakers,
         resumed: resumed !== undefined,
       });
     } catch (err) {

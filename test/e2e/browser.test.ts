@@ -2,10 +2,13 @@
 // room through the browser SDK: each decodes the other's video and receives its audio, chat
 // round-trips over data channels, and a leave is seen by the other side.
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { TrackSource } from 'livekit-server-sdk';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
+import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
@@ -42,7 +45,12 @@ beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)`);
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  // The fake microphone plays a steady tone (Chromium loops the file): its own beep is near silence
+  // (-114 dBov measured) and would never make anyone an active speaker.
+  const tone = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-e2e-')), 'tone.wav');
+  const ff = launchFfmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '5', '-ac', '1', '-y', tone]);
+  expect(await ff.exited).toBe(0);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, `--use-file-for-fake-audio-capture=${tone}`] });
 });
 
 afterAll(async () => {
@@ -56,7 +64,8 @@ async function openDemo(identity: string): Promise<Page> {
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error(`[${identity}] page error:`, err.message));
   const token = await joinToken('e2e-room', identity);
-  await page.goto(`${gw.url}/?room=e2e-room&identity=${identity}&autojoin=1&token=${token}`);
+  // Raw microphone: noise suppression would treat a steady tone as noise.
+  await page.goto(`${gw.url}/?room=e2e-room&identity=${identity}&autojoin=1&processing=off&token=${token}`);
   await page.waitForFunction(() => (window as unknown as { demo: { events: { name: string }[] } }).demo.events.some((e) => e.name === 'joined' || e.name === 'error'));
   const error = await page.evaluate(() => (window as unknown as { demo: { events: { name: string; data: unknown }[] } }).demo.events.find((e) => e.name === 'error'));
   expect(error).toBeUndefined();
@@ -90,7 +99,7 @@ describe('browser SDK in headless Chromium', () => {
       expect(first.v.width).toBeGreaterThan(0);
     }
 
-    // Chromium's fake microphone beeps: each side sees the other among the active speakers.
+    // Both microphones play the tone: bob sees alice among the active speakers.
     // (Levels come from the ssrc-audio-level RTP header extension that browsers send.)
     await bob.waitForFunction(
       () =>
