@@ -185,6 +185,12 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
           setTimeout(() => server.closeAllConnections(), 2000).unref();
         }),
     );
+    // Runs before the server's close: upgraded sockets would otherwise hold it open, and
+    // participants should hear SERVER_SHUTDOWN. Both closes are idempotent.
+    undo.push(() => {
+      rooms.close();
+      signaling.close();
+    });
     const port = (server.address() as AddressInfo).port;
     const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;
     const url = `http://${host}:${port}`;

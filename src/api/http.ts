@@ -67,7 +67,17 @@ export function createHttpServer(deps: HttpServerDeps): http.Server {
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    deps.upgrade(req, socket, head, new URL(req.url ?? '/', 'http://gateway'));
+    const url = parseUrl(req.url);
+    if (!url) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    try {
+      deps.upgrade(req, socket, head, url);
+    } catch (err) {
+      deps.log.error({ err }, 'upgrade failed');
+      socket.destroy();
+    }
   });
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
@@ -79,8 +89,18 @@ export function createHttpServer(deps: HttpServerDeps): http.Server {
   return server;
 }
 
+/** The request target as a URL, or undefined for one that does not parse (e.g. `http://a:b/x`). */
+function parseUrl(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? '/', 'http://gateway');
+  } catch {
+    return undefined;
+  }
+}
+
 async function route(req: IncomingMessage, res: ServerResponse, deps: HttpServerDeps): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://gateway');
+  const url = parseUrl(req.url);
+  if (!url) return sendJson(res, 400, { code: 'malformed', msg: 'request target is not a valid URL', meta: {} });
   if (url.pathname.startsWith(TWIRP_PREFIX)) return deps.twirp.handle(req, res, url);
   if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
     const { ok, details } = await deps.health();

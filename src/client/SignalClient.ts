@@ -34,9 +34,14 @@ export class SignalClient {
   readonly #closeHandlers = new Set<(code: number, reason: string) => void>();
   #nextId = 1;
   #closed = false;
+  /** Events received after `joined` but before the owner listens; release() delivers them in order. */
+  #held: { event: string; data: unknown }[] | undefined = [];
 
   private constructor(ws: WebSocketLike) {
     this.#ws = ws;
+    // Errors (refused connection, reset) end in 'close', which is handled; without a listener
+    // the `ws` package would throw them.
+    ws.addEventListener('error', () => undefined);
     ws.addEventListener('message', (ev) => this.#onMessage(ev.data));
     ws.addEventListener('close', (ev) => {
       this.#closed = true;
@@ -113,6 +118,20 @@ export class SignalClient {
     });
   }
 
+  #deliver(event: string, data: unknown): void {
+    for (const h of [...(this.#handlers.get(event) ?? [])]) (h as (d: unknown) => void)(data);
+  }
+
+  /**
+   * Starts delivering events. Until then they are kept, so nothing sent right after `joined` is
+   * lost while the caller sets up (loading the device, registering handlers).
+   */
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const m of held) this.#deliver(m.event, m.data);
+  }
+
   close(): void {
     this.#ws.close(1000, 'client closed');
   }
@@ -130,7 +149,8 @@ export class SignalClient {
       return;
     }
     if ('event' in msg) {
-      for (const h of [...(this.#handlers.get(msg.event) ?? [])]) (h as (d: unknown) => void)(msg.data);
+      if (this.#held && msg.event !== 'joined') this.#held.push(msg);
+      else this.#deliver(msg.event, msg.data);
       return;
     }
     if (msg.id === null) {

@@ -96,7 +96,14 @@ export class NodeParticipant extends Session<MediaStreamTrack> {
         : opts.codec === 'H264'
           ? ['-map', '0:v:0', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-bf', '0', '-g', '30', '-payload_type', '102']
           : ['-map', '0:v:0', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '800k', '-g', '30', '-payload_type', '96'];
-    const ffmpeg = launchFfmpeg([...opts.input, ...encode, '-f', 'rtp', `rtp://127.0.0.1:${port}?pkt_size=1200`]);
+    let ffmpeg: FfmpegProcess;
+    try {
+      ffmpeg = launchFfmpeg([...opts.input, ...encode, '-f', 'rtp', `rtp://127.0.0.1:${port}?pkt_size=1200`]);
+    } catch (err) {
+      sock.close();
+      await local.unpublish().catch(() => undefined);
+      throw err;
+    }
     this.#ffmpeg.add(ffmpeg);
     void ffmpeg.exited.then(() => {
       this.#ffmpeg.delete(ffmpeg);

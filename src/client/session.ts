@@ -5,7 +5,7 @@
 import { TypedEmitter } from '../emitter.ts';
 import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
 import type { Json, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
-import type { SignalClient } from './SignalClient.ts';
+import { SignalError, type SignalClient } from './SignalClient.ts';
 
 type Callback<T = void> = (result: T) => void;
 type Errback = (err: Error) => void;
@@ -118,6 +118,8 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
   readonly #dataProducers = new Map<'reliable' | 'lossy', ClientDataProducer>();
   readonly #remote = new Map<string, RemoteTrack<Track>>();
   readonly #participants = new Map<string, Json>();
+  /** Ids of the server's data channels already consumed (kept across a resume). */
+  readonly #dataConsumerIds = new Set<string>();
   #speakers: ServerEvents['activeSpeakers']['speakers'];
   #closed = false;
   #leaving = false;
@@ -141,6 +143,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     await this.#device.load({ routerRtpCapabilities: this.#joined.routerRtpCapabilities });
     this.#listen(this.#signal);
     this.#watch(this.#signal);
+    this.#signal.release();
     const recv = (await this.#signal.request('createTransport', { direction: 'recv' })) as TransportParams;
     this.#recv = this.#device.createRecvTransport(recv);
     this.#wireConnect(this.#recv);
@@ -204,28 +207,45 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     for (const delay of RECONNECT_DELAYS_MS) {
       await new Promise((r) => setTimeout(r, delay));
       if (this.#closed || this.#leaving) return;
+      let resumed: Awaited<ReturnType<Reconnector>>;
       try {
-        const { client, joined } = await this.#reconnect!();
-        if (!joined.resumed) {
-          // The server no longer held the session: a fresh join would need new transports.
-          client.close();
-          this.#end('session lost');
-          return;
-        }
-        this.#signal = client;
-        this.#joined = joined;
-        this.#speakers = joined.activeSpeakers;
-        this.#participants.clear();
-        for (const p of joined.participants) this.#participants.set(String(p.identity), p);
-        this.#listen(client);
-        this.#watch(client);
-        this.safeEmit('reconnected');
-        return;
-      } catch {
-        // try again after the next delay
+        resumed = await this.#reconnect!();
+      } catch (err) {
+        // not_found: the server no longer holds the session (left, removed, room deleted).
+        if (err instanceof SignalError && err.code === 'not_found') return this.#end('session lost');
+        continue; // a network error: try again after the next delay
       }
+      this.#adopt(resumed.client, resumed.joined);
+      this.safeEmit('reconnected');
+      return;
     }
     this.#end('reconnect failed');
+  }
+
+  /** Takes over a resumed session's socket and catches up on what changed while it was away. */
+  #adopt(client: SignalClient, joined: ServerEvents['joined']): void {
+    this.#signal = client;
+    this.#joined = joined;
+    this.#speakers = joined.activeSpeakers;
+    const before = new Set(this.#participants.keys());
+    this.#participants.clear();
+    for (const p of joined.participants) this.#participants.set(String(p.identity), p);
+    this.#listen(client);
+    this.#watch(client);
+    for (const [identity, p] of this.#participants) if (!before.has(identity)) this.safeEmit('participantConnected', p);
+    for (const identity of before) if (!this.#participants.has(identity)) this.safeEmit('participantDisconnected', identity);
+    // Consumers the server closed meanwhile go; ones it created meanwhile (never resumed) are consumed.
+    const held = new Set(joined.consumers.map((c) => c.consumerId));
+    for (const [sid, remote] of this.#remote) {
+      if (held.has(remote.consumer.id)) continue;
+      this.#remote.delete(sid);
+      remote.consumer.close();
+      this.safeEmit('trackUnsubscribed', sid);
+    }
+    const known = new Set([...this.#remote.values()].map((r) => r.consumer.id));
+    for (const offer of joined.consumers) if (!known.has(offer.consumerId)) void this.#consume(offer);
+    for (const offer of joined.dataConsumers) if (!this.#dataConsumerIds.has(offer.id)) void this.#consumeData(offer);
+    client.release();
   }
 
   #end(reason: string): void {
@@ -324,7 +344,8 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
   }
 
   async #consumeData(d: ServerEvents['newDataConsumer']): Promise<void> {
-    if (!this.#recv) return;
+    if (!this.#recv || this.#dataConsumerIds.has(d.id)) return;
+    this.#dataConsumerIds.add(d.id);
     let dc: ClientDataConsumer;
     try {
       dc = await this.#recv.consumeData({

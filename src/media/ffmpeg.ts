@@ -30,7 +30,10 @@ export interface LaunchOptions {
 export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegProcess {
   const fullArgs = ['-hide_banner', '-loglevel', opts.logLevel ?? 'error', ...args];
   const child: ChildProcess = spawn(opts.bin ?? 'ffmpeg', fullArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
-  if (child.pid === undefined) throw new Error('ffmpeg could not be started (is it installed? apt-get install -y ffmpeg)');
+  if (child.pid === undefined) {
+    child.once('error', () => undefined); // ENOENT arrives as an event; the throw below says it
+    throw new Error('ffmpeg could not be started (is it installed? apt-get install -y ffmpeg)');
+  }
   const pid = child.pid;
   running.add(pid);
   let tail = '';

@@ -91,6 +91,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** consumerId → consumer; consumer.appData.trackSid names the track. */
   readonly #consumers = new Map<string, types.Consumer>();
   readonly #dataConsumers: types.DataConsumer[] = [];
+  /** What the client was told about each consumer / data channel, re-sent on a resumed session. */
+  readonly #consumerOffers = new Map<string, ServerEvents['newConsumer']>();
+  readonly #dataOffers: ServerEvents['newDataConsumer'][] = [];
+  /** Track sids with a consume in flight, so two triggers cannot create two consumers. */
+  readonly #subscribing = new Set<string>();
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
   /** Explicit subscribe/unsubscribe choices; tracks not in here follow auto-subscribe. */
   readonly #subscriptions = new Map<string, boolean>();
   #rtpCapabilities: types.RtpCapabilities | undefined;
@@ -154,14 +160,28 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   attach(sink: SignalSink): void {
+    clearTimeout(this.#graceTimer);
     const old = this.#sink;
     this.#sink = sink;
     if (old && old !== sink) old.superseded();
   }
 
-  /** The signaling connection went away; the session (transports, tracks) stays until close(). */
-  detach(sink: SignalSink): void {
-    if (this.#sink === sink) this.#sink = undefined;
+  /**
+   * The signaling connection went away. The session (transports, tracks) is held for `graceMs` so
+   * the client can resume it; after that the participant leaves with CONNECTION_LOST.
+   */
+  detach(sink: SignalSink, graceMs: number): void {
+    if (this.#sink !== sink || this.#closed) return;
+    this.#sink = undefined;
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = setTimeout(() => {
+      if (!this.#sink) this.close('CONNECTION_LOST');
+    }, graceMs);
+  }
+
+  /** For a resumed session's `joined`: the consumers and data channels held for this participant. */
+  offers(): { consumers: ServerEvents['newConsumer'][]; dataConsumers: ServerEvents['newDataConsumer'][] } {
+    return { consumers: [...this.#consumerOffers.values()], dataConsumers: [...this.#dataOffers] };
   }
 
   send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void {
@@ -193,6 +213,10 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       initialAvailableOutgoingBitrate: 1_000_000,
       appData: { direction, participant: this.identity },
     });
+    if (this.#closed) {
+      transport.close(); // replaced or removed while mediasoup worked
+      throw new ApiError('failed_precondition', 'participant has left');
+    }
     this.#transports.set(transport.id, transport);
     transport.on('dtlsstatechange', (state) => {
       if (state === 'failed' || state === 'closed') this.#log.warn({ transport: transport.id, state }, 'transport DTLS ended');
@@ -368,32 +392,47 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   async subscribeTo(track: PublishedTrack): Promise<void> {
     const transport = this.recvTransport;
     if (this.#closed || !transport || !this.#rtpCapabilities || !this.#permission.canSubscribe) return;
-    if (this.#subscriptions.get(track.info.sid) === false) return;
-    if ([...this.#consumers.values()].some((c) => c.appData.trackSid === track.info.sid)) return;
+    const sid = track.info.sid;
+    if (this.#subscriptions.get(sid) === false || this.#subscribing.has(sid)) return;
+    if ([...this.#consumers.values()].some((c) => c.appData.trackSid === sid)) return;
     if (track.producer.closed || !this.#router.canConsume({ producerId: track.producer.id, rtpCapabilities: this.#rtpCapabilities })) return;
-    const consumer = await transport.consume({
-      producerId: track.producer.id,
-      rtpCapabilities: this.#rtpCapabilities,
-      paused: true, // resumed by the client once its side is ready, then a keyframe is requested
-      appData: { trackSid: track.info.sid },
-    });
+    this.#subscribing.add(sid);
+    let consumer: types.Consumer;
+    try {
+      consumer = await transport.consume({
+        producerId: track.producer.id,
+        rtpCapabilities: this.#rtpCapabilities,
+        paused: true, // resumed by the client once its side is ready, then a keyframe is requested
+        appData: { trackSid: sid },
+      });
+    } finally {
+      this.#subscribing.delete(sid);
+    }
+    // Things may have changed while mediasoup worked: left, unsubscribed, grant revoked.
+    if (this.#closed || this.#subscriptions.get(sid) === false || !this.#permission.canSubscribe) {
+      consumer.close();
+      return;
+    }
     this.#consumers.set(consumer.id, consumer);
     const gone = () => this.#closeConsumer(consumer);
     consumer.on('producerclose', gone);
     consumer.on('transportclose', gone);
-    this.send('newConsumer', {
+    const offer: ServerEvents['newConsumer'] = {
       consumerId: consumer.id,
       producerId: track.producer.id,
-      trackSid: track.info.sid,
+      trackSid: sid,
       participantIdentity: track.ownerIdentity,
       kind: consumer.kind,
       rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
       producerPaused: consumer.producerPaused,
-    });
+    };
+    this.#consumerOffers.set(consumer.id, offer);
+    this.send('newConsumer', offer);
   }
 
   #closeConsumer(consumer: types.Consumer): void {
     if (!this.#consumers.delete(consumer.id)) return;
+    this.#consumerOffers.delete(consumer.id);
     consumer.close();
     this.send('consumerClosed', { consumerId: consumer.id, trackSid: String(consumer.appData.trackSid) });
   }
@@ -407,21 +446,28 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     const transport = this.recvTransport;
     if (!transport || this.#closed) return;
     const dc = await transport.consumeData({ dataProducerId: relayProducer.id });
+    if (this.#closed) {
+      dc.close();
+      return;
+    }
     this.#dataConsumers.push(dc);
-    this.send('newDataConsumer', {
+    const offer: ServerEvents['newDataConsumer'] = {
       id: dc.id,
       dataProducerId: relayProducer.id,
       sctpStreamParameters: dc.sctpStreamParameters as unknown as Record<string, unknown>,
       label: dc.label,
       protocol: dc.protocol,
       reliable: true,
-    });
+    };
+    this.#dataOffers.push(offer);
+    this.send('newDataConsumer', offer);
   }
 
   /** Idempotent; closes everything the participant owns and tells its connection why. */
   close(reason: LeaveReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#graceTimer);
     this.#log.info({ reason }, 'participant left');
     const sink = this.#sink;
     this.#sink = undefined;

@@ -132,10 +132,11 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
       if (track.producer.kind === 'audio') {
         this.#media.audioLevels.addProducer({ producerId: track.producer.id }).catch(() => undefined);
       }
+      // A hidden participant's tracks are as invisible as the participant: nobody is subscribed.
       if (!p.hidden) {
         for (const o of this.#visibleOthers(p)) o.send('trackPublished', { participantIdentity: p.identity, track: json(track.info) });
+        for (const o of this.#others(p)) this.#subscribe(o, track);
       }
-      for (const o of this.#others(p)) this.#subscribe(o, track);
       this.safeEmit('@trackpublished', p, track.info.clone());
     });
     p.on('@trackunpublished', (track) => {
@@ -145,6 +146,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
       this.safeEmit('@trackunpublished', p, track.info.clone());
     });
     p.on('@trackmuted', (track) => {
+      if (p.hidden) return;
       for (const o of this.#visibleOthers(p)) {
         o.send('trackMuted', { participantIdentity: p.identity, trackSid: track.info.sid, muted: track.info.muted });
       }
@@ -153,7 +155,11 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
       if (p.hidden) return;
       for (const o of this.#visibleOthers(p)) o.send('participantUpdated', { participant: json(p.info()) });
     });
-    p.on('@dataproducer', (dp) => void this.#relayFrom(p, dp));
+    p.on('@dataproducer', (dp) => {
+      this.#relayFrom(p, dp).catch((err: unknown) =>
+        this.#log.warn({ participant: p.identity, err: (err as Error).message }, 'could not relay data channel'),
+      );
+    });
     p.on('@close', (reason) => {
       if (this.#participants.get(p.identity) === p) this.#participants.delete(p.identity);
       const relay = this.#relays.get(p.identity);
@@ -174,7 +180,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
 
   /** A participant can now receive (capabilities known and/or recv transport created). */
   async #onReady(p: Participant): Promise<void> {
-    for (const o of this.#others(p)) for (const t of o.tracks) this.#subscribe(p, t);
+    for (const o of this.#visibleOthers(p)) for (const t of o.tracks) this.#subscribe(p, t);
     if (p.recvTransport && !this.#relays.has(p.identity)) {
       try {
         const relay = await this.#media.dataRelay.produceData({ label: 'roomgate', protocol: 'roomgate-data-v1' });
@@ -201,13 +207,14 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
       if (!p.permission.canPublishData) return; // revoked since the channel opened
       const decoded = decodeData(message);
       if (!decoded) return; // not an envelope: dropped, like any malformed input
-      this.deliver(decoded.payload, decoded.header.topic, decoded.header.destinationIdentities ?? [], p.identity);
+      // A hidden sender stays anonymous; its own echo is still skipped by identity.
+      this.deliver(decoded.payload, decoded.header.topic, decoded.header.destinationIdentities ?? [], p.identity, !p.hidden);
     });
   }
 
   /** Delivers a data message to everyone (or the named identities) but its sender. Returns recipients. */
-  deliver(payload: Uint8Array, topic: string | undefined, destinations: string[], from?: string): number {
-    const frame = encodeData({ ...(topic ? { topic } : {}), ...(from ? { from } : {}) }, payload);
+  deliver(payload: Uint8Array, topic: string | undefined, destinations: string[], from?: string, showSender = true): number {
+    const frame = encodeData({ ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }, payload);
     let count = 0;
     for (const [identity, relay] of this.#relays) {
       if (identity === from) continue;
@@ -235,6 +242,15 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   setMetadata(metadata: string): void {
     this.#info.metadata = metadata;
     for (const p of this.#participants.values()) p.send('roomMetadata', { metadata });
+  }
+
+  /** A published track of a participant visible to `viewer`, or undefined. */
+  visibleTrack(viewer: Participant, trackSid: string): PublishedTrack | undefined {
+    for (const o of this.#visibleOthers(viewer)) {
+      const t = o.track(trackSid);
+      if (t) return t;
+    }
+    return undefined;
   }
 
   removeParticipant(identity: string, reason: LeaveReason): void {

@@ -1,6 +1,6 @@
 // Rooms hosted by this node: the registry in Redis (source of truth, survives restarts) and the live
 // Room objects with their mediasoup Routers. The Twirp layer talks to it through a narrow interface.
-import { ParticipantPermission, Room as RoomInfo, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
+import { ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
 import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, invalidArgument, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
@@ -28,6 +28,8 @@ export interface CreateRoomOptions {
   metadata?: string;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type RoomManagerEvents = {
   roomstarted: [room: RoomInfo];
   roomfinished: [room: RoomInfo];
@@ -37,15 +39,22 @@ export type RoomManagerEvents = {
   trackunpublished: [room: RoomInfo, participant: ParticipantInfo, track: TrackInfo];
 };
 
-/** The grants of a join token as a ParticipantPermission (LiveKit's defaults: true when absent). */
+/**
+ * The grants of a join token as a ParticipantPermission, with LiveKit's defaults: publish and
+ * subscribe when absent, data follows canPublish. Source names match case-insensitively; an
+ * unknown one stays in the list as UNKNOWN, so the list never widens to "everything".
+ */
 export function permissionFromClaims(claims: Claims): ParticipantPermission {
   const v = claims.video ?? {};
-  const sources = (v.canPublishSources ?? []).filter((s): s is TrackSourceName => (TRACK_SOURCES as readonly string[]).includes(s));
+  const sources = (v.canPublishSources ?? []).map((s) => {
+    const name = s.toLowerCase();
+    return (TRACK_SOURCES as readonly string[]).includes(name) ? SOURCE_BY_NAME[name as TrackSourceName] : TrackSource.UNKNOWN;
+  });
   return new ParticipantPermission({
     canSubscribe: v.canSubscribe ?? true,
     canPublish: v.canPublish ?? true,
-    canPublishData: v.canPublishData ?? true,
-    canPublishSources: sources.map((s) => SOURCE_BY_NAME[s]),
+    canPublishData: v.canPublishData ?? v.canPublish ?? true,
+    canPublishSources: sources,
     hidden: v.hidden ?? false,
     recorder: v.recorder ?? false,
     canUpdateMetadata: v.canUpdateOwnMetadata ?? false,
@@ -325,7 +334,11 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       this.#rooms.delete(info.name);
       this.#clearTimer(info.name);
       // A room that closed by itself (worker died) is finished for its users too; a shutdown is not.
-      if (reason === 'worker_died') void this.#serial(info.name, () => this.#finish(info.name, reason));
+      if (reason === 'worker_died') {
+        void this.#serial(info.name, () => this.#finish(info.name, reason)).catch((err: unknown) =>
+          this.#log.error({ room: info.name, err: (err as Error).message }, 'could not finish room after worker death'),
+        );
+      }
     });
     this.#armEmptyTimeout(room);
     return room;
@@ -333,15 +346,20 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
 
   #armTimer(name: string, seconds: number, reason: RoomCloseReason): void {
     this.#clearTimer(name);
-    const timer = setTimeout(() => {
+    const fire = () => {
       this.#timers.delete(name);
       void this.#serial(name, async () => {
         const live = this.#rooms.get(name);
         if (live && live.participantCount > 0) return; // someone joined meanwhile
         await this.#finish(name, reason);
       }).catch((err: unknown) => this.#log.error({ room: name, err: (err as Error).message }, 'could not close room'));
-    }, seconds * 1000);
-    this.#timers.set(name, timer);
+    };
+    // setTimeout fires at once beyond 2^31-1 ms (~24.8 days); timeouts are uint32 seconds, so chain.
+    const arm = (ms: number) => {
+      const step = Math.min(ms, MAX_TIMER_MS);
+      this.#timers.set(name, setTimeout(() => (ms > step ? arm(ms - step) : fire()), step));
+    };
+    arm(seconds * 1000);
   }
 
   /** Nobody joined: the room ends `empty_timeout` seconds after it was created. */

@@ -65,6 +65,10 @@ export class WorkerPool {
       ...this.#portRange(index),
       appData: { index },
     });
+    if (this.#closed) {
+      worker.close(); // a replacement that finished starting after close()
+      return;
+    }
     this.#slots[index] = { worker, routers: 0 };
     this.#opts.log.debug({ pid: worker.pid, index }, 'mediasoup worker started');
     worker.on('died', (err: Error) => {

@@ -74,6 +74,7 @@ export const requestEnvelope = z.strictObject({
 });
 
 export type ErrorCode =
+  | 'unauthenticated'
   | 'malformed'
   | 'invalid_argument'
   | 'not_found'
@@ -113,6 +114,10 @@ export interface ServerEvents {
     iceServers: IceServer[];
     /** Who is speaking now (later changes come as `activeSpeakers`). */
     activeSpeakers: ActiveSpeaker[];
+    /** On a resumed session: every consumer and data channel the server holds for you, so the
+     *  client can reconcile what changed while it was away. Empty on a fresh join. */
+    consumers: ServerEvents['newConsumer'][];
+    dataConsumers: ServerEvents['newDataConsumer'][];
     /** True when this connection resumed a session the server still held. */
     resumed: boolean;
   };

@@ -27,6 +27,16 @@ import {
 
 export const SIGNALING_PATH = '/rtc';
 
+/** A WebSocket close reason may hold 123 bytes of UTF-8; cut on a character boundary. */
+export function closeReason(message: string): string {
+  let out = '';
+  for (const ch of message) {
+    if (Buffer.byteLength(out + ch) > 123) break;
+    out += ch;
+  }
+  return out;
+}
+
 /** What signaling needs from the room layer. */
 export interface RoomJoiner {
   join(claims: Claims, sink: SignalSink): Promise<{ room: RoomImpl; participant: Participant }>;
@@ -64,6 +74,32 @@ const WS_ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'unavailable',
 ]);
 
+type Handler<M extends Method> = (p: Participant, data: RequestData<M>, room: RoomImpl | undefined) => unknown;
+
+/** One handler per protocol method; the data was validated against its schema already. */
+const HANDLERS: { [M in Method]: Handler<M> } = {
+  ready: (p, d) => p.ready(d),
+  createTransport: (p, d) => p.createTransport(d),
+  connectTransport: (p, d) => p.connectTransport(d),
+  restartIce: (p, d) => p.restartIce(d),
+  publishTrack: (p, d) => p.publishTrack(d),
+  unpublishTrack: (p, d) => p.unpublishTrack(d),
+  muteTrack: async (p, d) => ({ track: (await p.setTrackMuted(d.trackSid, d.muted)).toJson() }),
+  subscribe: (p, d, room) => {
+    if (!room?.visibleTrack(p, d.trackSid)) throw new ApiError('not_found', `track '${d.trackSid}' is not published in this room`);
+    p.setSubscription(d.trackSid, d.subscribe);
+    if (d.subscribe) room?.resubscribe(p);
+  },
+  resumeConsumer: (p, d) => p.resumeConsumer(d),
+  pauseConsumer: (p, d) => p.pauseConsumer(d),
+  setPreferredLayers: (p, d) => p.setPreferredLayers(d),
+  publishData: (p, d) => p.publishData(d),
+  updateMetadata: (p, d) => p.updateMetadata(d),
+  ping: () => ({ pong: Date.now() }),
+  // Answer first: close() ends the socket.
+  leave: (p) => void setImmediate(() => p.close('CLIENT_INITIATED')),
+};
+
 export class SignalingServer {
   readonly #opts: Required<SignalingOptions>;
   readonly #wss: WebSocketServer;
@@ -83,7 +119,10 @@ export class SignalingServer {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = new Connection(ws, this.#opts, () => this.#connections.delete(conn));
       this.#connections.add(conn);
-      void conn.start(url);
+      conn.start(url).catch((err: unknown) => {
+        this.#opts.log.error({ err }, 'signaling connection failed');
+        conn.terminate();
+      });
     });
   }
 
@@ -124,12 +163,16 @@ class Connection implements SignalSink {
       const token = url.searchParams.get('access_token');
       if (!token) throw new ApiError('unauthenticated', 'missing access_token query parameter');
       claims = await this.#opts.verifier.verify(token);
-      const resumed = url.searchParams.get('reconnect') === '1' ? this.#opts.rooms.resume(claims, this) : undefined;
+      let resumed: { room: RoomImpl; participant: Participant } | undefined;
+      if (url.searchParams.get('reconnect') === '1') {
+        // No silent fresh join: the room or participant may be gone on purpose (deleted, removed).
+        resumed = this.#opts.rooms.resume(claims, this);
+        if (!resumed) throw new ApiError('not_found', 'no session to resume; join again without reconnect=1');
+      }
       const { room, participant } = resumed ?? (await this.#opts.rooms.join(claims, this));
       if (this.#ws.readyState !== this.#ws.OPEN) {
-        // The socket closed while we were joining: leave unless a newer connection took over.
-        participant.detach(this);
-        this.#scheduleLeave(participant);
+        // The socket closed while we were joining: hold the session for a resume, as after a drop.
+        participant.detach(this, this.#opts.reconnectGraceMs);
         return;
       }
       this.#participant = participant;
@@ -144,13 +187,14 @@ class Connection implements SignalSink {
         routerRtpCapabilities: room.router.rtpCapabilities as unknown as Record<string, unknown>,
         iceServers: this.#opts.iceServers(participant.identity),
         activeSpeakers: snapshot.activeSpeakers,
+        ...(resumed ? participant.offers() : { consumers: [], dataConsumers: [] }),
         resumed: resumed !== undefined,
       });
     } catch (err) {
       const apiErr = err instanceof ApiError ? err : new ApiError('internal', 'join failed');
       if (!(err instanceof ApiError)) this.#log.error({ err }, 'join failed');
       this.#write({ id: null, ok: false, error: { code: apiErr.code as ErrorCode, message: apiErr.message } });
-      this.#ws.close(CLOSE_CODE[apiErr.code] ?? 4500, apiErr.message.slice(0, 120));
+      this.#ws.close(CLOSE_CODE[apiErr.code] ?? 4500, closeReason(apiErr.message));
       return;
     }
     this.#ws.off('message', buffer);
@@ -231,64 +275,15 @@ class Connection implements SignalSink {
     }
   }
 
-  async #dispatch(p: Participant, method: Method, data: unknown): Promise<unknown> {
-    switch (method) {
-      case 'ready':
-        return p.ready(data as RequestData<'ready'>);
-      case 'createTransport':
-        return p.createTransport(data as RequestData<'createTransport'>);
-      case 'connectTransport':
-        return p.connectTransport(data as RequestData<'connectTransport'>);
-      case 'restartIce':
-        return p.restartIce(data as RequestData<'restartIce'>);
-      case 'publishTrack':
-        return p.publishTrack(data as RequestData<'publishTrack'>);
-      case 'unpublishTrack':
-        return p.unpublishTrack(data as RequestData<'unpublishTrack'>);
-      case 'muteTrack': {
-        const { trackSid, muted } = data as RequestData<'muteTrack'>;
-        return { track: (await p.setTrackMuted(trackSid, muted)).toJson() };
-      }
-      case 'subscribe': {
-        const { trackSid, subscribe } = data as RequestData<'subscribe'>;
-        p.setSubscription(trackSid, subscribe);
-        if (subscribe) this.#room?.resubscribe(p);
-        return {};
-      }
-      case 'resumeConsumer':
-        return p.resumeConsumer(data as RequestData<'resumeConsumer'>);
-      case 'pauseConsumer':
-        return p.pauseConsumer(data as RequestData<'pauseConsumer'>);
-      case 'setPreferredLayers':
-        return p.setPreferredLayers(data as RequestData<'setPreferredLayers'>);
-      case 'publishData':
-        return p.publishData(data as RequestData<'publishData'>);
-      case 'updateMetadata':
-        return p.updateMetadata(data as RequestData<'updateMetadata'>);
-      case 'ping':
-        return { pong: Date.now() };
-      case 'leave':
-        // Answer first: close() ends the socket.
-        setImmediate(() => p.close('CLIENT_INITIATED'));
-        return {};
-    }
-  }
-
-  #scheduleLeave(p: Participant): void {
-    const timer = setTimeout(() => {
-      if (!p.connected && !p.closed) p.close('CONNECTION_LOST');
-    }, this.#opts.reconnectGraceMs);
-    timer.unref();
+  #dispatch(p: Participant, method: Method, data: unknown): Promise<unknown> | unknown {
+    return (HANDLERS[method] as Handler<Method>)(p, data as RequestData<Method>, this.#room);
   }
 
   #closed(): void {
     clearInterval(this.#pinger);
     this.#onGone();
     const p = this.#participant;
-    if (p && !p.closed) {
-      // Keep the session for a reconnect (transports and tracks stay up meanwhile).
-      p.detach(this);
-      this.#scheduleLeave(p);
-    }
+    // Keep the session for a reconnect (transports and tracks stay up meanwhile).
+    if (p && !p.closed) p.detach(this, this.#opts.reconnectGraceMs);
   }
 }

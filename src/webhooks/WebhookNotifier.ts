@@ -118,11 +118,17 @@ export class WebhookNotifier {
       const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4);
       log.info({ url, event, attempt, reason, retryInMs: Math.round(delay) }, 'webhook failed; will retry');
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.#abort.signal.addEventListener('abort', () => {
+        const signal = this.#abort.signal;
+        if (signal.aborted) return resolve();
+        const onAbort = () => {
           clearTimeout(timer);
           resolve();
-        }, { once: true });
+        };
+        const timer = setTimeout(() => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        }, delay);
+        signal.addEventListener('abort', onAbort, { once: true });
       });
     }
   }

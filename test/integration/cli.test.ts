@@ -6,6 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { RoomServiceClient, TokenVerifier } from 'livekit-server-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mintToken } from '../../src/auth/tokens.ts';
+import { NodeParticipant } from '../../src/client/node.ts';
 import { freePort, isAlive, waitFor } from '../helpers/net.ts';
 
 const BIN = path.resolve('bin/roomgate.mjs');
@@ -52,8 +54,14 @@ describe('roomgate CLI', () => {
     await client.createRoom({ name: 'quickstart' });
     expect((await client.listRooms()).map((r) => r.name)).toEqual(['quickstart']);
 
+    // A connected participant must not hold shutdown open, and is told why it ends.
+    const token = await mintToken('devkey', 'secret', { identity: 'stayer', video: { roomJoin: true, room: 'quickstart' } });
+    const stayer = await NodeParticipant.connect(`http://127.0.0.1:${port}`, token);
+    const told = new Promise<string>((resolve) => stayer.on('disconnected', resolve));
+
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
+    expect(await told).toBe('SERVER_SHUTDOWN');
     expect(isAlive(redisPid)).toBe(false);
     expect(stdout).toMatch(/local redis-server stopped/);
   });

@@ -1,6 +1,7 @@
 // Permissions, limits and RoomService acting on live participants, through the real SDK.
 import { RoomServiceClient, TrackSource, TwirpError, WebhookReceiver } from 'livekit-server-sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../../src/auth/tokens.ts';
 import { NodeParticipant } from '../../src/client/node.ts';
 import { SignalError } from '../../src/client/SignalClient.ts';
 import type { Gateway } from '../../src/main.ts';
@@ -72,12 +73,25 @@ describe('permissions', () => {
 
     const noData = await enter('perm-room', 'no-data', { canPublishData: false, canPublish: true });
     expect((await failure(noData.publishData(new Uint8Array([1])))).code).toBe('permission_denied');
+    // As in LiveKit, canPublishData follows canPublish when the token leaves it out.
+    const listener = await enter('perm-room', 'listener', { canPublish: false });
+    expect((await failure(listener.publishData(new Uint8Array([1])))).code).toBe('permission_denied');
+    // Source names match case-insensitively; an unknown one does not widen the list to everything.
+    // (The SDK's AccessToken only takes enum values, so this token is minted directly.)
+    const oddToken = await mintToken(API_KEY, API_SECRET, {
+      identity: 'odd',
+      video: { roomJoin: true, room: 'perm-room', canPublishSources: ['Microphone', 'webcam'] },
+    });
+    const oddSources = await NodeParticipant.connect(gw.url, oddToken);
+    people.push(oddSources);
+    await expect(oddSources.publishTrack({ kind: 'audio', source: 'microphone' })).resolves.toBeDefined();
+    expect((await failure(oddSources.publishTrack({ kind: 'video', source: 'camera' }))).code).toBe('permission_denied');
 
     // A hidden participant is invisible to the others but listed for admins.
     let sawHidden = false;
     viewer.on('participantConnected', (p) => (sawHidden ||= p.identity === 'ghost'));
     const ghost = await enter('perm-room', 'ghost', { hidden: true });
-    expect(ghost.joined.participants.map((p) => p.identity).sort()).toEqual(['mic-only', 'no-data', 'viewer']);
+    expect(ghost.joined.participants.map((p) => p.identity).sort()).toEqual(['listener', 'mic-only', 'no-data', 'odd', 'viewer']);
     const late = await enter('perm-room', 'late');
     expect(late.joined.participants.map((p) => p.identity)).not.toContain('ghost');
     expect(sawHidden).toBe(false);
@@ -151,7 +165,10 @@ describe('room limits and identity', () => {
     const sid = sub.sid;
     const back = nextEvent(sub, 'reconnected');
     sub.signal.dropForTesting();
+    // Published while sub's socket is down: the resumed session catches up on it.
+    const video = await pub.publishFromFfmpeg({ kind: 'video', source: 'camera', input: bars });
     await back;
+    await waitFor(() => (sub.remoteTracks.some((t) => t.trackSid === video.trackSid) ? true : undefined), 10_000, 'track published during the drop');
     expect(sub.sid).toBe(sid);
     expect(sub.joined.resumed).toBe(true);
     // Still in the room, still receiving, and requests work on the new socket.
@@ -161,6 +178,7 @@ describe('room limits and identity', () => {
     await waitFor(() => (packets > 10 ? true : undefined), 10_000, 'RTP after reconnect');
     await sub.updateMetadata({}).catch((e: SignalError) => expect(e.code).toBe('permission_denied'));
     await audio.stop();
+    await video.stop();
   });
 
   it('resumes a session after the socket drops', async () => {

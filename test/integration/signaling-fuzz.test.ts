@@ -52,6 +52,46 @@ async function open(identity: string) {
   return { ws, next, inbox };
 }
 
+describe('hostile connections', () => {
+  it('survives a join error whose message is long non-ASCII text (WebSocket close reasons are 123 bytes)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const token = `${b64({ alg: 'HS256' })}.${b64({ iss: 'é'.repeat(60), exp: now + 60 })}.${'A'.repeat(43)}`;
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/rtc?access_token=${token}`);
+    const frames: string[] = [];
+    ws.on('message', (d) => frames.push(d.toString()));
+    const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));
+    expect(code).toBe(4401);
+    expect(JSON.parse(frames[0]!).error).toMatchObject({ code: 'unauthenticated', message: expect.stringMatching(/unknown API key/) });
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+
+  it('answers an upgrade with an unparsable target with 400 and stays up', async () => {
+    const net = await import('node:net');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(gw.port, '127.0.0.1', () =>
+        sock.write('GET http://a:b/rtc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
+      );
+      let data = '';
+      sock.on('data', (d) => (data += d.toString()));
+      sock.on('end', () => resolve(data));
+      sock.on('error', reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1.1 400/);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+
+  it('refuses reconnect=1 when there is no session to resume, without joining', async () => {
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/rtc?reconnect=1&access_token=${await joinToken('fuzz-room', 'never-joined')}`);
+    const frames: string[] = [];
+    ws.on('message', (d) => frames.push(d.toString()));
+    const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));
+    expect(code).toBe(4404);
+    expect(JSON.parse(frames[0]!).error.code).toBe('not_found');
+    expect((await gw.rooms.listParticipants('fuzz-room').catch(() => [])).map((p) => p.identity)).not.toContain('never-joined');
+  });
+});
+
 describe('signaling socket fuzz', () => {
   it.each<[string, string | Buffer, string, RegExp]>([
     ['garbage text', 'not json {', 'malformed', /not valid JSON/],

@@ -22,6 +22,18 @@ beforeAll(async () => {
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_WEBHOOK_URLS: sink.url });
 });
 
+/** A notifier of its own with fast retries, against a sink of the test's. */
+function fastNotifier(url: string): WebhookNotifier {
+  return new WebhookNotifier({
+    urls: [url],
+    apiKey: API_KEY,
+    apiSecret: API_SECRET,
+    log: moduleLogger('test'),
+    metrics: createMetrics({ activeRooms: () => 0 }),
+    baseDelayMs: 20,
+  });
+}
+
 afterAll(async () => {
   await gw?.close();
   await sink?.close();
@@ -54,14 +66,7 @@ describe('webhooks', () => {
     let failures = 0;
     own.statusFor = (_n, body) =>
       body.includes('"ordered"') && body.includes('room_started') && failures < 2 ? [503, 500][failures++] : undefined;
-    const notifier = new WebhookNotifier({
-      urls: [own.url],
-      apiKey: API_KEY,
-      apiSecret: API_SECRET,
-      log: moduleLogger('test'),
-      metrics: createMetrics({ activeRooms: () => 0 }),
-      baseDelayMs: 20,
-    });
+    const notifier = fastNotifier(own.url);
     try {
       const room = new Room({ name: 'ordered', sid: 'RM_x' });
       notifier.notify('room_started', { room });
@@ -87,14 +92,7 @@ describe('webhooks', () => {
       attempts++;
       return 401;
     };
-    const notifier = new WebhookNotifier({
-      urls: [own.url],
-      apiKey: API_KEY,
-      apiSecret: API_SECRET,
-      log: moduleLogger('test'),
-      metrics: createMetrics({ activeRooms: () => 0 }),
-      baseDelayMs: 20,
-    });
+    const notifier = fastNotifier(own.url);
     notifier.notify('room_started', { room: new Room({ name: 'r' }) });
     await notifier.flush(5000);
     expect(attempts).toBe(1);
