@@ -33,10 +33,6 @@ export class TypedEmitter<E extends EventMap> {
     return this;
   }
 
-  listenerCount<K extends keyof E & string>(event: K): number {
-    return this.#listeners.get(event)?.length ?? 0;
-  }
-
   safeEmit<K extends keyof E & string>(event: K, ...args: E[K]): void {
     const list = this.#listeners.get(event);
     if (!list) return;

@@ -1,5 +1,5 @@
 // LiveKit-style resource ids: a type prefix and 12 random base62 characters (~71 bits), like guid.New.
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -9,9 +9,4 @@ export function newId(prefix: IdPrefix, length = 12): string {
   let out = prefix;
   for (let i = 0; i < length; i++) out += ALPHABET[randomInt(ALPHABET.length)];
   return out;
-}
-
-/** A secret of `bits` random bits from the CSPRNG, base64url (stream keys, session ids). */
-export function newSecret(bits = 128): string {
-  return randomBytes(Math.ceil(bits / 8)).toString('base64url');
 }

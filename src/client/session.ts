@@ -397,8 +397,12 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     await this.#signal.request('unpublishTrack', { trackSid: producer.id });
   }
 
-  /** Sends a data message to everyone in the room, or to `destinationIdentities`. */
-  async publishData(payload: Uint8Array, opts: { reliable?: boolean; topic?: string; destinationIdentities?: string[] } = {}): Promise<void> {
+  /** Sends a data message to everyone in the room, or to the identities in `destinations`. */
+  async publishData(
+    payload: Uint8Array,
+    opts: { reliable?: boolean; topic?: string; destinations?: string[]; /** LiveKit's name for `destinations`. */ destinationIdentities?: string[] } = {},
+  ): Promise<void> {
+    const destinations = opts.destinations ?? opts.destinationIdentities;
     const kind = opts.reliable === false ? 'lossy' : 'reliable';
     let dp = this.#dataProducers.get(kind);
     if (!dp) {
@@ -408,7 +412,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
       const opening = dp;
       await new Promise<void>((resolve) => (opening.readyState === 'open' ? resolve() : opening.once('open', () => resolve())));
     }
-    const header = { ...(opts.topic ? { topic: opts.topic } : {}), ...(opts.destinationIdentities ? { destinationIdentities: opts.destinationIdentities } : {}) };
+    const header = { ...(opts.topic ? { topic: opts.topic } : {}), ...(destinations ? { destinationIdentities: destinations } : {}) };
     const frame = encodeData(header, payload);
     // werift (Node) sends Buffers; browsers take any ArrayBufferView.
     dp.send(typeof Buffer === 'undefined' ? frame : Buffer.from(frame));

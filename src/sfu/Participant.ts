@@ -132,10 +132,6 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return this.#permission.clone();
   }
 
-  get connected(): boolean {
-    return this.#sink !== undefined;
-  }
-
   get tracks(): PublishedTrack[] {
     return [...this.#tracks.values()];
   }
@@ -435,10 +431,6 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#consumerOffers.delete(consumer.id);
     consumer.close();
     this.send('consumerClosed', { consumerId: consumer.id, trackSid: String(consumer.appData.trackSid) });
-  }
-
-  subscribedTrackSids(): string[] {
-    return [...this.#consumers.values()].map((c) => String(c.appData.trackSid));
   }
 
   /** The server's data channel towards this participant, fed by the room's data relay. */

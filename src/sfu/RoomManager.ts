@@ -127,18 +127,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   /** Creates the room, or returns the existing one unchanged (LiveKit's CreateRoom is idempotent). */
   createRoom(opts: CreateRoomOptions): Promise<RoomInfo> {
     return this.#serial(opts.name, async () => {
-      const now = Date.now();
-      const candidate = new RoomInfo({
-        sid: newId('RM_'),
-        name: opts.name,
-        emptyTimeout: opts.emptyTimeout || this.#defaults.emptyTimeout,
-        departureTimeout: opts.departureTimeout || this.#defaults.departureTimeout,
-        maxParticipants: opts.maxParticipants || this.#defaults.maxParticipants,
-        metadata: opts.metadata ?? '',
-        creationTime: BigInt(Math.floor(now / 1000)),
-        creationTimeMs: BigInt(now),
-      });
-      const { room, node, created } = await this.#store.createIfAbsent({ room: candidate, node: this.#node });
+      const { room, node, created } = await this.#store.createIfAbsent({ room: this.#newRoomInfo(opts), node: this.#node });
       if (node !== this.#node) return room; // hosted elsewhere; that node owns its media
       const live = this.#rooms.get(room.name) ?? (await this.#activate(room));
       if (created) {
@@ -146,6 +135,21 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
         this.safeEmit('roomstarted', live.info());
       }
       return live.info();
+    });
+  }
+
+  /** A new room's info: the request's settings, the configured defaults for the rest (0 = default). */
+  #newRoomInfo(opts: CreateRoomOptions): RoomInfo {
+    const now = Date.now();
+    return new RoomInfo({
+      sid: newId('RM_'),
+      name: opts.name,
+      emptyTimeout: opts.emptyTimeout || this.#defaults.emptyTimeout,
+      departureTimeout: opts.departureTimeout || this.#defaults.departureTimeout,
+      maxParticipants: opts.maxParticipants || this.#defaults.maxParticipants,
+      metadata: opts.metadata ?? '',
+      creationTime: BigInt(Math.floor(now / 1000)),
+      creationTimeMs: BigInt(now),
     });
   }
 
@@ -273,17 +277,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     return this.#serial(name, async () => {
       let live = this.#rooms.get(name);
       if (!live) {
-        const now = Date.now();
-        const candidate = new RoomInfo({
-          sid: newId('RM_'),
-          name,
-          emptyTimeout: this.#defaults.emptyTimeout,
-          departureTimeout: this.#defaults.departureTimeout,
-          maxParticipants: this.#defaults.maxParticipants,
-          creationTime: BigInt(Math.floor(now / 1000)),
-          creationTimeMs: BigInt(now),
-        });
-        const stored = await this.#store.createIfAbsent({ room: candidate, node: this.#node });
+        const stored = await this.#store.createIfAbsent({ room: this.#newRoomInfo({ name }), node: this.#node });
         if (stored.node !== this.#node) throw unavailable(`room '${name}' is hosted by node ${stored.node}`);
         live = this.#rooms.get(name) ?? (await this.#activate(stored.room));
         if (stored.created) this.safeEmit('roomstarted', live.info());

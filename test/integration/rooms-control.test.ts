@@ -3,9 +3,11 @@ import { RoomServiceClient, TrackSource, TwirpError, WebhookReceiver } from 'liv
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/auth/tokens.ts';
 import { NodeParticipant } from '../../src/client/node.ts';
+import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import { SignalError } from '../../src/client/SignalClient.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { rejection } from '../helpers/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join, joinToken, nextEvent } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -33,6 +35,8 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await Promise.all(people.splice(0).map((p) => p.leave()));
+  // Every FFmpeg a participant started is gone once it has left.
+  await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 5000, 'FFmpeg children to exit');
 });
 
 afterAll(async () => {
@@ -47,14 +51,7 @@ async function enter(room: string, identity: string, grant = {}) {
   return p;
 }
 
-async function failure(p: Promise<unknown>): Promise<SignalError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SignalError);
-  return err as SignalError;
-}
+const failure = (p: Promise<unknown>) => rejection(p, SignalError);
 
 const tone = ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
 const bars = ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=15'];

@@ -77,7 +77,7 @@ describe('media between participants', () => {
     const onlyC = nextEvent(c, 'dataReceived');
     let bGot = 0;
     b.on('dataReceived', () => bGot++);
-    await a.publishData(new TextEncoder().encode('psst'), { destinationIdentities: ['c'], reliable: false });
+    await a.publishData(new TextEncoder().encode('psst'), { destinations: ['c'], reliable: false });
     expect(new TextDecoder().decode((await onlyC)[0].payload)).toBe('psst');
     await new Promise((r) => setTimeout(r, 300));
     expect(bGot).toBe(0);

@@ -3,6 +3,7 @@ import { AccessToken, DataPacket_Kind, Room, RoomServiceClient, TwirpError } fro
 import { CreateRoomRequest, ListRoomsResponse } from '@livekit/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
+import { rejection } from '../helpers/errors.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
@@ -21,14 +22,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function serverError(p: Promise<unknown>): Promise<TwirpError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TwirpError);
-  return err as TwirpError;
-}
+const serverError = (p: Promise<unknown>) => rejection(p, TwirpError);
 
 async function rawCall(method: string, body: string | Uint8Array, token: string, contentType = 'application/json') {
   return fetch(`${gw.url}/twirp/livekit.RoomService/${method}`, {
