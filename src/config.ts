@@ -23,8 +23,18 @@ const schema = z.strictObject({
   data_dir: z.string().min(1).default('./data'),
   node_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional(),
   rtmp: z
-    .strictObject({ port: port.default(1935) })
+    .strictObject({
+      port: port.default(1935),
+      /** Public RTMP URL handed out in IngressInfo.url (default from the announced IP or bind address). */
+      base_url: z.url({ protocol: /^rtmps?$/, error: 'must be an rtmp:// or rtmps:// URL' }).optional(),
+    })
     .default({ port: 1935 }),
+  whip: z
+    .strictObject({
+      /** Public WHIP endpoint handed out in IngressInfo.url for WHIP ingresses. */
+      base_url: httpUrl.optional(),
+    })
+    .default({}),
   rtc: z
     .strictObject({
       min_port: port.default(40000),
@@ -92,6 +102,8 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_DATA_DIR: { path: ['data_dir'], kind: 'string' },
   ROOMGATE_NODE_ID: { path: ['node_id'], kind: 'string' },
   ROOMGATE_RTMP_PORT: { path: ['rtmp', 'port'], kind: 'int' },
+  ROOMGATE_RTMP_BASE_URL: { path: ['rtmp', 'base_url'], kind: 'string' },
+  ROOMGATE_WHIP_BASE_URL: { path: ['whip', 'base_url'], kind: 'string' },
   ROOMGATE_RTC_MIN_PORT: { path: ['rtc', 'min_port'], kind: 'int' },
   ROOMGATE_RTC_MAX_PORT: { path: ['rtc', 'max_port'], kind: 'int' },
   ROOMGATE_ANNOUNCED_IP: { path: ['rtc', 'announced_ip'], kind: 'string' },

@@ -1,10 +1,12 @@
 // Start-up and shutdown of one gateway, nothing else. The CLI (src/cli.ts) calls startGateway;
 // tests call it too, several per process, each with its own ports, Redis and data dir.
 import { isIP, type AddressInfo } from 'node:net';
+import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { TokenVerifier, mintToken } from './auth/tokens.ts';
 import { browserSdk } from './client/bundle.ts';
 import { createHttpServer } from './api/http.ts';
+import { ingressService } from './api/twirp/ingress.ts';
 import { roomService } from './api/twirp/room.ts';
 import { TwirpRouter } from './api/twirp/router.ts';
 import { DEV_API_KEY, DEV_API_SECRET, type Config } from './config.ts';
@@ -16,6 +18,7 @@ import { RoomManager } from './sfu/RoomManager.ts';
 import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
 import { connectRedis, redactUrl } from './store/redis.ts';
+import { IngressStore } from './store/IngressStore.ts';
 import { RoomStore } from './store/RoomStore.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 
@@ -46,6 +49,17 @@ const DEV_KEY_WARNING = (() => {
   const bar = '*'.repeat(width + 2);
   return [bar, ...lines.map((l) => `*  ${l.padEnd(width - 2)}*`), bar].join('\n');
 })();
+
+/** Where publishers reach this gateway: configured, else from the announced IP or bind address. */
+function publicIngestUrls(config: Config): { rtmp: string; whip: string } {
+  const bindHost = config.bind === '0.0.0.0' || config.bind === '::' ? os.hostname() : config.bind;
+  const host = config.rtc.announced_ip ?? bindHost;
+  const bracketed = host.includes(':') ? `[${host}]` : host;
+  return {
+    rtmp: config.rtmp.base_url ?? `rtmp://${bracketed}:${config.rtmp.port}/live`,
+    whip: config.whip.base_url ?? `http://${bracketed}:${config.port}/w`,
+  };
+}
 
 export async function startGateway(config: Config, opts: StartOptions = {}): Promise<Gateway> {
   if (opts.configureLogging !== false) configureLogger(config.log_level);
@@ -141,8 +155,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
     undo.push(() => rooms.close());
 
+    const ingress = new IngressStore(redis);
+    await ingress.load();
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
+    twirp.register(ingressService(ingress, publicIngestUrls(config)));
 
     const server = createHttpServer({
       twirp,

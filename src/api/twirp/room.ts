@@ -63,7 +63,7 @@ export interface RoomBackend {
 export const MAX_METADATA_BYTES = 64_000;
 export const MAX_NAME_BYTES = 256;
 
-function checkName(value: string, what: 'room' | 'identity' | 'names'): string {
+export function checkName(value: string, what: 'room' | 'identity' | 'names'): string {
   if (value.trim() === '') throw invalidArgument(`${what} must not be empty`, what);
   if (Buffer.byteLength(value) > MAX_NAME_BYTES) throw invalidArgument(`${what} is longer than ${MAX_NAME_BYTES} bytes`, what);
   // eslint-disable-next-line no-control-regex
@@ -71,7 +71,7 @@ function checkName(value: string, what: 'room' | 'identity' | 'names'): string {
   return value;
 }
 
-function checkMetadata(value: string): string {
+export function checkMetadata(value: string): string {
   if (Buffer.byteLength(value) > MAX_METADATA_BYTES) {
     throw invalidArgument(`metadata is larger than ${MAX_METADATA_BYTES} bytes`, 'metadata');
   }
