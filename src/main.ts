@@ -131,7 +131,12 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       log: moduleLogger('rooms'),
     });
 
-    const metrics = createMetrics({ activeRooms: () => rooms.activeRooms });
+    let signaling: SignalingServer | undefined; // created below; the gauge reads it when scraped
+    const metrics = createMetrics({
+      activeRooms: () => rooms.activeRooms,
+      participants: () => rooms.participantCount,
+      connections: () => signaling?.connectionCount ?? 0,
+    });
     const webhookKey = config.webhook.api_key ?? Object.keys(config.keys)[0]!;
     const webhooks = new WebhookNotifier({
       urls: config.webhook.urls,
@@ -150,8 +155,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     await rooms.restore();
 
     const verifier = new TokenVerifier(config.keys);
-    const signaling = new SignalingServer({ verifier, rooms, iceServers, log: moduleLogger('signaling') });
-    undo.push(() => signaling.close());
+    const signalingServer = new SignalingServer({ verifier, rooms, iceServers, log: moduleLogger('signaling') });
+    signaling = signalingServer;
+    undo.push(() => signalingServer.close());
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
     undo.push(() => rooms.close());
 
@@ -164,7 +170,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const server = createHttpServer({
       twirp,
       upgrade: (req, socket, head, url) => {
-        if (url.pathname === SIGNALING_PATH) return signaling.handleUpgrade(req, socket, head, url);
+        if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
       metrics,
@@ -206,7 +212,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     // participants should hear SERVER_SHUTDOWN. Both closes are idempotent.
     undo.push(() => {
       rooms.close();
-      signaling.close();
+      signalingServer.close();
     });
     const port = (server.address() as AddressInfo).port;
     const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;

@@ -7,9 +7,17 @@ export interface Metrics {
   readonly twirpDuration: Histogram<'service' | 'method'>;
   readonly webhookDeliveries: Counter<'event' | 'result'>;
   readonly rooms: Gauge;
+  readonly participants: Gauge;
+  readonly connections: Gauge;
 }
 
-export function createMetrics(opts: { activeRooms: () => number }): Metrics {
+export interface MetricSources {
+  activeRooms: () => number;
+  participants?: () => number;
+  connections?: () => number;
+}
+
+export function createMetrics(opts: MetricSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'roomgate_' });
   return {
@@ -39,6 +47,22 @@ export function createMetrics(opts: { activeRooms: () => number }): Metrics {
       registers: [registry],
       collect() {
         this.set(opts.activeRooms());
+      },
+    }),
+    participants: new Gauge({
+      name: 'roomgate_participants',
+      help: 'Participants in the rooms of this node (hidden ones included)',
+      registers: [registry],
+      collect() {
+        this.set(opts.participants?.() ?? 0);
+      },
+    }),
+    connections: new Gauge({
+      name: 'roomgate_signaling_connections',
+      help: 'Open participant WebSockets',
+      registers: [registry],
+      collect() {
+        this.set(opts.connections?.() ?? 0);
       },
     }),
   };

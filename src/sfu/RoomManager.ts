@@ -103,6 +103,13 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     return this.#rooms.size;
   }
 
+  /** Participants in the live rooms of this process (metrics). */
+  get participantCount(): number {
+    let n = 0;
+    for (const room of this.#rooms.values()) n += room.participantCount;
+    return n;
+  }
+
   #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#locks.get(name) ?? Promise.resolve();
     const next = prev.then(fn, fn);

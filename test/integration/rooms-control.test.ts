@@ -201,6 +201,9 @@ describe('RoomService on live participants', () => {
 
     const listed = await api.listParticipants('live-room');
     expect(listed.map((p) => p.identity).sort()).toEqual(['pub', 'sub']);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(Number(/^roomgate_participants (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    expect(Number(/^roomgate_signaling_connections (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
     const pubInfo = await api.getParticipant('live-room', 'pub');
     expect(pubInfo.tracks.map((t) => t.sid).sort()).toEqual([audio.trackSid, video.trackSid].sort());
 
