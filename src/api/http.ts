@@ -1,4 +1,5 @@
-// The gateway's HTTP server: /twirp/* (API), /healthz, /metrics. Later issues add /rtc, /w, /whep.
+// The gateway's HTTP server: /twirp/* (API), /healthz, /metrics, the /rtc WebSocket upgrade, the
+// browser SDK, the demo page and its dev-only tokens. Later issues add /w and /whep.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';

@@ -7,7 +7,7 @@ import { TypedEmitter } from '../emitter.ts';
 import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
-import type { ActiveSpeaker, LeaveReason } from '../signaling/protocol.ts';
+import type { ActiveSpeaker } from '../signaling/protocol.ts';
 import { Participant, type ParticipantInit, type PublishedTrack, type SignalSink, type TransportSettings } from './Participant.ts';
 import {
   LEAVE_REASON_FOR_CLOSE,
@@ -251,10 +251,6 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
       if (t) return t;
     }
     return undefined;
-  }
-
-  removeParticipant(identity: string, reason: LeaveReason): void {
-    this.participant(identity).close(reason);
   }
 
   close(reason: RoomCloseReason): void {

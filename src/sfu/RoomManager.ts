@@ -3,7 +3,7 @@
 import { ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
 import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, invalidArgument, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
+import { ApiError, invalidArgument, participantNotFound, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { RoomStore } from '../store/RoomStore.ts';
@@ -196,25 +196,29 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     return [];
   }
 
-  #live(room: string): RoomImpl {
+  /**
+   * A live participant and its room. A room that exists (in Redis) but has no live media here has
+   * nobody in it, so that is a participant not_found; a room that does not exist is a room not_found.
+   */
+  async #participant(room: string, identity: string): Promise<{ live: RoomImpl; p: Participant }> {
     const live = this.#rooms.get(room);
-    if (!live) throw roomNotFound(room);
-    return live;
+    if (!live) {
+      await this.getRoom(room);
+      throw participantNotFound(room, identity);
+    }
+    return { live, p: live.participant(identity) };
   }
 
   async getParticipant(room: string, identity: string): Promise<ParticipantInfo> {
-    await this.getRoom(room);
-    return this.#live(room).participant(identity).info();
+    return (await this.#participant(room, identity)).p.info();
   }
 
   async removeParticipant(room: string, identity: string): Promise<void> {
-    await this.getRoom(room);
-    this.#live(room).removeParticipant(identity, 'PARTICIPANT_REMOVED');
+    (await this.#participant(room, identity)).p.close('PARTICIPANT_REMOVED');
   }
 
   async mutePublishedTrack(room: string, identity: string, trackSid: string, muted: boolean): Promise<TrackInfo> {
-    await this.getRoom(room);
-    return this.#live(room).participant(identity).setTrackMuted(trackSid, muted);
+    return (await this.#participant(room, identity)).p.setTrackMuted(trackSid, muted);
   }
 
   async updateParticipant(
@@ -222,9 +226,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     identity: string,
     req: { metadata: string; name: string; attributes: Record<string, string>; permission?: ParticipantPermission | undefined },
   ): Promise<ParticipantInfo> {
-    await this.getRoom(room);
-    const live = this.#live(room);
-    const p = live.participant(identity);
+    const { live, p } = await this.#participant(room, identity);
     if (req.permission) {
       p.setPermission(req.permission);
       live.resubscribe(p);
@@ -234,9 +236,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   }
 
   async updateSubscriptions(room: string, identity: string, trackSids: string[], subscribe: boolean): Promise<void> {
-    await this.getRoom(room);
-    const live = this.#live(room);
-    const p = live.participant(identity);
+    const { live, p } = await this.#participant(room, identity);
     for (const sid of trackSids) p.setSubscription(sid, subscribe);
     if (subscribe) live.resubscribe(p);
   }
