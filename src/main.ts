@@ -19,6 +19,7 @@ import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
 import { connectRedis, redactUrl } from './store/redis.ts';
 import { IngressStore } from './store/IngressStore.ts';
+import { IngressSessions } from './ingress/IngressSessions.ts';
 import { RoomStore } from './store/RoomStore.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 
@@ -163,9 +164,15 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
     const ingress = new IngressStore(redis);
     await ingress.load();
+    const ingressSessions = new IngressSessions({ store: ingress, rooms, webhooks, log: moduleLogger('ingress') });
+    await ingressSessions.resetStale();
+    undo.push(async () => {
+      ingressSessions.close();
+      await ingressSessions.flush();
+    });
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
-    twirp.register(ingressService(ingress, publicIngestUrls(config)));
+    twirp.register(ingressService(ingress, publicIngestUrls(config), ingressSessions));
 
     const server = createHttpServer({
       twirp,

@@ -4,6 +4,7 @@
 // Cross-participant work (who subscribes to what) is the Room's; the participant only acts on itself.
 import {
   ParticipantInfo,
+  ParticipantInfo_Kind,
   ParticipantInfo_State,
   ParticipantPermission,
   TrackInfo,
@@ -70,6 +71,8 @@ export interface ParticipantInit {
   metadata: string;
   attributes: Record<string, string>;
   permission: ParticipantPermission;
+  /** LiveKit's participant kind: STANDARD, or INGRESS/EGRESS/AGENT for server-side participants. */
+  kind?: ParticipantInfo_Kind;
   router: types.Router;
   transport: TransportSettings;
   log: Logger;
@@ -78,6 +81,7 @@ export interface ParticipantInit {
 export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly sid = newId('PA_');
   readonly identity: string;
+  readonly kind: ParticipantInfo_Kind;
   readonly joinedAt = BigInt(Math.floor(Date.now() / 1000));
   #name: string;
   #metadata: string;
@@ -87,6 +91,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly #settings: TransportSettings;
   readonly #log: Logger;
   readonly #transports = new Map<string, types.WebRtcTransport>();
+  /** Transports the server opened for this participant (ingress PlainTransports, WHIP), not its client. */
+  readonly #serverTransports = new Map<string, types.Transport>();
   readonly #tracks = new Map<string, PublishedTrack>();
   /** consumerId → consumer; consumer.appData.trackSid names the track. */
   readonly #consumers = new Map<string, types.Consumer>();
@@ -106,6 +112,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   constructor(init: ParticipantInit) {
     super();
     this.identity = init.identity;
+    this.kind = init.kind ?? ParticipantInfo_Kind.STANDARD;
     this.#name = init.name;
     this.#metadata = init.metadata;
     this.#attributes = { ...init.attributes };
@@ -152,6 +159,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       tracks: this.tracks.map((t) => t.info.clone()),
       permission: this.#permission.clone(),
       isPublisher: this.#tracks.size > 0,
+      kind: this.kind,
     });
   }
 
@@ -235,6 +243,20 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return t;
   }
 
+  /**
+   * Hands a server-side send transport (an ingress PlainTransport, a WHIP WebRtcTransport) to this
+   * participant: publishTrack accepts its id, and it closes with the participant.
+   */
+  adoptSendTransport(transport: types.Transport): void {
+    if (this.#closed) {
+      transport.close();
+      throw new ApiError('failed_precondition', 'participant has left');
+    }
+    transport.appData.direction = 'send';
+    this.#serverTransports.set(transport.id, transport);
+    transport.observer.once('close', () => this.#serverTransports.delete(transport.id));
+  }
+
   get recvTransport(): types.WebRtcTransport | undefined {
     return [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
   }
@@ -257,7 +279,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[req.source])) {
       throw new ApiError('failed_precondition', `a '${req.source}' track is already published; unpublish it first`);
     }
-    const transport = this.#transport(req.transportId);
+    const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
     if (transport.appData.direction !== 'send') throw invalidArgument('tracks are published on a send transport');
     const producer = await mediasoupCall(() =>
       transport.produce({
@@ -308,7 +330,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   async publishData(req: RequestData<'publishData'>) {
     if (!this.#permission.canPublishData) throw permissionDenied('this participant may not send data (canPublishData is false)');
-    const transport = this.#transport(req.transportId);
+    const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
     if (transport.appData.direction !== 'send') throw invalidArgument('data is published on a send transport');
     const dataProducer = await mediasoupCall(() =>
       transport.produceData({
@@ -463,7 +485,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#log.info({ reason }, 'participant left');
     const sink = this.#sink;
     this.#sink = undefined;
-    for (const t of [...this.#transports.values()]) t.close(); // takes producers, consumers and data channels
+    // Closing a transport takes its producers, consumers and data channels with it.
+    for (const t of [...this.#transports.values(), ...this.#serverTransports.values()]) t.close();
     for (const track of [...this.#tracks.values()]) this.safeEmit('@trackunpublished', track);
     this.#tracks.clear();
     this.#consumers.clear();

@@ -1,7 +1,7 @@
 // A live room: one mediasoup Router, its participants, who receives whose tracks, the data relay
 // and active-speaker detection. close() is idempotent and takes everything the room owns with it
 // in one cascade (participants → transports → producers/consumers/data channels → router).
-import type { ParticipantPermission } from '@livekit/protocol';
+import type { ParticipantInfo_Kind, ParticipantPermission } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, participantNotFound } from '../errors.ts';
@@ -24,6 +24,7 @@ export interface JoinRequest {
   metadata: string;
   attributes: Record<string, string>;
   permission: ParticipantPermission;
+  kind?: ParticipantInfo_Kind;
 }
 
 export class RoomImpl extends TypedEmitter<RoomEvents> {

@@ -1,6 +1,6 @@
 // Rooms hosted by this node: the registry in Redis (source of truth, survives restarts) and the live
 // Room objects with their mediasoup Routers. The Twirp layer talks to it through a narrow interface.
-import { ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
+import { ParticipantInfo_Kind, ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
 import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, invalidArgument, participantNotFound, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
@@ -59,6 +59,18 @@ export function permissionFromClaims(claims: Claims): ParticipantPermission {
     recorder: v.recorder ?? false,
     canUpdateMetadata: v.canUpdateOwnMetadata ?? false,
   });
+}
+
+const KINDS: Record<string, ParticipantInfo_Kind> = {
+  ingress: ParticipantInfo_Kind.INGRESS,
+  egress: ParticipantInfo_Kind.EGRESS,
+  sip: ParticipantInfo_Kind.SIP,
+  agent: ParticipantInfo_Kind.AGENT,
+};
+
+/** The token's `kind` claim ("ingress", "agent", …) as LiveKit's enum; anything else is STANDARD. */
+function participantKind(kind: string | undefined): ParticipantInfo_Kind {
+  return (kind && KINDS[kind.toLowerCase()]) || ParticipantInfo_Kind.STANDARD;
 }
 
 export class RoomManager extends TypedEmitter<RoomManagerEvents> {
@@ -296,6 +308,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
           metadata: claims.metadata ?? '',
           attributes: claims.attributes ?? {},
           permission: permissionFromClaims(claims),
+          kind: participantKind(claims.kind),
         },
         sink,
       );

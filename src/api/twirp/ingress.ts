@@ -25,7 +25,12 @@ export interface IngressUrls {
   whip: string;
 }
 
-export function ingressService(store: IngressStore, urls: IngressUrls): TwirpService {
+/** What the API needs of the live sessions: DeleteIngress stops a stream in progress. */
+export interface IngressControl {
+  stop(ingressId: string): void;
+}
+
+export function ingressService(store: IngressStore, urls: IngressUrls, live: IngressControl): TwirpService {
   const find = (id: string): IngressInfo => {
     const info = store.get(id);
     if (!info) throw notFound(`ingress '${id}' does not exist`);
@@ -97,6 +102,7 @@ export function ingressService(store: IngressStore, urls: IngressUrls): TwirpSer
       DeleteIngress: method(DeleteIngressRequest, async (req, { claims, log }) => {
         ensureIngressAdminPermission(claims);
         const info = find(req.ingressId);
+        live.stop(info.ingressId);
         await store.delete(info.ingressId);
         log.info({ ingress: info.ingressId }, 'ingress deleted');
         return info;

@@ -1,0 +1,256 @@
+// Live ingress sessions, whatever the protocol (RTMP, URL pull, WHIP): each joins the room as the
+// ingress participant, moves IngressInfo.state through LiveKit's machine and sends the ingress
+// webhooks. The protocol servers only decide when media starts and stops; the state lives here.
+//
+//   INACTIVE → BUFFERING (publisher connected) → PUBLISHING (tracks in the room)
+//            → INACTIVE (publisher left) | COMPLETE (URL input finished) | ERROR (with a message)
+//
+// One session per ingress: a new publisher on a live key replaces the old session (OBS reconnect),
+// and state writes of a replaced session are dropped, so the newest session always wins.
+import {
+  IngressInfo,
+  IngressState,
+  IngressState_Status,
+  InputAudioState,
+  InputVideoState,
+  ParticipantInfo_Kind,
+  type TrackInfo,
+} from '@livekit/protocol';
+import type { PartialMessage } from '@bufbuild/protobuf';
+import type { Claims } from '../auth/grants.ts';
+import { TypedEmitter } from '../emitter.ts';
+import { newId } from '../ids.ts';
+import type { Logger } from '../logger.ts';
+import type { Participant, SignalSink } from '../sfu/Participant.ts';
+import type { RoomManager } from '../sfu/RoomManager.ts';
+import type { IngressStore } from '../store/IngressStore.ts';
+import type { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
+
+export type IngressEndStatus = IngressState_Status.ENDPOINT_INACTIVE | IngressState_Status.ENDPOINT_COMPLETE | IngressState_Status.ENDPOINT_ERROR;
+
+export type IngressSessionEvents = {
+  /** The session is over (publisher gone, replaced, deleted, participant removed): stop the media. */
+  end: [status: IngressEndStatus, error: string | undefined];
+};
+
+const RESOURCE_PREFIX = { rtmp: 'RT_', whip: 'WH_', url: 'UR_' } as const;
+export type IngressProtocol = keyof typeof RESOURCE_PREFIX;
+
+const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+
+/** The ingress participant has no signaling connection: the server drives it. */
+const SERVER_SINK: SignalSink = { send: () => undefined, close: () => undefined, superseded: () => undefined };
+
+export class IngressSession extends TypedEmitter<IngressSessionEvents> {
+  readonly resourceId: string;
+  readonly ingressId: string;
+  /** The definition as it was when the publisher connected (room, identity, transcoding). */
+  readonly info: IngressInfo;
+  readonly log: Logger;
+  #state: IngressState;
+  #participant: Participant | undefined;
+  #ended = false;
+  readonly #owner: IngressSessions;
+
+  constructor(owner: IngressSessions, info: IngressInfo, protocol: IngressProtocol, log: Logger) {
+    super();
+    this.#owner = owner;
+    this.info = info;
+    this.ingressId = info.ingressId;
+    this.resourceId = newId(RESOURCE_PREFIX[protocol]);
+    this.log = log.child({ ingress: info.ingressId, resource: this.resourceId });
+    this.#state = new IngressState({
+      status: IngressState_Status.ENDPOINT_BUFFERING,
+      resourceId: this.resourceId,
+      startedAt: nowNs(),
+      updatedAt: nowNs(),
+    });
+    this.onListenerError((event, err) => this.log.error({ event, err }, 'ingress session listener threw'));
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  get state(): IngressState {
+    return this.#state.clone();
+  }
+
+  get participant(): Participant | undefined {
+    return this.#participant;
+  }
+
+  /**
+   * Joins the room (created if absent) as the ingress participant. Any participant holding the
+   * same identity — such as the previous session of this ingress — is replaced.
+   */
+  async joinRoom(): Promise<Participant> {
+    const claims: Claims = {
+      iss: 'roomgate-ingress',
+      exp: Number.MAX_SAFE_INTEGER,
+      sub: this.info.participantIdentity,
+      name: this.info.participantName,
+      metadata: this.info.participantMetadata,
+      kind: 'ingress',
+      video: { roomJoin: true, room: this.info.roomName, canPublish: true, canSubscribe: false, canPublishData: false },
+    };
+    const { participant, room } = await this.#owner.rooms.join(claims, SERVER_SINK);
+    if (participant.kind !== ParticipantInfo_Kind.INGRESS) this.log.warn('ingress participant has an unexpected kind');
+    this.#state.roomId = room.sid;
+    if (this.#ended) {
+      participant.close('CLIENT_INITIATED');
+      throw new Error('ingress session ended while joining the room');
+    }
+    this.#participant = participant;
+    // Removed from outside (RemoveParticipant, room deleted, identity taken): the stream ends.
+    participant.once('@close', (reason) => {
+      if (reason !== 'CLIENT_INITIATED') this.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `participant left: ${reason}`);
+    });
+    return participant;
+  }
+
+  /** Media is in the room: PUBLISHING, and the ingress_started webhook. */
+  publishing(tracks: TrackInfo[]): void {
+    if (this.#ended) return;
+    this.#state.status = IngressState_Status.ENDPOINT_PUBLISHING;
+    this.#state.tracks = tracks.map((t) => t.clone());
+    this.#save();
+    this.#owner.webhook('ingress_started', this);
+    this.log.info({ tracks: tracks.map((t) => t.sid) }, 'ingress publishing');
+  }
+
+  /** Properties of the incoming stream, as measured (written through at most every few seconds). */
+  updateInput(input: { video?: PartialMessage<InputVideoState> | undefined; audio?: PartialMessage<InputAudioState> | undefined }): void {
+    if (this.#ended) return;
+    if (input.video) this.#state.video = new InputVideoState(input.video);
+    if (input.audio) this.#state.audio = new InputAudioState(input.audio);
+    this.#save();
+  }
+
+  /**
+   * Ends the session once: the participant leaves, the state is written, ingress_ended is sent
+   * and listeners stop the media. `reason` is only logged; `error` goes into the state.
+   */
+  end(status: IngressEndStatus, error?: string, reason?: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#state.status = status;
+    this.#state.error = error ?? '';
+    this.#state.endedAt = nowNs();
+    const replaced = this.#owner.release(this);
+    if (!replaced) this.#save();
+    this.#participant?.close('CLIENT_INITIATED');
+    this.#participant = undefined;
+    this.#owner.webhook('ingress_ended', this);
+    const level = status === IngressState_Status.ENDPOINT_ERROR ? 'warn' : 'info';
+    this.log[level]({ status: IngressState_Status[status], error, reason }, 'ingress ended');
+    this.safeEmit('end', status, error);
+  }
+
+  #save(): void {
+    this.#state.updatedAt = nowNs();
+    this.#owner.saveState(this);
+  }
+}
+
+export class IngressSessions {
+  readonly rooms: RoomManager;
+  readonly #store: IngressStore;
+  readonly #webhooks: WebhookNotifier;
+  readonly #log: Logger;
+  readonly #live = new Map<string, IngressSession>();
+  /** Per-ingress chain of state writes, so they reach Redis in the order they happened. */
+  readonly #writes = new Map<string, Promise<void>>();
+
+  constructor(opts: { store: IngressStore; rooms: RoomManager; webhooks: WebhookNotifier; log: Logger }) {
+    this.rooms = opts.rooms;
+    this.#store = opts.store;
+    this.#webhooks = opts.webhooks;
+    this.#log = opts.log;
+  }
+
+  /**
+   * Sessions do not outlive the process: an ingress stored as BUFFERING/PUBLISHING by a previous
+   * run is INACTIVE now (the publisher has to reconnect, which OBS does by itself).
+   */
+  async resetStale(): Promise<void> {
+    for (const info of this.#store.list()) {
+      const status = info.state?.status;
+      if (status === IngressState_Status.ENDPOINT_BUFFERING || status === IngressState_Status.ENDPOINT_PUBLISHING) {
+        info.state = new IngressState({ ...info.state, status: IngressState_Status.ENDPOINT_INACTIVE, endedAt: nowNs(), updatedAt: nowNs() });
+        await this.#store.put(info);
+      }
+    }
+  }
+
+  live(ingressId: string): IngressSession | undefined {
+    return this.#live.get(ingressId);
+  }
+
+  get count(): number {
+    return this.#live.size;
+  }
+
+  /** A publisher connected: BUFFERING. A live session of the same ingress is replaced. */
+  start(info: IngressInfo, protocol: IngressProtocol): IngressSession {
+    const previous = this.#live.get(info.ingressId);
+    const session = new IngressSession(this, info.clone(), protocol, this.#log);
+    this.#live.set(info.ingressId, session);
+    previous?.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'replaced by a new publisher');
+    this.saveState(session);
+    session.log.info({ protocol, room: info.roomName, identity: info.participantIdentity }, 'ingress buffering');
+    return session;
+  }
+
+  /** Ends the live session of an ingress (DeleteIngress, shutdown). */
+  stop(ingressId: string, status: IngressEndStatus = IngressState_Status.ENDPOINT_INACTIVE, reason = 'stopped'): void {
+    this.#live.get(ingressId)?.end(status, undefined, reason);
+  }
+
+  close(): void {
+    for (const session of [...this.#live.values()]) session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'shutdown');
+  }
+
+  /** Writes complete before the process stops (tests and shutdown read the final state). */
+  async flush(): Promise<void> {
+    await Promise.all(this.#writes.values());
+  }
+
+  /** @internal Removes an ending session; false when a newer session had already replaced it. */
+  release(session: IngressSession): boolean {
+    if (this.#live.get(session.ingressId) !== session) return true;
+    this.#live.delete(session.ingressId);
+    return false;
+  }
+
+  /** @internal Writes the session's state into the stored definition (if it still exists). */
+  saveState(session: IngressSession): void {
+    const id = session.ingressId;
+    const write = async () => {
+      const current = this.#store.get(id);
+      if (!current) return; // deleted meanwhile
+      const stored = current.state;
+      // The newest session wins: an older one never overwrites a newer one's state.
+      if (stored?.resourceId && stored.resourceId !== session.resourceId && stored.startedAt > session.state.startedAt) return;
+      current.state = session.state;
+      await this.#store.put(current);
+    };
+    const tail = (this.#writes.get(id) ?? Promise.resolve()).then(write).catch((err: unknown) =>
+      session.log.error({ err: (err as Error).message }, 'could not store ingress state'),
+    );
+    this.#writes.set(id, tail);
+    void tail.then(() => {
+      if (this.#writes.get(id) === tail) this.#writes.delete(id);
+    });
+  }
+
+  /** @internal */
+  webhook(event: 'ingress_started' | 'ingress_ended', session: IngressSession): void {
+    const current = this.#store.get(session.ingressId) ?? session.info.clone();
+    current.state = session.state;
+    current.streamKey = ''; // webhooks go to other systems; the key is a publishing credential
+    this.#webhooks.notify(event, { ingressInfo: current }, session.ingressId);
+  }
+}
+
+export type { IngressInfo };
