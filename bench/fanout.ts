@@ -64,6 +64,7 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
     env: {
       ROOMGATE_PORT: String(await freePort()),
       ROOMGATE_REDIS_URL: redis.url,
+      ROOMGATE_RTMP_ENABLED: 'false',
       ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-fanout-')),
       ROOMGATE_LOG_LEVEL: 'silent',
       ROOMGATE_RTC_WORKERS: '1',

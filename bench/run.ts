@@ -89,6 +89,7 @@ async function foundation() {
     env: {
       ROOMGATE_PORT: String(await freePort()),
       ROOMGATE_REDIS_URL: redis.url,
+      ROOMGATE_RTMP_ENABLED: 'false',
       ROOMGATE_DATA_DIR: dataDir,
       ROOMGATE_LOG_LEVEL: 'silent',
       ROOMGATE_API_KEY: key,

@@ -24,11 +24,15 @@ const schema = z.strictObject({
   node_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional(),
   rtmp: z
     .strictObject({
+      /** The RTMP listener; off in processes that only serve the API (and in most tests). */
+      enabled: z.boolean().default(true),
       port: port.default(1935),
+      /** Most concurrent RTMP publishers; more are refused at the handshake (0 = no limit). */
+      max_publishers: z.int().min(0).default(0),
       /** Public RTMP URL handed out in IngressInfo.url (default from the announced IP or bind address). */
       base_url: z.url({ protocol: /^rtmps?$/, error: 'must be an rtmp:// or rtmps:// URL' }).optional(),
     })
-    .default({ port: 1935 }),
+    .default({ enabled: true, port: 1935, max_publishers: 0 }),
   whip: z
     .strictObject({
       /** Public WHIP endpoint handed out in IngressInfo.url for WHIP ingresses. */
@@ -93,7 +97,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type EnvKind = 'int' | 'string' | 'list';
+type EnvKind = 'int' | 'string' | 'list' | 'bool';
 /** Env var → YAML path and how to read its string. */
 const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_PORT: { path: ['port'], kind: 'int' },
@@ -101,7 +105,9 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_LOG_LEVEL: { path: ['log_level'], kind: 'string' },
   ROOMGATE_DATA_DIR: { path: ['data_dir'], kind: 'string' },
   ROOMGATE_NODE_ID: { path: ['node_id'], kind: 'string' },
+  ROOMGATE_RTMP_ENABLED: { path: ['rtmp', 'enabled'], kind: 'bool' },
   ROOMGATE_RTMP_PORT: { path: ['rtmp', 'port'], kind: 'int' },
+  ROOMGATE_RTMP_MAX_PUBLISHERS: { path: ['rtmp', 'max_publishers'], kind: 'int' },
   ROOMGATE_RTMP_BASE_URL: { path: ['rtmp', 'base_url'], kind: 'string' },
   ROOMGATE_WHIP_BASE_URL: { path: ['whip', 'base_url'], kind: 'string' },
   ROOMGATE_RTC_MIN_PORT: { path: ['rtc', 'min_port'], kind: 'int' },
@@ -131,6 +137,11 @@ function envValue(name: string, raw: string, kind: EnvKind): unknown {
     // Number('') is 0 and Number('1e3') is 1000: accept plain decimal integers only.
     if (!/^-?\d+$/.test(value)) throw new ConfigError(`${name}: expected an integer, got '${raw}'`);
     return Number(value);
+  }
+  if (kind === 'bool') {
+    if (/^(true|1|yes|on)$/i.test(value)) return true;
+    if (/^(false|0|no|off)$/i.test(value)) return false;
+    throw new ConfigError(`${name}: expected true or false, got '${raw}'`);
   }
   if (kind === 'list') return value === '' ? [] : value.split(',').map((s) => s.trim()).filter(Boolean);
   return value;

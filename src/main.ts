@@ -20,6 +20,7 @@ import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts
 import { connectRedis, redactUrl } from './store/redis.ts';
 import { IngressStore } from './store/IngressStore.ts';
 import { IngressSessions } from './ingress/IngressSessions.ts';
+import { RtmpIngestServer } from './ingress/rtmp/RtmpServer.ts';
 import { RoomStore } from './store/RoomStore.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 
@@ -30,6 +31,8 @@ export interface Gateway {
   readonly port: number;
   readonly redisUrl: string;
   readonly rooms: RoomManager;
+  /** The RTMP listener's port (0 when RTMP is off). */
+  readonly rtmpPort: number;
   /** PIDs of the mediasoup-worker processes (metrics, benchmarks). */
   readonly mediaWorkerPids: number[];
   close(): Promise<void>;
@@ -132,6 +135,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       log: moduleLogger('rooms'),
     });
 
+    let rtmpServer: RtmpIngestServer | undefined;
     let signaling: SignalingServer | undefined; // created below; the gauge reads it when scraped
     const metrics = createMetrics({
       activeRooms: () => rooms.activeRooms,
@@ -170,6 +174,18 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       ingressSessions.close();
       await ingressSessions.flush();
     });
+    if (config.rtmp.enabled) {
+      const rtmp = await RtmpIngestServer.start({
+        port: config.rtmp.port,
+        bind: config.bind === 'localhost' ? '127.0.0.1' : config.bind,
+        store: ingress,
+        sessions: ingressSessions,
+        maxPublishers: config.rtmp.max_publishers,
+        log: moduleLogger('rtmp'),
+      });
+      undo.push(() => rtmp.close());
+      rtmpServer = rtmp;
+    }
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
     twirp.register(ingressService(ingress, publicIngestUrls(config), ingressSessions));
@@ -236,6 +252,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       port,
       redisUrl,
       rooms,
+      rtmpPort: rtmpServer?.port ?? 0,
       get mediaWorkerPids() {
         return pool.workerPids;
       },

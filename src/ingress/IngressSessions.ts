@@ -17,6 +17,7 @@ import {
   type TrackInfo,
 } from '@livekit/protocol';
 import type { PartialMessage } from '@bufbuild/protobuf';
+import type { types } from 'mediasoup';
 import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
@@ -32,6 +33,9 @@ export type IngressSessionEvents = {
   /** The session is over (publisher gone, replaced, deleted, participant removed): stop the media. */
   end: [status: IngressEndStatus, error: string | undefined];
 };
+
+/** Participant attribute of an ingress participant: the publisher's measured keyframe interval. */
+export const KEYFRAME_INTERVAL_ATTRIBUTE = 'ingress.keyframe_interval_ms';
 
 const RESOURCE_PREFIX = { rtmp: 'RT_', whip: 'WH_', url: 'UR_' } as const;
 export type IngressProtocol = keyof typeof RESOURCE_PREFIX;
@@ -49,7 +53,9 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   readonly log: Logger;
   #state: IngressState;
   #participant: Participant | undefined;
+  #router: types.Router | undefined;
   #ended = false;
+  #gopMs = 0;
   readonly #owner: IngressSessions;
 
   constructor(owner: IngressSessions, info: IngressInfo, protocol: IngressProtocol, log: Logger) {
@@ -80,6 +86,11 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
     return this.#participant;
   }
 
+  /** The room's Router, once joined (media goes there). */
+  get router(): types.Router | undefined {
+    return this.#router;
+  }
+
   /**
    * Joins the room (created if absent) as the ingress participant. Any participant holding the
    * same identity — such as the previous session of this ingress — is replaced.
@@ -102,6 +113,7 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
       throw new Error('ingress session ended while joining the room');
     }
     this.#participant = participant;
+    this.#router = room.router;
     // Removed from outside (RemoveParticipant, room deleted, identity taken): the stream ends.
     participant.once('@close', (reason) => {
       if (reason !== 'CLIENT_INITIATED') this.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `participant left: ${reason}`);
@@ -120,11 +132,23 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   }
 
   /** Properties of the incoming stream, as measured (written through at most every few seconds). */
-  updateInput(input: { video?: PartialMessage<InputVideoState> | undefined; audio?: PartialMessage<InputAudioState> | undefined }): void {
+  updateInput(input: {
+    video?: PartialMessage<InputVideoState> | undefined;
+    audio?: PartialMessage<InputAudioState> | undefined;
+    /** Measured keyframe interval: it bounds how long a new subscriber waits for a picture. */
+    keyframeIntervalMs?: number;
+  }): void {
     if (this.#ended) return;
     if (input.video) this.#state.video = new InputVideoState(input.video);
     if (input.audio) this.#state.audio = new InputAudioState(input.audio);
     this.#save();
+    // InputVideoState has no field for it, so it is a participant attribute, updated on change only.
+    const gop = input.keyframeIntervalMs ?? 0;
+    if (gop > 0 && Math.abs(gop - this.#gopMs) > 100) {
+      this.#gopMs = gop;
+      this.#participant?.applyUpdate({ attributes: { [KEYFRAME_INTERVAL_ATTRIBUTE]: String(gop) } });
+      if (gop > 2500) this.log.warn({ keyframeIntervalMs: gop }, 'keyframe interval above 2 s: subscribers wait that long for a picture');
+    }
   }
 
   /**

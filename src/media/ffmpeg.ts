@@ -9,7 +9,14 @@ export interface FfmpegProcess {
   readonly exited: Promise<number | null>;
   /** The last lines FFmpeg wrote to stderr (for error messages). */
   stderrTail(): string;
-  /** Asks FFmpeg to finish ('q'), then kills it after graceMs. */
+  /**
+   * Media for an FFmpeg reading `-i pipe:0` (launched with stdin: 'media'). Returns false when
+   * the pipe is full; the caller decides whether to drop.
+   */
+  write(chunk: Buffer): boolean;
+  /** Bytes written to stdin that FFmpeg has not read yet. */
+  readonly pending: number;
+  /** Asks FFmpeg to finish ('q', or end of input for stdin media), then kills it after graceMs. */
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -25,6 +32,8 @@ export interface LaunchOptions {
   /** Default 'error': FFmpeg's banner and progress would only fill logs. */
   logLevel?: 'quiet' | 'error' | 'warning' | 'info';
   bin?: string;
+  /** 'control' (default): stdin only carries 'q'. 'media': stdin is FFmpeg's input (pipe:0). */
+  stdin?: 'control' | 'media';
 }
 
 export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegProcess {
@@ -40,7 +49,7 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
   child.stderr!.on('data', (d: Buffer) => {
     tail = (tail + d.toString()).slice(-4000);
   });
-  child.stdin!.on('error', () => undefined); // FFmpeg may exit before reading 'q'
+  child.stdin!.on('error', () => undefined); // FFmpeg may exit before reading its stdin
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
       running.delete(pid);
@@ -58,9 +67,17 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
     pid,
     exited,
     stderrTail: () => tail.trim(),
+    write(chunk) {
+      if (opts.stdin !== 'media' || !child.stdin!.writable) return false;
+      return child.stdin!.write(chunk);
+    },
+    get pending() {
+      return child.stdin!.writableLength;
+    },
     async stop(graceMs = 2000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      child.stdin!.end('q');
+      if (opts.stdin === 'media') child.stdin!.end();
+      else child.stdin!.end('q');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);

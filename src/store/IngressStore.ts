@@ -46,18 +46,37 @@ export class IngressStore {
       .map((i) => i.clone());
   }
 
+  /**
+   * The index changes at once and Redis follows, so a lookup or a state write that runs while the
+   * command is in flight already sees the change (a deleted ingress is never written back).
+   */
   async put(info: IngressInfo): Promise<void> {
-    await this.#redis.hset(this.#key, info.ingressId, info.toJsonString());
     const old = this.#byId.get(info.ingressId);
-    if (old?.streamKey && old.streamKey !== info.streamKey) this.#byStreamKey.delete(old.streamKey);
+    this.#unindex(old);
     this.#index(info.clone());
+    try {
+      await this.#redis.hset(this.#key, info.ingressId, info.toJsonString());
+    } catch (err) {
+      this.#unindex(this.#byId.get(info.ingressId));
+      if (old) this.#index(old);
+      throw err;
+    }
+  }
+
+  #unindex(info: IngressInfo | undefined): void {
+    if (!info) return;
+    this.#byId.delete(info.ingressId);
+    if (info.streamKey && this.#byStreamKey.get(info.streamKey) === info.ingressId) this.#byStreamKey.delete(info.streamKey);
   }
 
   async delete(ingressId: string): Promise<boolean> {
-    const removed = (await this.#redis.hdel(this.#key, ingressId)) === 1;
     const old = this.#byId.get(ingressId);
-    if (old?.streamKey) this.#byStreamKey.delete(old.streamKey);
-    this.#byId.delete(ingressId);
-    return removed;
+    this.#unindex(old);
+    try {
+      return (await this.#redis.hdel(this.#key, ingressId)) === 1 || old !== undefined;
+    } catch (err) {
+      if (old && !this.#byId.has(ingressId)) this.#index(old);
+      throw err;
+    }
   }
 }

@@ -19,6 +19,8 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       ROOMGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       ROOMGATE_API_KEY: API_KEY,
       ROOMGATE_API_SECRET: API_SECRET,
+      // node-media-server allows one RTMP server per process; tests that push RTMP turn it on.
+      ROOMGATE_RTMP_ENABLED: 'false',
       ...env,
     },
   });

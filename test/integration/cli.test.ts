@@ -32,8 +32,15 @@ describe('roomgate CLI', () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-cli-'));
     const port = await freePort();
     const redisPort = await freePort();
+    const rtmpPort = await freePort();
     const child = spawn(process.execPath, [BIN, 'start'], {
-      env: cleanEnv({ ROOMGATE_PORT: String(port), ROOMGATE_REDIS_EMBEDDED_PORT: String(redisPort), ROOMGATE_DATA_DIR: dataDir, ROOMGATE_RTC_WORKERS: '1' }),
+      env: cleanEnv({
+        ROOMGATE_PORT: String(port),
+        ROOMGATE_RTMP_PORT: String(rtmpPort),
+        ROOMGATE_REDIS_EMBEDDED_PORT: String(redisPort),
+        ROOMGATE_DATA_DIR: dataDir,
+        ROOMGATE_RTC_WORKERS: '1',
+      }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(child);
@@ -49,6 +56,7 @@ describe('roomgate CLI', () => {
     const redisPid = JSON.parse(redisLine).pid as number;
     expect(isAlive(redisPid)).toBe(true);
     expect(fs.existsSync(path.join(dataDir, 'redis', 'appendonlydir'))).toBe(true);
+    expect(stdout).toMatch(new RegExp(`"port":${rtmpPort}.*RTMP ingest listening`));
 
     const client = new RoomServiceClient(`http://127.0.0.1:${port}`, 'devkey', 'secret');
     await client.createRoom({ name: 'quickstart' });
@@ -85,6 +93,7 @@ describe('roomgate CLI', () => {
       const res = run(['start'], {
         ROOMGATE_PORT: String(await freePort()),
         ROOMGATE_REDIS_EMBEDDED_PORT: String(taken),
+        ROOMGATE_RTMP_ENABLED: 'false',
         ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-cli-')),
         ROOMGATE_RTC_WORKERS: '1',
       });

@@ -1,0 +1,227 @@
+// Media of one ingress session into its room: FFmpeg reads the input (FLV on stdin for RTMP, a URL
+// for URL ingress) and sends RTP to mediasoup PlainTransports that the ingress participant owns.
+//
+//   video: passthrough (-c:v copy, H.264 repacketised) or H.264 baseline without B-frames, one
+//          FFmpeg encode per simulcast layer, all layers one Producer
+//   audio: Opus (AAC and everything else transcoded; Opus copied)
+//
+// PlainTransports run in comedia mode: they lock onto the first sender's address, so all layers
+// of a simulcast track go through one local UDP socket (UdpFunnel) and reach mediasoup from one port.
+import dgram from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import type { TrackInfo } from '@livekit/protocol';
+import type { types } from 'mediasoup';
+import { TypedEmitter } from '../emitter.ts';
+import { launchFfmpeg, type FfmpegProcess } from '../media/ffmpeg.ts';
+import type { IngressSession } from './IngressSessions.ts';
+import type { VideoLayer } from './videoLayers.ts';
+
+export interface IngestPlan {
+  /** FFmpeg input options up to and including `-i …`. */
+  input: string[];
+  /** The input arrives through write() (stdin) instead of being read by FFmpeg itself. */
+  stdin: boolean;
+  /** 'copy' repacketises H.264 as it is; layers re-encode (lowest first). Absent: no video track. */
+  video?: 'copy' | VideoLayer[];
+  /** Opus input is copied, anything else transcoded. Absent: no audio track. */
+  audio?: 'copy' | 'opus';
+  /** Size of the picture in the room (for TrackInfo), when known. */
+  width?: number;
+  height?: number;
+}
+
+export type IngestPipelineEvents = {
+  /** FFmpeg ended by itself: end of input (code 0) or failure (stderr tail in `error`). */
+  exit: [code: number | null, error: string | undefined];
+};
+
+const PT = { opus: 100, h264: 102 } as const;
+const RTCP_FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }];
+
+/** RTP and RTCP from several local senders re-sent from one socket pair. */
+class UdpFunnel {
+  readonly rtp = dgram.createSocket('udp4');
+  readonly rtcp = dgram.createSocket('udp4');
+
+  static async open(target: { rtp: number; rtcp: number }): Promise<UdpFunnel> {
+    const f = new UdpFunnel();
+    await Promise.all([f.rtp, f.rtcp].map((s) => new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve))));
+    // Each socket forwards what it receives from FFmpeg and sends from its own (single) port.
+    f.rtp.on('message', (m) => f.rtp.send(m, target.rtp, '127.0.0.1'));
+    f.rtcp.on('message', (m) => f.rtcp.send(m, target.rtcp, '127.0.0.1'));
+    f.rtp.on('error', () => undefined);
+    f.rtcp.on('error', () => undefined);
+    return f;
+  }
+
+  get ports(): { rtp: number; rtcp: number } {
+    return { rtp: this.rtp.address().port, rtcp: this.rtcp.address().port };
+  }
+
+  close(): void {
+    this.rtp.close();
+    this.rtcp.close();
+  }
+}
+
+const rtpUrl = (port: number, rtcpPort: number) => `rtp://127.0.0.1:${port}?rtcpport=${rtcpPort}&pkt_size=1200`;
+const ssrc = () => randomInt(1, 2 ** 31);
+
+export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
+  readonly #session: IngressSession;
+  readonly #funnels: UdpFunnel[] = [];
+  #ffmpeg: FfmpegProcess | undefined;
+  #stopping = false;
+  /** Track infos once published. */
+  readonly tracks: TrackInfo[] = [];
+
+  private constructor(session: IngressSession) {
+    super();
+    this.#session = session;
+  }
+
+  get pid(): number | undefined {
+    return this.#ffmpeg?.pid;
+  }
+
+  /** Bytes queued for FFmpeg's stdin (a growing number means FFmpeg falls behind). */
+  get pending(): number {
+    return this.#ffmpeg?.pending ?? 0;
+  }
+
+  /**
+   * Joins the room as the ingress participant, publishes the planned tracks on PlainTransports and
+   * starts FFmpeg. The session turns PUBLISHING when RTP reaches the first transport.
+   */
+  static async start(session: IngressSession, plan: IngestPlan): Promise<IngestPipeline> {
+    const pipeline = new IngestPipeline(session);
+    try {
+      await pipeline.#start(plan);
+    } catch (err) {
+      await pipeline.stop();
+      throw err;
+    }
+    return pipeline;
+  }
+
+  async #start(plan: IngestPlan): Promise<void> {
+    const session = this.#session;
+    const participant = await session.joinRoom();
+    const router = session.router!;
+    const outputs: string[] = [];
+    const transports: types.PlainTransport[] = [];
+
+    const transport = async () => {
+      const t = await router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
+      participant.adoptSendTransport(t);
+      transports.push(t);
+      return { t, rtp: t.tuple.localPort, rtcp: t.rtcpTuple!.localPort };
+    };
+
+    if (plan.video) {
+      const { t, rtp, rtcp } = await transport();
+      const layers = plan.video === 'copy' ? [undefined] : plan.video;
+      const ssrcs = layers.map(() => ssrc());
+      let target = { rtp, rtcp };
+      if (layers.length > 1) {
+        const funnel = await UdpFunnel.open({ rtp, rtcp });
+        this.#funnels.push(funnel);
+        target = funnel.ports;
+      }
+      if (plan.video === 'copy') {
+        outputs.push('-map', '0:v:0', '-c:v', 'copy', '-bsf:v', 'h264_mp4toannexb');
+        outputs.push('-f', 'rtp', '-payload_type', String(PT.h264), '-ssrc', String(ssrcs[0]), rtpUrl(target.rtp, target.rtcp));
+      } else {
+        const split = plan.video.map((_, i) => `[s${i}]`).join('');
+        const scaled = plan.video.map((l, i) => `[s${i}]scale=${l.width}:${l.height}:force_original_aspect_ratio=decrease,pad=${l.width}:${l.height}:-1:-1,fps=${l.fps},format=yuv420p[v${i}]`);
+        outputs.push('-filter_complex', `[0:v:0]split=${plan.video.length}${split};${scaled.join(';')}`);
+        plan.video.forEach((l, i) => {
+          outputs.push(
+            '-map', `[v${i}]`, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline',
+            '-bf', '0', '-g', String(l.fps * 2), '-keyint_min', String(l.fps), '-sc_threshold', '0',
+            '-b:v', String(l.bitrate), '-maxrate', String(l.bitrate), '-bufsize', String(Math.round(l.bitrate / 2)),
+            '-f', 'rtp', '-payload_type', String(PT.h264), '-ssrc', String(ssrcs[i]), rtpUrl(target.rtp, target.rtcp),
+          );
+        });
+      }
+      const top = plan.video === 'copy' ? undefined : plan.video[plan.video.length - 1];
+      const { trackSid } = await participant.publishTrack({
+        transportId: t.id,
+        kind: 'video',
+        source: 'camera',
+        name: session.info.video?.name || 'video',
+        width: top?.width ?? plan.width ?? 0,
+        height: top?.height ?? plan.height ?? 0,
+        rtpParameters: {
+          codecs: [
+            {
+              mimeType: 'video/H264',
+              payloadType: PT.h264,
+              clockRate: 90000,
+              // The router offers constrained baseline; a passthrough stream keeps its encoder's profile,
+              // which every decoder we ship to (Chromium, FFmpeg) handles when there are no B-frames.
+              parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 },
+              rtcpFeedback: RTCP_FEEDBACK,
+            },
+          ],
+          encodings: ssrcs.map((s) => ({ ssrc: s })),
+        },
+      });
+      this.#track(participant.track(trackSid)?.info);
+    }
+
+    if (plan.audio) {
+      const { t, rtp, rtcp } = await transport();
+      const audioSsrc = ssrc();
+      outputs.push('-map', '0:a:0');
+      if (plan.audio === 'copy') outputs.push('-c:a', 'copy');
+      else outputs.push('-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '96k', '-frame_duration', '20');
+      outputs.push('-f', 'rtp', '-payload_type', String(PT.opus), '-ssrc', String(audioSsrc), rtpUrl(rtp, rtcp));
+      const { trackSid } = await participant.publishTrack({
+        transportId: t.id,
+        kind: 'audio',
+        source: 'microphone',
+        name: session.info.audio?.name || 'audio',
+        rtpParameters: {
+          codecs: [{ mimeType: 'audio/opus', payloadType: PT.opus, clockRate: 48000, channels: 2 }],
+          encodings: [{ ssrc: audioSsrc }],
+        },
+      });
+      this.#track(participant.track(trackSid)?.info);
+    }
+
+    // Media is in the room when the first RTP arrives (comedia reports the sender's address).
+    let announced = false;
+    for (const t of transports) {
+      t.once('tuple', () => {
+        if (announced) return;
+        announced = true;
+        session.publishing(this.tracks);
+      });
+    }
+
+    if (this.#stopping) return;
+    const ffmpeg = launchFfmpeg([...plan.input, ...outputs], { log: session.log, stdin: plan.stdin ? 'media' : 'control' });
+    this.#ffmpeg = ffmpeg;
+    void ffmpeg.exited.then((code) => {
+      if (this.#stopping) return;
+      const tail = ffmpeg.stderrTail().split('\n').filter(Boolean).slice(-3).join(' | ');
+      this.safeEmit('exit', code, code === 0 ? undefined : `ffmpeg exited with ${code ?? 'a signal'}: ${tail || 'no output'}`);
+    });
+  }
+
+  #track(info: TrackInfo | undefined): void {
+    if (info) this.tracks.push(info);
+  }
+
+  write(chunk: Buffer): boolean {
+    return this.#ffmpeg?.write(chunk) ?? false;
+  }
+
+  /** Stops FFmpeg and the funnels; the transports close with the participant (IngressSession.end). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.#ffmpeg?.stop(1000);
+    for (const f of this.#funnels.splice(0)) f.close();
+  }
+}

@@ -1,0 +1,319 @@
+// One RTMP publish, from the accepted handshake to the end: watches the packets node-media-server
+// parses (probe: which tracks, codec, B-frames, picture size; then live rates and keyframe
+// interval), chooses passthrough or transcode, and feeds FLV to the ingest pipeline's FFmpeg.
+import { IngressState_Status } from '@livekit/protocol';
+import type AVPacket from 'node-media-server/src/core/avpacket.js';
+import Flv from 'node-media-server/src/protocol/flv.js';
+import type BroadcastServer from 'node-media-server/src/server/broadcast_server.js';
+import type BaseSession from 'node-media-server/src/session/base_session.js';
+import type { Logger } from '../../logger.ts';
+import { IngestPipeline, type IngestPlan } from '../IngestPipeline.ts';
+import type { IngressSession } from '../IngressSessions.ts';
+import { videoLayers, type VideoLayer } from '../videoLayers.ts';
+import {
+  FLV,
+  H264_CODEC_ID,
+  InputMeter,
+  PKT,
+  audioCodec,
+  body,
+  hasReordering,
+  metadataTag,
+  parseAudioHeader,
+  parseAvcSequenceHeader,
+  videoCodecName,
+} from './flv.ts';
+
+/** How long to wait for the tracks the publisher announced before deciding with what came. */
+const PROBE_MS = 3000;
+/** A publisher that sends no media at all is dropped after this. */
+const NO_MEDIA_MS = 10_000;
+const STATS_MS = 2000;
+/** FFmpeg more than this behind (bytes queued on its stdin) is stuck: the publish ends. */
+const MAX_PENDING = 16 * 1024 * 1024;
+
+interface Probe {
+  metadata: boolean;
+  expectVideo: boolean;
+  expectAudio: boolean;
+  videoCodec?: number;
+  audioCodecId?: number;
+  avc?: { width: number; height: number; profile: number; level: number };
+  audio?: { sampleRate: number; channels: number };
+  keyframe: boolean;
+  bframes: boolean;
+  firstMediaAt?: number;
+}
+
+export class RtmpPublish {
+  readonly id: string;
+  readonly ingressId: string;
+  readonly #nms: BaseSession;
+  readonly #broadcast: BroadcastServer;
+  readonly #session: IngressSession;
+  readonly #log: Logger;
+  readonly #meter = new InputMeter();
+  readonly #probe: Probe = { metadata: false, expectVideo: false, expectAudio: false, keyframe: false, bframes: false };
+  #originalBroadcast: ((p: AVPacket) => void) | undefined;
+  #pipeline: IngestPipeline | undefined;
+  #plan: IngestPlan | undefined;
+  /** The pipeline's FLV feed, registered as a node-media-server subscriber. */
+  #feed: BaseSession | undefined;
+  #started = false;
+  #timers: NodeJS.Timeout[] = [];
+  #stats: NodeJS.Timeout | undefined;
+  #done = false;
+
+  constructor(opts: { nms: BaseSession; broadcast: BroadcastServer; session: IngressSession; log: Logger }) {
+    this.#nms = opts.nms;
+    this.id = opts.nms.id;
+    this.#broadcast = opts.broadcast;
+    this.#session = opts.session;
+    this.ingressId = opts.session.ingressId;
+    this.#log = opts.log.child({ rtmp: opts.nms.id, ip: opts.nms.ip });
+    // Whatever ends the session (DeleteIngress, replacement, removal from the room) ends the publish.
+    this.#session.once('end', () => void this.#teardown());
+  }
+
+  get session(): IngressSession {
+    return this.#session;
+  }
+
+  get pipelinePid(): number | undefined {
+    return this.#pipeline?.pid;
+  }
+
+  /** Accepted by the library: start watching packets. */
+  begin(): void {
+    const broadcast = this.#broadcast;
+    const original = broadcast.broadcastMessage;
+    this.#originalBroadcast = original;
+    broadcast.broadcastMessage = (p: AVPacket) => {
+      original(p); // first: the library fills the publisher's metadata fields from onMetaData
+      if (broadcast.publisher !== this.#nms) return;
+      try {
+        this.#observe(p);
+      } catch (err) {
+        this.#fail(`could not read the stream: ${(err as Error).message}`);
+      }
+    };
+    this.#timers.push(setTimeout(() => this.#decide(true), PROBE_MS));
+    this.#timers.push(
+      setTimeout(() => {
+        if (!this.#plan) this.#fail(`no audio or video received within ${NO_MEDIA_MS / 1000} s`);
+      }, NO_MEDIA_MS),
+    );
+  }
+
+  #observe(p: AVPacket): void {
+    const probe = this.#probe;
+    this.#meter.add(p);
+    if (p.flags === PKT.METADATA) {
+      probe.metadata = true;
+      probe.expectVideo = this.#nms.videoCodec !== undefined && this.#nms.videoCodec !== null && this.#nms.videoCodec !== 0;
+      probe.expectAudio = this.#nms.audioCodec !== undefined && this.#nms.audioCodec !== null;
+      // OBS and FFmpeg both send audiocodecid: an absent key means no audio track.
+    } else if (p.codec_type === FLV.VIDEO) {
+      probe.firstMediaAt ??= Date.now();
+      probe.videoCodec = p.codec_id;
+      if (p.flags === PKT.VIDEO_HEADER && p.codec_id === H264_CODEC_ID) probe.avc = parseAvcSequenceHeader(body(p));
+      if (p.flags === PKT.KEYFRAME) probe.keyframe = true;
+      if (hasReordering(p) && !probe.bframes) {
+        probe.bframes = true;
+        // The encoder changed its settings mid-stream. The publisher's reconnect (OBS does it by
+        // itself) is probed afresh and gets the re-encoding fallback.
+        if (this.#plan?.video === 'copy') this.#fail('B-frames appeared in a passthrough stream; reconnect to re-encode them');
+      }
+    } else if (p.codec_type === FLV.AUDIO) {
+      probe.firstMediaAt ??= Date.now();
+      probe.audioCodecId = p.codec_id;
+      if (p.flags === PKT.AUDIO_HEADER || !probe.audio) probe.audio = parseAudioHeader(body(p));
+    }
+    if (!this.#plan) this.#decide(false);
+  }
+
+  /** Decides the plan once the announced tracks are there (or at the probe deadline). */
+  #decide(deadline: boolean): void {
+    if (this.#plan || this.#done) return;
+    const probe = this.#probe;
+    const videoReady = probe.videoCodec !== undefined && (probe.videoCodec !== H264_CODEC_ID || probe.keyframe);
+    const audioReady = probe.audioCodecId !== undefined;
+    const complete = probe.metadata
+      ? (!probe.expectVideo || videoReady) && (!probe.expectAudio || audioReady)
+      : videoReady && audioReady;
+    const quietFor = probe.firstMediaAt ? Date.now() - probe.firstMediaAt : 0;
+    if (!complete && !deadline && !(quietFor > 1500 && !probe.metadata)) return;
+    if (!videoReady && !audioReady) {
+      if (deadline) this.#timers.push(setTimeout(() => this.#decide(true), 500)); // keep waiting until NO_MEDIA_MS
+      return;
+    }
+    const plan = this.#planFor(videoReady, audioReady);
+    if (!plan) return;
+    this.#plan = plan;
+    void this.#startPipeline();
+  }
+
+  #planFor(video: boolean, audio: boolean): IngestPlan | undefined {
+    const probe = this.#probe;
+    const info = this.#session.info;
+    const transcode = info.enableTranscoding === true;
+    const plan: IngestPlan = {
+      // The stream headers come first and the onMetaData we write carries the picture size (read with
+      // flv_metadata), so FFmpeg needs no probing: it starts on the first packets.
+      input: [
+        '-fflags', '+nobuffer', '-flags', 'low_delay', '-probesize', '4096', '-analyzeduration', '1',
+        '-f', 'flv', '-flv_metadata', '1', '-i', 'pipe:0',
+      ],
+      stdin: true,
+      ...(probe.avc ? { width: probe.avc.width, height: probe.avc.height } : {}),
+    };
+    if (video) {
+      const codec = probe.videoCodec!;
+      if (transcode) {
+        plan.video = videoLayers(info.video);
+      } else if (codec !== H264_CODEC_ID) {
+        this.#fail(`video codec ${videoCodecName(codec)} cannot be passed through: send H.264 (or create the ingress with enableTranscoding)`);
+        return undefined;
+      } else if (probe.bframes) {
+        this.#log.warn('the stream has B-frames, which WebRTC cannot play: re-encoding the video without them (turn B-frames off in the encoder to avoid this)');
+        plan.video = [this.#sameSizeLayer()];
+      } else {
+        plan.video = 'copy';
+      }
+    }
+    if (audio) plan.audio = 'opus';
+    return plan;
+  }
+
+  /** One layer at the source's size and frame rate, bitrate by LiveKit's area rule. */
+  #sameSizeLayer(): VideoLayer {
+    const width = this.#probe.avc?.width ?? 1280;
+    const height = this.#probe.avc?.height ?? 720;
+    const fps = Math.min(60, Math.max(1, Math.round(this.#meter.take().framerate) || 30));
+    return { width, height, fps, bitrate: Math.round(1_900_000 * ((width * height) / (1280 * 720)) ** 0.75) };
+  }
+
+  async #startPipeline(): Promise<void> {
+    const plan = this.#plan!;
+    let pipeline: IngestPipeline;
+    try {
+      pipeline = await IngestPipeline.start(this.#session, plan);
+    } catch (err) {
+      this.#fail(`could not start the ingest pipeline: ${(err as Error).message}`);
+      return;
+    }
+    if (this.#done) {
+      await pipeline.stop();
+      return;
+    }
+    this.#pipeline = pipeline;
+    pipeline.once('exit', (_code, error) => this.#fail(error ?? 'the ingest pipeline stopped'));
+    this.#attachFeed(pipeline, plan);
+    this.#stats ??= setInterval(() => this.#report(), STATS_MS);
+    this.#log.info(
+      { video: plan.video === 'copy' ? 'passthrough' : plan.video ? `transcode ${plan.video.length} layer(s)` : 'none', audio: plan.audio ?? 'none', pid: pipeline.pid },
+      'RTMP ingest pipeline started',
+    );
+  }
+
+  /** FFmpeg gets the FLV header, the stream headers, then live tags from the next keyframe on. */
+  #attachFeed(pipeline: IngestPipeline, plan: IngestPlan): void {
+    const b = this.#broadcast;
+    pipeline.write(Flv.createHeader(plan.audio !== undefined, plan.video !== undefined));
+    // Stream headers before the metadata: FFmpeg's FLV demuxer applies onMetaData's width and height
+    // only to streams that exist, and its RTP muxer refuses a video stream without dimensions.
+    for (const h of [plan.audio ? b.flvAudioHeader : null, plan.video ? b.flvVideoHeader : null]) if (h) pipeline.write(h);
+    if (plan.video && this.#probe.avc) pipeline.write(metadataTag({ width: this.#probe.avc.width, height: this.#probe.avc.height }));
+    // Starting mid-GOP would only send undecodable frames; the cached GOP would arrive as a burst
+    // that pushes the subscribers' playout delay up. The next keyframe is at most one GOP away.
+    let keyed = plan.video === undefined;
+    const feed = {
+      id: `roomgate-${this.id}`,
+      ip: '',
+      protocol: 'flv',
+      sendBuffer: (tag: Buffer) => {
+        const type = tag[0];
+        if (type === FLV.VIDEO) {
+          if (!plan.video) return;
+          if (!keyed) {
+            if (tag[11]! >> 4 !== 1 || tag[12] === 0) return; // not a keyframe (or a repeated sequence header)
+            keyed = true;
+          }
+        } else if (type === FLV.AUDIO) {
+          if (!plan.audio) return;
+        }
+        if (pipeline.pending > MAX_PENDING) {
+          this.#fail('the ingest pipeline cannot keep up with the stream');
+          return;
+        }
+        pipeline.write(tag);
+      },
+    } as unknown as BaseSession;
+    this.#feed = feed;
+    b.subscribers.set(feed.id, feed);
+  }
+
+  #report(): void {
+    const rates = this.#meter.take();
+    const probe = this.#probe;
+    const plan = this.#plan;
+    this.#session.updateInput({
+      ...(plan?.video
+        ? {
+            video: {
+              mimeType: probe.videoCodec === H264_CODEC_ID ? 'video/h264' : `video/${videoCodecName(probe.videoCodec ?? 0)}`,
+              width: probe.avc?.width ?? 0,
+              height: probe.avc?.height ?? 0,
+              framerate: rates.framerate,
+              averageBitrate: rates.videoBitrate,
+            },
+          }
+        : {}),
+      ...(plan?.audio
+        ? {
+            audio: {
+              mimeType: audioCodec(probe.audioCodecId ?? -1).mime,
+              channels: probe.audio?.channels ?? 0,
+              sampleRate: probe.audio?.sampleRate ?? 0,
+              averageBitrate: rates.audioBitrate,
+            },
+          }
+        : {}),
+      keyframeIntervalMs: this.#meter.gopMs,
+    });
+  }
+
+  #fail(error: string): void {
+    if (this.#done) return;
+    this.#session.end(IngressState_Status.ENDPOINT_ERROR, error);
+  }
+
+  /** The publisher's connection closed. */
+  disconnected(): void {
+    this.#session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'publisher disconnected');
+  }
+
+  /** Replaced by a newer connection or server shutdown: drop the socket now. */
+  async evict(): Promise<void> {
+    this.#nms.socket?.destroy();
+    await this.#teardown();
+  }
+
+  #detachFeed(): void {
+    if (this.#feed) this.#broadcast.subscribers.delete(this.#feed.id);
+    this.#feed = undefined;
+  }
+
+  async #teardown(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    for (const t of this.#timers) clearTimeout(t);
+    clearInterval(this.#stats);
+    this.#detachFeed();
+    if (this.#originalBroadcast && this.#broadcast.publisher === this.#nms) this.#broadcast.broadcastMessage = this.#originalBroadcast;
+    // Ended from our side (error, DeleteIngress, removed from the room): hang up on the publisher.
+    if (!this.#nms.socket?.destroyed) this.#nms.socket?.end();
+    this.#session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'publish ended');
+    await this.#pipeline?.stop();
+  }
+}
