@@ -21,6 +21,7 @@ import { connectRedis, redactUrl } from './store/redis.ts';
 import { IngressStore } from './store/IngressStore.ts';
 import { IngressSessions } from './ingress/IngressSessions.ts';
 import { RtmpIngestServer } from './ingress/rtmp/RtmpServer.ts';
+import { UrlIngest } from './ingress/UrlIngest.ts';
 import { RoomStore } from './store/RoomStore.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 
@@ -188,7 +189,14 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     }
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
-    twirp.register(ingressService(ingress, publicIngestUrls(config), ingressSessions));
+    const urlIngest = new UrlIngest(ingressSessions, moduleLogger('ingress'));
+    undo.push(() => urlIngest.close());
+    twirp.register(
+      ingressService(ingress, publicIngestUrls(config), {
+        stop: (id) => ingressSessions.stop(id),
+        startUrl: (info) => void urlIngest.start(info),
+      }),
+    );
 
     const server = createHttpServer({
       twirp,

@@ -53,12 +53,14 @@ describe('Ingress API', () => {
     expect(second.streamKey).not.toBe(info.streamKey);
   });
 
-  it('creates a WHIP ingress with the WHIP URL, and refuses URL input for now', async () => {
+  it('creates a WHIP ingress with the WHIP URL, and checks URL input sources', async () => {
     const whip = await client.createIngress(IngressInput.WHIP_INPUT, { roomName: 'show', participantIdentity: 'browser', enableTranscoding: false });
     expect(whip.url).toBe(`${gw.url}/w`);
     expect(whip.enableTranscoding).toBe(false);
-    const url = await rejection(client.createIngress(IngressInput.URL_INPUT, { roomName: 'show', participantIdentity: 'u', url: 'https://example.com/a.mp4' }), TwirpError);
-    expect(url).toMatchObject({ code: 'unimplemented', status: 501 });
+    const scheme = await rejection(client.createIngress(IngressInput.URL_INPUT, { roomName: 'show', participantIdentity: 'u', url: 'file:///etc/passwd' }), TwirpError);
+    expect(scheme).toMatchObject({ code: 'invalid_argument', status: 400, message: "url scheme 'file:' is not supported; use http, https or srt" });
+    const garbage = await rejection(client.createIngress(IngressInput.URL_INPUT, { roomName: 'show', participantIdentity: 'u', url: 'not a url' }), TwirpError);
+    expect(garbage).toMatchObject({ code: 'invalid_argument', message: "url 'not a url' is not a valid URL" });
   });
 
   it('lists, updates and deletes, and keeps definitions across a restart', async () => {

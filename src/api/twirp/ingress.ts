@@ -25,9 +25,24 @@ export interface IngressUrls {
   whip: string;
 }
 
-/** What the API needs of the live sessions: DeleteIngress stops a stream in progress. */
+/** What the API needs of the live sessions: DeleteIngress stops a stream, URL input starts one. */
 export interface IngressControl {
   stop(ingressId: string): void;
+  startUrl(info: IngressInfo): void;
+}
+
+const URL_SCHEMES = new Set(['http:', 'https:', 'srt:']);
+
+/** URL input accepts what LiveKit accepts: http(s) files and playlists, and SRT. */
+function checkSourceUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalidArgument(`url '${raw.slice(0, 200)}' is not a valid URL`, 'url');
+  }
+  if (!URL_SCHEMES.has(url.protocol)) throw invalidArgument(`url scheme '${url.protocol}' is not supported; use http, https or srt`, 'url');
+  return url.toString();
 }
 
 export function ingressService(store: IngressStore, urls: IngressUrls, live: IngressControl): TwirpService {
@@ -42,12 +57,11 @@ export function ingressService(store: IngressStore, urls: IngressUrls, live: Ing
       CreateIngress: method(CreateIngressRequest, async (req, { claims, log }) => {
         ensureIngressAdminPermission(claims);
         // An RTMP request carries no inputType: RTMP_INPUT is the proto default (0).
-        if (req.inputType === IngressInput.URL_INPUT) {
-          throw new ApiError('unimplemented', 'URL_INPUT ingress is not supported yet; use RTMP_INPUT or WHIP_INPUT');
-        }
-        if (req.inputType !== IngressInput.RTMP_INPUT && req.inputType !== IngressInput.WHIP_INPUT) {
+        const isUrl = req.inputType === IngressInput.URL_INPUT;
+        if (!isUrl && req.inputType !== IngressInput.RTMP_INPUT && req.inputType !== IngressInput.WHIP_INPUT) {
           throw invalidArgument(`unknown input_type ${req.inputType}`, 'input_type');
         }
+        const sourceUrl = isUrl ? checkSourceUrl(req.url) : undefined;
         checkName(req.roomName, 'room');
         checkName(req.participantIdentity, 'identity');
         checkMetadata(req.participantMetadata);
@@ -56,8 +70,9 @@ export function ingressService(store: IngressStore, urls: IngressUrls, live: Ing
         const info = new IngressInfo({
           ingressId: newId('IN_'),
           name: req.name,
-          streamKey: newSecret(128),
-          url: req.inputType === IngressInput.WHIP_INPUT ? urls.whip : urls.rtmp,
+          // A URL ingress has no publisher, so no key; it runs once (not reusable), as in LiveKit.
+          streamKey: isUrl ? '' : newSecret(128),
+          url: sourceUrl ?? (req.inputType === IngressInput.WHIP_INPUT ? urls.whip : urls.rtmp),
           inputType: req.inputType,
           ...(enableTranscoding !== undefined ? { enableTranscoding } : {}),
           bypassTranscoding: !(enableTranscoding ?? false),
@@ -67,17 +82,19 @@ export function ingressService(store: IngressStore, urls: IngressUrls, live: Ing
           participantIdentity: req.participantIdentity,
           participantName: req.participantName,
           participantMetadata: req.participantMetadata,
-          reusable: true,
+          reusable: !isUrl,
           enabled: req.enabled ?? true,
           state: new IngressState({ status: IngressState_Status.ENDPOINT_INACTIVE }),
         });
         await store.put(info);
         log.info({ ingress: info.ingressId, room: info.roomName, input: IngressInput[info.inputType] }, 'ingress created');
+        if (isUrl) live.startUrl(info);
         return info;
       }),
       UpdateIngress: method(UpdateIngressRequest, async (req, { claims }) => {
         ensureIngressAdminPermission(claims);
         const info = find(req.ingressId);
+        if (!info.reusable) throw new ApiError('failed_precondition', 'a URL ingress cannot be updated; delete it and create a new one');
         // Empty strings and absent optionals leave a field unchanged, as in LiveKit.
         if (req.name) info.name = req.name;
         if (req.roomName) info.roomName = checkName(req.roomName, 'room');
