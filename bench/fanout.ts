@@ -29,7 +29,8 @@ export interface FanoutRow {
 
 const TICKS = 100; // USER_HZ on Linux
 
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function cpuSeconds(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime + stime

@@ -10,6 +10,7 @@ import { TokenVerifier, mintToken } from '../src/auth/tokens.ts';
 import { loadConfig } from '../src/config.ts';
 import { startGateway } from '../src/main.ts';
 import { runFanout } from './fanout.ts';
+import { runIngest, type IngestFigures } from './ingest.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
@@ -55,7 +56,9 @@ async function main() {
   if (wanted('foundation')) await foundation();
   let fanout: Awaited<ReturnType<typeof runFanout>> = [];
   if (wanted('fanout')) fanout = await runFanout();
-  print(fanout);
+  let ingest: IngestFigures | undefined;
+  if (wanted('ingest')) ingest = await runIngest();
+  print(fanout, ingest);
 }
 
 async function foundation() {
@@ -121,7 +124,7 @@ async function foundation() {
   }
 }
 
-function print(fanout: Awaited<ReturnType<typeof runFanout>>) {
+function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFigures) {
   console.log(`\nroomgate bench — ${os.cpus().length} cores, node ${process.version}\n`);
   if (rows.length > 0) {
     const width = Math.max(...rows.map((r) => r.name.length));
@@ -146,10 +149,22 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>) {
       );
     }
   }
+  if (ingest) {
+    const l = ingest.latency;
+    console.log(`\nRTMP ingest glass-to-glass (flash, 640x360 x264 zerolatency publisher, decoded subscriber): p50 ${l.p50.toFixed(0)} ms, p95 ${l.p95.toFixed(0)} ms, min ${l.min.toFixed(0)}, max ${l.max.toFixed(0)} (${l.samples} flashes)`);
+    console.log('\nRTMP ingest CPU per 720p30 stream (cores)\nmode                   gateway  pipeline  worker   total');
+    for (const c of ingest.cpu) {
+      console.log(`${c.mode.padEnd(21)}  ${c.gateway.toFixed(3).padStart(7)}  ${c.pipeline.toFixed(3).padStart(8)}  ${c.worker.toFixed(3).padStart(6)}  ${c.total.toFixed(3).padStart(6)}`);
+    }
+    console.log('\nconcurrent passthrough RTMP ingests (720p30 2 Mb/s + AAC each)\nstreams  gateway+pipelines+worker cpu  publishers cpu  slowest stream  median stream (packet rate vs one stream alone)');
+    for (const c of ingest.concurrency) {
+      console.log(`${String(c.streams).padStart(7)}  ${c.cpuTotal.toFixed(2).padStart(28)}  ${c.publishersCpu.toFixed(2).padStart(14)}  ${(c.minFpsRatio * 100).toFixed(0).padStart(13)}%  ${(c.medianFpsRatio * 100).toFixed(0).padStart(12)}%`);
+    }
+  }
   const outDir = path.resolve('bench/results');
   fs.mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, 'results.json');
-  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout };
+  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout, ingest };
   fs.writeFileSync(file, JSON.stringify(json, null, 2));
   console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
 }

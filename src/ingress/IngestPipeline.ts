@@ -175,7 +175,8 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
       const audioSsrc = ssrc();
       outputs.push('-map', '0:a:0');
       if (plan.audio === 'copy') outputs.push('-c:a', 'copy');
-      else outputs.push('-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '96k', '-frame_duration', '20');
+      // Complexity 3 of 10: a fraction of the default's CPU, with no audible loss at 96 kb/s.
+      else outputs.push('-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '96k', '-frame_duration', '20', '-compression_level', '3');
       outputs.push('-f', 'rtp', '-payload_type', String(PT.opus), '-ssrc', String(audioSsrc), rtpUrl(rtp, rtcp));
       const { trackSid } = await participant.publishTrack({
         transportId: t.id,

@@ -89,7 +89,8 @@ declare module 'node-media-server/src/server/rtmp_server.js' {
 }
 
 declare module 'node-media-server/src/protocol/flv.js' {
-  const Flv: { createHeader(hasAudio: boolean, hasVideo: boolean): Buffer; createMessage(packet: unknown): Buffer };
+  import type AVPacket from 'node-media-server/src/core/avpacket.js';
+  const Flv: { createHeader(hasAudio: boolean, hasVideo: boolean): Buffer; createMessage(packet: AVPacket): Buffer };
   export default Flv;
 }
 

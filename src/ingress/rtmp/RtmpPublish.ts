@@ -57,8 +57,8 @@ export class RtmpPublish {
   #originalBroadcast: ((p: AVPacket) => void) | undefined;
   #pipeline: IngestPipeline | undefined;
   #plan: IngestPlan | undefined;
-  /** The pipeline's FLV feed, registered as a node-media-server subscriber. */
-  #feed: BaseSession | undefined;
+  /** Where live packets go once the pipeline runs; `keyed` once the first keyframe went. */
+  #feed: { pipeline: IngestPipeline; plan: IngestPlan; keyed: boolean } | undefined;
   #started = false;
   #timers: NodeJS.Timeout[] = [];
   #stats: NodeJS.Timeout | undefined;
@@ -83,16 +83,21 @@ export class RtmpPublish {
     return this.#pipeline?.pid;
   }
 
-  /** Accepted by the library: start watching packets. */
+  /**
+   * Accepted by the library: from now on this publish handles the packets. The library keeps doing
+   * what only headers and metadata need (it stores them and reads onMetaData); its per-packet work
+   * for players (RTMP and FLV re-muxing, GOP cache) is skipped, since ingress streams have none.
+   */
   begin(): void {
     const broadcast = this.#broadcast;
     const original = broadcast.broadcastMessage;
     this.#originalBroadcast = original;
     broadcast.broadcastMessage = (p: AVPacket) => {
-      original(p); // first: the library fills the publisher's metadata fields from onMetaData
+      if (p.flags === PKT.METADATA || p.flags === PKT.AUDIO_HEADER || p.flags === PKT.VIDEO_HEADER) original(p);
       if (broadcast.publisher !== this.#nms) return;
       try {
         this.#observe(p);
+        this.#forward(p);
       } catch (err) {
         this.#fail(`could not read the stream: ${(err as Error).message}`);
       }
@@ -224,33 +229,30 @@ export class RtmpPublish {
     // only to streams that exist, and its RTP muxer refuses a video stream without dimensions.
     for (const h of [plan.audio ? b.flvAudioHeader : null, plan.video ? b.flvVideoHeader : null]) if (h) pipeline.write(h);
     if (plan.video && this.#probe.avc) pipeline.write(metadataTag({ width: this.#probe.avc.width, height: this.#probe.avc.height }));
-    // Starting mid-GOP would only send undecodable frames; the cached GOP would arrive as a burst
-    // that pushes the subscribers' playout delay up. The next keyframe is at most one GOP away.
-    let keyed = plan.video === undefined;
-    const feed = {
-      id: `roomgate-${this.id}`,
-      ip: '',
-      protocol: 'flv',
-      sendBuffer: (tag: Buffer) => {
-        const type = tag[0];
-        if (type === FLV.VIDEO) {
-          if (!plan.video) return;
-          if (!keyed) {
-            if (tag[11]! >> 4 !== 1 || tag[12] === 0) return; // not a keyframe (or a repeated sequence header)
-            keyed = true;
-          }
-        } else if (type === FLV.AUDIO) {
-          if (!plan.audio) return;
-        }
-        if (pipeline.pending > MAX_PENDING) {
-          this.#fail('the ingest pipeline cannot keep up with the stream');
-          return;
-        }
-        pipeline.write(tag);
-      },
-    } as unknown as BaseSession;
-    this.#feed = feed;
-    b.subscribers.set(feed.id, feed);
+    // Starting mid-GOP would only send undecodable frames; a cached GOP would arrive as a burst that
+    // pushes the subscribers' playout delay up. The next keyframe is at most one GOP away.
+    this.#feed = { pipeline, plan, keyed: plan.video === undefined };
+  }
+
+  #forward(p: AVPacket): void {
+    const feed = this.#feed;
+    if (!feed) return;
+    if (p.codec_type === FLV.VIDEO) {
+      if (!feed.plan.video || (p.flags !== PKT.KEYFRAME && p.flags !== PKT.INTER)) return;
+      if (!feed.keyed) {
+        if (p.flags !== PKT.KEYFRAME) return;
+        feed.keyed = true;
+      }
+    } else if (p.codec_type === FLV.AUDIO) {
+      if (!feed.plan.audio || p.flags !== PKT.AUDIO) return;
+    } else {
+      return;
+    }
+    if (feed.pipeline.pending > MAX_PENDING) {
+      this.#fail('the ingest pipeline cannot keep up with the stream');
+      return;
+    }
+    feed.pipeline.write(Flv.createMessage(p));
   }
 
   #report(): void {
@@ -299,17 +301,13 @@ export class RtmpPublish {
     await this.#teardown();
   }
 
-  #detachFeed(): void {
-    if (this.#feed) this.#broadcast.subscribers.delete(this.#feed.id);
-    this.#feed = undefined;
-  }
 
   async #teardown(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
     for (const t of this.#timers) clearTimeout(t);
     clearInterval(this.#stats);
-    this.#detachFeed();
+    this.#feed = undefined;
     if (this.#originalBroadcast && this.#broadcast.publisher === this.#nms) this.#broadcast.broadcastMessage = this.#originalBroadcast;
     // Ended from our side (error, DeleteIngress, removed from the room): hang up on the publisher.
     if (!this.#nms.socket?.destroyed) this.#nms.socket?.end();
