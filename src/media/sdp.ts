@@ -108,8 +108,10 @@ export function parseOffer(text: string): ParsedOffer {
   assert(media.length <= 8, 'the offer has too many m-lines');
 
   const first = media[0]!;
-  const iceUfrag = first.iceUfrag ?? session.iceUfrag;
-  const icePwd = first.icePwd ?? session.icePwd;
+  // sdp-transform turns all-digit values into numbers (a ufrag such as "1234" included).
+  const asText = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
+  const iceUfrag = asText(first.iceUfrag ?? session.iceUfrag);
+  const icePwd = asText(first.icePwd ?? session.icePwd);
   assert(typeof iceUfrag === 'string' && TOKEN.test(iceUfrag), 'the offer has no valid a=ice-ufrag');
   assert(typeof icePwd === 'string' && TOKEN.test(icePwd), 'the offer has no valid a=ice-pwd');
   const fp = first.fingerprint ?? session.fingerprint;
@@ -218,8 +220,9 @@ function offeredRids(m: MediaDescription): string[] {
 }
 
 function cnameOf(m: MediaDescription): { cname?: string } {
-  const c = (m.ssrcs ?? []).find((s) => s.attribute === 'cname')?.value;
-  return c && TOKEN.test(c) ? { cname: c } : {};
+  const value = (m.ssrcs ?? []).find((s) => s.attribute === 'cname')?.value;
+  const c = value === undefined ? '' : String(value);
+  return TOKEN.test(c) ? { cname: c } : {};
 }
 
 // ---- codecs we can route -----------------------------------------------------------------------
