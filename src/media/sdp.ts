@@ -299,6 +299,8 @@ export function negotiatePublish(offer: ParsedOffer, routerCodecs: types.RtpCode
   const counts = { audio: 0, video: 0 };
   for (const m of offer.media) counts[m.kind]++;
   assert(counts.audio <= 1 && counts.video <= 1, `WHIP takes at most one audio and one video track (offer has ${counts.audio} audio, ${counts.video} video)`);
+  const ssrcs = offer.media.flatMap((m) => m.ssrcs.flatMap((s) => [s.ssrc, ...(s.rtxSsrc ? [s.rtxSsrc] : [])]));
+  assert(new Set(ssrcs).size === ssrcs.length, 'the same SSRC appears twice in the offer');
   return offer.media.map((m) => {
     assert(m.direction === 'sendonly' || m.direction === 'sendrecv', `m-line ${m.index} (${m.kind}) is ${m.direction}: a WHIP offer must be sendonly`);
     const codec = m.codecs.find((c) => routable(c, routerCodecs));

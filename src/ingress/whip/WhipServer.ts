@@ -22,6 +22,7 @@ import {
   toProblem,
   type WebRtcResource,
 } from '../../api/webrtcHttp.ts';
+import { ApiError } from '../../errors.ts';
 import { newSecret } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../../media/codecs.ts';
@@ -219,13 +220,13 @@ export class WhipServer {
       for (const m of plan) {
         const source = m.kind === 'audio' ? 'microphone' : 'camera';
         const name = (m.kind === 'audio' ? info.audio?.name : info.video?.name) || source;
-        const { trackSid } = await participant.publishTrack({
-          transportId: transport.id,
-          kind: m.kind,
-          rtpParameters: m.rtpParameters as unknown as Record<string, unknown>,
-          source,
-          name,
-        });
+        const { trackSid } = await participant
+          .publishTrack({ transportId: transport.id, kind: m.kind, rtpParameters: m.rtpParameters as unknown as Record<string, unknown>, source, name })
+          .catch((err: unknown) => {
+            // The worker checks more than the parser (SSRC/MID clashes) and says little: it is still the offer.
+            if (err instanceof ApiError && err.code !== 'invalid_argument') throw err;
+            throw problem(422, `m-line ${m.mid} (${m.kind}): the media server refused its RTP parameters${(err as Error).message.trim().startsWith('[') ? '' : `: ${(err as Error).message}`}`);
+          });
         const track = participant.track(trackSid);
         if (track) tracks.push(track.info);
         kinds.set(m.kind, m.rtpParameters.codecs[0]!.mimeType);
