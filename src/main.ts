@@ -186,6 +186,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       verify: (token) => verifier.verify(token),
       canSubscribe: (claims, room) => claims.video?.room === room && claims.video.roomJoin === true && permissionFromClaims(claims).canSubscribe,
       rooms,
+      createRouter: (mediaCodecs) => pool.createRouter({ whep: true }, mediaCodecs),
       transport: listen,
       iceServers,
       maxSessions: config.whep.max_sessions,

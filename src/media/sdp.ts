@@ -359,6 +359,8 @@ export function negotiatePublish(offer: ParsedOffer, routerCodecs: types.RtpCode
 export interface PlayMedia {
   mid: string;
   kind: MediaKind;
+  /** The offered codecs we can send, with the offerer's payload types. */
+  codecs: SdpCodec[];
   /** The viewer's capabilities for mediasoup's consume(). */
   rtpCapabilities: types.RtpCapabilities;
 }
@@ -388,6 +390,7 @@ export function negotiatePlay(offer: ParsedOffer, routerCaps: types.RtpCapabilit
     return {
       mid: m.mid,
       kind: m.kind,
+      codecs: usable,
       rtpCapabilities: {
         codecs: usable.map((c) => ({
           kind: m.kind,
@@ -400,6 +403,34 @@ export function negotiatePlay(offer: ParsedOffer, routerCaps: types.RtpCapabilit
         })),
         headerExtensions,
       },
+    };
+  });
+}
+
+/**
+ * Router codecs for one WHEP viewer: each source track's codec under the payload type the viewer
+ * offered for it. mediasoup consumers send the Router's payload types, and a recvonly offerer expects
+ * its own (RFC 3264 §5.1), so a viewer gets a Router of its own that speaks them.
+ */
+export function viewerRouterCodecs(picks: { media: PlayMedia; sourceCodec: types.RtpCodecParameters }[]): types.RtpCodecCapability[] {
+  return picks.map(({ media, sourceCodec }) => {
+    const source: SdpCodec = {
+      mimeType: sourceCodec.mimeType,
+      payloadType: sourceCodec.payloadType,
+      clockRate: sourceCodec.clockRate,
+      ...(sourceCodec.channels !== undefined ? { channels: sourceCodec.channels } : {}),
+      parameters: (sourceCodec.parameters ?? {}) as Record<string, string | number>,
+      rtcpFeedback: [],
+    };
+    const offered = media.codecs.find((c) => routable(c, [{ kind: media.kind, mimeType: source.mimeType, clockRate: source.clockRate, parameters: source.parameters }]));
+    assert(offered, `m-line ${media.mid} (${media.kind}): the track is ${source.mimeType}, which the offer does not accept`);
+    return {
+      kind: media.kind,
+      mimeType: source.mimeType,
+      clockRate: source.clockRate,
+      ...(source.channels !== undefined ? { channels: source.channels } : {}),
+      parameters: source.parameters,
+      preferredPayloadType: offered.payloadType,
     };
   });
 }

@@ -24,7 +24,7 @@ import type { Claims } from '../auth/grants.ts';
 import { ApiError } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
-import { consumerAnswerMedia, negotiatePlay, parseOffer, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
+import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
 import { createServerWebRtcTransport, localParameters, type ListenSettings } from '../media/webrtcTransport.ts';
 import type { IceServer } from '../signaling/protocol.ts';
 
@@ -53,6 +53,8 @@ export interface WhepDeps {
   rooms: {
     liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { tracks: PlayableTrack[] } } | undefined;
   };
+  /** A Router (on any worker) for one viewer, with these codecs. */
+  createRouter(mediaCodecs: types.RtpCodecCapability[]): Promise<types.Router>;
   transport: ListenSettings;
   iceServers: (identity: string) => IceServer[];
   maxSessions: number;
@@ -151,7 +153,20 @@ export class WhepServer {
     const picks = plan.map((m) => ({ m, track: tracks.find((t) => t.producer.kind === m.kind) }));
     if (!picks.some((p) => p.track)) throw problem(404, `'${identity}' publishes no ${plan.map((m) => m.kind).join(' or ')} track`);
 
-    const transport = await createServerWebRtcTransport(room.router, this.#deps.transport, { whep: true, room: roomName });
+    const sending = picks.filter((p): p is { m: (typeof plan)[number]; track: PlayableTrack } => p.track !== undefined);
+    const mediaCodecs = viewerRouterCodecs(sending.map((p) => ({ media: p.m, sourceCodec: p.track.producer.rtpParameters.codecs[0]! })));
+    // A Router per viewer, fed through pipeToRouter: consumers then send the viewer's payload types.
+    const viewerRouter = await this.#deps.createRouter(mediaCodecs).catch((err: unknown) => {
+      throw problem(422, `the offer's payload types cannot be used together: ${(err as Error).message}`);
+    });
+    let transport: types.WebRtcTransport;
+    try {
+      transport = await createServerWebRtcTransport(viewerRouter, this.#deps.transport, { whep: true, room: roomName });
+    } catch (err) {
+      viewerRouter.close();
+      throw err;
+    }
+    transport.observer.once('close', () => viewerRouter.close());
     const session = new WhepSession({
       transport,
       remoteIce: { ufrag: offer.iceUfrag, pwd: offer.icePwd },
@@ -166,14 +181,11 @@ export class WhepServer {
       for (const { m, track } of picks) {
         if (!track) {
           // Nothing of this kind to send: the m-line stays, inactive (the offer is still answered whole).
-          const c = m.rtpCapabilities.codecs![0]!;
-          const codec = { mimeType: c.mimeType, payloadType: c.preferredPayloadType!, clockRate: c.clockRate, parameters: {}, rtcpFeedback: [] };
-          answerMedia.push({ mid: m.mid, kind: m.kind, direction: 'inactive', codecs: [{ ...codec, ...(c.channels ? { channels: c.channels } : {}) }], extensions: [], recvRids: [] });
+          const c = m.codecs[0]!;
+          answerMedia.push({ mid: m.mid, kind: m.kind, direction: 'inactive', codecs: [{ ...c, parameters: {}, rtcpFeedback: [] }], extensions: [], recvRids: [] });
           continue;
         }
-        if (!room.router.canConsume({ producerId: track.producer.id, rtpCapabilities: m.rtpCapabilities })) {
-          throw problem(422, `m-line ${m.mid} (${m.kind}): the track's codec is not among the offered ones`);
-        }
+        await room.router.pipeToRouter({ producerId: track.producer.id, router: viewerRouter });
         const consumer = await transport.consume({ producerId: track.producer.id, rtpCapabilities: m.rtpCapabilities, paused: false });
         session.consumers.push(consumer);
         // The viewer stays while any of its tracks does.
