@@ -10,6 +10,7 @@ import { TokenVerifier, mintToken } from '../src/auth/tokens.ts';
 import { loadConfig } from '../src/config.ts';
 import { startGateway } from '../src/main.ts';
 import { runFanout } from './fanout.ts';
+import { runWhip } from './whip.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
@@ -55,6 +56,7 @@ async function main() {
   if (wanted('foundation')) await foundation();
   let fanout: Awaited<ReturnType<typeof runFanout>> = [];
   if (wanted('fanout')) fanout = await runFanout();
+  if (wanted('whip')) await runWhip(record);
   print(fanout);
 }
 

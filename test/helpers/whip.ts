@@ -39,9 +39,18 @@ function encodeArgs(kind: 'audio' | 'video', codec: WhipVideoCodec): string[] {
 }
 
 /** Sends FFmpeg's RTP into a werift track (werift rewrites SSRC and payload type to the negotiated ones). */
-async function feed(track: MediaStreamTrack, kind: 'audio' | 'video', codec: WhipVideoCodec, input: string[]): Promise<{ ffmpeg: FfmpegProcess; sock: dgram.Socket }> {
+async function feed(
+  track: MediaStreamTrack,
+  kind: 'audio' | 'video',
+  codec: WhipVideoCodec,
+  input: string[],
+  onSend?: (kind: 'audio' | 'video', packet: Buffer) => void,
+): Promise<{ ffmpeg: FfmpegProcess; sock: dgram.Socket }> {
   const sock = dgram.createSocket('udp4');
-  sock.on('message', (msg) => track.writeRtp(msg));
+  sock.on('message', (msg) => {
+    onSend?.(kind, msg);
+    track.writeRtp(msg);
+  });
   await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
   const ffmpeg = launchFfmpeg([...input, ...encodeArgs(kind, codec), '-f', 'rtp', `rtp://127.0.0.1:${sock.address().port}?pkt_size=1200`]);
   void ffmpeg.exited.then(() => sock.close());
@@ -51,7 +60,14 @@ async function feed(track: MediaStreamTrack, kind: 'audio' | 'video', codec: Whi
 export async function whipPublish(
   endpoint: string,
   streamKey: string | undefined,
-  opts: { video?: WhipVideoCodec | false; audio?: boolean; videoInput?: string[]; audioInput?: string[] } = {},
+  opts: {
+    video?: WhipVideoCodec | false;
+    audio?: boolean;
+    videoInput?: string[];
+    audioInput?: string[];
+    /** Sees every RTP packet from FFmpeg just before werift sends it (benchmarks). */
+    onSend?: (kind: 'audio' | 'video', packet: Buffer) => void;
+  } = {},
 ): Promise<WhipPublisher> {
   const videoCodec = opts.video === undefined ? 'VP8' : opts.video;
   const pc = new RTCPeerConnection({
@@ -124,7 +140,7 @@ export async function whipPublish(
       f.kind === 'video'
         ? (opts.videoInput ?? ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'])
         : (opts.audioInput ?? ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000']);
-    ffmpegs.push((await feed(f.track, f.kind, videoCodec || 'VP8', input)).ffmpeg);
+    ffmpegs.push((await feed(f.track, f.kind, videoCodec || 'VP8', input, opts.onSend)).ffmpeg);
   }
   return publisher;
 }
