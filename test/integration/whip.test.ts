@@ -2,7 +2,7 @@
 // decodes both tracks, IngressInfo goes BUFFERING → PUBLISHING → INACTIVE with webhooks, DELETE makes
 // the ingress participant leave; ICE restart and trickle PATCHes on the session; WHEP playback.
 import { IngressState_Status } from '@livekit/protocol';
-import { IngressClient, IngressInput, WebhookReceiver } from 'livekit-server-sdk';
+import { IngressClient, IngressInput } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
@@ -68,10 +68,8 @@ async function decodes(track: RemoteTrack, codec: string, frames: number): Promi
 }
 
 function webhookEvents(): { event: string; status?: IngressState_Status; ingressId?: string }[] {
-  const receiver = new WebhookReceiver(API_KEY, API_SECRET);
   return sink.received.map((r) => {
     const e = JSON.parse(r.body) as { event: string; ingressInfo?: { ingressId: string; state?: { status?: string } } };
-    void receiver;
     const status = e.ingressInfo?.state?.status;
     return {
       event: e.event,
