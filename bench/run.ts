@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config.ts';
 import { startGateway } from '../src/main.ts';
 import { runFanout } from './fanout.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
+import { runWhip } from './whip.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
@@ -58,6 +59,7 @@ async function main() {
   if (wanted('fanout')) fanout = await runFanout();
   let ingest: IngestFigures | undefined;
   if (wanted('ingest')) ingest = await runIngest();
+  if (wanted('whip')) await runWhip(record);
   print(fanout, ingest);
 }
 

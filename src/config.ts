@@ -37,8 +37,16 @@ const schema = z.strictObject({
     .strictObject({
       /** Public WHIP endpoint handed out in IngressInfo.url for WHIP ingresses. */
       base_url: httpUrl.optional(),
+      /** Concurrent WHIP publishers; more are refused with 503 + Retry-After. */
+      max_sessions: z.int().min(1).max(100_000).default(100),
     })
-    .default({}),
+    .default({ max_sessions: 100 }),
+  whep: z
+    .strictObject({
+      /** Concurrent WHEP viewers; more are refused with 503 + Retry-After. */
+      max_sessions: z.int().min(1).max(100_000).default(500),
+    })
+    .default({ max_sessions: 500 }),
   rtc: z
     .strictObject({
       min_port: port.default(40000),
@@ -110,6 +118,8 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_RTMP_MAX_PUBLISHERS: { path: ['rtmp', 'max_publishers'], kind: 'int' },
   ROOMGATE_RTMP_BASE_URL: { path: ['rtmp', 'base_url'], kind: 'string' },
   ROOMGATE_WHIP_BASE_URL: { path: ['whip', 'base_url'], kind: 'string' },
+  ROOMGATE_WHIP_MAX_SESSIONS: { path: ['whip', 'max_sessions'], kind: 'int' },
+  ROOMGATE_WHEP_MAX_SESSIONS: { path: ['whep', 'max_sessions'], kind: 'int' },
   ROOMGATE_RTC_MIN_PORT: { path: ['rtc', 'min_port'], kind: 'int' },
   ROOMGATE_RTC_MAX_PORT: { path: ['rtc', 'max_port'], kind: 'int' },
   ROOMGATE_ANNOUNCED_IP: { path: ['rtc', 'announced_ip'], kind: 'string' },

@@ -14,7 +14,7 @@ import { configureLogger, moduleLogger, rootLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { iceServersFor } from './signaling/iceServers.ts';
 import { SIGNALING_PATH, SignalingServer } from './signaling/server.ts';
-import { RoomManager } from './sfu/RoomManager.ts';
+import { RoomManager, permissionFromClaims } from './sfu/RoomManager.ts';
 import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
 import { connectRedis, redactUrl } from './store/redis.ts';
@@ -23,6 +23,8 @@ import { IngressSessions } from './ingress/IngressSessions.ts';
 import { RtmpIngestServer } from './ingress/rtmp/RtmpServer.ts';
 import { UrlIngest } from './ingress/UrlIngest.ts';
 import { RoomStore } from './store/RoomStore.ts';
+import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
+import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 
 export interface Gateway {
@@ -187,6 +189,31 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       undo.push(() => rtmp.close());
       rtmpServer = rtmp;
     }
+    const listen = { listenIp, ...(config.rtc.announced_ip ? { announcedIp: config.rtc.announced_ip } : {}) };
+    const whip = new WhipServer({
+      streamKeys: ingress,
+      sessions: ingressSessions,
+      rooms,
+      transport: listen,
+      iceServers,
+      maxSessions: config.whip.max_sessions,
+      log: moduleLogger('whip'),
+    });
+    const whep = new WhepServer({
+      verify: (token) => verifier.verify(token),
+      canSubscribe: (claims, room) => claims.video?.room === room && claims.video.roomJoin === true && permissionFromClaims(claims).canSubscribe,
+      rooms,
+      createRouter: (mediaCodecs) => pool.createRouter({ whep: true }, mediaCodecs),
+      transport: listen,
+      iceServers,
+      maxSessions: config.whep.max_sessions,
+      log: moduleLogger('whep'),
+    });
+    // Before the ingress sessions close: WHIP publishers end as INACTIVE with a reason.
+    undo.push(() => {
+      whip.close();
+      whep.close();
+    });
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
     const urlIngest = new UrlIngest(ingressSessions, moduleLogger('ingress'));
@@ -204,6 +231,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
+      routes: [
+        { prefix: WHIP_PATH, handle: (req, res, url) => whip.handle(req, res, url) },
+        { prefix: WHEP_PATH, handle: (req, res, url) => whep.handle(req, res, url) },
+        { prefix: PLAY_PATH, handle: (req, res) => servePlayPage(req, res) },
+      ],
       metrics,
       log: moduleLogger('http'),
       sdk: browserSdk,

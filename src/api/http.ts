@@ -1,5 +1,5 @@
 // The gateway's HTTP server: /twirp/* (API), /healthz, /metrics, the /rtc WebSocket upgrade, the
-// browser SDK, the demo page and its dev-only tokens. Later issues add /w and /whep.
+// browser SDK, the demo page and its dev-only tokens; other modules add routes by prefix (/w, /whep, /play).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
@@ -52,6 +52,8 @@ export interface HttpServerDeps {
   health: () => Promise<{ ok: boolean; details: Record<string, unknown> }>;
   /** The browser SDK bundle (served at /sdk/roomgate.js). */
   sdk: () => Promise<string>;
+  /** Path prefixes handled elsewhere (WHIP /w, WHEP /whep, the /play page); each handler answers itself. */
+  routes?: { prefix: string; handle: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> }[];
   /** Mints a demo join token; present only with the development key on loopback. */
   devToken?: (room: string, identity: string) => Promise<string>;
   log: Logger;
@@ -103,6 +105,8 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpServer
   const url = parseUrl(req.url);
   if (!url) return sendJson(res, 400, { code: 'malformed', msg: 'request target is not a valid URL', meta: {} });
   if (url.pathname.startsWith(TWIRP_PREFIX)) return deps.twirp.handle(req, res, url);
+  const extra = deps.routes?.find((r) => url.pathname === r.prefix || url.pathname.startsWith(`${r.prefix}/`));
+  if (extra) return extra.handle(req, res, url);
   if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
     const { ok, details } = await deps.health();
     return sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', ...details });

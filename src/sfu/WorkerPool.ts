@@ -81,7 +81,8 @@ export class WorkerPool {
     });
   }
 
-  async createRouter(appData: Record<string, unknown> = {}): Promise<types.Router> {
+  /** A Router on the least-loaded worker; `mediaCodecs` other than the rooms' only for special routers (WHEP viewers). */
+  async createRouter(appData: Record<string, unknown> = {}, mediaCodecs: types.RtpCodecCapability[] = ROUTER_MEDIA_CODECS): Promise<types.Router> {
     if (this.#closed) throw new Error('worker pool is closed');
     const slot = this.#slots
       .filter((s): s is Slot => s !== undefined)
@@ -90,7 +91,7 @@ export class WorkerPool {
     // Counted before the await, so concurrent calls see each other's choice and spread out.
     slot.routers++;
     try {
-      const router = await slot.worker.createRouter({ mediaCodecs: ROUTER_MEDIA_CODECS, appData });
+      const router = await slot.worker.createRouter({ mediaCodecs, appData });
       router.observer.once('close', () => slot.routers--);
       return router;
     } catch (err) {

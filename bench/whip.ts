@@ -1,0 +1,119 @@
+// WHIP ingest figures: latency from the WHIP client handing an RTP packet to its WebRTC stack to a
+// room subscriber receiving it, and the mediasoup worker's CPU per WHIP ingest (forwarding only).
+//
+// Latency method (not glass-to-glass): FFmpeg encodes testsrc2 VP8 + Opus to RTP; the werift WHIP
+// client stamps each packet as it sends it; a NodeParticipant subscriber (werift too, same process,
+// same clock) stamps it on arrival. Packets are matched by their payload bytes, which the SFU does
+// not change. So it measures werift send (SRTP) → loopback → mediasoup (SRTP decrypt, route,
+// encrypt) → loopback → werift receive (SRTP, jitter-free RTP callback): the network and SFU part
+// of glass-to-glass, without capture, encode, jitter buffer, decode and display.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { IngressClient, IngressInput } from 'livekit-server-sdk';
+import { loadConfig } from '../src/config.ts';
+import { startGateway } from '../src/main.ts';
+import { freePort, waitFor } from '../test/helpers/net.ts';
+import { startRedis } from '../test/helpers/redis.ts';
+import { whipPublish } from '../test/helpers/whip.ts';
+
+const TICKS = 100;
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const key = (payload: Buffer) => createHash('sha1').update(payload).digest('base64');
+
+type Record = (name: string, value: number, unit: string, note?: string) => void;
+
+export async function runWhip(record: Record, windowS = 10): Promise<void> {
+  const API_KEY = 'APIbench';
+  const API_SECRET = 'bench-secret-0123456789-0123456789-xx';
+  const redis = await startRedis();
+  const gw = await startGateway(
+    loadConfig({
+      env: {
+        ROOMGATE_PORT: String(await freePort()),
+        ROOMGATE_REDIS_URL: redis.url,
+        ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-whip-bench-')),
+        ROOMGATE_LOG_LEVEL: 'silent',
+        ROOMGATE_RTC_WORKERS: '1',
+        ROOMGATE_API_KEY: API_KEY,
+        ROOMGATE_API_SECRET: API_SECRET,
+      },
+    }),
+  );
+  const workerPid = gw.mediaWorkerPids[0]!;
+  try {
+    const info = await new IngressClient(gw.url, API_KEY, API_SECRET).createIngress(IngressInput.WHIP_INPUT, {
+      name: 'bench',
+      roomName: 'bench-whip',
+      participantIdentity: 'whip',
+    });
+    // Worker CPU with nothing flowing, for the baseline.
+    let c0 = cpuSeconds(workerPid);
+    let t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const idle = (cpuSeconds(workerPid) - c0) / ((performance.now() - t0) / 1000);
+
+    const sent = new Map<string, { kind: string; t: number; marker: boolean }>();
+    const lat = { audio: [] as number[], video: [] as number[], frames: [] as number[] };
+    let measuring = false;
+    const pub = await whipPublish(info.url, info.streamKey, {
+      video: 'VP8',
+      videoInput: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'],
+      onSend: (kind, packet) => {
+        if (!measuring) return;
+        const cc = packet[0]! & 0x0f;
+        sent.set(key(packet.subarray(12 + cc * 4)), { kind, t: performance.now(), marker: (packet[1]! & 0x80) !== 0 });
+      },
+    });
+    if (pub.status !== 201) throw new Error(`WHIP publish failed: ${pub.status} ${pub.answer}`);
+    const sub = await joinBench(gw.url, API_KEY, API_SECRET);
+    const onTrack = (t: { kind: string; track: { onReceiveRtp: { subscribe(f: (rtp: { payload: Buffer }) => void): unknown } } }) =>
+      t.track.onReceiveRtp.subscribe((rtp) => {
+        const s = sent.get(key(rtp.payload));
+        if (!s) return;
+        const ms = performance.now() - s.t;
+        (s.kind === 'audio' ? lat.audio : lat.video).push(ms);
+        if (s.kind === 'video' && s.marker) lat.frames.push(ms);
+      });
+    sub.remoteTracks.forEach(onTrack);
+    sub.on('trackSubscribed', onTrack);
+    await waitFor(() => (sub.remoteTracks.length === 2 ? true : undefined), 20_000, 'subscriber tracks');
+    await new Promise((r) => setTimeout(r, 2000)); // past the first keyframe and bandwidth ramp
+    measuring = true;
+    c0 = cpuSeconds(workerPid);
+    t0 = performance.now();
+    await new Promise((r) => setTimeout(r, windowS * 1000));
+    const busy = (cpuSeconds(workerPid) - c0) / ((performance.now() - t0) / 1000);
+    measuring = false;
+
+    for (const [name, values] of [['audio packets', lat.audio], ['video packets', lat.video], ['video frames (last packet)', lat.frames]] as const) {
+      const sorted = [...values].sort((a, b) => a - b);
+      record(`WHIP→subscriber RTP latency, ${name}, p50`, pct(sorted, 50), 'ms', `${sorted.length} samples`);
+      record(`WHIP→subscriber RTP latency, ${name}, p95`, pct(sorted, 95), 'ms');
+    }
+    record('mediasoup worker CPU, idle', idle * 100, '% of a core');
+    record('mediasoup worker CPU, 1 WHIP ingest (VP8 640x360 ~600 kb/s + Opus) + 1 subscriber', busy * 100, '% of a core');
+    record('  of which the WHIP ingest and its forwarding (minus idle)', (busy - idle) * 100, '% of a core');
+    await pub.stop();
+    await sub.leave();
+  } finally {
+    await gw.close();
+    await redis.stop();
+  }
+}
+
+async function joinBench(url: string, apiKey: string, secret: string) {
+  const { AccessToken } = await import('livekit-server-sdk');
+  const { NodeParticipant } = await import('../src/client/node.ts');
+  const at = new AccessToken(apiKey, secret, { identity: 'bench-sub' });
+  at.addGrant({ roomJoin: true, room: 'bench-whip', canPublish: false });
+  return NodeParticipant.connect(url, await at.toJwt());
+}

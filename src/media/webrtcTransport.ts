@@ -1,0 +1,39 @@
+// WebRtcTransports the server opens for HTTP-signalled peers (WHIP publishers, WHEP viewers), with
+// the same listen/announced addresses as room participants get. mediasoup is ICE-lite: the peer
+// does full ICE against the candidates in our answer.
+import type { types } from 'mediasoup';
+import type { AnswerTransport } from './sdp.ts';
+
+export interface ListenSettings {
+  listenIp: string;
+  announcedIp?: string;
+}
+
+export function createServerWebRtcTransport(router: types.Router, settings: ListenSettings, appData: Record<string, unknown>): Promise<types.WebRtcTransport> {
+  return router.createWebRtcTransport({
+    listenIps: [{ ip: settings.listenIp, ...(settings.announcedIp ? { announcedIp: settings.announcedIp } : {}) }],
+    enableUdp: true,
+    enableTcp: true,
+    preferUdp: true,
+    initialAvailableOutgoingBitrate: 2_000_000,
+    appData,
+  });
+}
+
+/** The local half of an answer: ICE credentials, candidates and DTLS fingerprints. */
+export function localParameters(transport: types.WebRtcTransport): AnswerTransport {
+  return {
+    iceUfrag: transport.iceParameters.usernameFragment,
+    icePwd: transport.iceParameters.password,
+    candidates: transport.iceCandidates.map((c) => ({
+      foundation: c.foundation,
+      priority: c.priority,
+      ip: c.ip,
+      protocol: c.protocol,
+      port: c.port,
+      type: c.type,
+      ...(c.tcpType ? { tcpType: c.tcpType } : {}),
+    })),
+    fingerprints: transport.dtlsParameters.fingerprints.map((f) => ({ algorithm: f.algorithm, value: f.value })),
+  };
+}

@@ -1,0 +1,226 @@
+// WHEP playback: `POST /whep/<room>/<participant identity>[/<track sid>]` with a join token for that
+// room as Bearer (canSubscribe). The viewer's recvonly offer is answered sendonly with consumers of
+// the participant's audio and video tracks. A WHEP viewer is not a room participant: it does not
+// appear in the room, take a seat, or receive data; it is closed when the tracks or the room go.
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type { types } from 'mediasoup';
+import {
+  bearerToken,
+  handleResource,
+  iceServerLinks,
+  newEtag,
+  pathSegments,
+  problem,
+  readTyped,
+  sendEmpty,
+  sendOptions,
+  sendProblem,
+  toProblem,
+  type WebRtcResource,
+} from '../api/webrtcHttp.ts';
+import type { Claims } from '../auth/grants.ts';
+import { ApiError } from '../errors.ts';
+import { newSecret } from '../ids.ts';
+import type { Logger } from '../logger.ts';
+import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
+import { createServerWebRtcTransport, localParameters, type ListenSettings } from '../media/webrtcTransport.ts';
+import type { IceServer } from '../signaling/protocol.ts';
+
+export const WHEP_PATH = '/whep';
+export const PLAY_PATH = '/play';
+const PLAY_PAGE = fileURLToPath(new URL('../../templates/play/index.html', import.meta.url));
+
+/** The WHEP player page: /play?room=&identity=&token= (see templates/play). */
+export async function servePlayPage(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return sendProblem(res, problem(405, 'GET only', { Allow: 'GET, HEAD' }));
+  const html = await readFile(PLAY_PAGE);
+  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': html.length, 'Cache-Control': 'no-cache' });
+  res.end(req.method === 'HEAD' ? undefined : html);
+}
+const SESSION_SEGMENT = 'session';
+
+interface PlayableTrack {
+  readonly info: { sid: string };
+  readonly producer: types.Producer;
+}
+
+export interface WhepDeps {
+  verify(token: string): Promise<Claims>;
+  /** May these claims subscribe in this room? (join grant for the room and canSubscribe) */
+  canSubscribe(claims: Claims, room: string): boolean;
+  rooms: {
+    liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { tracks: PlayableTrack[] } } | undefined;
+  };
+  /** A Router (on any worker) for one viewer, with these codecs. */
+  createRouter(mediaCodecs: types.RtpCodecCapability[]): Promise<types.Router>;
+  transport: ListenSettings;
+  iceServers: (identity: string) => IceServer[];
+  maxSessions: number;
+  log: Logger;
+}
+
+class WhepSession implements WebRtcResource {
+  readonly id = newSecret(128);
+  etag = newEtag(newSecret(96));
+  remoteIce: { ufrag: string; pwd: string };
+  readonly bundled: { mid: string; kind: MediaKind };
+  readonly transport: types.WebRtcTransport;
+  readonly consumers: types.Consumer[] = [];
+  readonly #onClose: () => void;
+  #closed = false;
+
+  constructor(init: { transport: types.WebRtcTransport; remoteIce: { ufrag: string; pwd: string }; bundled: { mid: string; kind: MediaKind }; onClose: () => void }) {
+    this.transport = init.transport;
+    this.remoteIce = init.remoteIce;
+    this.bundled = init.bundled;
+    this.#onClose = init.onClose;
+    this.transport.observer.once('close', () => this.terminate());
+  }
+
+  async restartIce() {
+    const ice = await this.transport.restartIce();
+    return { iceUfrag: ice.usernameFragment, icePwd: ice.password, candidates: localParameters(this.transport).candidates };
+  }
+
+  /** Idempotent: DELETE, the tracks or the room going away. */
+  terminate(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.transport.close();
+    this.#onClose();
+  }
+}
+
+export class WhepServer {
+  readonly #deps: WhepDeps;
+  readonly #sessions = new Map<string, WhepSession>();
+
+  constructor(deps: WhepDeps) {
+    this.#deps = deps;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    try {
+      const parts = pathSegments(url.pathname, WHEP_PATH);
+      if (parts.length === 2 && parts[0] === SESSION_SEGMENT) {
+        const session = this.#sessions.get(parts[1]!);
+        if (!session) throw problem(404, 'no such WHEP session (it ended or never existed)');
+        return await handleResource(req, res, session, () => newEtag(newSecret(96)));
+      }
+      if (parts.length < 2 || parts.length > 3) throw problem(404, 'use /whep/<room>/<participant identity>[/<track sid>]');
+      switch (req.method) {
+        case 'OPTIONS':
+          return sendOptions(res, { 'Accept-Post': 'application/sdp' });
+        case 'GET':
+        case 'HEAD':
+          return sendEmpty(res, 204, req.method === 'HEAD' ? { 'Content-Type': 'application/sdp' } : {});
+        case 'POST':
+          return await this.#play(req, res, parts[0]!, parts[1]!, parts[2]);
+        default:
+          throw problem(405, `${req.method} is not allowed on a WHEP endpoint`, { Allow: 'OPTIONS, GET, HEAD, POST' });
+      }
+    } catch (err) {
+      sendProblem(res, toProblem(err, this.#deps.log));
+    }
+  }
+
+  async #play(req: IncomingMessage, res: ServerResponse, roomName: string, identity: string, trackSid: string | undefined): Promise<void> {
+    const token = bearerToken(req);
+    if (!token) throw problem(401, 'a join token is required: Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
+    let claims: Claims;
+    try {
+      claims = await this.#deps.verify(token);
+    } catch (err) {
+      if (err instanceof ApiError) throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+      throw err;
+    }
+    if (!this.#deps.canSubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
+    if (this.#sessions.size >= this.#deps.maxSessions) {
+      throw problem(503, `the gateway serves at most ${this.#deps.maxSessions} WHEP viewers`, { 'Retry-After': '10' });
+    }
+    const offer = parseOffer(await readTyped(req, 'application/sdp'));
+    const room = this.#deps.rooms.liveRoom(roomName);
+    if (!room || room.closed) throw problem(404, `room '${roomName}' is not live`);
+    const tracks = room.participant(identity).tracks.filter((t) => !t.producer.closed && (!trackSid || t.info.sid === trackSid));
+    if (trackSid && tracks.length === 0) throw problem(404, `track '${trackSid}' is not published by '${identity}'`);
+    const plan = negotiatePlay(offer, room.router.rtpCapabilities);
+    const picks = plan.map((m) => ({ m, track: tracks.find((t) => t.producer.kind === m.kind) }));
+    if (!picks.some((p) => p.track)) throw problem(404, `'${identity}' publishes no ${plan.map((m) => m.kind).join(' or ')} track`);
+
+    const sending = picks.filter((p): p is { m: (typeof plan)[number]; track: PlayableTrack } => p.track !== undefined);
+    const mediaCodecs = viewerRouterCodecs(sending.map((p) => ({ media: p.m, sourceCodec: p.track.producer.rtpParameters.codecs[0]! })));
+    // A Router per viewer, fed through pipeToRouter: consumers then send the viewer's payload types.
+    const viewerRouter = await this.#deps.createRouter(mediaCodecs).catch((err: unknown) => {
+      throw problem(422, `the offer's payload types cannot be used together: ${(err as Error).message}`);
+    });
+    let transport: types.WebRtcTransport;
+    try {
+      transport = await createServerWebRtcTransport(viewerRouter, this.#deps.transport, { whep: true, room: roomName });
+    } catch (err) {
+      viewerRouter.close();
+      throw err;
+    }
+    transport.observer.once('close', () => viewerRouter.close());
+    const session = new WhepSession({
+      transport,
+      remoteIce: { ufrag: offer.iceUfrag, pwd: offer.icePwd },
+      bundled: { mid: plan[0]!.mid, kind: plan[0]!.kind },
+      onClose: () => this.#sessions.delete(session.id),
+    });
+    this.#sessions.set(session.id, session);
+    try {
+      await transport.connect({ dtlsParameters: { role: 'client', fingerprints: offer.fingerprints as types.DtlsFingerprint[] } });
+      const streamId = `${identity}`;
+      const answerMedia: AnswerMedia[] = [];
+      for (const { m, track } of picks) {
+        if (!track) {
+          // Nothing of this kind to send: the m-line stays, inactive (the offer is still answered whole).
+          const c = m.codecs[0]!;
+          answerMedia.push({ mid: m.mid, kind: m.kind, direction: 'inactive', codecs: [{ ...c, parameters: {}, rtcpFeedback: [] }], extensions: [], recvRids: [] });
+          continue;
+        }
+        await room.router.pipeToRouter({ producerId: track.producer.id, router: viewerRouter });
+        const consumer = await transport.consume({ producerId: track.producer.id, rtpCapabilities: m.rtpCapabilities, paused: false });
+        session.consumers.push(consumer);
+        // The viewer stays while any of its tracks does.
+        consumer.on('producerclose', () => {
+          if (session.consumers.every((c) => c.closed || c === consumer)) session.terminate();
+        });
+        answerMedia.push(consumerAnswerMedia(m.mid, m.kind, consumer.rtpParameters, streamId, track.info.sid));
+      }
+      // A keyframe as soon as DTLS is up, so the picture starts without waiting for the next GOP.
+      transport.on('dtlsstatechange', (state) => {
+        if (state === 'connected') for (const c of session.consumers) if (c.kind === 'video') c.requestKeyFrame().catch(() => undefined);
+        if (state === 'failed' || state === 'closed') session.terminate();
+      });
+      const answer = writeAnswer(offer, answerMedia, localParameters(transport), String(Date.now()));
+      const headers: Record<string, string | string[]> = {
+        'Access-Control-Allow-Origin': '*',
+        'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Patch',
+        'Content-Type': 'application/sdp',
+        'Content-Length': String(Buffer.byteLength(answer)),
+        Location: `${WHEP_PATH}/${SESSION_SEGMENT}/${session.id}`,
+        ETag: session.etag,
+        'Accept-Patch': 'application/trickle-ice-sdpfrag',
+      };
+      const links = iceServerLinks(this.#deps.iceServers(claims.sub ?? 'whep'));
+      if (links.length > 0) headers.Link = links;
+      res.writeHead(201, headers);
+      res.end(answer);
+      this.#deps.log.info({ room: roomName, participant: identity, tracks: session.consumers.length }, 'WHEP viewer started');
+    } catch (err) {
+      session.terminate();
+      throw err;
+    }
+  }
+
+  close(): void {
+    for (const s of [...this.#sessions.values()]) s.terminate();
+  }
+}

@@ -1,0 +1,119 @@
+// Headless Chromium as a real WHIP client (fake camera + microphone, RTCPeerConnection + fetch to
+// /w with the stream key as Bearer), and a second page playing it back over WHEP on /play: frames
+// decode in its <video>.
+import fs from 'node:fs';
+import { IngressState_Status } from '@livekit/protocol';
+import { IngressClient, IngressInput } from 'livekit-server-sdk';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Gateway } from '../../src/main.ts';
+import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { waitFor } from '../helpers/net.ts';
+import { joinToken } from '../helpers/participants.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+let redis: TestRedis;
+let gw: Gateway;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)`);
+  redis = await startRedis();
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await gw?.close();
+  await redis?.stop();
+});
+
+/** What a WHIP-publishing page does: camera + mic, one non-trickle offer, one POST. */
+async function publishFromPage(page: Page, endpoint: string, streamKey: string): Promise<{ status: number; location: string | null; detail: string }> {
+  return page.evaluate(
+    async ({ endpoint, streamKey }) => {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360, frameRate: 30 }, audio: true });
+      const pc = new RTCPeerConnection();
+      for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise<void>((resolve) => {
+        if (pc.iceGatheringState === 'complete') return resolve();
+        pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+        setTimeout(resolve, 2000);
+      });
+      const res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${streamKey}` },
+        body: pc.localDescription!.sdp,
+      });
+      const text = await res.text();
+      if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: text });
+      (window as unknown as { whipPc: RTCPeerConnection }).whipPc = pc;
+      return { status: res.status, location: res.headers.get('Location'), detail: res.status === 201 ? '' : text };
+    },
+    { endpoint, streamKey },
+  );
+}
+
+describe('WHIP and WHEP in headless Chromium', () => {
+  it('a page publishes its camera and microphone over WHIP; the /play page shows the video over WHEP', async () => {
+    const client = new IngressClient(gw.url, API_KEY, API_SECRET);
+    const info = await client.createIngress(IngressInput.WHIP_INPUT, { name: 'browser', roomName: 'browser-whip', participantIdentity: 'chromium' });
+
+    const publisher = await (await browser.newContext()).newPage();
+    publisher.on('pageerror', (err) => console.error('[publisher] page error:', err.message));
+    await publisher.goto(`${gw.url}/play`); // any page of the gateway's origin
+    const pub = await publishFromPage(publisher, info.url, info.streamKey);
+    expect(pub.status, pub.detail).toBe(201);
+    expect(pub.location).toMatch(/^\/w\/session\//);
+    await publisher.waitForFunction(() => (window as unknown as { whipPc: RTCPeerConnection }).whipPc.connectionState === 'connected', undefined, { timeout: 20_000 });
+    await waitFor(async () => {
+      const [i] = await client.listIngress({ ingressId: info.ingressId });
+      return i?.state?.status === IngressState_Status.ENDPOINT_PUBLISHING ? true : undefined;
+    }, 15_000, 'PUBLISHING');
+
+    const viewer = await (await browser.newContext()).newPage();
+    viewer.on('pageerror', (err) => console.error('[viewer] page error:', err.message));
+    const token = await joinToken('browser-whip', 'web-viewer', { canSubscribe: true, canPublish: false });
+    await viewer.goto(`${gw.url}/play?room=browser-whip&identity=chromium&token=${token}`);
+    await viewer.waitForFunction(
+      () => {
+        const v = document.querySelector('video')!;
+        return v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 30;
+      },
+      undefined,
+      { timeout: 30_000 },
+    ).catch(async (err: unknown) => {
+      throw new Error(`no frames at the WHEP viewer (status: ${await viewer.evaluate(() => (window as unknown as { whepStatus?: string }).whepStatus)}): ${String(err)}`);
+    });
+    const size = await viewer.evaluate(() => [document.querySelector('video')!.videoWidth, document.querySelector('video')!.videoHeight]);
+    expect(size).toEqual([640, 360]);
+
+    // DELETE from the publishing page ends the ingress.
+    const del = await publisher.evaluate(async (loc) => (await fetch(loc!, { method: 'DELETE' })).status, pub.location);
+    expect(del).toBe(200);
+    await waitFor(async () => {
+      const [i] = await client.listIngress({ ingressId: info.ingressId });
+      return i?.state?.status === IngressState_Status.ENDPOINT_INACTIVE ? true : undefined;
+    }, 15_000, 'INACTIVE');
+    // The viewer's WHEP session closes with the tracks.
+    await viewer.waitForFunction(() => /disconnected|failed|closed/.test((window as unknown as { whepStatus?: string }).whepStatus ?? ''), undefined, { timeout: 40_000 }).catch(() => undefined);
+  });
+});
