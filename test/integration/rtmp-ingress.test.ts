@@ -158,8 +158,12 @@ describe('RTMP ingress', () => {
     expect(events.map((e) => e.event)).toEqual(['ingress_started', 'ingress_ended']);
     expect(events[0]!.ingressInfo!.state!.status).toBe(IngressState_Status.ENDPOINT_PUBLISHING);
     expect(events[0]!.ingressInfo!.streamKey).toBe('');
-    const all = await Promise.all(sink.received.map((r) => receiver.receive(r.body, r.auth)));
-    const obsEvents = all.filter((e) => e.participant?.identity === 'obs').map((e) => e.event);
+    // Participant events are ordered per room, ingress events per ingress: wait for both queues.
+    const obsEvents = await waitFor(async () => {
+      const all = await Promise.all(sink.received.map((r) => receiver.receive(r.body, r.auth)));
+      const mine = all.filter((e) => e.participant?.identity === 'obs').map((e) => e.event);
+      return mine.includes('participant_left') ? mine : undefined;
+    }, 10_000, 'participant webhooks');
     expect(obsEvents).toEqual(expect.arrayContaining(['participant_joined', 'track_published', 'participant_left']));
   });
 
