@@ -173,6 +173,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       rooms,
       webhooks,
       log: moduleLogger('agents'),
+      offerTimeoutMs: config.agents.offer_timeout * 1000,
       mintJoinToken: ({ room, identity, agentName, jobId }) =>
         mintToken(agentKey, config.keys[agentKey]!, {
           identity,

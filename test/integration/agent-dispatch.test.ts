@@ -23,7 +23,7 @@ const people: NodeParticipant[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
-  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_AGENTS_OFFER_TIMEOUT: '2' });
   dispatch = new AgentDispatchClient(gw.url, API_KEY, API_SECRET);
   api = new RoomServiceClient(gw.url, API_KEY, API_SECRET);
 });
@@ -165,6 +165,22 @@ describe('agent dispatch', () => {
     expect(err).toBeInstanceOf(TwirpError);
     expect((err as TwirpError).code).toBe('not_found');
     expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+
+  it('an offer a worker leaves unanswered goes to another worker after agents.offer_timeout', async () => {
+    const at = new AccessToken(API_KEY, API_SECRET, { identity: 'silent' });
+    at.addGrant({ agent: true });
+    const silent = rawAgentSocket(await at.toJwt());
+    await silent.opened;
+    silent.ws.send(JSON.stringify({ type: 'register', agentName: 'patient' }));
+    await waitFor(() => silent.messages.some((m) => m.type === 'registered') || undefined, 10_000, 'silent registered');
+    const answering = await start('patient');
+    await api.createRoom({ name: 'patient-room' });
+    await dispatch.createDispatch('patient-room', 'patient');
+    await runningJob('patient-room', answering.id);
+    // Registered first with the same load, the silent worker got the offer first and let it lapse.
+    expect(silent.messages.some((m) => m.type === 'offer')).toBe(true);
+    silent.ws.close();
   });
 
   it('a job whose room was deleted before the agent joined fails clearly instead of re-creating the room', async () => {
