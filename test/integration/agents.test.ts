@@ -7,6 +7,7 @@ import { RtpAudioDecoder, rmsDbfs } from '../../src/agents/audio.ts';
 import { runWorker, type AgentWorker } from '../../src/agents/index.ts';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
+import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import { spawnWorker, workerOptions, type WorkerProcess } from '../helpers/agents.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
@@ -84,7 +85,8 @@ describe('agents', () => {
   });
 
   it('echo example: a speaker hears their own voice back from the agent', async () => {
-    inProcess.push(await runWorker(echo, workerOptions(gw)));
+    const worker = await runWorker(echo, workerOptions(gw));
+    inProcess.push(worker);
     const bob = await join(gw.url, 'echo-room', 'bob');
     people.push(bob);
     const fromAgent = nextEvent(bob, 'trackSubscribed', (t) => t.participantIdentity.startsWith('agent-') && t.kind === 'audio', 30_000);
@@ -104,5 +106,10 @@ describe('agents', () => {
       decoder.close();
     }
     expect(loudest).toBeGreaterThan(-40);
+
+    // Leaving stops every FFmpeg: the speaker's encoder, the agent's decoder and encoder.
+    await bob.leave();
+    await worker.close();
+    await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 10_000, 'no FFmpeg left');
   });
 });
