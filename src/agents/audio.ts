@@ -128,7 +128,10 @@ export class RtpAudioDecoder {
   #sub: { unSubscribe(): void } | undefined;
   #dir: string | undefined;
   #closed = false;
-  #starting = false;
+  /** UDP port of the running FFmpeg's RTP input; 0 while none is ready. */
+  #target = 0;
+  #launching = false;
+  #lastLaunch = 0;
   readonly #enders = new Set<() => void>();
 
   constructor(track: RtpSource) {
@@ -150,25 +153,26 @@ export class RtpAudioDecoder {
   }
 
   #start(): void {
-    if (this.#sub || this.#starting) return;
-    this.#starting = true;
-    let ready = false;
-    let launching = false;
-    let target = 0;
+    if (this.#sub) return;
     this.#sub = this.#track.onReceiveRtp.subscribe((rtp) => {
-      if (ready) {
-        this.#udp?.send(rtp.serialize(), target, '127.0.0.1');
+      if (this.#target) {
+        this.#udp?.send(rtp.serialize(), this.#target, '127.0.0.1');
         return;
       }
-      if (launching) return; // the first packets are dropped while FFmpeg starts
-      launching = true;
+      // Packets are dropped while FFmpeg starts, and for a second after a failed start.
+      if (this.#launching || Date.now() - this.#lastLaunch < 1000) return;
+      this.#launching = true;
+      this.#lastLaunch = Date.now();
       // The payload type is whatever the SFU negotiated; the first packet tells it.
       void this.#launch(rtp.header.payloadType).then(
         (port) => {
-          target = port;
-          ready = true;
+          this.#launching = false;
+          this.#target = port;
         },
-        () => this.#stop(),
+        () => {
+          this.#launching = false;
+          this.#teardown();
+        },
       );
     });
   }
@@ -201,25 +205,31 @@ export class RtpAudioDecoder {
       sdpFile,
       ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=agent', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${rtpPort} RTP/AVP ${payloadType}`, `a=rtpmap:${payloadType} opus/48000/2`, ''].join('\r\n'),
     );
-    if (this.#closed || !this.#starting) throw new Error('decoder stopped');
-    this.#ffmpeg = launchFfmpeg([
+    if (this.#closed || !this.#sub) throw new Error('decoder stopped');
+    const ff = launchFfmpeg([
       '-protocol_whitelist', 'file,udp,rtp,tcp',
       '-fflags', 'nobuffer', '-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0',
       '-i', sdpFile,
       '-vn', '-f', 's16le', '-ar', String(SAMPLE_RATE), '-ac', '1', '-flush_packets', '1',
       `tcp://127.0.0.1:${pcmPort}`,
     ]);
+    this.#ffmpeg = ff;
+    // FFmpeg that dies while we listen (its RTP port was taken meanwhile, say) is started again on
+    // a later packet, with new ports.
+    void ff.exited.then(() => {
+      if (this.#ffmpeg === ff) this.#teardown();
+    });
     this.#udp = dgram.createSocket('udp4');
     this.#udp.on('error', () => undefined);
     // FFmpeg binds the RTP port while it opens the SDP; packets sent before that are lost, which is fine.
     await new Promise((r) => setTimeout(r, 200));
+    if (this.#ffmpeg !== ff) throw new Error('decoder stopped');
     return rtpPort;
   }
 
-  #stop(): void {
-    this.#sub?.unSubscribe();
-    this.#sub = undefined;
-    this.#starting = false;
+  /** Stops FFmpeg and its sockets; the RTP subscription stays, so the next packet starts a new one. */
+  #teardown(): void {
+    this.#target = 0;
     const ff = this.#ffmpeg;
     this.#ffmpeg = undefined;
     void ff?.stop(500);
@@ -229,6 +239,12 @@ export class RtpAudioDecoder {
     this.#udp = undefined;
     if (this.#dir) fs.rmSync(this.#dir, { recursive: true, force: true });
     this.#dir = undefined;
+  }
+
+  #stop(): void {
+    this.#sub?.unSubscribe();
+    this.#sub = undefined;
+    this.#teardown();
   }
 
   /** The track went away: every iterator ends. */

@@ -105,7 +105,7 @@ describe('agents', () => {
       clearTimeout(giveUp);
       decoder.close();
     }
-    expect(loudest).toBeGreaterThan(-40);
+    expect(loudest, 'loudest level decoded from the agent track (dBFS)').toBeGreaterThan(-40);
 
     // Leaving stops every FFmpeg: the speaker's encoder, the agent's decoder and encoder.
     await bob.leave();
