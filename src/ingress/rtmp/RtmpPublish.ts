@@ -59,7 +59,6 @@ export class RtmpPublish {
   #plan: IngestPlan | undefined;
   /** Where live packets go once the pipeline runs; `keyed` once the first keyframe went. */
   #feed: { pipeline: IngestPipeline; plan: IngestPlan; keyed: boolean } | undefined;
-  #started = false;
   #timers: NodeJS.Timeout[] = [];
   #stats: NodeJS.Timeout | undefined;
   #done = false;
