@@ -87,6 +87,12 @@ const schema = z.strictObject({
       max_participants: z.int().min(0).default(0),
     })
     .default({ empty_timeout: 300, departure_timeout: 20, max_participants: 0 }),
+  agents: z
+    .strictObject({
+      /** Seconds an agent worker has to accept or reject a job offer before it goes to another worker. */
+      offer_timeout: z.int().min(1).max(600).default(10),
+    })
+    .default({ offer_timeout: 10 }),
 });
 
 export type FileConfig = z.input<typeof schema>;
@@ -135,6 +141,7 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_ROOM_EMPTY_TIMEOUT: { path: ['room', 'empty_timeout'], kind: 'int' },
   ROOMGATE_ROOM_DEPARTURE_TIMEOUT: { path: ['room', 'departure_timeout'], kind: 'int' },
   ROOMGATE_ROOM_MAX_PARTICIPANTS: { path: ['room', 'max_participants'], kind: 'int' },
+  ROOMGATE_AGENTS_OFFER_TIMEOUT: { path: ['agents', 'offer_timeout'], kind: 'int' },
 };
 /** Env vars read elsewhere or handled specially; listed so typos in others are caught. */
 const OTHER_ENV = new Set(['ROOMGATE_CONFIG', 'ROOMGATE_API_KEY', 'ROOMGATE_API_SECRET', 'ROOMGATE_CACHE_DIR']);

@@ -26,6 +26,10 @@ import { RoomStore } from './store/RoomStore.ts';
 import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
+import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
+import { AgentServer } from './agents/server/AgentServer.ts';
+import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, AGENT_PATH } from './agents/protocol.ts';
+import { agentDispatchService } from './api/twirp/agentDispatch.ts';
 
 export interface Gateway {
   readonly config: Config;
@@ -34,6 +38,8 @@ export interface Gateway {
   readonly port: number;
   readonly redisUrl: string;
   readonly rooms: RoomManager;
+  /** Agent workers, dispatches and jobs. */
+  readonly agents: AgentDispatcher;
   /** The RTMP listener's port (0 when RTMP is off). */
   readonly rtmpPort: number;
   /** PIDs of the mediasoup-worker processes (metrics, benchmarks). */
@@ -162,8 +168,37 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     rooms.on('trackunpublished', (room, participant, track) => webhooks.notify('track_unpublished', { room, participant, track }));
     await rooms.restore();
 
+    const agentKey = Object.keys(config.keys)[0]!;
+    const agents = new AgentDispatcher({
+      rooms,
+      webhooks,
+      log: moduleLogger('agents'),
+      offerTimeoutMs: config.agents.offer_timeout * 1000,
+      mintJoinToken: ({ room, identity, agentName, jobId }) =>
+        mintToken(agentKey, config.keys[agentKey]!, {
+          identity,
+          name: agentName,
+          kind: 'agent',
+          attributes: { [AGENT_JOB_ATTRIBUTE]: jobId, [AGENT_NAME_ATTRIBUTE]: agentName },
+          video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true, canUpdateOwnMetadata: true, agent: true },
+        }),
+    });
+    undo.push(() => agents.close());
+    rooms.on('roomstarted', (room) => agents.roomStarted(room));
+    rooms.on('roomfinished', (room) => agents.roomFinished(room));
+
     const verifier = new TokenVerifier(config.keys);
-    const signalingServer = new SignalingServer({ verifier, rooms, iceServers, log: moduleLogger('signaling') });
+    // Joins pass the dispatcher: a token's roomConfig.agents dispatches, and an agent whose job ended may not join.
+    const joiner = {
+      join: async (claims: Parameters<RoomManager['join']>[0], sink: Parameters<RoomManager['join']>[1]) => {
+        agents.checkAgentJoin(claims);
+        const joined = await rooms.join(claims, sink);
+        agents.participantJoined(claims, joined.room.info());
+        return joined;
+      },
+      resume: (claims: Parameters<RoomManager['resume']>[0], sink: Parameters<RoomManager['resume']>[1]) => rooms.resume(claims, sink),
+    };
+    const signalingServer = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
     signaling = signalingServer;
     undo.push(() => signalingServer.close());
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
@@ -214,8 +249,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       whip.close();
       whep.close();
     });
+    const agentServer = new AgentServer({ verifier, dispatcher: agents, log: moduleLogger('agents') });
+    undo.push(() => agentServer.close());
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
+    twirp.register(agentDispatchService(agents));
     const urlIngest = new UrlIngest(ingressSessions, moduleLogger('ingress'));
     undo.push(() => urlIngest.close());
     twirp.register(
@@ -229,6 +267,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       twirp,
       upgrade: (req, socket, head, url) => {
         if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
+        if (url.pathname === AGENT_PATH) return agentServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
       routes: [
@@ -276,6 +315,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     undo.push(() => {
       rooms.close();
       signalingServer.close();
+      agentServer.close();
     });
     const port = (server.address() as AddressInfo).port;
     const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;
@@ -292,6 +332,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       port,
       redisUrl,
       rooms,
+      agents,
       rtmpPort: rtmpServer?.port ?? 0,
       get mediaWorkerPids() {
         return pool.workerPids;
