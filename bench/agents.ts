@@ -8,9 +8,6 @@
 // first frame above -30 dBFS. Onset is when the tone is queued at the speaker; both ends share this
 // process's clock. Includes pacing (≤10 ms), encode, SFU, decode and 20 ms framing; no capture or
 // jitter buffer.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ParticipantInfo_Kind } from '@livekit/protocol';
 import { RoomServiceClient } from 'livekit-server-sdk';
@@ -18,10 +15,8 @@ import { AudioSource, PcmPublisher, SAMPLE_RATE, rmsDbfs } from '../src/agents/a
 import { defineAgent, runWorker, type RemoteTrackInfo } from '../src/agents/index.ts';
 import { mintToken } from '../src/auth/tokens.ts';
 import { NodeParticipant } from '../src/client/node.ts';
-import { loadConfig } from '../src/config.ts';
-import { startGateway } from '../src/main.ts';
-import { freePort, waitFor } from '../test/helpers/net.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { waitFor } from '../test/helpers/net.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
 
 type Record = (name: string, value: number, unit: string, note?: string) => void;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -34,23 +29,10 @@ function tone(ms: number): Int16Array {
 }
 
 export async function runAgents(record: Record, rounds = 10): Promise<void> {
-  const API_KEY = 'APIbench';
-  const API_SECRET = 'bench-secret-0123456789-0123456789-xx';
-  const redis = await startRedis();
-  const gw = await startGateway(
-    loadConfig({
-      env: {
-        ROOMGATE_PORT: String(await freePort()),
-        ROOMGATE_REDIS_URL: redis.url,
-        ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-agents-bench-')),
-        ROOMGATE_LOG_LEVEL: 'silent',
-        ROOMGATE_RTC_WORKERS: '1',
-        ROOMGATE_RTMP_ENABLED: 'false',
-        ROOMGATE_API_KEY: API_KEY,
-        ROOMGATE_API_SECRET: API_SECRET,
-      },
-    }),
-  );
+  const API_KEY = BENCH_KEY;
+  const API_SECRET = BENCH_SECRET;
+  const bench = await startBenchGateway();
+  const { gw } = bench;
   let heard: ((at: number) => void) | undefined;
   let listening: (() => void) | undefined;
   const agent = defineAgent({
@@ -122,7 +104,6 @@ export async function runAgents(record: Record, rounds = 10): Promise<void> {
   } finally {
     await Promise.all(people.map((p) => p.leave()));
     await worker.close();
-    await gw.close();
-    await redis.stop();
+    await bench.close();
   }
 }

@@ -9,12 +9,11 @@ import { performance } from 'node:perf_hooks';
 import { IngressState_Status, IngressVideoEncodingPreset, IngressVideoOptions } from '@livekit/protocol';
 import { IngressClient, IngressInput, type IngressInfo } from 'livekit-server-sdk';
 import type { types } from 'mediasoup';
-import { loadConfig } from '../src/config.ts';
-import { startGateway, type Gateway } from '../src/main.ts';
+import { type Gateway } from '../src/main.ts';
 import { launchFfmpeg, runningFfmpegPids, type FfmpegProcess } from '../src/media/ffmpeg.ts';
 import { freePort, waitFor } from '../test/helpers/net.ts';
-import { startRedis } from '../test/helpers/redis.ts';
 import { cpuSeconds } from './fanout.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
 
 export interface IngestFigures {
   latency: { samples: number; p50: number; p95: number; min: number; max: number };
@@ -22,8 +21,6 @@ export interface IngestFigures {
   concurrency: { streams: number; cpuTotal: number; publishersCpu: number; minFpsRatio: number; medianFpsRatio: number }[];
 }
 
-const KEY = 'APIbench';
-const SECRET = 'bench-secret-0123456789-0123456789-xx';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function clip(): Promise<string> {
@@ -218,21 +215,9 @@ function safeCpu(pid: number): number {
 
 export async function runIngest(steps = (process.env.INGEST_STEPS ?? "10,20,40,60").split(",").map(Number)): Promise<IngestFigures> {
   const file = await clip();
-  const redis = await startRedis();
-  const config = loadConfig({
-    env: {
-      ROOMGATE_PORT: String(await freePort()),
-      ROOMGATE_RTMP_PORT: String(await freePort()),
-      ROOMGATE_REDIS_URL: redis.url,
-      ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-ingest-')),
-      ROOMGATE_LOG_LEVEL: 'silent',
-      ROOMGATE_RTC_WORKERS: '1',
-      ROOMGATE_API_KEY: KEY,
-      ROOMGATE_API_SECRET: SECRET,
-    },
-  });
-  const gw = await startGateway(config);
-  const client = new IngressClient(gw.url, KEY, SECRET);
+  const bench = await startBenchGateway({ ROOMGATE_RTMP_ENABLED: 'true', ROOMGATE_RTMP_PORT: String(await freePort()) });
+  const { gw } = bench;
+  const client = new IngressClient(gw.url, BENCH_KEY, BENCH_SECRET);
   try {
     const lat = await latency(gw, client);
     const cpu = [];
@@ -253,7 +238,6 @@ export async function runIngest(steps = (process.env.INGEST_STEPS ?? "10,20,40,6
     }
     return { latency: lat, cpu, concurrency: conc };
   } finally {
-    await gw.close();
-    await redis.stop();
+    await bench.close();
   }
 }

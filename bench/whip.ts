@@ -8,18 +8,13 @@
 // encrypt) → loopback → werift receive (SRTP, jitter-free RTP callback): the network and SFU part
 // of glass-to-glass, without capture, encode, jitter buffer, decode and display.
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { IngressClient, IngressInput } from 'livekit-server-sdk';
-import { loadConfig } from '../src/config.ts';
-import { startGateway } from '../src/main.ts';
-import { freePort, waitFor } from '../test/helpers/net.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { waitFor } from '../test/helpers/net.ts';
 import { whipPublish } from '../test/helpers/whip.ts';
 import { cpuSeconds } from './fanout.ts';
 import { FLASH_INPUT, flashLatency } from './ingest.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
 
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -28,23 +23,10 @@ const key = (payload: Buffer) => createHash('sha1').update(payload).digest('base
 type Record = (name: string, value: number, unit: string, note?: string) => void;
 
 export async function runWhip(record: Record, windowS = 10): Promise<void> {
-  const API_KEY = 'APIbench';
-  const API_SECRET = 'bench-secret-0123456789-0123456789-xx';
-  const redis = await startRedis();
-  const gw = await startGateway(
-    loadConfig({
-      env: {
-        ROOMGATE_PORT: String(await freePort()),
-        ROOMGATE_REDIS_URL: redis.url,
-        ROOMGATE_RTMP_ENABLED: 'false',
-        ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-whip-bench-')),
-        ROOMGATE_LOG_LEVEL: 'silent',
-        ROOMGATE_RTC_WORKERS: '1',
-        ROOMGATE_API_KEY: API_KEY,
-        ROOMGATE_API_SECRET: API_SECRET,
-      },
-    }),
-  );
+  const API_KEY = BENCH_KEY;
+  const API_SECRET = BENCH_SECRET;
+  const bench = await startBenchGateway();
+  const { gw } = bench;
   const workerPid = gw.mediaWorkerPids[0]!;
   try {
     const info = await new IngressClient(gw.url, API_KEY, API_SECRET).createIngress(IngressInput.WHIP_INPUT, {
@@ -118,8 +100,7 @@ export async function runWhip(record: Record, windowS = 10): Promise<void> {
       await flashPub.stop();
     }
   } finally {
-    await gw.close();
-    await redis.stop();
+    await bench.close();
   }
 }
 

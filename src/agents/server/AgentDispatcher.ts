@@ -14,7 +14,7 @@ import {
 } from '@livekit/protocol';
 import type { Claims } from '../../auth/grants.ts';
 import { TypedEmitter } from '../../emitter.ts';
-import { ApiError, notFound, roomNotFound } from '../../errors.ts';
+import { ApiError, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import type { WebhookEventName, WebhookPayload } from '../../webhooks/WebhookNotifier.ts';

@@ -1,9 +1,8 @@
 // WebSocket /agent?access_token=<token with the `agent` grant>: agent workers register here and
 // take jobs. Every frame is validated (zod); a bad one gets an `error` message and the connection
 // stays open. Auth failures close with 4000 + the HTTP status, as /rtc does.
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
+import { WsEndpoint } from '../../api/wsServer.ts';
 import type { TokenVerifier } from '../../auth/tokens.ts';
 import { ApiError, permissionDenied, unauthenticated } from '../../errors.ts';
 import { newId } from '../../ids.ts';
@@ -41,33 +40,10 @@ const HANDLERS: { [K in WorkerMessageType]: Handler<K> } = {
   update: (c, m) => c.dispatcher.update(c.registered().id, m.jobId, m.status, m.error),
 };
 
-export class AgentServer {
-  readonly #opts: Required<AgentServerOptions>;
-  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024, perMessageDeflate: false });
-  readonly #connections = new Set<WorkerConnection>();
-
+export class AgentServer extends WsEndpoint<WorkerConnection> {
   constructor(opts: AgentServerOptions) {
-    this.#opts = { pingIntervalMs: 10_000, ...opts };
-  }
-
-  get connectionCount(): number {
-    return this.#connections.size;
-  }
-
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = new WorkerConnection(ws, this.#opts, () => this.#connections.delete(conn));
-      this.#connections.add(conn);
-      conn.start(url).catch((err: unknown) => {
-        this.#opts.log.error({ err }, 'agent connection failed');
-        ws.terminate();
-      });
-    });
-  }
-
-  close(): void {
-    for (const c of this.#connections) c.terminate();
-    this.#wss.close();
+    const full: Required<AgentServerOptions> = { pingIntervalMs: 10_000, ...opts };
+    super('agent', (ws, onClose) => new WorkerConnection(ws, full, onClose), opts.log);
   }
 }
 
