@@ -244,7 +244,6 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       maxSessions: config.whep.max_sessions,
       log: moduleLogger('whep'),
     });
-    // Before the ingress sessions close: WHIP publishers end as INACTIVE with a reason.
     undo.push(() => {
       whip.close();
       whep.close();
@@ -310,9 +309,15 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
           setTimeout(() => server.closeAllConnections(), 2000).unref();
         }),
     );
-    // Runs before the server's close: upgraded sockets would otherwise hold it open, and
-    // participants should hear SERVER_SHUTDOWN. Both closes are idempotent.
-    undo.push(() => {
+    // Runs first, before the server's close (upgraded sockets would otherwise hold it open).
+    // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; then the rooms, whose
+    // participants hear SERVER_SHUTDOWN. Every close is idempotent: the steps registered above
+    // run again harmlessly.
+    undo.push(async () => {
+      whip.close();
+      whep.close();
+      await Promise.all([rtmpServer?.close(), urlIngest.close()]);
+      ingressSessions.close();
       rooms.close();
       signalingServer.close();
       agentServer.close();
