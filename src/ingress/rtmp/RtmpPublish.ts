@@ -244,13 +244,17 @@ export class RtmpPublish {
     const feed = this.#feed;
     if (!feed) return;
     if (p.codec_type === FLV.VIDEO) {
-      if (!feed.plan.video || (p.flags !== PKT.KEYFRAME && p.flags !== PKT.INTER)) return;
+      if (!feed.plan.video) return;
+      // A new sequence header (the encoder changed its settings or the picture size) goes through:
+      // FFmpeg carries it as new extradata and repeats the new SPS/PPS on keyframes.
+      if (p.flags === PKT.VIDEO_HEADER && feed.keyed) return void feed.pipeline.write(Flv.createMessage(p));
+      if (p.flags !== PKT.KEYFRAME && p.flags !== PKT.INTER) return;
       if (!feed.keyed) {
         if (p.flags !== PKT.KEYFRAME) return;
         feed.keyed = true;
       }
     } else if (p.codec_type === FLV.AUDIO) {
-      if (!feed.plan.audio || p.flags !== PKT.AUDIO) return;
+      if (!feed.plan.audio || (p.flags !== PKT.AUDIO && p.flags !== PKT.AUDIO_HEADER)) return;
     } else {
       return;
     }
