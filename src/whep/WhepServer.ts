@@ -131,6 +131,7 @@ class WhepSession implements WebRtcResource {
 export class WhepServer {
   readonly #deps: WhepDeps;
   readonly #sessions = new Map<string, WhepSession>();
+  #starting = 0;
 
   constructor(deps: WhepDeps) {
     this.#deps = deps;
@@ -176,9 +177,19 @@ export class WhepServer {
       throw err;
     }
     if (!this.#deps.canSubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
-    if (this.#sessions.size >= this.#deps.maxSessions) {
+    // Offers in flight count too: concurrent POSTs must not get past the limit while they await.
+    if (this.#sessions.size + this.#starting >= this.#deps.maxSessions) {
       throw problem(503, `the gateway serves at most ${this.#deps.maxSessions} WHEP viewers`, { 'Retry-After': '10' });
     }
+    this.#starting++;
+    try {
+      await this.#start(req, res, claims, roomName, identity, trackSid);
+    } finally {
+      this.#starting--;
+    }
+  }
+
+  async #start(req: IncomingMessage, res: ServerResponse, claims: Claims, roomName: string, identity: string, trackSid: string | undefined): Promise<void> {
     const offer = parseOffer(await readTyped(req, 'application/sdp'));
     const room = this.#deps.rooms.liveRoom(roomName);
     if (!room || room.closed) throw problem(404, `room '${roomName}' is not live`);
