@@ -380,25 +380,17 @@ export class EgressRun {
     let ffmpeg: FfmpegProcess | undefined;
     try {
       const { sdpFile, targets } = await this.#plumb(session.tracks, 'track');
-      ffmpeg = launchFfmpeg(trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S), { log: this.#log });
+      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
+      // ACTIVE once FFmpeg writes media; the recording started when the RTP did (connect).
+      ffmpeg.stdout!.on('data', (chunk: Buffer) => {
+        if (!this.#startedAt && /out_time_us=[1-9]/.test(chunk.toString())) void this.#markActive();
+      });
       void this.#d.progress({ phase: 'attaching', host: os.hostname(), localFile: this.#localFile }).catch(() => undefined);
       await sleep(120);
       await this.#d.taps.connect(session.sessionId, targets);
       this.#connectedAt = Date.now();
-      // Track egress writes straight to the file: ACTIVE once the file has data.
-      const local = this.#localFile;
-      const poll = setInterval(() => {
-        if (fs.existsSync(local) && fs.statSync(local).size > 0) {
-          clearInterval(poll);
-          void this.#markActive();
-        }
-      }, 100);
-      try {
-        const why = await this.#watch(session.sessionId, session.version, ffmpeg, true);
-        if (why === 'exit') this.#endReason ||= 'the track stopped sending media';
-      } finally {
-        clearInterval(poll);
-      }
+      const why = await this.#watch(session.sessionId, session.version, ffmpeg, true);
+      if (why === 'exit') this.#endReason ||= 'the track stopped sending media';
     } finally {
       await ffmpeg?.stop(5000);
       await this.#d.taps.close(session.sessionId).catch(() => undefined);

@@ -3,13 +3,18 @@
 // (fragmented MP4, or OGG for audio only) and one RTMP(S) push per destination.
 import type { EncodingSpec } from '../EgressTypes.ts';
 
-/** RTP input from an SDP; FFmpeg ends by itself `timeoutS` after the RTP stops. */
+/**
+ * RTP input from an SDP; FFmpeg ends by itself `timeoutS` after the RTP stops. Short probing and
+ * no input buffering: FFmpeg otherwise runs that far behind the input for good, and a stop ('q')
+ * drops the backlog (measured: 1.5 s of a recording lost with a 1.5 s analyzeduration).
+ */
 export function rtpInput(sdpFile: string, timeoutS: number): string[] {
   return [
     '-protocol_whitelist', 'file,udp,rtp',
     '-listen_timeout', String(timeoutS),
-    '-analyzeduration', '1500000',
-    '-probesize', '2000000',
+    '-analyzeduration', '300000',
+    '-probesize', '100000',
+    '-fflags', 'nobuffer',
     '-reorder_queue_size', '256',
     '-i', sdpFile,
   ];
@@ -64,11 +69,14 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
   return args;
 }
 
-const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '1000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
+// Probing ends as soon as every stream's parameters are known (at once, normally); the long limit
+// only matters when one stream starts late (video waiting for its first keyframe).
+const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '10000000', '-probesize', '20000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
 
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
   if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
-  return [...TS_INPUT, '-c', 'copy', ...FRAGMENTED_MP4, '-y', file];
+  // MPEG-TS carries AAC as ADTS; MP4 wants the raw AAC config.
+  return [...TS_INPUT, '-c', 'copy', '-bsf:a', 'aac_adtstoasc', ...FRAGMENTED_MP4, '-y', file];
 }
 
 export function streamSinkArgs(url: string): string[] {
