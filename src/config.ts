@@ -87,6 +87,56 @@ const schema = z.strictObject({
       max_participants: z.int().min(0).default(0),
     })
     .default({ empty_timeout: 300, departure_timeout: 20, max_participants: 0 }),
+  egress: z
+    .strictObject({
+      /** Run one egress worker child process beside the gateway (the two-command quick start records). */
+      worker: z.boolean().default(true),
+      /** Cores one worker may reserve for jobs; default 80% of this host's cores (LiveKit's cap). */
+      max_cpu: z.number().positive().max(1024).optional(),
+      /** Cores reserved per job type (LiveKit's cost model; track measured far below LiveKit's 0.5). */
+      cost_track: z.number().positive().max(64).default(0.05),
+      cost_track_composite: z.number().positive().max(64).default(1),
+      cost_participant: z.number().positive().max(64).default(2),
+      cost_room_composite: z.number().positive().max(64).default(4),
+      /** Longest recording per output type, seconds (0 = no limit); past it the egress ends LIMIT_REACHED. */
+      file_max_duration: seconds.default(0),
+      stream_max_duration: seconds.default(0),
+      segment_max_duration: seconds.default(0),
+      /** Recordings without S3 storage land here (default <data_dir>/egress). */
+      output_dir: z.string().min(1).optional(),
+      /** Files whose upload failed wait here until a retry uploads them (default <data_dir>/egress-backup). */
+      backup_dir: z.string().min(1).optional(),
+      /** Seconds without a lock renewal after which a worker's job counts as stalled (BullMQ lockDuration). */
+      stall_timeout: z.int().min(2).max(3600).default(30),
+      /** Address the gateway sends RTP to: where this worker's FFmpeg listens (the worker's host). */
+      rtp_host: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).default('127.0.0.1'),
+      /** The gateway's API as the worker reaches it (default http://127.0.0.1:<port>). */
+      gateway_url: httpUrl.optional(),
+      /** Default S3 storage for file outputs whose request names no storage; request fields win. */
+      s3: z
+        .strictObject({
+          bucket: z.string().min(1).optional(),
+          region: z.string().min(1).optional(),
+          endpoint: httpUrl.optional(),
+          access_key: z.string().min(1).optional(),
+          secret: z.string().min(1).optional(),
+          force_path_style: z.boolean().default(false),
+        })
+        .default({ force_path_style: false }),
+    })
+    .default({
+      worker: true,
+      cost_track: 0.05,
+      cost_track_composite: 1,
+      cost_participant: 2,
+      cost_room_composite: 4,
+      file_max_duration: 0,
+      stream_max_duration: 0,
+      segment_max_duration: 0,
+      stall_timeout: 30,
+      rtp_host: '127.0.0.1',
+      s3: { force_path_style: false },
+    }),
   agents: z
     .strictObject({
       /** Seconds an agent worker has to accept or reject a job offer before it goes to another worker. */
@@ -98,9 +148,10 @@ const schema = z.strictObject({
 export type FileConfig = z.input<typeof schema>;
 type Parsed = z.output<typeof schema>;
 
-export interface Config extends Omit<Parsed, 'rtc' | 'node_id'> {
+export interface Config extends Omit<Parsed, 'rtc' | 'node_id' | 'egress'> {
   node_id: string;
   rtc: Parsed['rtc'] & { workers: number };
+  egress: Parsed['egress'] & { max_cpu: number; output_dir: string; backup_dir: string };
   /** True when no key was configured and the dev pair devkey/secret is in use. */
   dev_keys: boolean;
   /** Where the values came from, for the start-up log. */
@@ -111,7 +162,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type EnvKind = 'int' | 'string' | 'list' | 'bool';
+type EnvKind = 'int' | 'number' | 'string' | 'list' | 'bool';
 /** Env var → YAML path and how to read its string. */
 const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_PORT: { path: ['port'], kind: 'int' },
@@ -141,6 +192,26 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_ROOM_EMPTY_TIMEOUT: { path: ['room', 'empty_timeout'], kind: 'int' },
   ROOMGATE_ROOM_DEPARTURE_TIMEOUT: { path: ['room', 'departure_timeout'], kind: 'int' },
   ROOMGATE_ROOM_MAX_PARTICIPANTS: { path: ['room', 'max_participants'], kind: 'int' },
+  ROOMGATE_EGRESS_WORKER: { path: ['egress', 'worker'], kind: 'bool' },
+  ROOMGATE_EGRESS_MAX_CPU: { path: ['egress', 'max_cpu'], kind: 'number' },
+  ROOMGATE_EGRESS_COST_TRACK: { path: ['egress', 'cost_track'], kind: 'number' },
+  ROOMGATE_EGRESS_COST_TRACK_COMPOSITE: { path: ['egress', 'cost_track_composite'], kind: 'number' },
+  ROOMGATE_EGRESS_COST_PARTICIPANT: { path: ['egress', 'cost_participant'], kind: 'number' },
+  ROOMGATE_EGRESS_COST_ROOM_COMPOSITE: { path: ['egress', 'cost_room_composite'], kind: 'number' },
+  ROOMGATE_EGRESS_FILE_MAX_DURATION: { path: ['egress', 'file_max_duration'], kind: 'int' },
+  ROOMGATE_EGRESS_STREAM_MAX_DURATION: { path: ['egress', 'stream_max_duration'], kind: 'int' },
+  ROOMGATE_EGRESS_SEGMENT_MAX_DURATION: { path: ['egress', 'segment_max_duration'], kind: 'int' },
+  ROOMGATE_EGRESS_OUTPUT_DIR: { path: ['egress', 'output_dir'], kind: 'string' },
+  ROOMGATE_EGRESS_BACKUP_DIR: { path: ['egress', 'backup_dir'], kind: 'string' },
+  ROOMGATE_EGRESS_STALL_TIMEOUT: { path: ['egress', 'stall_timeout'], kind: 'int' },
+  ROOMGATE_EGRESS_RTP_HOST: { path: ['egress', 'rtp_host'], kind: 'string' },
+  ROOMGATE_EGRESS_GATEWAY_URL: { path: ['egress', 'gateway_url'], kind: 'string' },
+  ROOMGATE_EGRESS_S3_BUCKET: { path: ['egress', 's3', 'bucket'], kind: 'string' },
+  ROOMGATE_EGRESS_S3_REGION: { path: ['egress', 's3', 'region'], kind: 'string' },
+  ROOMGATE_EGRESS_S3_ENDPOINT: { path: ['egress', 's3', 'endpoint'], kind: 'string' },
+  ROOMGATE_EGRESS_S3_ACCESS_KEY: { path: ['egress', 's3', 'access_key'], kind: 'string' },
+  ROOMGATE_EGRESS_S3_SECRET: { path: ['egress', 's3', 'secret'], kind: 'string' },
+  ROOMGATE_EGRESS_S3_FORCE_PATH_STYLE: { path: ['egress', 's3', 'force_path_style'], kind: 'bool' },
   ROOMGATE_AGENTS_OFFER_TIMEOUT: { path: ['agents', 'offer_timeout'], kind: 'int' },
 };
 /** Env vars read elsewhere or handled specially; listed so typos in others are caught. */
@@ -153,6 +224,10 @@ function envValue(name: string, raw: string, kind: EnvKind): unknown {
   if (kind === 'int') {
     // Number('') is 0 and Number('1e3') is 1000: accept plain decimal integers only.
     if (!/^-?\d+$/.test(value)) throw new ConfigError(`${name}: expected an integer, got '${raw}'`);
+    return Number(value);
+  }
+  if (kind === 'number') {
+    if (!/^-?\d+(\.\d+)?$/.test(value)) throw new ConfigError(`${name}: expected a number, got '${raw}'`);
     return Number(value);
   }
   if (kind === 'bool') {
@@ -281,6 +356,12 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     keys,
     dev_keys: devKeys,
     rtc: { ...parsed.rtc, workers: parsed.rtc.workers ?? os.availableParallelism() },
+    egress: {
+      ...parsed.egress,
+      max_cpu: parsed.egress.max_cpu ?? os.availableParallelism() * 0.8,
+      output_dir: parsed.egress.output_dir ?? `${parsed.data_dir}/egress`,
+      backup_dir: parsed.egress.backup_dir ?? `${parsed.data_dir}/egress-backup`,
+    },
     ...(file ? { config_file: file } : {}),
   };
 }

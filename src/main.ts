@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { TokenVerifier, mintToken } from './auth/tokens.ts';
 import { browserSdk } from './client/bundle.ts';
 import { createHttpServer } from './api/http.ts';
+import { egressService } from './api/twirp/egress.ts';
 import { ingressService } from './api/twirp/ingress.ts';
 import { roomService } from './api/twirp/room.ts';
 import { TwirpRouter } from './api/twirp/router.ts';
@@ -26,6 +27,10 @@ import { RoomStore } from './store/RoomStore.ts';
 import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
+import { EgressQueue } from './egress/EgressQueue.ts';
+import { EgressStore } from './egress/EgressStore.ts';
+import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
+import { spawnEgressWorker } from './egress/workerChild.ts';
 import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
 import { AgentServer } from './agents/server/AgentServer.ts';
 import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, AGENT_PATH } from './agents/protocol.ts';
@@ -262,6 +267,21 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       }),
     );
 
+    // Egress: the API queues jobs; workers (separate processes) pull media through the taps.
+    const egressQueue = new EgressQueue(redisUrl);
+    undo.push(() => egressQueue.close());
+    twirp.register(
+      egressService({
+        store: new EgressStore(redis),
+        queue: egressQueue,
+        rooms: egressRoomLookup(rooms),
+        s3: config.egress.s3,
+        webhooks,
+      }),
+    );
+    const egressTaps = new EgressTaps({ rooms, verifier, listenIp, log: moduleLogger('egress-taps') });
+    undo.push(() => egressTaps.close());
+
     const server = createHttpServer({
       twirp,
       upgrade: (req, socket, head, url) => {
@@ -273,6 +293,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         { prefix: WHIP_PATH, handle: (req, res, url) => whip.handle(req, res, url) },
         { prefix: WHEP_PATH, handle: (req, res, url) => whep.handle(req, res, url) },
         { prefix: PLAY_PATH, handle: (req, res) => servePlayPage(req, res) },
+        { prefix: EGRESS_INTERNAL_PATH, handle: (req, res, url) => egressTaps.handle(req, res, url) },
       ],
       metrics,
       log: moduleLogger('http'),
@@ -325,6 +346,22 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const port = (server.address() as AddressInfo).port;
     const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;
     const url = `http://${host}:${port}`;
+    if (config.egress.worker) {
+      // The two-command quick start records: one worker child beside the gateway.
+      const apiHost = config.bind === '0.0.0.0' || config.bind === '::' ? '127.0.0.1' : host;
+      const worker = spawnEgressWorker(
+        {
+          ROOMGATE_REDIS_URL: redisUrl,
+          ROOMGATE_EGRESS_GATEWAY_URL: config.egress.gateway_url ?? `http://${apiHost}:${port}`,
+          ROOMGATE_PORT: String(port),
+          ROOMGATE_DATA_DIR: config.data_dir,
+          ROOMGATE_LOG_LEVEL: config.log_level,
+          ...(config.config_file ? { ROOMGATE_CONFIG: config.config_file } : {}),
+        },
+        { log },
+      );
+      undo.push(() => worker.stop());
+    }
     log.info(
       { url, redis: redactUrl(redisUrl), workers: config.rtc.workers, webhooks: config.webhook.urls.length },
       'roomgate listening',

@@ -1,6 +1,7 @@
 // The one FFmpeg launcher. Every FFmpeg the project runs goes through here, so each one is
 // logged, stoppable the same way ('q' on stdin, then SIGKILL) and counted: tests assert no orphans.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../logger.ts';
 
 export interface FfmpegProcess {
@@ -16,6 +17,8 @@ export interface FfmpegProcess {
   write(chunk: Buffer): boolean;
   /** Bytes written to stdin that FFmpeg has not read yet. */
   readonly pending: number;
+  /** FFmpeg's stdout when launched with stdout: 'pipe' (media written to `pipe:1`). */
+  readonly stdout: Readable | undefined;
   /** Asks FFmpeg to finish ('q', or end of input for stdin media), then kills it after graceMs. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -34,6 +37,8 @@ export interface LaunchOptions {
   bin?: string;
   /** 'control' (default): stdin only carries 'q'. 'media': stdin is FFmpeg's input (pipe:0). */
   stdin?: 'control' | 'media';
+  /** 'ignore' (default) or 'pipe': FFmpeg writes media to `pipe:1` for the caller to read. */
+  stdout?: 'ignore' | 'pipe';
   /** Strings (source URLs with credentials, stream keys) replaced by *** in logs and stderrTail. */
   secrets?: string[];
 }
@@ -42,7 +47,7 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
   const fullArgs = ['-hide_banner', '-loglevel', opts.logLevel ?? 'error', ...args];
   const secrets = (opts.secrets ?? []).filter((x) => x.length > 0);
   const redact = (text: string) => secrets.reduce((t, x) => t.split(x).join('***'), text);
-  const child: ChildProcess = spawn(opts.bin ?? 'ffmpeg', fullArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(opts.bin ?? 'ffmpeg', fullArgs, { stdio: ['pipe', opts.stdout ?? 'ignore', 'pipe'] });
   if (child.pid === undefined) {
     child.once('error', () => undefined); // ENOENT arrives as an event; the throw below says it
     throw new Error('ffmpeg could not be started (is it installed? apt-get install -y ffmpeg)');
@@ -71,6 +76,7 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
     pid,
     exited,
     stderrTail: () => redact(tail.trim()),
+    stdout: child.stdout ?? undefined,
     write(chunk) {
       if (opts.stdin !== 'media' || !child.stdin!.writable) return false;
       return child.stdin!.write(chunk);

@@ -610,3 +610,50 @@ export function writeSdpFrag(transport: Omit<AnswerTransport, 'fingerprints'>, b
   }
   return `${lines.join('\r\n')}\r\n`;
 }
+
+/** One RTP stream a local receiver (FFmpeg) listens for: where, and the codec as mediasoup sends it. */
+export interface RtpInputStream {
+  kind: MediaKind;
+  port: number;
+  /** RTCP port; FFmpeg's RTP demuxer cannot use rtcp-mux. */
+  rtcpPort: number;
+  payloadType: number;
+  mimeType: string;
+  clockRate: number;
+  channels?: number;
+  parameters?: Record<string, unknown>;
+}
+
+/**
+ * The SDP an RTP receiver (FFmpeg `-i in.sdp`) reads to receive PlainTransport consumers: one
+ * m-line per stream, plain RTP/AVP (no SRTP, no rtcp-mux), fmtp copied from the consumer's codec.
+ */
+export function writeRtpInputSdp(streams: RtpInputStream[], address = '127.0.0.1', name = 'roomgate'): string {
+  const ipVer = address.includes(':') ? 6 : 4;
+  const session: SessionDescription = {
+    version: 0,
+    origin: { username: '-', sessionId: 0, sessionVersion: 0, netType: 'IN', ipVer, address },
+    name,
+    connection: { version: ipVer, ip: address },
+    timing: { start: 0, stop: 0 },
+    media: streams.map((s) => {
+      const [, codec = ''] = s.mimeType.split('/');
+      const fmtp = Object.entries(s.parameters ?? {})
+        .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(';');
+      const m: MediaDescription = {
+        type: s.kind,
+        port: s.port,
+        protocol: 'RTP/AVP',
+        payloads: String(s.payloadType),
+        rtp: [{ payload: s.payloadType, codec, rate: s.clockRate, ...(s.channels && s.channels > 1 ? { encoding: s.channels } : {}) }],
+        fmtp: fmtp ? [{ payload: s.payloadType, config: fmtp }] : [],
+        rtcp: { port: s.rtcpPort },
+        direction: 'recvonly',
+      };
+      return m;
+    }),
+  };
+  return sdpTransform.write(session);
+}

@@ -21,6 +21,8 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       ROOMGATE_API_SECRET: API_SECRET,
       // node-media-server allows one RTMP server per process; tests that push RTMP turn it on.
       ROOMGATE_RTMP_ENABLED: 'false',
+      // Egress tests start their workers themselves (in-process or as a child they can kill).
+      ROOMGATE_EGRESS_WORKER: 'false',
       ...env,
     },
   });

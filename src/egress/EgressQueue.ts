@@ -1,0 +1,55 @@
+// The API side of the queue: StartEgress adds a BullMQ job (id = egress id) and returns at once,
+// whether or not a worker is free; StopEgress / UpdateStream reach the running job's worker over
+// Redis pub/sub, or change the job while it still waits.
+import { Queue, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { BULL_PREFIX, CONTROL_CHANNEL, EGRESS_QUEUE, type ControlMessage, type JobSpec } from './EgressTypes.ts';
+
+export class EgressQueue {
+  readonly #queue: Queue<JobSpec>;
+  readonly #connection: Redis;
+
+  constructor(redisUrl: string) {
+    // Fail fast while Redis is away: the API answers `unavailable` rather than hanging.
+    this.#connection = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 5000, connectionName: 'roomgate-egress-queue' });
+    this.#connection.on('error', () => {});
+    this.#queue = new Queue<JobSpec>(EGRESS_QUEUE, { connection: this.#connection, prefix: BULL_PREFIX });
+    this.#queue.on('error', () => {});
+  }
+
+  async add(spec: JobSpec): Promise<void> {
+    await this.#queue.add(spec.source.kind, spec, {
+      jobId: spec.egressId,
+      attempts: 1,
+      removeOnComplete: { age: 24 * 3600 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    });
+  }
+
+  job(egressId: string): Promise<Job<JobSpec> | undefined> {
+    return this.#queue.getJob(egressId);
+  }
+
+  /** Removes a job no worker holds yet; false when a worker runs it (or it is gone). */
+  async removeIfWaiting(egressId: string): Promise<boolean> {
+    const job = await this.#queue.getJob(egressId);
+    if (!job) return false;
+    const state = await job.getState();
+    if (state !== 'waiting' && state !== 'delayed' && state !== 'prioritized' && state !== 'waiting-children') return false;
+    try {
+      await job.remove();
+      return true;
+    } catch {
+      return false; // a worker took it between the two calls: it hears the stop message instead
+    }
+  }
+
+  async control(message: ControlMessage): Promise<void> {
+    await this.#connection.publish(CONTROL_CHANNEL, JSON.stringify(message));
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.close().catch(() => undefined);
+    await this.#connection.quit().catch(() => this.#connection.disconnect());
+  }
+}

@@ -1,0 +1,286 @@
+// Gateway side of egress media: a worker asks (internal HTTP API, Bearer token signed with an API
+// key and holding roomRecord) for the tracks of its source, gets each codec, starts FFmpeg on its
+// own UDP ports, then has the gateway connect PlainTransport consumers to them and ask for a
+// keyframe. A session is a lease: without a keepalive for LEASE_MS it closes, so a killed worker
+// stops receiving RTP (and its orphaned FFmpeg times out). When the source's tracks change
+// (republish, leave/rejoin, producer replaced) the session's `version` moves on and the worker re-attaches.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TrackSource } from '@livekit/protocol';
+import { z } from 'zod';
+import { readBody, sendJson } from '../api/http.ts';
+import type { TokenVerifier } from '../auth/tokens.ts';
+import { ApiError } from '../errors.ts';
+import { newSecret } from '../ids.ts';
+import type { Logger } from '../logger.ts';
+import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
+import type { Participant, PublishedTrack } from '../sfu/Participant.ts';
+import type { RoomImpl } from '../sfu/Room.ts';
+import type { RoomManager } from '../sfu/RoomManager.ts';
+import { SourceSchema, type EgressSource } from './EgressTypes.ts';
+import type { EgressRoomLookup } from './request.ts';
+
+export const EGRESS_INTERNAL_PATH = '/internal/egress';
+const LEASE_MS = 10_000;
+
+export const OpenSchema = z.object({ egressId: z.string(), room: z.string(), source: SourceSchema });
+export const ConnectSchema = z.object({
+  targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
+});
+
+export interface TapTrack {
+  trackSid: string;
+  identity: string;
+  kind: 'audio' | 'video';
+  codec: RtpSend['codec'];
+}
+
+export type OpenResult =
+  | { state: 'ready'; sessionId: string; version: number; tracks: TapTrack[] }
+  | { state: 'waiting'; reason: string }
+  | { state: 'ended'; reason: string };
+
+interface Session {
+  id: string;
+  egressId: string;
+  room: RoomImpl;
+  source: EgressSource;
+  sends: Map<string, RtpSend>;
+  version: number;
+  lastSeen: number;
+  detach: () => void;
+}
+
+/** Which published tracks a source records right now. */
+function selectTracks(room: RoomImpl, source: EgressSource): { tracks: PublishedTrack[]; waiting?: string; ended?: string } {
+  const participant = (identity: string): Participant | undefined => {
+    try {
+      return room.participant(identity);
+    } catch {
+      return undefined;
+    }
+  };
+  const findSid = (sid: string): PublishedTrack | undefined => {
+    for (const info of room.participants()) {
+      const t = participant(info.identity)?.track(sid);
+      if (t) return t;
+    }
+    return undefined;
+  };
+  const ofKind = (p: Participant, kind: 'audio' | 'video', preferred: TrackSource) => {
+    const all = p.tracks.filter((t) => t.producer.kind === kind && !t.producer.closed);
+    return all.find((t) => t.info.source === preferred) ?? all.find((t) => t.info.source !== TrackSource.SCREEN_SHARE && t.info.source !== TrackSource.SCREEN_SHARE_AUDIO) ?? (all.length === 1 ? all[0] : undefined);
+  };
+  if (source.kind === 'track') {
+    const t = findSid(source.trackId);
+    return t ? { tracks: [t] } : { tracks: [], ended: `track '${source.trackId}' is no longer published` };
+  }
+  const p = participant(source.identity);
+  if (source.kind === 'participant') {
+    if (!p) return { tracks: [], waiting: `participant '${source.identity}' is not in the room` };
+    const video = ofKind(p, 'video', source.screenShare ? TrackSource.SCREEN_SHARE : TrackSource.CAMERA);
+    const audio = ofKind(p, 'audio', source.screenShare ? TrackSource.SCREEN_SHARE_AUDIO : TrackSource.MICROPHONE);
+    const tracks = [video, audio].filter((t): t is PublishedTrack => t !== undefined);
+    return tracks.length > 0 ? { tracks } : { tracks, waiting: `participant '${source.identity}' publishes no track` };
+  }
+  // Track composite: the named tracks, or the owner's republished track of the same kind.
+  const pick = (sid: string | undefined, kind: 'audio' | 'video') => {
+    if (!sid) return undefined;
+    return findSid(sid) ?? (p ? ofKind(p, kind, kind === 'audio' ? TrackSource.MICROPHONE : TrackSource.CAMERA) : undefined);
+  };
+  const tracks = [pick(source.videoTrackId, 'video'), pick(source.audioTrackId, 'audio')].filter((t): t is PublishedTrack => t !== undefined);
+  return tracks.length > 0 ? { tracks } : { tracks, waiting: `the tracks of '${source.identity}' are not published` };
+}
+
+export class EgressTaps {
+  readonly #rooms: RoomManager;
+  readonly #verifier: TokenVerifier;
+  readonly #listenIp: string;
+  readonly #log: Logger;
+  readonly #sessions = new Map<string, Session>();
+  readonly #sweep: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(opts: { rooms: RoomManager; verifier: TokenVerifier; listenIp: string; log: Logger }) {
+    this.#rooms = opts.rooms;
+    this.#verifier = opts.verifier;
+    this.#listenIp = opts.listenIp === '0.0.0.0' ? '127.0.0.1' : opts.listenIp;
+    this.#log = opts.log;
+    this.#sweep = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.#sessions.values()) {
+        if (now - s.lastSeen > LEASE_MS) {
+          this.#log.warn({ egress: s.egressId, session: s.id }, 'egress worker stopped renewing; closing its consumers');
+          this.#closeSession(s);
+        }
+      }
+    }, 2000);
+    this.#sweep.unref();
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  async open(req: z.infer<typeof OpenSchema>): Promise<OpenResult> {
+    const room = this.#rooms.liveRoom(req.room);
+    if (!room || room.closed) {
+      const exists = await this.#rooms.getRoom(req.room).then(() => true, () => false);
+      return exists ? { state: 'waiting', reason: `room '${req.room}' has nobody in it` } : { state: 'ended', reason: `room '${req.room}' was closed` };
+    }
+    const sel = selectTracks(room, req.source);
+    if (sel.ended) return { state: 'ended', reason: sel.ended };
+    if (sel.waiting) return { state: 'waiting', reason: sel.waiting };
+    const session: Session = {
+      id: newSecret(96),
+      egressId: req.egressId,
+      room,
+      source: req.source,
+      sends: new Map(),
+      version: 0,
+      lastSeen: Date.now(),
+      detach: () => undefined,
+    };
+    const tracks: TapTrack[] = [];
+    try {
+      for (const t of sel.tracks) {
+        const send = await openRtpSend(room.router, t.producer, this.#listenIp);
+        session.sends.set(t.info.sid, send);
+        // Producer replaced or closed: the worker re-attaches to whatever the source has then.
+        send.consumer.observer.once('close', () => this.#bump(session));
+        tracks.push({ trackSid: t.info.sid, identity: t.ownerIdentity, kind: t.producer.kind, codec: send.codec });
+      }
+    } catch (err) {
+      for (const s of session.sends.values()) s.close();
+      throw err;
+    }
+    const owner = req.source.identity;
+    const onTrack = (p: Participant) => {
+      if (p.identity === owner) this.#bump(session);
+    };
+    const onClose = () => this.#bump(session);
+    room.on('@trackpublished', onTrack);
+    room.on('@trackunpublished', onTrack);
+    room.on('@participantleft', onTrack);
+    room.on('@close', onClose);
+    session.detach = () => {
+      room.off('@trackpublished', onTrack);
+      room.off('@trackunpublished', onTrack);
+      room.off('@participantleft', onTrack);
+      room.off('@close', onClose);
+    };
+    this.#sessions.set(session.id, session);
+    this.#log.debug({ egress: req.egressId, session: session.id, tracks: tracks.map((t) => t.trackSid) }, 'egress tap opened');
+    return { state: 'ready', sessionId: session.id, version: session.version, tracks };
+  }
+
+  #bump(session: Session): void {
+    session.version++;
+  }
+
+  #session(id: string): Session {
+    const s = this.#sessions.get(id);
+    if (!s) throw new ApiError('not_found', `egress tap session '${id.slice(0, 8)}…' does not exist (expired or closed)`);
+    s.lastSeen = Date.now();
+    return s;
+  }
+
+  async connect(id: string, req: z.infer<typeof ConnectSchema>): Promise<void> {
+    const s = this.#session(id);
+    for (const target of req.targets) {
+      const send = s.sends.get(target.trackSid);
+      if (!send) throw new ApiError('invalid_argument', `track '${target.trackSid}' is not part of this session`);
+      await send.start(target);
+    }
+  }
+
+  /** `gone`: a consumed track was unpublished (its consumer closed). */
+  keepalive(id: string): { version: number; gone: boolean } {
+    const s = this.#session(id);
+    return { version: s.version, gone: [...s.sends.values()].some((send) => send.consumer.closed) };
+  }
+
+  async keyframe(id: string): Promise<void> {
+    const s = this.#session(id);
+    for (const send of s.sends.values()) if (send.consumer.kind === 'video' && !send.consumer.closed) await send.consumer.requestKeyFrame().catch(() => undefined);
+  }
+
+  closeSession(id: string): void {
+    const s = this.#sessions.get(id);
+    if (s) this.#closeSession(s);
+  }
+
+  #closeSession(s: Session): void {
+    if (!this.#sessions.delete(s.id)) return;
+    s.detach();
+    for (const send of s.sends.values()) send.close();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    for (const s of [...this.#sessions.values()]) this.#closeSession(s);
+  }
+
+  /** HTTP under EGRESS_INTERNAL_PATH; answers every request itself. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    try {
+      if (req.method !== 'POST' && req.method !== 'DELETE') throw new ApiError('bad_route', `unsupported method ${req.method}`);
+      const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+      if (!m) throw new ApiError('unauthenticated', 'missing access token');
+      const claims = await this.#verifier.verify(m[1]!);
+      if (!claims.video?.roomRecord) throw new ApiError('permission_denied', 'the roomRecord grant is required');
+      const rest = url.pathname.slice(EGRESS_INTERNAL_PATH.length).split('/').filter(Boolean);
+      const body = req.method === 'POST' ? await readBody(req, 64 * 1024) : Buffer.alloc(0);
+      const json = (): unknown => {
+        try {
+          return body.length ? JSON.parse(body.toString('utf8')) : {};
+        } catch {
+          throw new ApiError('malformed', 'body is not JSON');
+        }
+      };
+      const parse = <T>(schema: z.ZodType<T>): T => {
+        const r = schema.safeParse(json());
+        if (!r.success) throw new ApiError('invalid_argument', r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+        return r.data;
+      };
+      if (rest.length === 1 && rest[0] === 'open' && req.method === 'POST') return sendJson(res, 200, await this.open(parse(OpenSchema)));
+      const [id, action] = rest;
+      if (id && !action && req.method === 'DELETE') {
+        this.closeSession(id);
+        return sendJson(res, 200, {});
+      }
+      if (id && action === 'connect') {
+        await this.connect(id, parse(ConnectSchema));
+        return sendJson(res, 200, {});
+      }
+      if (id && action === 'keepalive') return sendJson(res, 200, this.keepalive(id));
+      if (id && action === 'keyframe') {
+        await this.keyframe(id);
+        return sendJson(res, 200, {});
+      }
+      throw new ApiError('bad_route', `no such route: ${req.method} ${url.pathname}`);
+    } catch (err) {
+      const apiErr = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
+      if (apiErr.status >= 500) this.#log.error({ err }, 'egress tap request failed');
+      sendJson(res, apiErr.status, apiErr.toJSON());
+    }
+  }
+}
+
+/** What the Egress API asks of the rooms (request validation). */
+export function egressRoomLookup(rooms: RoomManager): EgressRoomLookup {
+  return {
+    // Only "no such room" means undefined; a Redis outage must surface as `unavailable`.
+    roomSid: (name) => rooms.getRoom(name).then((r) => r.sid, (err: unknown) => (err instanceof ApiError && err.code === 'not_found' ? undefined : Promise.reject(err))),
+    track(roomName, sid) {
+      const room = rooms.liveRoom(roomName);
+      if (!room) return undefined;
+      for (const info of room.participants()) {
+        const t = room.participant(info.identity).track(sid);
+        if (t) return { identity: info.identity, kind: t.producer.kind, mimeType: t.producer.rtpParameters.codecs[0]?.mimeType ?? '' };
+      }
+      return undefined;
+    },
+  };
+}

@@ -1,0 +1,90 @@
+// What an egress job carries from the API to a worker (BullMQ job data, JSON in Redis) and the
+// messages that steer a running job. The API validates and normalises a LiveKit request into a
+// JobSpec once; workers never see protobuf request shapes.
+import { z } from 'zod';
+
+/** Where the media comes from. A composite (room) source is issue 6's; the union is open for it. */
+export const SourceSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('participant'), identity: z.string(), screenShare: z.boolean() }),
+  z.object({
+    kind: z.literal('track_composite'),
+    /** The owner of the tracks: a republished track of the same kind by them replaces a gone one. */
+    identity: z.string(),
+    audioTrackId: z.string().optional(),
+    videoTrackId: z.string().optional(),
+  }),
+  z.object({ kind: z.literal('track'), trackId: z.string(), identity: z.string() }),
+]);
+export type EgressSource = z.infer<typeof SourceSchema>;
+export type EgressKind = EgressSource['kind'];
+
+export const S3Schema = z.object({
+  accessKey: z.string(),
+  secret: z.string(),
+  sessionToken: z.string(),
+  region: z.string(),
+  endpoint: z.string(),
+  bucket: z.string(),
+  forcePathStyle: z.boolean(),
+});
+export type S3Settings = z.infer<typeof S3Schema>;
+
+export const EncodingSchema = z.object({
+  /** Copy the source's H.264 as it is (no preset or PASSTHROUGH asked, and the source is H.264). */
+  passthroughAllowed: z.boolean(),
+  width: z.number(),
+  height: z.number(),
+  framerate: z.number(),
+  /** kbps */
+  videoBitrate: z.number(),
+  audioBitrate: z.number(),
+  audioFrequency: z.number(),
+  /** seconds */
+  keyFrameInterval: z.number(),
+  profile: z.enum(['baseline', 'main', 'high']),
+});
+export type EncodingSpec = z.infer<typeof EncodingSchema>;
+
+export const FileSchema = z.object({
+  /** Template as requested ({room_name}, {time}, …); the worker renders it at start. */
+  filepath: z.string(),
+  /** 'auto': from the codec for track egress (.ogg/.webm/.mp4), MP4 otherwise. */
+  fileType: z.enum(['auto', 'mp4', 'ogg']),
+  s3: S3Schema.optional(),
+});
+export type FileSpec = z.infer<typeof FileSchema>;
+
+export const JobSpecSchema = z.object({
+  egressId: z.string(),
+  roomName: z.string(),
+  roomId: z.string(),
+  source: SourceSchema,
+  encoding: EncodingSchema.optional(),
+  file: FileSchema.optional(),
+  /** Stream destinations with their keys (never put in an EgressInfo: those are redacted). */
+  stream: z.object({ urls: z.array(z.string()) }).optional(),
+  createdAt: z.number(),
+});
+export type JobSpec = z.infer<typeof JobSpecSchema>;
+
+/** Pub/sub messages to whichever worker runs the job (cross-process control). */
+export const ControlSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('stop'), egressId: z.string() }),
+  z.object({ type: z.literal('update_stream'), egressId: z.string(), add: z.array(z.string()), remove: z.array(z.string()) }),
+]);
+export type ControlMessage = z.infer<typeof ControlSchema>;
+
+/** Redis names shared by the API and the workers. */
+export const EGRESS_QUEUE = 'egress';
+export const BULL_PREFIX = 'roomgate:bull';
+export const CONTROL_CHANNEL = 'roomgate:egress:control';
+
+/** What a running job reports through job.updateProgress (and a stalled-job recovery reads back). */
+export interface JobProgress {
+  phase: 'attaching' | 'active' | 'ending' | 'uploading';
+  /** Host and local path of the file being written, so a recovery on that host can save it. */
+  host?: string;
+  localFile?: string;
+  startedAt?: number;
+  bytesOut?: number;
+}

@@ -1,0 +1,402 @@
+// One egress as a worker runs it: attach to the gateway's tracks, run FFmpeg, feed the outputs,
+// report status (EgressInfo in Redis, webhooks, job progress), and finish honestly:
+//   STARTING → ACTIVE (first media out) → ENDING (stop / limit / source gone) → COMPLETE,
+//   LIMIT_REACHED or FAILED, with file, stream and timing results.
+// Encoded egress (participant, track composite): encoder FFmpeg → MPEG-TS on stdout → one sink
+// FFmpeg per output. When the source's tracks change (republish, leave and rejoin, replaced
+// producer) only the encoder restarts; its timestamps continue where the last one stopped.
+// Track egress: one FFmpeg copying the track's codec into its file.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status } from '@livekit/protocol';
+import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
+import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
+import type { Logger } from '../../logger.ts';
+import type { Storage } from '../../storage/Storage.ts';
+import type { EgressStore } from '../EgressStore.ts';
+import type { JobProgress, JobSpec } from '../EgressTypes.ts';
+import type { TapTrack } from '../EgressTaps.ts';
+import { encoderArgs, isPassthrough, trackToFile } from './ffmpegArgs.ts';
+import { FileSink, StreamDestination, type Sink } from './outputs.ts';
+import { TapError, type TapClient } from './TapClient.ts';
+import { udpPortPair } from './udpPorts.ts';
+
+export type EgressEvent = 'egress_updated' | 'egress_ended';
+export type StopReason = 'stop' | 'limit' | 'shutdown';
+
+export interface RunDeps {
+  spec: JobSpec;
+  store: EgressStore;
+  taps: TapClient;
+  storage: Storage;
+  notify: (event: EgressEvent, info: EgressInfo) => void;
+  progress: (p: JobProgress) => Promise<void>;
+  /** Where the gateway sends RTP (this worker's address). */
+  rtpHost: string;
+  /** Folder for this run's SDP files. */
+  workDir: string;
+  /** Seconds of media before LIMIT_REACHED (0 = none). */
+  maxDuration: number;
+  log: Logger;
+}
+
+const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+
+/** Seconds without RTP after which FFmpeg ends by itself (muted long, unpublished, gateway gone). */
+const ENCODER_RTP_TIMEOUT_S = 5;
+const TRACK_RTP_TIMEOUT_S = 30;
+/** An encoder that dies this many times in a row before any output fails the egress. */
+const MAX_START_FAILURES = 3;
+
+export class EgressRun {
+  readonly #d: RunDeps;
+  readonly #log: Logger;
+  readonly #stop = new AbortController();
+  #stopReason: StopReason | undefined;
+  #endReason = '';
+  #error = '';
+  #startedAt = 0;
+  #fileSink: FileSink | undefined;
+  readonly #streams = new Map<string, StreamDestination>();
+  #persistTimer: NodeJS.Timeout | undefined;
+  #limitTimer: NodeJS.Timeout | undefined;
+  #mediaOffsetS = 0;
+  #localFile: string | undefined;
+  /** When RTP first started flowing: the recording's real start (FFmpeg's first output comes after probing). */
+  #connectedAt = 0;
+
+  constructor(deps: RunDeps) {
+    this.#d = deps;
+    this.#log = deps.log.child({ egress: deps.spec.egressId });
+  }
+
+  get egressId(): string {
+    return this.#d.spec.egressId;
+  }
+
+  requestStop(reason: StopReason): void {
+    if (this.#stop.signal.aborted) return;
+    this.#stopReason = reason;
+    this.#log.info({ reason }, 'egress stop requested');
+    this.#stop.abort();
+  }
+
+  /** UpdateStream, live: new destinations start at once, removed ones finish. */
+  updateStream(add: string[], remove: string[]): void {
+    for (const url of remove) {
+      const d = this.#streams.get(url);
+      if (!d) continue;
+      this.#streams.delete(url);
+      void d.end().then(() => this.#persistSoon());
+    }
+    for (const url of add) {
+      if (this.#streams.has(url) || this.#stop.signal.aborted) continue;
+      this.#streams.set(url, new StreamDestination(url, this.#log, () => this.#persistSoon()));
+      void this.#keyframeSoon();
+    }
+    this.#persistSoon();
+  }
+
+  async run(): Promise<void> {
+    const { spec } = this.#d;
+    fs.mkdirSync(this.#d.workDir, { recursive: true });
+    try {
+      if (spec.source.kind === 'track') await this.#runTrack();
+      else await this.#runEncoded();
+    } catch (err) {
+      this.#error ||= (err as Error).message;
+      this.#log.error({ err: (err as Error).message }, 'egress failed');
+    } finally {
+      clearTimeout(this.#limitTimer);
+      await this.#finish();
+      fs.rmSync(this.#d.workDir, { recursive: true, force: true });
+    }
+  }
+
+  // ---- status ---------------------------------------------------------------------------
+
+  async #write(mutate: (info: EgressInfo) => void): Promise<EgressInfo | undefined> {
+    try {
+      return await this.#d.store.update(this.egressId, mutate);
+    } catch (err) {
+      // Redis away for a moment: the recording goes on; the next write carries the state.
+      this.#log.warn({ err: (err as Error).message }, 'could not write egress status');
+      return undefined;
+    }
+  }
+
+  #streamResults(info: EgressInfo): void {
+    const live = new Map([...this.#streams.values()].map((d) => [d.info.url, d.info]));
+    info.streamResults = info.streamResults.map((s) => {
+      const mine = live.get(s.url);
+      if (!mine) return s;
+      live.delete(s.url);
+      return mine.clone();
+    });
+    for (const extra of live.values()) info.streamResults.push(extra.clone());
+  }
+
+  #persistSoon(): void {
+    if (this.#persistTimer) return;
+    this.#persistTimer = setTimeout(() => {
+      this.#persistTimer = undefined;
+      void this.#write((i) => this.#streamResults(i));
+    }, 200);
+  }
+
+  async #markActive(): Promise<void> {
+    if (this.#startedAt) return;
+    this.#startedAt = this.#connectedAt || Date.now();
+    this.#log.info('egress active');
+    if (this.#d.maxDuration > 0) {
+      this.#limitTimer = setTimeout(() => this.requestStop('limit'), this.#d.maxDuration * 1000);
+    }
+    void this.#d.progress({ phase: 'active', host: os.hostname(), startedAt: this.#startedAt, ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+    const info = await this.#write((i) => {
+      i.status = EgressStatus.EGRESS_ACTIVE;
+      i.startedAt = BigInt(this.#startedAt) * 1_000_000n;
+      for (const f of i.fileResults) f.startedAt = i.startedAt;
+      this.#streamResults(i);
+    });
+    if (info && info.status === EgressStatus.EGRESS_ACTIVE) this.#d.notify('egress_updated', info);
+  }
+
+  async #finish(): Promise<void> {
+    const { spec } = this.#d;
+    clearTimeout(this.#persistTimer);
+    const ending = await this.#write((i) => {
+      i.status = EgressStatus.EGRESS_ENDING;
+      this.#streamResults(i);
+    });
+    if (ending?.status === EgressStatus.EGRESS_ENDING) this.#d.notify('egress_updated', ending);
+    void this.#d.progress({ phase: 'ending', host: os.hostname(), ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+
+    await Promise.all([...this.#streams.values()].map((d) => d.end()));
+    await this.#fileSink?.end();
+    const endedAt = Date.now();
+    const fileError = this.#fileSink?.error;
+
+    let stored: { location: string; size: number; backup: boolean } | undefined;
+    if (this.#localFile && fs.existsSync(this.#localFile) && fs.statSync(this.#localFile).size > 0 && spec.file) {
+      void this.#d.progress({ phase: 'uploading', host: os.hostname(), localFile: this.#localFile }).catch(() => undefined);
+      stored = await this.#d.storage.store(this.egressId, this.#localFile, spec.file.filepath, spec.file.s3);
+    }
+    const recorded = this.#startedAt > 0;
+    const status = this.#error
+      ? EgressStatus.EGRESS_FAILED
+      : this.#stopReason === 'limit'
+        ? EgressStatus.EGRESS_LIMIT_REACHED
+        : this.#stopReason === 'shutdown'
+          ? EgressStatus.EGRESS_FAILED
+          : !recorded && this.#stopReason === 'stop'
+            ? EgressStatus.EGRESS_ABORTED
+            : EgressStatus.EGRESS_COMPLETE;
+    const info = await this.#write((i) => {
+      i.status = status;
+      i.endedAt = BigInt(endedAt) * 1_000_000n;
+      if (!recorded) i.startedAt = 0n;
+      if (status === EgressStatus.EGRESS_LIMIT_REACHED) {
+        i.error = `maximum duration of ${this.#d.maxDuration} s reached`;
+        i.errorCode = 413;
+      } else if (status === EgressStatus.EGRESS_ABORTED) {
+        i.error = 'stopped before any media was recorded';
+        i.errorCode = 412;
+      } else if (this.#stopReason === 'shutdown' && !this.#error) {
+        i.error = 'the egress worker shut down; what was recorded until then is kept';
+      } else if (this.#error) {
+        i.error = this.#error.slice(0, 500);
+      }
+      i.details = `End reason: ${this.#endReason || (this.#stopReason === 'stop' ? 'StopEgress' : this.#stopReason === 'limit' ? 'limit reached' : this.#stopReason ?? 'source ended')}`;
+      this.#streamResults(i);
+      for (const s of i.streamResults) if (s.status === StreamInfo_Status.ACTIVE) s.status = StreamInfo_Status.FINISHED;
+      if (spec.file) {
+        const f = i.fileResults[0] ?? new FileInfo({ filename: spec.file.filepath });
+        if (recorded) {
+          f.startedAt = BigInt(this.#startedAt) * 1_000_000n;
+          f.endedAt = BigInt(endedAt) * 1_000_000n;
+          f.duration = f.endedAt - f.startedAt;
+        }
+        if (stored) {
+          f.size = BigInt(stored.size);
+          f.location = stored.location;
+          if (stored.backup) i.backupStorageUsed = true;
+        }
+        if (fileError && !this.#error) i.error = `file output: ${fileError}`.slice(0, 500);
+        i.fileResults = [f];
+      }
+    });
+    this.#log.info({ status: EgressStatus[status], file: stored?.location, backup: stored?.backup }, 'egress ended');
+    if (info) this.#d.notify('egress_ended', info);
+  }
+
+  // ---- media ----------------------------------------------------------------------------
+
+  #tapSession: string | undefined;
+
+  async #keyframeSoon(): Promise<void> {
+    const id = this.#tapSession;
+    if (id) await this.#d.taps.keyframe(id).catch(() => undefined);
+  }
+
+  /** Opens the gateway session, or waits (participant away) until it can; undefined when the source is gone or stop was asked. */
+  async #attach(): Promise<{ sessionId: string; version: number; tracks: TapTrack[] } | undefined> {
+    const { spec } = this.#d;
+    let warned = '';
+    let failures = 0;
+    while (!this.#stop.signal.aborted) {
+      try {
+        const r = await this.#d.taps.open(spec.egressId, spec.roomName, spec.source);
+        failures = 0;
+        if (r.state === 'ready') return r;
+        if (r.state === 'ended') {
+          this.#endReason = r.reason;
+          return undefined;
+        }
+        if (warned !== r.reason) this.#log.info({ reason: r.reason }, 'egress waiting for its source');
+        warned = r.reason;
+      } catch (err) {
+        // Gateway restarting: keep trying for a while, then give up honestly.
+        if (++failures > 60) throw new Error(`cannot reach the gateway: ${(err as Error).message}`);
+        if (failures === 1) this.#log.warn({ err: (err as Error).message }, 'gateway tap request failed; retrying');
+      }
+      await sleep(1000, this.#stop.signal);
+    }
+    return undefined;
+  }
+
+  /** Ports, SDP and the targets the gateway must send to. */
+  async #plumb(tracks: TapTrack[], name: string): Promise<{ sdpFile: string; targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[] }> {
+    const streams: RtpInputStream[] = [];
+    const targets = [];
+    for (const t of tracks) {
+      const ports = await udpPortPair(this.#d.rtpHost);
+      streams.push({ ...t.codec, ...ports });
+      targets.push({ trackSid: t.trackSid, ip: this.#d.rtpHost, ...ports });
+    }
+    const sdpFile = path.join(this.#d.workDir, `${name}.sdp`);
+    fs.writeFileSync(sdpFile, writeRtpInputSdp(streams, this.#d.rtpHost));
+    return { sdpFile, targets };
+  }
+
+  /** Watches the session until stop, FFmpeg exit, or a change of the source's tracks. */
+  async #watch(sessionId: string, version: number, ffmpeg: FfmpegProcess, isTrack: boolean): Promise<'stop' | 'exit' | 'changed'> {
+    let exited = false;
+    void ffmpeg.exited.then(() => {
+      exited = true;
+    });
+    let keyframes = 0;
+    while (!this.#stop.signal.aborted && !exited) {
+      await Promise.race([sleep(1000, this.#stop.signal), ffmpeg.exited]);
+      if (this.#stop.signal.aborted || exited) break;
+      try {
+        const ka = await this.#d.taps.keepalive(sessionId);
+        // A track egress follows one track: other changes of its owner do not concern it.
+        if (isTrack && ka.gone) {
+          this.#endReason = 'the track was unpublished';
+          return 'exit';
+        }
+        if (ka.version !== version && !isTrack) return 'changed';
+      } catch (err) {
+        if (err instanceof TapError && err.status === 404) return 'changed'; // the gateway dropped the session (restart)
+      }
+      // Until media flows, ask again for a keyframe (the first one can arrive before FFmpeg listens).
+      if (!this.#startedAt && keyframes++ < 5) await this.#d.taps.keyframe(sessionId).catch(() => undefined);
+    }
+    return this.#stop.signal.aborted ? 'stop' : 'exit';
+  }
+
+  async #runEncoded(): Promise<void> {
+    const { spec } = this.#d;
+    if (spec.file) {
+      this.#localFile = this.#d.storage.localPath(spec.egressId, spec.file.filepath, spec.file.s3);
+      this.#fileSink = new FileSink(this.#localFile, spec.file.fileType === 'ogg' ? 'ogg' : 'mp4', this.#log);
+    }
+    for (const url of spec.stream?.urls ?? []) this.#streams.set(url, new StreamDestination(url, this.#log, () => this.#persistSoon()));
+    void this.#d.progress({ phase: 'attaching', host: os.hostname(), ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+    const sinks = (): Sink[] => [...(this.#fileSink ? [this.#fileSink] : []), ...this.#streams.values()];
+
+    let attempt = 0;
+    let startFailures = 0;
+    let firstEncoderAt = 0;
+    while (!this.#stop.signal.aborted) {
+      const session = await this.#attach();
+      if (!session) break;
+      this.#tapSession = session.sessionId;
+      const video = session.tracks.find((t) => t.kind === 'video');
+      const audio = session.tracks.find((t) => t.kind === 'audio');
+      const ordered = [video, audio].filter((t): t is TapTrack => t !== undefined);
+      let ffmpeg: FfmpegProcess | undefined;
+      let produced = false;
+      try {
+        const { sdpFile, targets } = await this.#plumb(ordered, `encoder-${attempt++}`);
+        if (firstEncoderAt) this.#mediaOffsetS = (Date.now() - firstEncoderAt) / 1000;
+        const plan = { hasVideo: !!video, hasAudio: !!audio, ...(video ? { videoMime: video.codec.mimeType } : {}), encoding: spec.encoding!, offsetS: this.#mediaOffsetS };
+        ffmpeg = launchFfmpeg(encoderArgs(sdpFile, plan, ENCODER_RTP_TIMEOUT_S), { stdout: 'pipe', log: this.#log });
+        firstEncoderAt ||= Date.now();
+        this.#log.info({ tracks: ordered.map((t) => `${t.kind}:${t.codec.mimeType}`), passthrough: isPassthrough(plan), attempt }, 'encoder started');
+        ffmpeg.stdout!.on('data', (chunk: Buffer) => {
+          if (!produced) {
+            produced = true;
+            startFailures = 0;
+            void this.#markActive();
+          }
+          for (const s of sinks()) s.write(chunk);
+        });
+        // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
+        await sleep(120);
+        await this.#d.taps.connect(session.sessionId, targets);
+        this.#connectedAt ||= Date.now();
+        const why = await this.#watch(session.sessionId, session.version, ffmpeg, false);
+        if (why === 'changed') this.#log.info('source tracks changed; re-attaching');
+      } finally {
+        await ffmpeg?.stop(3000);
+        await this.#d.taps.close(session.sessionId).catch(() => undefined);
+        this.#tapSession = undefined;
+      }
+      const code = await ffmpeg?.exited;
+      if (!produced && !this.#stop.signal.aborted && code !== 0 && ++startFailures >= MAX_START_FAILURES) {
+        throw new Error(`encoder failed: ${ffmpeg?.stderrTail().split('\n').slice(-3).join(' ') ?? 'did not start'}`);
+      }
+      if (this.#fileSink?.error && !this.#streams.size) throw new Error(`file output failed: ${this.#fileSink.error}`);
+    }
+  }
+
+  async #runTrack(): Promise<void> {
+    const { spec } = this.#d;
+    const file = spec.file!;
+    this.#localFile = this.#d.storage.localPath(spec.egressId, file.filepath, file.s3);
+    const session = await this.#attach();
+    if (!session) return;
+    this.#tapSession = session.sessionId;
+    let ffmpeg: FfmpegProcess | undefined;
+    try {
+      const { sdpFile, targets } = await this.#plumb(session.tracks, 'track');
+      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
+      // ACTIVE once FFmpeg writes media; the recording started when the RTP did (connect).
+      ffmpeg.stdout!.on('data', (chunk: Buffer) => {
+        if (!this.#startedAt && /out_time_us=[1-9]/.test(chunk.toString())) void this.#markActive();
+      });
+      void this.#d.progress({ phase: 'attaching', host: os.hostname(), localFile: this.#localFile }).catch(() => undefined);
+      await sleep(120);
+      await this.#d.taps.connect(session.sessionId, targets);
+      this.#connectedAt = Date.now();
+      const why = await this.#watch(session.sessionId, session.version, ffmpeg, true);
+      if (why === 'exit') this.#endReason ||= 'the track stopped sending media';
+    } finally {
+      await ffmpeg?.stop(5000);
+      await this.#d.taps.close(session.sessionId).catch(() => undefined);
+      this.#tapSession = undefined;
+    }
+    const code = await ffmpeg.exited;
+    if (code !== 0 && !this.#startedAt) throw new Error(`track recorder failed: ${ffmpeg.stderrTail().split('\n').slice(-3).join(' ')}`);
+  }
+}

@@ -1,0 +1,285 @@
+// An egress worker: a BullMQ consumer that takes jobs while it has CPU budget (LiveKit's cost
+// model: each job reserves its type's cost; capacity = max_cpu cores; an idle worker always takes
+// one job, so a job costlier than the whole budget still runs alone), runs each as an EgressRun,
+// obeys StopEgress / UpdateStream sent over Redis pub/sub by whichever gateway got the call, and
+// finishes honestly a job whose previous worker died (BullMQ stalled-job detection).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EgressStatus, StreamInfo_Status, type EgressInfo } from '@livekit/protocol';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../../config.ts';
+import type { Logger } from '../../logger.ts';
+import { createMetrics } from '../../metrics.ts';
+import { connectRedis } from '../../store/redis.ts';
+import { Storage } from '../../storage/Storage.ts';
+import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
+import { EgressStore, isFinal } from '../EgressStore.ts';
+import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
+import { EgressRun } from './EgressRun.ts';
+import { TapClient } from './TapClient.ts';
+
+export interface EgressWorkerOptions {
+  redisUrl: string;
+  gatewayUrl: string;
+  apiKey: string;
+  apiSecret: string;
+  egress: Config['egress'];
+  webhook: { urls: string[]; apiKey: string; apiSecret: string };
+  log: Logger;
+  /** Most jobs fetched at once; the CPU budget is what really limits. */
+  concurrency?: number;
+}
+
+const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+
+export class EgressWorker {
+  readonly #opts: EgressWorkerOptions;
+  readonly #log: Logger;
+  readonly #runs = new Map<string, EgressRun>();
+  readonly #store: EgressStore;
+  readonly #redis: Redis;
+  readonly #subscriber: Redis;
+  readonly #storage: Storage;
+  readonly #webhooks: WebhookNotifier;
+  readonly #taps: TapClient;
+  #worker!: Worker<JobSpec>;
+  #bullConnection!: Redis;
+  #used = 0;
+  #closing: Promise<void> | undefined;
+
+  private constructor(opts: EgressWorkerOptions, redis: Redis) {
+    this.#opts = opts;
+    this.#log = opts.log;
+    this.#redis = redis;
+    this.#store = new EgressStore(redis);
+    this.#subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectionName: 'roomgate-egress-control' });
+    this.#subscriber.on('error', () => {});
+    this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
+    this.#taps = new TapClient(opts.gatewayUrl, opts.apiKey, opts.apiSecret);
+    this.#storage = new Storage({
+      outputDir: opts.egress.output_dir,
+      backupDir: opts.egress.backup_dir,
+      pending: this.#store,
+      log: opts.log,
+      onUploaded: async (egressId, location) => {
+        await this.#store.update(
+          egressId,
+          (i) => {
+            for (const f of i.fileResults) f.location = location;
+            i.details = `${i.details}${i.details ? '; ' : ''}uploaded from the backup folder after a retry`;
+          },
+          { allowFinalRewrite: true },
+        );
+      },
+    });
+  }
+
+  static async start(opts: EgressWorkerOptions): Promise<EgressWorker> {
+    const redis = await connectRedis(opts.redisUrl, 'roomgate-egress-worker');
+    const w = new EgressWorker(opts, redis);
+    await w.#subscriber.subscribe(CONTROL_CHANNEL);
+    w.#subscriber.on('message', (_channel, message: string) => w.#onControl(message));
+    const stallMs = opts.egress.stall_timeout * 1000;
+    // The processor declares three parameters: BullMQ passes the AbortSignal only then.
+    const processor = (job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined) => w.#process(job, token, signal);
+    w.#bullConnection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectionName: 'roomgate-egress-bullmq' });
+    w.#bullConnection.on('error', () => {});
+    w.#worker = new Worker<JobSpec>(EGRESS_QUEUE, processor, {
+      connection: w.#bullConnection,
+      prefix: BULL_PREFIX,
+      concurrency: opts.concurrency ?? 32,
+      lockDuration: stallMs,
+      stalledInterval: Math.max(1000, Math.floor(stallMs / 2)),
+      maxStalledCount: 1,
+    });
+    w.#worker.on('error', (err) => w.#log.warn({ err: err.message }, 'queue error (Redis?)'));
+    // A job BullMQ itself failed (stalled twice, …) must not stay ACTIVE in its record.
+    w.#worker.on('failed', (job, err) => {
+      if (!job || w.#runs.has(job.id ?? '')) return;
+      void w.#store
+        .update(job.id!, (i) => {
+          i.status = EgressStatus.EGRESS_FAILED;
+          i.error = `job failed: ${err.message}`.slice(0, 500);
+          i.endedAt = nowNs();
+        })
+        .then((i) => i && w.#webhooks.notify('egress_ended', { egressInfo: i }, i.roomName))
+        .catch(() => undefined);
+    });
+    const resumed = await w.#storage.resumePending().catch(() => 0);
+    w.#log.info({ capacity: opts.egress.max_cpu, gateway: opts.gatewayUrl, resumedUploads: resumed }, 'egress worker ready');
+    return w;
+  }
+
+  /** Cores reserved by running jobs (metrics, tests). */
+  get reservedCpu(): number {
+    return this.#used;
+  }
+
+  get runningJobs(): string[] {
+    return [...this.#runs.keys()];
+  }
+
+  #cost(kind: EgressKind | 'room_composite'): number {
+    const e = this.#opts.egress;
+    return kind === 'track' ? e.cost_track : kind === 'track_composite' ? e.cost_track_composite : kind === 'participant' ? e.cost_participant : e.cost_room_composite;
+  }
+
+  #reserve(cost: number): boolean {
+    if (this.#used > 0 && this.#used + cost > this.#opts.egress.max_cpu + 1e-9) return false;
+    this.#used += cost;
+    return true;
+  }
+
+  #onControl(message: string): void {
+    let parsed;
+    try {
+      parsed = ControlSchema.safeParse(JSON.parse(message));
+    } catch {
+      return;
+    }
+    if (!parsed.success) return;
+    const m = parsed.data;
+    const run = this.#runs.get(m.egressId);
+    if (!run) return;
+    if (m.type === 'stop') {
+      // Through BullMQ's own cancellation: the processor's AbortSignal stops the run.
+      this.#worker.cancelJob(m.egressId, 'StopEgress');
+      run.requestStop('stop');
+    } else {
+      run.updateStream(m.add, m.remove);
+    }
+  }
+
+  #notify(event: 'egress_updated' | 'egress_ended', info: EgressInfo): void {
+    this.#webhooks.notify(event, { egressInfo: info }, info.roomName);
+  }
+
+  async #process(job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
+    const parsed = JobSpecSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid egress job: ${parsed.error.message}`);
+    const spec = parsed.data;
+    const log = this.#log.child({ egress: spec.egressId });
+    const info = await this.#store.get(spec.egressId);
+    if (!info || isFinal(info.status)) return 'already ended';
+    const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<JobProgress>;
+    if (progress.phase) return this.#recover(job, spec, progress, log);
+    if (await this.#store.stopRequested(spec.egressId)) {
+      const aborted = await this.#store.update(spec.egressId, (i) => {
+        i.status = EgressStatus.EGRESS_ABORTED;
+        i.error = 'stopped before it started';
+        i.errorCode = 412;
+        i.endedAt = nowNs();
+      });
+      if (aborted) this.#notify('egress_ended', aborted);
+      return 'aborted';
+    }
+    const cost = this.#cost(spec.source.kind);
+    if (!this.#reserve(cost)) {
+      // No budget here: back to the queue for a moment (this worker or another takes it then).
+      await job.moveToDelayed(Date.now() + 1000, token);
+      throw new DelayedError();
+    }
+    const run = new EgressRun({
+      spec,
+      store: this.#store,
+      taps: this.#taps,
+      storage: this.#storage,
+      notify: (event, i) => this.#notify(event, i),
+      progress: (p) => job.updateProgress(p as unknown as object),
+      rtpHost: this.#opts.egress.rtp_host,
+      workDir: path.join(os.tmpdir(), `roomgate-egress-${process.pid}-${spec.egressId}`),
+      maxDuration: this.#maxDuration(spec),
+      log,
+    });
+    this.#runs.set(spec.egressId, run);
+    try {
+      signal?.addEventListener('abort', () => run.requestStop('stop'), { once: true });
+      if (this.#closing) run.requestStop('shutdown');
+      if (await this.#store.stopRequested(spec.egressId).catch(() => false)) run.requestStop('stop');
+      await run.run();
+      return 'done';
+    } finally {
+      this.#runs.delete(spec.egressId);
+      this.#used = Math.max(0, this.#used - cost);
+    }
+  }
+
+  #maxDuration(spec: JobSpec): number {
+    const e = this.#opts.egress;
+    const limits = [spec.file ? e.file_max_duration : 0, spec.stream ? e.stream_max_duration : 0].filter((n) => n > 0);
+    return limits.length ? Math.min(...limits) : 0;
+  }
+
+  /**
+   * The worker that ran this job died (BullMQ found it stalled). Its FFmpeg sinks saw end of input
+   * and closed the file, so the media recorded until the kill is kept when the file is on this
+   * host; the egress ends FAILED saying so. Resuming the recording into a new part is not attempted.
+   */
+  async #recover(job: Job<JobSpec>, spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
+    log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
+    let stored: { location: string; size: number; backup: boolean } | undefined;
+    let note = '';
+    const local = progress.localFile;
+    if (local && progress.host === os.hostname() && fs.existsSync(local) && spec.file) {
+      // Let the orphaned sink finish its last fragment: wait until the size stops changing.
+      let last = -1;
+      for (let i = 0; i < 40; i++) {
+        const size = fs.statSync(local).size;
+        if (size === last) break;
+        last = size;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      if (last > 0) stored = await this.#storage.store(spec.egressId, local, spec.file.filepath, spec.file.s3);
+      note = stored ? '; the media recorded before is kept' : '; nothing had been recorded';
+    } else if (local) {
+      note = `; the partial recording stays on host ${progress.host ?? '?'} at ${local}`;
+    }
+    const ended = Date.now();
+    const info = await this.#store.update(spec.egressId, (i) => {
+      i.status = EgressStatus.EGRESS_FAILED;
+      i.error = `the egress worker running this job stopped (killed or lost)${note}`;
+      i.details = 'End reason: worker lost (stalled job)';
+      i.endedAt = BigInt(ended) * 1_000_000n;
+      for (const s of i.streamResults) if (s.status === StreamInfo_Status.ACTIVE) s.status = StreamInfo_Status.FAILED;
+      for (const f of i.fileResults) {
+        if (progress.startedAt) {
+          f.startedAt = BigInt(progress.startedAt) * 1_000_000n;
+          f.endedAt = BigInt(ended) * 1_000_000n;
+        }
+        if (stored) {
+          f.location = stored.location;
+          f.size = BigInt(stored.size);
+          if (stored.backup) i.backupStorageUsed = true;
+        }
+      }
+    });
+    if (info) this.#notify('egress_ended', info);
+    void job;
+    return 'recovered';
+  }
+
+  /** Stops the running jobs (they end FAILED "worker shut down", files kept), then the queue consumer. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const run of this.#runs.values()) run.requestStop('shutdown');
+      const steps: [string, () => Promise<unknown>][] = [
+        ['worker', () => this.#worker.close()],
+        ['subscriber', () => this.#subscriber.quit()],
+        ['webhooks', () => this.#webhooks.close()],
+        ['redis', () => this.#redis.quit()],
+        ['bullmq connection', () => this.#bullConnection.quit()],
+      ];
+      this.#storage.close();
+      for (const [name, step] of steps) {
+        try {
+          await step();
+        } catch (err) {
+          this.#log.warn({ step: name, err: (err as Error).message }, 'egress worker shutdown step failed');
+        }
+      }
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,81 @@
+// The worker's side of the gateway's internal egress API (src/egress/EgressTaps.ts).
+import { mintToken } from '../../auth/tokens.ts';
+import type { EgressSource } from '../EgressTypes.ts';
+import type { OpenResult } from '../EgressTaps.ts';
+import { EGRESS_INTERNAL_PATH } from '../EgressTaps.ts';
+
+export class TapError extends Error {
+  override name = 'TapError';
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+export class TapClient {
+  readonly #base: string;
+  readonly #apiKey: string;
+  readonly #apiSecret: string;
+  #token: { value: string; expires: number } | undefined;
+
+  constructor(gatewayUrl: string, apiKey: string, apiSecret: string) {
+    this.#base = `${gatewayUrl.replace(/\/+$/, '')}${EGRESS_INTERNAL_PATH}`;
+    this.#apiKey = apiKey;
+    this.#apiSecret = apiSecret;
+  }
+
+  async #auth(): Promise<string> {
+    if (!this.#token || this.#token.expires < Date.now() + 60_000) {
+      const value = await mintToken(this.#apiKey, this.#apiSecret, { identity: 'egress-worker', video: { roomRecord: true }, ttl: 600 });
+      this.#token = { value, expires: Date.now() + 600_000 };
+    }
+    return this.#token.value;
+  }
+
+  async #call<T>(method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.#base}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${await this.#auth()}`, 'Content-Type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (err) {
+      throw new TapError(`gateway unreachable at ${this.#base}: ${(err as Error).message}`, 0);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let msg = text;
+      try {
+        msg = (JSON.parse(text) as { msg?: string }).msg ?? text;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new TapError(`gateway answered ${res.status}: ${msg}`, res.status);
+    }
+    return (text ? JSON.parse(text) : {}) as T;
+  }
+
+  open(egressId: string, room: string, source: EgressSource): Promise<OpenResult> {
+    return this.#call('POST', '/open', { egressId, room, source });
+  }
+
+  connect(sessionId: string, targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[]): Promise<void> {
+    return this.#call('POST', `/${sessionId}/connect`, { targets });
+  }
+
+  keepalive(sessionId: string): Promise<{ version: number; gone: boolean }> {
+    return this.#call('POST', `/${sessionId}/keepalive`);
+  }
+
+  keyframe(sessionId: string): Promise<void> {
+    return this.#call('POST', `/${sessionId}/keyframe`);
+  }
+
+  close(sessionId: string): Promise<void> {
+    return this.#call('DELETE', `/${sessionId}`);
+  }
+}

@@ -1,0 +1,85 @@
+// FFmpeg command lines of an egress, in one place: the RTP input, the encoder (H.264 + AAC, or
+// H.264 passthrough) writing MPEG-TS to its stdout, and the sinks that read that TS: the file
+// (fragmented MP4, or OGG for audio only) and one RTMP(S) push per destination.
+import type { EncodingSpec } from '../EgressTypes.ts';
+
+/**
+ * RTP input from an SDP; FFmpeg ends by itself `timeoutS` after the RTP stops. Short probing and
+ * no input buffering: FFmpeg otherwise runs that far behind the input for good, and a stop ('q')
+ * drops the backlog (measured: 1.5 s of a recording lost with a 1.5 s analyzeduration).
+ */
+export function rtpInput(sdpFile: string, timeoutS: number): string[] {
+  return [
+    '-protocol_whitelist', 'file,udp,rtp',
+    '-listen_timeout', String(timeoutS),
+    '-analyzeduration', '300000',
+    '-probesize', '100000',
+    '-fflags', 'nobuffer',
+    '-reorder_queue_size', '256',
+    '-i', sdpFile,
+  ];
+}
+
+/** Fragmented MP4: every fragment is complete on disk, so a crash leaves a playable file. */
+export const FRAGMENTED_MP4 = ['-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4'];
+
+/** Track egress: the codec as it is (-c copy) into the container its extension names. */
+export function trackToFile(sdpFile: string, file: string, timeoutS: number): string[] {
+  const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
+  const container = ext === '.ogg' ? ['-f', 'ogg'] : ext === '.webm' ? ['-f', 'webm'] : FRAGMENTED_MP4;
+  return [...rtpInput(sdpFile, timeoutS), '-map', '0', '-c', 'copy', ...container, '-y', file];
+}
+
+export interface EncoderPlan {
+  hasVideo: boolean;
+  hasAudio: boolean;
+  /** The source's video codec (mime type), to decide passthrough. */
+  videoMime?: string;
+  encoding: EncodingSpec;
+  /** Where this encoder's timestamps start (seconds): keeps the sinks' timeline going across re-attaches. */
+  offsetS: number;
+}
+
+export function isPassthrough(plan: EncoderPlan): boolean {
+  return plan.encoding.passthroughAllowed && plan.videoMime?.toLowerCase() === 'video/h264';
+}
+
+/** RTP in → H.264 (copied or encoded) + AAC → MPEG-TS on stdout. */
+export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number): string[] {
+  const e = plan.encoding;
+  const args = [...rtpInput(sdpFile, timeoutS)];
+  if (plan.hasVideo) {
+    args.push('-map', '0:v:0');
+    if (isPassthrough(plan)) {
+      args.push('-c:v', 'copy');
+    } else {
+      const gop = Math.max(1, Math.round(e.framerate * e.keyFrameInterval));
+      args.push(
+        '-vf', `scale=${e.width}:${e.height}:force_original_aspect_ratio=decrease,pad=${e.width}:${e.height}:(ow-iw)/2:(oh-ih)/2,fps=${e.framerate},format=yuv420p`,
+        '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', e.profile,
+        '-b:v', `${e.videoBitrate}k`, '-maxrate', `${e.videoBitrate}k`, '-bufsize', `${e.videoBitrate * 2}k`,
+        '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
+      );
+    }
+  }
+  if (plan.hasAudio) {
+    args.push('-map', '0:a:0', '-c:a', 'aac', '-b:a', `${e.audioBitrate}k`, '-ar', String(e.audioFrequency), '-ac', '2');
+  }
+  args.push('-output_ts_offset', plan.offsetS.toFixed(3), '-f', 'mpegts', '-muxdelay', '0', '-muxpreload', '0', 'pipe:1');
+  return args;
+}
+
+// Probing ends as soon as every stream's parameters are known (at once, normally); the long limit
+// only matters when one stream starts late (video waiting for its first keyframe).
+const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '2000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
+
+export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
+  if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
+  // MPEG-TS carries AAC as ADTS; MP4 wants the raw AAC config.
+  return [...TS_INPUT, '-c', 'copy', '-bsf:a', 'aac_adtstoasc', ...FRAGMENTED_MP4, '-y', file];
+}
+
+export function streamSinkArgs(url: string): string[] {
+  // rw_timeout: a destination that stops reading fails (and is retried) instead of hanging.
+  return [...TS_INPUT, '-c', 'copy', '-rw_timeout', '10000000', '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
+}

@@ -1,0 +1,131 @@
+// The outputs of an encoded egress. Each is its own FFmpeg reading the encoder's MPEG-TS on stdin,
+// so one failing destination never stops another: a stream destination that exits is restarted
+// with backoff (1 s doubling to 30 s) and shows FAILED with its error and retry count meanwhile.
+// When the worker dies, every sink sees end of input and finishes its file cleanly.
+import { StreamInfo, StreamInfo_Status } from '@livekit/protocol';
+import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
+import type { Logger } from '../../logger.ts';
+import { redactStreamUrl } from '../urls.ts';
+import { fileSinkArgs, streamSinkArgs } from './ffmpegArgs.ts';
+
+/** A sink further behind than this is stuck (destination not reading): it is restarted. */
+const MAX_PENDING_BYTES = 8 * 1024 * 1024;
+const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+
+export interface Sink {
+  write(chunk: Buffer): void;
+  /** Ends the input and waits for FFmpeg to finish its output. */
+  end(): Promise<void>;
+}
+
+export class FileSink implements Sink {
+  readonly file: string;
+  readonly #ffmpeg: FfmpegProcess;
+  #failed: string | undefined;
+
+  constructor(file: string, fileType: 'mp4' | 'ogg', log: Logger) {
+    this.file = file;
+    this.#ffmpeg = launchFfmpeg(fileSinkArgs(file, fileType), { stdin: 'media', log });
+    void this.#ffmpeg.exited.then((code) => {
+      if (code !== 0) this.#failed = this.#ffmpeg.stderrTail().split('\n').slice(-2).join(' ') || `exit code ${String(code)}`;
+    });
+  }
+
+  /** Why the file writer stopped early, if it did. */
+  get error(): string | undefined {
+    return this.#failed;
+  }
+
+  write(chunk: Buffer): void {
+    if (this.#ffmpeg.pending > 64 * MAX_PENDING_BYTES) return; // disk far behind: drop rather than grow without bound
+    this.#ffmpeg.write(chunk);
+  }
+
+  async end(): Promise<void> {
+    await this.#ffmpeg.stop(20_000);
+  }
+}
+
+export class StreamDestination implements Sink {
+  readonly url: string;
+  readonly info: StreamInfo;
+  readonly #log: Logger;
+  readonly #onChange: () => void;
+  #ffmpeg: FfmpegProcess | undefined;
+  #stopping = false;
+  #backoffMs = 1000;
+  #timer: NodeJS.Timeout | undefined;
+  #healthy: NodeJS.Timeout | undefined;
+
+  constructor(url: string, log: Logger, onChange: () => void) {
+    this.url = url;
+    this.info = new StreamInfo({ url: redactStreamUrl(url), status: StreamInfo_Status.ACTIVE, startedAt: nowNs() });
+    this.#log = log.child({ destination: this.info.url });
+    this.#onChange = onChange;
+    this.#launch();
+  }
+
+  #launch(): void {
+    if (this.#stopping) return;
+    let ff: FfmpegProcess;
+    try {
+      ff = launchFfmpeg(streamSinkArgs(this.url), { stdin: 'media', log: this.#log });
+    } catch (err) {
+      this.#failed((err as Error).message);
+      return;
+    }
+    this.#ffmpeg = ff;
+    const started = Date.now();
+    // Up for a few seconds: the destination is healthy again.
+    this.#healthy = setTimeout(() => {
+      this.#backoffMs = 1000;
+      if (this.info.status !== StreamInfo_Status.ACTIVE) {
+        this.info.status = StreamInfo_Status.ACTIVE;
+        this.info.error = '';
+        this.#onChange();
+      }
+    }, 3000);
+    void ff.exited.then((code) => {
+      clearTimeout(this.#healthy);
+      if (this.#ffmpeg !== ff || this.#stopping) return;
+      this.#ffmpeg = undefined;
+      const reason = ff.stderrTail().split('\n').filter(Boolean).slice(-1)[0] ?? `ffmpeg exited with code ${String(code)}`;
+      if (Date.now() - started > 10_000) this.#backoffMs = 1000;
+      this.#failed(reason);
+    });
+  }
+
+  #failed(reason: string): void {
+    this.info.status = StreamInfo_Status.FAILED;
+    this.info.error = reason.replaceAll(this.url, this.info.url).slice(0, 300);
+    this.info.retries++;
+    this.info.lastRetryAt = nowNs() + BigInt(this.#backoffMs) * 1_000_000n;
+    this.#log.warn({ error: this.info.error, retryInMs: this.#backoffMs }, 'stream destination failed; retrying');
+    this.#onChange();
+    this.#timer = setTimeout(() => this.#launch(), this.#backoffMs);
+    this.#backoffMs = Math.min(this.#backoffMs * 2, 30_000);
+  }
+
+  write(chunk: Buffer): void {
+    const ff = this.#ffmpeg;
+    if (!ff) return;
+    if (ff.pending > MAX_PENDING_BYTES) {
+      this.#log.warn('stream destination is not keeping up; restarting it');
+      void ff.stop(0); // its exit handler schedules the restart
+      return;
+    }
+    ff.write(chunk);
+  }
+
+  async end(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#healthy);
+    await this.#ffmpeg?.stop(5000);
+    this.#ffmpeg = undefined;
+    // Retries and the last error stay as the destination's history.
+    this.info.status = StreamInfo_Status.FINISHED;
+    this.info.endedAt = nowNs();
+    if (this.info.startedAt > 0n) this.info.duration = this.info.endedAt - this.info.startedAt;
+  }
+}

@@ -1,0 +1,24 @@
+// Builds an EgressWorker from the one validated config: what workers/egress.ts runs, and what
+// tests and benchmarks start in-process.
+import type { Config } from '../../config.ts';
+import { moduleLogger } from '../../logger.ts';
+import { EgressWorker } from './EgressWorker.ts';
+
+export function workerRedisUrl(config: Config): string {
+  // Beside `npm start` without ROOMGATE_REDIS_URL, the gateway's local Redis child is the one to use.
+  return config.redis.url ?? `redis://127.0.0.1:${config.redis.embedded_port}`;
+}
+
+export function startEgressWorker(config: Config, overrides: { redisUrl?: string; gatewayUrl?: string } = {}): Promise<EgressWorker> {
+  const [apiKey, apiSecret] = Object.entries(config.keys)[0]!;
+  const webhookKey = config.webhook.api_key ?? apiKey;
+  return EgressWorker.start({
+    redisUrl: overrides.redisUrl ?? workerRedisUrl(config),
+    gatewayUrl: overrides.gatewayUrl ?? config.egress.gateway_url ?? `http://127.0.0.1:${config.port}`,
+    apiKey,
+    apiSecret,
+    egress: config.egress,
+    webhook: { urls: config.webhook.urls, apiKey: webhookKey, apiSecret: config.keys[webhookKey]! },
+    log: moduleLogger('egress-worker', { pid: process.pid }),
+  });
+}

@@ -1,0 +1,113 @@
+// Egress test kit: an S3 server (s3rver on a random loopback port), RTMP sinks (`ffmpeg -listen 1`
+// through the one launcher), in-process or child-process egress workers, and probes.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+import { loadConfig } from '../../src/config.ts';
+import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
+import { startEgressWorker } from '../../src/egress/worker/startWorker.ts';
+import { spawnEgressWorker, type WorkerChild } from '../../src/egress/workerChild.ts';
+import { launchFfmpeg, type FfmpegProcess } from '../../src/media/ffmpeg.ts';
+import { s3Client } from '../../src/storage/s3.ts';
+import type { S3Settings } from '../../src/egress/EgressTypes.ts';
+import type { Gateway } from '../../src/main.ts';
+import { API_KEY, API_SECRET } from './gateway.ts';
+import { freePort } from './net.ts';
+
+export const BUCKET = 'recordings';
+
+export interface TestS3 {
+  endpoint: string;
+  port: number;
+  settings: S3Settings;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  get(key: string): Promise<Buffer>;
+}
+
+export async function startS3(): Promise<TestS3> {
+  const port = await freePort();
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-s3-'));
+  let server: S3rver | undefined;
+  const endpoint = `http://127.0.0.1:${port}`;
+  const settings: S3Settings = { accessKey: 'S3RVER', secret: 'S3RVER', sessionToken: '', region: 'us-east-1', endpoint, bucket: BUCKET, forcePathStyle: true };
+  const s3: TestS3 = {
+    endpoint,
+    port,
+    settings,
+    async start() {
+      server = new S3rver({ address: '127.0.0.1', port, silent: true, directory, configureBuckets: [{ name: BUCKET, configs: [] }] });
+      await server.run();
+    },
+    async stop() {
+      await server?.close();
+      server = undefined;
+    },
+    async get(key) {
+      const client = s3Client(settings);
+      try {
+        const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+        return Buffer.from(await res.Body!.transformToByteArray());
+      } finally {
+        client.destroy();
+      }
+    },
+  };
+  await s3.start();
+  return s3;
+}
+
+/** Env for a worker of `gw` (its Redis, its API, its key). */
+export function workerEnv(gw: Gateway, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ROOMGATE_REDIS_URL: gw.redisUrl,
+    ROOMGATE_EGRESS_GATEWAY_URL: gw.url,
+    ROOMGATE_API_KEY: API_KEY,
+    ROOMGATE_API_SECRET: API_SECRET,
+    ROOMGATE_RTMP_ENABLED: 'false',
+    ROOMGATE_DATA_DIR: gw.config.data_dir,
+    ROOMGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...extra,
+  };
+}
+
+export function inProcessWorker(gw: Gateway, extra: Record<string, string> = {}): Promise<EgressWorker> {
+  const config = loadConfig({ env: { ...workerEnv(gw, extra), ROOMGATE_PORT: String(gw.port) } });
+  return startEgressWorker(config);
+}
+
+export function childWorker(gw: Gateway, extra: Record<string, string> = {}): WorkerChild {
+  const env = workerEnv(gw, extra);
+  // The child must not pick up the test runner's own ROOMGATE_* settings.
+  for (const k of Object.keys(process.env)) if (k.startsWith('ROOMGATE_') && !(k in env)) env[k] = '';
+  return spawnEgressWorker(env, { inherit: false });
+}
+
+export interface RtmpSink {
+  url: string;
+  file: string;
+  ffmpeg: FfmpegProcess;
+  /** Bytes written to the file so far. */
+  size(): number;
+  stop(): Promise<void>;
+}
+
+/** A one-shot RTMP server (`ffmpeg -listen 1`) that stores what it receives as FLV (-c copy). */
+export async function startRtmpSink(name = 'sink'): Promise<RtmpSink> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-rtmp-sink-'));
+  const file = path.join(dir, `${name}.flv`);
+  const url = `rtmp://127.0.0.1:${port}/live/${name}-secretkey`;
+  const ffmpeg = launchFfmpeg(['-listen', '1', '-timeout', '60', '-f', 'flv', '-i', url, '-c', 'copy', '-f', 'flv', '-y', file]);
+  // No TCP probe: `-listen 1` serves exactly one connection. FFmpeg binds within a few ms.
+  await new Promise((r) => setTimeout(r, 400));
+  return {
+    url,
+    file,
+    ffmpeg,
+    size: () => (fs.existsSync(file) ? fs.statSync(file).size : 0),
+    stop: () => ffmpeg.stop(3000),
+  };
+}
