@@ -69,9 +69,10 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
   return args;
 }
 
-// Probing ends as soon as every stream's parameters are known (at once, normally); the long limit
-// only matters when one stream starts late (video waiting for its first keyframe).
-const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '2000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
+// MPEG-TS readers probe for their whole analyzeduration (streams may appear at any time), so it is
+// the sinks' start-up delay. Each sink reads from a video keyframe on (TsKeyframeGate), so a short
+// window sees a decodable picture and the audio.
+const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '500000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
 
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
   if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];

@@ -7,6 +7,7 @@ import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import type { Logger } from '../../logger.ts';
 import { redactStreamUrl } from '../urls.ts';
 import { fileSinkArgs, streamSinkArgs } from './ffmpegArgs.ts';
+import { TsKeyframeGate } from './tsGate.ts';
 
 /** A sink further behind than this is stuck (destination not reading): it is restarted. */
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
@@ -21,6 +22,7 @@ export interface Sink {
 export class FileSink implements Sink {
   readonly file: string;
   readonly #ffmpeg: FfmpegProcess;
+  readonly #gate = new TsKeyframeGate();
   #failed: string | undefined;
 
   constructor(file: string, fileType: 'mp4' | 'ogg', log: Logger) {
@@ -38,7 +40,8 @@ export class FileSink implements Sink {
 
   write(chunk: Buffer): void {
     if (this.#ffmpeg.pending > 64 * MAX_PENDING_BYTES) return; // disk far behind: drop rather than grow without bound
-    this.#ffmpeg.write(chunk);
+    const from = this.#gate.push(chunk);
+    if (from.length > 0) this.#ffmpeg.write(from);
   }
 
   async end(): Promise<void> {
@@ -52,6 +55,8 @@ export class StreamDestination implements Sink {
   readonly #log: Logger;
   readonly #onChange: () => void;
   #ffmpeg: FfmpegProcess | undefined;
+  /** Each launch reads from a keyframe on. */
+  #gate = new TsKeyframeGate();
   #stopping = false;
   #backoffMs = 1000;
   #timer: NodeJS.Timeout | undefined;
@@ -70,6 +75,7 @@ export class StreamDestination implements Sink {
     let ff: FfmpegProcess;
     try {
       ff = launchFfmpeg(streamSinkArgs(this.url), { stdin: 'media', log: this.#log });
+      this.#gate = new TsKeyframeGate();
     } catch (err) {
       this.#failed((err as Error).message);
       return;
@@ -114,7 +120,8 @@ export class StreamDestination implements Sink {
       void ff.stop(0); // its exit handler schedules the restart
       return;
     }
-    ff.write(chunk);
+    const from = this.#gate.push(chunk);
+    if (from.length > 0) ff.write(from);
   }
 
   async end(): Promise<void> {
