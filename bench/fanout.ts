@@ -8,11 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { types } from 'mediasoup';
-import { loadConfig } from '../src/config.ts';
-import { startGateway } from '../src/main.ts';
 import { launchFfmpeg } from '../src/media/ffmpeg.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { startBenchGateway } from './gateway.ts';
 
 export interface FanoutRow {
   subscribers: number;
@@ -60,20 +58,8 @@ process.on('message', (msg) => { if (msg === 'counts') process.send({ counts: [.
 
 export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promise<FanoutRow[]> {
   const file = await clip();
-  const redis = await startRedis();
-  const config = loadConfig({
-    env: {
-      ROOMGATE_PORT: String(await freePort()),
-      ROOMGATE_REDIS_URL: redis.url,
-      ROOMGATE_RTMP_ENABLED: 'false',
-      ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-fanout-')),
-      ROOMGATE_LOG_LEVEL: 'silent',
-      ROOMGATE_RTC_WORKERS: '1',
-      ROOMGATE_RTC_MIN_PORT: '46000',
-      ROOMGATE_RTC_MAX_PORT: '47999',
-    },
-  });
-  const gw = await startGateway(config);
+  const bench = await startBenchGateway({ ROOMGATE_RTC_MIN_PORT: '46000', ROOMGATE_RTC_MAX_PORT: '47999' });
+  const { gw } = bench;
   const receiverFile = path.join(os.tmpdir(), `roomgate-receiver-${process.pid}.cjs`);
   fs.writeFileSync(receiverFile, RECEIVER);
   const receiver: ChildProcess = fork(receiverFile, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
@@ -151,8 +137,7 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
   } finally {
     receiver.kill();
     fs.rmSync(receiverFile, { force: true });
-    await gw.close();
-    await redis.stop();
+    await bench.close();
   }
   return rows;
 }

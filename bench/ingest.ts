@@ -9,12 +9,11 @@ import { performance } from 'node:perf_hooks';
 import { IngressState_Status, IngressVideoEncodingPreset, IngressVideoOptions } from '@livekit/protocol';
 import { IngressClient, IngressInput, type IngressInfo } from 'livekit-server-sdk';
 import type { types } from 'mediasoup';
-import { loadConfig } from '../src/config.ts';
-import { startGateway, type Gateway } from '../src/main.ts';
+import { type Gateway } from '../src/main.ts';
 import { launchFfmpeg, runningFfmpegPids, type FfmpegProcess } from '../src/media/ffmpeg.ts';
 import { freePort, waitFor } from '../test/helpers/net.ts';
-import { startRedis } from '../test/helpers/redis.ts';
 import { cpuSeconds } from './fanout.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
 
 export interface IngestFigures {
   latency: { samples: number; p50: number; p95: number; min: number; max: number };
@@ -22,8 +21,6 @@ export interface IngestFigures {
   concurrency: { streams: number; cpuTotal: number; publishersCpu: number; minFpsRatio: number; medianFpsRatio: number }[];
 }
 
-const KEY = 'APIbench';
-const SECRET = 'bench-secret-0123456789-0123456789-xx';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function clip(): Promise<string> {
@@ -51,8 +48,8 @@ async function lumaWatcher(router: types.Router, producer: types.Producer, onFra
   const codec = c.rtpParameters.codecs[0]!;
   const sdpFile = path.join(os.tmpdir(), `roomgate-bench-${process.pid}-${port}.sdp`);
   fs.writeFileSync(sdpFile, ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=watch', 'c=IN IP4 127.0.0.1', 't=0 0',
-    `m=video ${port} RTP/AVP ${codec.payloadType}`, `a=rtpmap:${codec.payloadType} H264/90000`,
-    `a=fmtp:${codec.payloadType} packetization-mode=1`, ''].join('\r\n'));
+    `m=video ${port} RTP/AVP ${codec.payloadType}`, `a=rtpmap:${codec.payloadType} ${codec.mimeType.split('/')[1]}/90000`,
+    ...(codec.mimeType === 'video/H264' ? [`a=fmtp:${codec.payloadType} packetization-mode=1`] : []), ''].join('\r\n'));
   const ff = launchFfmpeg([
     '-protocol_whitelist', 'file,udp,rtp', '-fflags', 'nobuffer', '-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0',
     '-i', sdpFile, '-vf', 'scale=16:16,format=gray', '-f', 'rawvideo', '-flush_packets', '1', `udp://127.0.0.1:${(sock.address()).port}?pkt_size=1316`,
@@ -70,20 +67,27 @@ async function lumaWatcher(router: types.Router, producer: types.Producer, onFra
   };
 }
 
-async function latency(gw: Gateway, client: IngressClient, flashes = 25) {
-  const info = await client.createIngress(IngressInput.RTMP_INPUT, { roomName: 'bench-flash', participantIdentity: 'flash' });
-  const W = 640;
-  const H = 360;
-  const black = Buffer.alloc(W * H, 16);
-  const white = Buffer.alloc(W * H, 235);
-  // The publisher encodes what this process draws, frame by frame: the instant a white frame is
-  // handed to the encoder is "glass" on the sending side.
-  const pub = launchFfmpeg([
-    '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${W}x${H}`, '-r', '30', '-i', 'pipe:0',
-    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-bf', '0', '-g', '30', '-pix_fmt', 'yuv420p',
-    '-f', 'flv', `rtmp://127.0.0.1:${gw.rtmpPort}/live/${info.streamKey}`,
-  ], { stdin: 'media' });
-  let frame = 0;
+const FLASH_W = 640;
+const FLASH_H = 360;
+/** Raw gray frames on stdin at 30 fps: what a flash publisher's encoder reads. */
+export const FLASH_INPUT = ['-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${FLASH_W}x${FLASH_H}`, '-r', '30', '-i', 'pipe:0'];
+
+/**
+ * Glass-to-glass by the flash method: this process draws black frames with a white flash every
+ * 0.9–1.4 s (not locked to the keyframe interval) and hands them to the publisher's encoder via
+ * `write`; a subscriber decodes the room's track and reports when the picture turns bright. The
+ * instant a white frame is handed to the encoder is "glass" on the sending side; the decoded frame
+ * is "glass" on the receiving side (display refresh is not included).
+ */
+export async function flashLatency(
+  gw: Gateway,
+  room: string,
+  identity: string,
+  write: (frame: Buffer) => void,
+  flashes = 25,
+): Promise<{ samples: number; p50: number; p95: number; min: number; max: number }> {
+  const black = Buffer.alloc(FLASH_W * FLASH_H, 16);
+  const white = Buffer.alloc(FLASH_W * FLASH_H, 235);
   let flashLeft = 0;
   let nextFlashAt = 0;
   const flashTimes: number[] = [];
@@ -92,23 +96,21 @@ async function latency(gw: Gateway, client: IngressClient, flashes = 25) {
     if (flashLeft === 0 && nextFlashAt > 0 && now >= nextFlashAt) {
       flashLeft = 3;
       flashTimes.push(now);
-      nextFlashAt = now + 900 + Math.random() * 500; // not locked to the keyframe interval
+      nextFlashAt = now + 900 + Math.random() * 500;
     }
-    pub.write(flashLeft > 0 ? white : black);
+    write(flashLeft > 0 ? white : black);
     if (flashLeft > 0) flashLeft--;
-    frame++;
   }, 1000 / 30);
   try {
-    await waitFor(() => gw.rooms.liveRoom('bench-flash')?.participant('flash').tracks[0], 15_000, 'flash track');
-    const live = gw.rooms.liveRoom('bench-flash')!;
-    const producer = live.participant('flash').tracks[0]!.producer;
+    const track = await waitFor(() => gw.rooms.liveRoom(room)?.participant(identity).tracks.find((t) => t.producer.kind === 'video'), 15_000, 'flash track');
+    const live = gw.rooms.liveRoom(room)!;
     const seen: number[] = [];
     let bright = false;
-    const watcher = await lumaWatcher(live.router, producer, (luma) => {
+    const watcher = await lumaWatcher(live.router, track.producer, (luma) => {
       if (!bright && luma > 128) seen.push(performance.now());
       bright = luma > 128;
     });
-    await sleep(2500); // decoder has a keyframe
+    await sleep(2500); // the decoder has had a keyframe
     nextFlashAt = performance.now();
     await waitFor(() => (flashTimes.length > flashes ? true : undefined), 60_000, 'flashes');
     await sleep(1500);
@@ -123,6 +125,19 @@ async function latency(gw: Gateway, client: IngressClient, flashes = 25) {
     return { samples: samples.length, p50: pct(50), p95: pct(95), min: samples[0] ?? NaN, max: samples[samples.length - 1] ?? NaN };
   } finally {
     clearInterval(timer);
+  }
+}
+
+async function latency(gw: Gateway, client: IngressClient) {
+  const info = await client.createIngress(IngressInput.RTMP_INPUT, { roomName: 'bench-flash', participantIdentity: 'flash' });
+  const pub = launchFfmpeg([
+    ...FLASH_INPUT,
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-bf', '0', '-g', '30', '-pix_fmt', 'yuv420p',
+    '-f', 'flv', `rtmp://127.0.0.1:${gw.rtmpPort}/live/${info.streamKey}`,
+  ], { stdin: 'media' });
+  try {
+    return await flashLatency(gw, 'bench-flash', 'flash', (f) => pub.write(f));
+  } finally {
     await pub.stop();
     await client.deleteIngress(info.ingressId);
   }
@@ -200,21 +215,9 @@ function safeCpu(pid: number): number {
 
 export async function runIngest(steps = (process.env.INGEST_STEPS ?? "10,20,40,60").split(",").map(Number)): Promise<IngestFigures> {
   const file = await clip();
-  const redis = await startRedis();
-  const config = loadConfig({
-    env: {
-      ROOMGATE_PORT: String(await freePort()),
-      ROOMGATE_RTMP_PORT: String(await freePort()),
-      ROOMGATE_REDIS_URL: redis.url,
-      ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-ingest-')),
-      ROOMGATE_LOG_LEVEL: 'silent',
-      ROOMGATE_RTC_WORKERS: '1',
-      ROOMGATE_API_KEY: KEY,
-      ROOMGATE_API_SECRET: SECRET,
-    },
-  });
-  const gw = await startGateway(config);
-  const client = new IngressClient(gw.url, KEY, SECRET);
+  const bench = await startBenchGateway({ ROOMGATE_RTMP_ENABLED: 'true', ROOMGATE_RTMP_PORT: String(await freePort()) });
+  const { gw } = bench;
+  const client = new IngressClient(gw.url, BENCH_KEY, BENCH_SECRET);
   try {
     const lat = await latency(gw, client);
     const cpu = [];
@@ -235,7 +238,6 @@ export async function runIngest(steps = (process.env.INGEST_STEPS ?? "10,20,40,6
     }
     return { latency: lat, cpu, concurrency: conc };
   } finally {
-    await gw.close();
-    await redis.stop();
+    await bench.close();
   }
 }

@@ -12,6 +12,7 @@ import { startGateway } from '../src/main.ts';
 import { runFanout } from './fanout.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
 import { runWhip } from './whip.ts';
+import { runAgents } from './agents.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
@@ -60,6 +61,7 @@ async function main() {
   let ingest: IngestFigures | undefined;
   if (wanted('ingest')) ingest = await runIngest();
   if (wanted('whip')) await runWhip(record);
+  if (wanted('agents')) await runAgents(record);
   print(fanout, ingest);
 }
 

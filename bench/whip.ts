@@ -8,23 +8,14 @@
 // encrypt) → loopback → werift receive (SRTP, jitter-free RTP callback): the network and SFU part
 // of glass-to-glass, without capture, encode, jitter buffer, decode and display.
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { IngressClient, IngressInput } from 'livekit-server-sdk';
-import { loadConfig } from '../src/config.ts';
-import { startGateway } from '../src/main.ts';
-import { freePort, waitFor } from '../test/helpers/net.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { waitFor } from '../test/helpers/net.ts';
 import { whipPublish } from '../test/helpers/whip.ts';
+import { cpuSeconds } from './fanout.ts';
+import { FLASH_INPUT, flashLatency } from './ingest.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
 
-const TICKS = 100;
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const key = (payload: Buffer) => createHash('sha1').update(payload).digest('base64');
@@ -32,22 +23,10 @@ const key = (payload: Buffer) => createHash('sha1').update(payload).digest('base
 type Record = (name: string, value: number, unit: string, note?: string) => void;
 
 export async function runWhip(record: Record, windowS = 10): Promise<void> {
-  const API_KEY = 'APIbench';
-  const API_SECRET = 'bench-secret-0123456789-0123456789-xx';
-  const redis = await startRedis();
-  const gw = await startGateway(
-    loadConfig({
-      env: {
-        ROOMGATE_PORT: String(await freePort()),
-        ROOMGATE_REDIS_URL: redis.url,
-        ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-whip-bench-')),
-        ROOMGATE_LOG_LEVEL: 'silent',
-        ROOMGATE_RTC_WORKERS: '1',
-        ROOMGATE_API_KEY: API_KEY,
-        ROOMGATE_API_SECRET: API_SECRET,
-      },
-    }),
-  );
+  const API_KEY = BENCH_KEY;
+  const API_SECRET = BENCH_SECRET;
+  const bench = await startBenchGateway();
+  const { gw } = bench;
   const workerPid = gw.mediaWorkerPids[0]!;
   try {
     const info = await new IngressClient(gw.url, API_KEY, API_SECRET).createIngress(IngressInput.WHIP_INPUT, {
@@ -104,9 +83,24 @@ export async function runWhip(record: Record, windowS = 10): Promise<void> {
     record('  of which the WHIP ingest and its forwarding (minus idle)', (busy - idle) * 100, '% of a core');
     await pub.stop();
     await sub.leave();
+
+    // Glass-to-glass by the flash method, the same measurement as the RTMP ingest's.
+    const flashIngress = await new IngressClient(gw.url, API_KEY, API_SECRET).createIngress(IngressInput.WHIP_INPUT, {
+      roomName: 'bench-whip-flash',
+      participantIdentity: 'flash',
+    });
+    const flashPub = await whipPublish(flashIngress.url, flashIngress.streamKey, { video: 'H264', audio: false, videoInput: FLASH_INPUT, videoStdin: true });
+    if (flashPub.status !== 201) throw new Error(`WHIP publish failed: ${flashPub.status} ${flashPub.answer}`);
+    try {
+      const g2g = await flashLatency(gw, 'bench-whip-flash', 'flash', (f) => flashPub.videoFeed!.write(f));
+      const note = `${g2g.samples} flashes, 640x360 x264 zerolatency in a werift WHIP client, decoded subscriber`;
+      record('WHIP glass-to-glass (flash), p50', g2g.p50, 'ms', note);
+      record('WHIP glass-to-glass (flash), p95', g2g.p95, 'ms', `min ${g2g.min.toFixed(0)}, max ${g2g.max.toFixed(0)}`);
+    } finally {
+      await flashPub.stop();
+    }
   } finally {
-    await gw.close();
-    await redis.stop();
+    await bench.close();
   }
 }
 

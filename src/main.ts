@@ -27,10 +27,17 @@ import { RoomStore } from './store/RoomStore.ts';
 import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
+<<<<<<< HEAD
 import { EgressQueue } from './egress/EgressQueue.ts';
 import { EgressStore } from './egress/EgressStore.ts';
 import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
 import { spawnEgressWorker } from './egress/workerChild.ts';
+=======
+import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
+import { AgentServer } from './agents/server/AgentServer.ts';
+import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, AGENT_PATH } from './agents/protocol.ts';
+import { agentDispatchService } from './api/twirp/agentDispatch.ts';
+>>>>>>> main
 
 export interface Gateway {
   readonly config: Config;
@@ -39,6 +46,8 @@ export interface Gateway {
   readonly port: number;
   readonly redisUrl: string;
   readonly rooms: RoomManager;
+  /** Agent workers, dispatches and jobs. */
+  readonly agents: AgentDispatcher;
   /** The RTMP listener's port (0 when RTMP is off). */
   readonly rtmpPort: number;
   /** PIDs of the mediasoup-worker processes (metrics, benchmarks). */
@@ -167,8 +176,37 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     rooms.on('trackunpublished', (room, participant, track) => webhooks.notify('track_unpublished', { room, participant, track }));
     await rooms.restore();
 
+    const agentKey = Object.keys(config.keys)[0]!;
+    const agents = new AgentDispatcher({
+      rooms,
+      webhooks,
+      log: moduleLogger('agents'),
+      offerTimeoutMs: config.agents.offer_timeout * 1000,
+      mintJoinToken: ({ room, identity, agentName, jobId }) =>
+        mintToken(agentKey, config.keys[agentKey]!, {
+          identity,
+          name: agentName,
+          kind: 'agent',
+          attributes: { [AGENT_JOB_ATTRIBUTE]: jobId, [AGENT_NAME_ATTRIBUTE]: agentName },
+          video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true, canUpdateOwnMetadata: true, agent: true },
+        }),
+    });
+    undo.push(() => agents.close());
+    rooms.on('roomstarted', (room) => agents.roomStarted(room));
+    rooms.on('roomfinished', (room) => agents.roomFinished(room));
+
     const verifier = new TokenVerifier(config.keys);
-    const signalingServer = new SignalingServer({ verifier, rooms, iceServers, log: moduleLogger('signaling') });
+    // Joins pass the dispatcher: a token's roomConfig.agents dispatches, and an agent whose job ended may not join.
+    const joiner = {
+      join: async (claims: Parameters<RoomManager['join']>[0], sink: Parameters<RoomManager['join']>[1]) => {
+        agents.checkAgentJoin(claims);
+        const joined = await rooms.join(claims, sink);
+        agents.participantJoined(claims, joined.room.info());
+        return joined;
+      },
+      resume: (claims: Parameters<RoomManager['resume']>[0], sink: Parameters<RoomManager['resume']>[1]) => rooms.resume(claims, sink),
+    };
+    const signalingServer = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
     signaling = signalingServer;
     undo.push(() => signalingServer.close());
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
@@ -214,13 +252,15 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       maxSessions: config.whep.max_sessions,
       log: moduleLogger('whep'),
     });
-    // Before the ingress sessions close: WHIP publishers end as INACTIVE with a reason.
     undo.push(() => {
       whip.close();
       whep.close();
     });
+    const agentServer = new AgentServer({ verifier, dispatcher: agents, log: moduleLogger('agents') });
+    undo.push(() => agentServer.close());
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
+    twirp.register(agentDispatchService(agents));
     const urlIngest = new UrlIngest(ingressSessions, moduleLogger('ingress'));
     undo.push(() => urlIngest.close());
     twirp.register(
@@ -249,6 +289,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       twirp,
       upgrade: (req, socket, head, url) => {
         if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
+        if (url.pathname === AGENT_PATH) return agentServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
       routes: [
@@ -292,11 +333,18 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
           setTimeout(() => server.closeAllConnections(), 2000).unref();
         }),
     );
-    // Runs before the server's close: upgraded sockets would otherwise hold it open, and
-    // participants should hear SERVER_SHUTDOWN. Both closes are idempotent.
-    undo.push(() => {
+    // Runs first, before the server's close (upgraded sockets would otherwise hold it open).
+    // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; then the rooms, whose
+    // participants hear SERVER_SHUTDOWN. Every close is idempotent: the steps registered above
+    // run again harmlessly.
+    undo.push(async () => {
+      whip.close();
+      whep.close();
+      await Promise.all([rtmpServer?.close(), urlIngest.close()]);
+      ingressSessions.close();
       rooms.close();
       signalingServer.close();
+      agentServer.close();
     });
     const port = (server.address() as AddressInfo).port;
     const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;
@@ -329,6 +377,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       port,
       redisUrl,
       rooms,
+      agents,
       rtmpPort: rtmpServer?.port ?? 0,
       get mediaWorkerPids() {
         return pool.workerPids;

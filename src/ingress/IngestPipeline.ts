@@ -25,6 +25,8 @@ export interface IngestPlan {
   video?: 'copy' | VideoLayer[];
   /** Opus input is copied, anything else transcoded. Absent: no audio track. */
   audio?: 'copy' | 'opus';
+  /** A string of the input (a URL with credentials) that logs and errors must not show. */
+  secret?: string;
   /** Size of the picture in the room (for TrackInfo), when known. */
   width?: number;
   height?: number;
@@ -45,12 +47,27 @@ class UdpFunnel {
 
   static async open(target: { rtp: number; rtcp: number }): Promise<UdpFunnel> {
     const f = new UdpFunnel();
-    await Promise.all([f.rtp, f.rtcp].map((s) => new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve))));
-    // Each socket forwards what it receives from FFmpeg and sends from its own (single) port.
-    f.rtp.on('message', (m) => f.rtp.send(m, target.rtp, '127.0.0.1'));
-    f.rtcp.on('message', (m) => f.rtcp.send(m, target.rtcp, '127.0.0.1'));
-    f.rtp.on('error', () => undefined);
-    f.rtcp.on('error', () => undefined);
+    try {
+      await Promise.all(
+        [f.rtp, f.rtcp].map(
+          (s) =>
+            new Promise<void>((resolve, reject) => {
+              s.once('error', reject); // e.g. out of file descriptors
+              s.bind(0, '127.0.0.1', () => {
+                s.off('error', reject);
+                s.on('error', () => undefined); // a send to a closed port is not worth a crash
+                resolve();
+              });
+            }),
+        ),
+      );
+    } catch (err) {
+      f.close();
+      throw err;
+    }
+    // FFmpeg's packets are re-sent from this single port; mediasoup's own RTCP back to us is dropped.
+    f.rtp.on('message', (m, from) => from.port !== target.rtp && f.rtp.send(m, target.rtp, '127.0.0.1'));
+    f.rtcp.on('message', (m, from) => from.port !== target.rtcp && f.rtcp.send(m, target.rtcp, '127.0.0.1'));
     return f;
   }
 
@@ -59,8 +76,13 @@ class UdpFunnel {
   }
 
   close(): void {
-    this.rtp.close();
-    this.rtcp.close();
+    for (const s of [this.rtp, this.rtcp]) {
+      try {
+        s.close();
+      } catch {
+        // never bound, or closed already
+      }
+    }
   }
 }
 
@@ -106,6 +128,10 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
 
   async #start(plan: IngestPlan): Promise<void> {
     const session = this.#session;
+    // Every await below may outlive the session (DeleteIngress, replacement, shutdown): check after each.
+    const live = () => {
+      if (session.ended) throw new Error('the ingress session ended while its pipeline was starting');
+    };
     const participant = await session.joinRoom();
     const router = session.router!;
     const outputs: string[] = [];
@@ -113,8 +139,9 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
 
     const transport = async () => {
       const t = await router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
-      participant.adoptSendTransport(t);
       transports.push(t);
+      participant.adoptSendTransport(t);
+      live();
       return { t, rtp: t.tuple.localPort, rtcp: t.rtcpTuple!.localPort };
     };
 
@@ -168,6 +195,7 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
         },
       });
       this.#track(participant.track(trackSid)?.info);
+      live();
     }
 
     if (plan.audio) {
@@ -189,6 +217,7 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
         },
       });
       this.#track(participant.track(trackSid)?.info);
+      live();
     }
 
     // Media is in the room when the first RTP arrives (comedia reports the sender's address).
@@ -201,12 +230,16 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
       });
     }
 
-    if (this.#stopping) return;
-    const ffmpeg = launchFfmpeg([...plan.input, ...outputs], { log: session.log, stdin: plan.stdin ? 'media' : 'control' });
+    live();
+    const ffmpeg = launchFfmpeg([...plan.input, ...outputs], {
+      log: session.log,
+      stdin: plan.stdin ? 'media' : 'control',
+      ...(plan.secret ? { secrets: [plan.secret] } : {}),
+    });
     this.#ffmpeg = ffmpeg;
     void ffmpeg.exited.then((code) => {
       if (this.#stopping) return;
-      const tail = ffmpeg.stderrTail().split('\n').filter(Boolean).slice(-3).join(' | ');
+      const tail = ffmpeg.stderrTail().split('\n').filter(Boolean).slice(-3).join(' | ');  // redacted by the launcher
       this.safeEmit('exit', code, code === 0 ? undefined : `ffmpeg exited with ${code ?? 'a signal'}: ${tail || 'no output'}`);
     });
   }

@@ -96,6 +96,8 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
    * same identity — such as the previous session of this ingress — is replaced.
    */
   async joinRoom(): Promise<Participant> {
+    // An ended session must not create the room or announce a participant that is already gone.
+    if (this.#ended) throw new Error('ingress session ended before joining the room');
     const claims: Claims = {
       iss: 'roomgate-ingress',
       exp: Number.MAX_SAFE_INTEGER,

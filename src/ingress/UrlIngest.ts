@@ -7,7 +7,7 @@ import { probeMedia, type ProbedMedia } from '../media/ffprobe.ts';
 import type { Logger } from '../logger.ts';
 import { IngestPipeline, type IngestPlan } from './IngestPipeline.ts';
 import type { IngressSessions } from './IngressSessions.ts';
-import { videoLayers } from './videoLayers.ts';
+import { sameSizeLayer, videoLayers } from './videoLayers.ts';
 
 const AUDIO_MIME: Record<string, string> = { aac: 'audio/aac', opus: 'audio/opus', mp3: 'audio/mpeg', vorbis: 'audio/vorbis' };
 
@@ -19,13 +19,11 @@ export function planForProbe(media: ProbedMedia, info: IngressInfo, url: string,
   if (v) {
     plan.width = v.width;
     plan.height = v.height;
-    if (info.enableTranscoding) plan.video = videoLayers(info.video);
+    if (info.enableTranscoding) plan.video = videoLayers(info.video, v.height);
     else if (v.codec === 'h264' && !v.bFrames) plan.video = 'copy';
     else {
       log.warn({ codec: v.codec, bFrames: v.bFrames }, 'source video cannot be passed through: re-encoding it to H.264');
-      const fps = Math.min(60, Math.round(v.fps) || 30);
-      const area = (v.width || 1280) * (v.height || 720);
-      plan.video = [{ width: v.width || 1280, height: v.height || 720, fps, bitrate: Math.round(1_900_000 * (area / (1280 * 720)) ** 0.75) }];
+      plan.video = [sameSizeLayer(v.width, v.height, v.fps)];
     }
   }
   if (media.audio) plan.audio = media.audio.codec === 'opus' ? 'copy' : 'opus';
@@ -51,24 +49,31 @@ export class UrlIngest {
 
   async #run(info: IngressInfo): Promise<void> {
     const session = this.#sessions.start(info, 'url');
+    const source = redact(info.url);
+    // Credentials or tokens in the URL stay out of logs and the state's error text.
+    const hide = (text: string) => (source === info.url ? text : text.split(info.url).join(source));
+    const ended = new Promise<void>((resolve) => session.once('end', () => resolve()));
+    const abort = new AbortController();
+    void ended.then(() => abort.abort());
     let media: ProbedMedia;
     try {
-      media = await probeMedia(info.url);
+      media = await probeMedia(info.url, 15_000, abort.signal);
     } catch (err) {
-      session.end(IngressState_Status.ENDPOINT_ERROR, `cannot read ${redact(info.url)}: ${(err as Error).message}`);
+      session.end(IngressState_Status.ENDPOINT_ERROR, hide(`cannot read ${source}: ${(err as Error).message}`));
       return;
     }
     if (session.ended) return;
     if (!media.video && !media.audio) {
-      session.end(IngressState_Status.ENDPOINT_ERROR, `${redact(info.url)} has no audio or video stream`);
+      session.end(IngressState_Status.ENDPOINT_ERROR, `${source} has no audio or video stream`);
       return;
     }
     const plan = planForProbe(media, session.info, info.url, session.log);
+    if (source !== info.url) plan.secret = info.url;
     let pipeline: IngestPipeline;
     try {
       pipeline = await IngestPipeline.start(session, plan);
     } catch (err) {
-      session.end(IngressState_Status.ENDPOINT_ERROR, `could not start the ingest pipeline: ${(err as Error).message}`);
+      session.end(IngressState_Status.ENDPOINT_ERROR, hide(`could not start the ingest pipeline: ${(err as Error).message}`));
       return;
     }
     session.updateInput({
@@ -79,14 +84,11 @@ export class UrlIngest {
         ? { audio: { mimeType: AUDIO_MIME[media.audio.codec] ?? `audio/${media.audio.codec}`, channels: media.audio.channels, sampleRate: media.audio.sampleRate, averageBitrate: media.audio.bitrate } }
         : {}),
     });
-    await new Promise<void>((resolve) => {
-      pipeline.once('exit', (code, error) => {
-        if (code === 0) session.end(IngressState_Status.ENDPOINT_COMPLETE, undefined, 'end of the source');
-        else session.end(IngressState_Status.ENDPOINT_ERROR, error);
-        resolve();
-      });
-      session.once('end', () => resolve()); // DeleteIngress, shutdown, participant removed
+    pipeline.once('exit', (code, error) => {
+      if (code === 0) session.end(IngressState_Status.ENDPOINT_COMPLETE, undefined, 'end of the source');
+      else session.end(IngressState_Status.ENDPOINT_ERROR, error);
     });
+    await ended; // end of the source, failure, DeleteIngress, shutdown or the participant removed
     await pipeline.stop();
   }
 

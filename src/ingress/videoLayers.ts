@@ -26,6 +26,18 @@ const PRESETS: Record<IngressVideoEncodingPreset, { width: number; height: numbe
 
 const even = (n: number) => Math.max(2, Math.round(n / 2) * 2);
 
+/** LiveKit's rule: 1.9 Mb/s at 1280x720, scaled by the picture area to the power 0.75. */
+export function bitrateFor(width: number, height: number): number {
+  return Math.round(1_900_000 * ((width * height) / (1280 * 720)) ** 0.75);
+}
+
+/** The re-encode fallback (B-frames, codecs the room cannot carry): one layer at the source's size. */
+export function sameSizeLayer(width: number | undefined, height: number | undefined, fps: number | undefined): VideoLayer {
+  const w = even(width || 1280);
+  const h = even(height || 720);
+  return { width: w, height: h, fps: Math.min(60, Math.max(1, Math.round(fps || 0) || 30)), bitrate: bitrateFor(w, h) };
+}
+
 function ladder(width: number, height: number, fps: number, bitrate: number, count: number): VideoLayer[] {
   const layers: VideoLayer[] = [];
   for (let i = 0; i < count; i++) {
@@ -42,9 +54,10 @@ function ladder(width: number, height: number, fps: number, bitrate: number, cou
 
 /**
  * The layers to encode, lowest first. Explicit `options.layers` win; otherwise the preset (LiveKit's
- * default H264_720P_30FPS_3_LAYERS when none is given).
+ * default H264_720P_30FPS_3_LAYERS when none is given). Preset layers taller than the source (when
+ * its height is known) are left out rather than upscaled; the source's own size stands in if none is left.
  */
-export function videoLayers(video: IngressVideoOptions | undefined): VideoLayer[] {
+export function videoLayers(video: IngressVideoOptions | undefined, sourceHeight = 0): VideoLayer[] {
   const enc = video?.encodingOptions;
   if (enc?.case === 'options' && enc.value.layers.length > 0) {
     const fps = enc.value.frameRate || 30;
@@ -54,5 +67,10 @@ export function videoLayers(video: IngressVideoOptions | undefined): VideoLayer[
       .map((l) => ({ width: even(l.width), height: even(l.height), fps, bitrate: l.bitrate || 1_500_000 }));
   }
   const preset = PRESETS[enc?.case === 'preset' ? enc.value : P.H264_720P_30FPS_3_LAYERS] ?? PRESETS[P.H264_720P_30FPS_3_LAYERS];
-  return ladder(preset.width, preset.height, preset.fps, preset.kbps * 1000, preset.layers);
+  const layers = ladder(preset.width, preset.height, preset.fps, preset.kbps * 1000, preset.layers);
+  if (sourceHeight <= 0) return layers;
+  const fitting = layers.filter((l) => l.height <= sourceHeight);
+  if (fitting.length > 0) return fitting;
+  const width = even((layers[0]!.width * sourceHeight) / layers[0]!.height);
+  return [{ width, height: even(sourceHeight), fps: preset.fps, bitrate: bitrateFor(width, sourceHeight) }];
 }

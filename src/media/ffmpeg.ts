@@ -39,10 +39,14 @@ export interface LaunchOptions {
   stdin?: 'control' | 'media';
   /** 'ignore' (default) or 'pipe': FFmpeg writes media to `pipe:1` for the caller to read. */
   stdout?: 'ignore' | 'pipe';
+  /** Strings (source URLs with credentials, stream keys) replaced by *** in logs and stderrTail. */
+  secrets?: string[];
 }
 
 export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegProcess {
   const fullArgs = ['-hide_banner', '-loglevel', opts.logLevel ?? 'error', ...args];
+  const secrets = (opts.secrets ?? []).filter((x) => x.length > 0);
+  const redact = (text: string) => secrets.reduce((t, x) => t.split(x).join('***'), text);
   const child: ChildProcess = spawn(opts.bin ?? 'ffmpeg', fullArgs, { stdio: ['pipe', opts.stdout ?? 'ignore', 'pipe'] });
   if (child.pid === undefined) {
     child.once('error', () => undefined); // ENOENT arrives as an event; the throw below says it
@@ -58,7 +62,7 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
       running.delete(pid);
-      if (code !== 0 && code !== null) opts.log?.debug({ pid, code, stderr: tail.trim() }, 'ffmpeg exited');
+      if (code !== 0 && code !== null) opts.log?.debug({ pid, code, stderr: redact(tail.trim()) }, 'ffmpeg exited');
       resolve(code);
     });
     child.once('error', (err) => {
@@ -67,11 +71,11 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
       resolve(null);
     });
   });
-  opts.log?.debug({ pid, args: fullArgs.join(' ') }, 'ffmpeg started');
+  opts.log?.debug({ pid, args: redact(fullArgs.join(' ')) }, 'ffmpeg started');
   return {
     pid,
     exited,
-    stderrTail: () => tail.trim(),
+    stderrTail: () => redact(tail.trim()),
     stdout: child.stdout ?? undefined,
     write(chunk) {
       if (opts.stdin !== 'media' || !child.stdin!.writable) return false;

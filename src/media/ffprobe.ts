@@ -28,11 +28,12 @@ function rate(r: string | undefined): number {
 }
 
 /** Probes `url` (at most timeoutMs); rejects with ffprobe's own error line. */
-export function probeMedia(url: string, timeoutMs = 15_000): Promise<ProbedMedia> {
+export function probeMedia(url: string, timeoutMs = 15_000, signal?: AbortSignal): Promise<ProbedMedia> {
   const args = ['-v', 'error', '-rw_timeout', String(timeoutMs * 1000), '-show_streams', '-show_format', '-of', 'json', url];
   return new Promise((resolve, reject) => {
-    execFile('ffprobe', args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile('ffprobe', args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, ...(signal ? { signal } : {}) }, (err, stdout, stderr) => {
       if (err) {
+        if (signal?.aborted) return reject(new Error('probe cancelled'));
         const line = stderr.split('\n').map((l) => l.trim()).filter(Boolean).pop();
         return reject(new Error(line ?? (err.killed ? `no answer within ${timeoutMs / 1000} s` : err.message)));
       }

@@ -1,9 +1,8 @@
 // WebSocket signaling at /rtc?access_token=<join token>[&reconnect=1]. Translates protocol messages
 // into calls on the participant; every request is validated (zod) and permission-checked in sfu/.
 // A bad frame gets an error response and the connection stays open.
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
+import { WsEndpoint } from '../api/wsServer.ts';
 import type { Claims } from '../auth/grants.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { ApiError } from '../errors.ts';
@@ -100,35 +99,10 @@ const HANDLERS: { [M in Method]: Handler<M> } = {
   leave: (p) => void setImmediate(() => p.close('CLIENT_INITIATED')),
 };
 
-export class SignalingServer {
-  readonly #opts: Required<SignalingOptions>;
-  readonly #wss: WebSocketServer;
-  readonly #connections = new Set<Connection>();
-
+export class SignalingServer extends WsEndpoint<Connection> {
   constructor(opts: SignalingOptions) {
-    this.#opts = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, ...opts };
-    // maxPayload above MAX_REQUEST_BYTES so an oversized request gets an answer instead of a dropped socket.
-    this.#wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024, perMessageDeflate: false });
-  }
-
-  get connectionCount(): number {
-    return this.#connections.size;
-  }
-
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = new Connection(ws, this.#opts, () => this.#connections.delete(conn));
-      this.#connections.add(conn);
-      conn.start(url).catch((err: unknown) => {
-        this.#opts.log.error({ err }, 'signaling connection failed');
-        conn.terminate();
-      });
-    });
-  }
-
-  close(): void {
-    for (const c of this.#connections) c.terminate();
-    this.#wss.close();
+    const full: Required<SignalingOptions> = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, ...opts };
+    super('signaling', (ws, onClose) => new Connection(ws, full, onClose), opts.log);
   }
 }
 

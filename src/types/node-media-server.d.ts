@@ -32,6 +32,8 @@ declare module 'node-media-server/src/session/base_session.js' {
     inBytes: number;
     videoCodec: number;
     audioCodec: number;
+    /** From onMetaData, when the publisher sent one. */
+    videoFramerate?: number;
     socket?: import('node:net').Socket;
     sendBuffer(buffer: Buffer): void;
     close(): void;
@@ -79,12 +81,34 @@ declare module 'node-media-server/src/core/logger.js' {
   export default logger;
 }
 
-declare module 'node-media-server/src/server/rtmp_server.js' {
-  import type { Server } from 'node:net';
-  /** Reads Context.config.rtmp.port in its constructor; run() would exit the process on EADDRINUSE. */
-  export default class NodeRtmpServer {
-    tcpServer?: Server;
-    stop(): void;
+declare module 'node-media-server/src/session/rtmp_session.js' {
+  import type { Socket } from 'node:net';
+  import type BaseSession from 'node-media-server/src/session/base_session.js';
+  /** One RTMP connection: run() attaches the socket listeners, using the `on*` properties as they are then. */
+  export default class RtmpSession implements BaseSession {
+    constructor(socket: Socket);
+    id: string;
+    ip: string;
+    protocol: string;
+    isPublisher: boolean;
+    streamApp: string;
+    streamName: string;
+    streamPath: string;
+    streamQuery: Record<string, unknown>;
+    inBytes: number;
+    videoCodec: number;
+    audioCodec: number;
+    socket: Socket;
+    /** The chunk parser; packetAlloc sizes a message buffer from the peer's declared length. */
+    rtmp: {
+      parserPacket: { header: { length: number } };
+      inPackets: Map<number, { capacity: number }>;
+      packetAlloc(): void;
+    };
+    run(): void;
+    onData: (data: Buffer) => void;
+    sendBuffer(buffer: Buffer): void;
+    close(): void;
   }
 }
 

@@ -21,7 +21,9 @@ export type WebhookEventName =
   | 'egress_updated'
   | 'egress_ended'
   | 'ingress_started'
-  | 'ingress_ended';
+  | 'ingress_ended'
+  | 'agent_job_started'
+  | 'agent_job_ended';
 
 export interface WebhookOptions {
   urls: string[];

@@ -51,7 +51,7 @@ export interface WhepDeps {
   /** May these claims subscribe in this room? (join grant for the room and canSubscribe) */
   canSubscribe(claims: Claims, room: string): boolean;
   rooms: {
-    liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { tracks: PlayableTrack[] } } | undefined;
+    liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { hidden: boolean; tracks: PlayableTrack[] } } | undefined;
   };
   /** A Router (on any worker) for one viewer, with these codecs. */
   createRouter(mediaCodecs: types.RtpCodecCapability[]): Promise<types.Router>;
@@ -60,6 +60,10 @@ export interface WhepDeps {
   maxSessions: number;
   log: Logger;
 }
+
+/** A viewer must complete DTLS within this, and then never go quiet for longer than VIEWER_IDLE_MS. */
+const VIEWER_CONNECT_MS = 30_000;
+const VIEWER_IDLE_MS = 30_000;
 
 class WhepSession implements WebRtcResource {
   readonly id = newSecret(128);
@@ -70,6 +74,7 @@ class WhepSession implements WebRtcResource {
   readonly consumers: types.Consumer[] = [];
   readonly #onClose: () => void;
   #closed = false;
+  readonly #watch: NodeJS.Timeout;
 
   constructor(init: { transport: types.WebRtcTransport; remoteIce: { ufrag: string; pwd: string }; bundled: { mid: string; kind: MediaKind }; onClose: () => void }) {
     this.transport = init.transport;
@@ -77,6 +82,35 @@ class WhepSession implements WebRtcResource {
     this.bundled = init.bundled;
     this.#onClose = init.onClose;
     this.transport.observer.once('close', () => this.terminate());
+    this.#watch = this.#watchLiveness();
+  }
+
+  /**
+   * mediasoup 3.8's ICE-lite has no consent timeout, so a viewer that never connects or vanishes
+   * without a DTLS close would hold its Router and a session slot forever. A live viewer keeps
+   * sending (STUN consent checks, RTCP receiver reports); silence for VIEWER_IDLE_MS ends it.
+   */
+  #watchLiveness(): NodeJS.Timeout {
+    const created = Date.now();
+    let lastBytes = 0;
+    let lastChange = created;
+    const timer = setInterval(() => {
+      this.transport
+        .getStats()
+        .then((stats) => {
+          const bytes = stats.reduce((n, st) => n + (st.bytesReceived ?? 0), 0);
+          const now = Date.now();
+          if (bytes > lastBytes) {
+            lastBytes = bytes;
+            lastChange = now;
+          }
+          if (this.transport.dtlsState !== 'connected' && now - created > VIEWER_CONNECT_MS) this.terminate();
+          else if (now - lastChange > VIEWER_IDLE_MS) this.terminate();
+        })
+        .catch(() => this.terminate());
+    }, 5000);
+    timer.unref();
+    return timer;
   }
 
   async restartIce() {
@@ -88,6 +122,7 @@ class WhepSession implements WebRtcResource {
   terminate(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#watch);
     this.transport.close();
     this.#onClose();
   }
@@ -96,6 +131,7 @@ class WhepSession implements WebRtcResource {
 export class WhepServer {
   readonly #deps: WhepDeps;
   readonly #sessions = new Map<string, WhepSession>();
+  #starting = 0;
 
   constructor(deps: WhepDeps) {
     this.#deps = deps;
@@ -141,13 +177,26 @@ export class WhepServer {
       throw err;
     }
     if (!this.#deps.canSubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
-    if (this.#sessions.size >= this.#deps.maxSessions) {
+    // Offers in flight count too: concurrent POSTs must not get past the limit while they await.
+    if (this.#sessions.size + this.#starting >= this.#deps.maxSessions) {
       throw problem(503, `the gateway serves at most ${this.#deps.maxSessions} WHEP viewers`, { 'Retry-After': '10' });
     }
+    this.#starting++;
+    try {
+      await this.#start(req, res, claims, roomName, identity, trackSid);
+    } finally {
+      this.#starting--;
+    }
+  }
+
+  async #start(req: IncomingMessage, res: ServerResponse, claims: Claims, roomName: string, identity: string, trackSid: string | undefined): Promise<void> {
     const offer = parseOffer(await readTyped(req, 'application/sdp'));
     const room = this.#deps.rooms.liveRoom(roomName);
     if (!room || room.closed) throw problem(404, `room '${roomName}' is not live`);
-    const tracks = room.participant(identity).tracks.filter((t) => !t.producer.closed && (!trackSid || t.info.sid === trackSid));
+    const publisher = room.participant(identity);
+    // Hidden participants are invisible to subscribers in rooms; WHEP viewers are subscribers.
+    if (publisher.hidden) throw problem(404, `participant '${identity}' is not in room '${roomName}'`);
+    const tracks = publisher.tracks.filter((t) => !t.producer.closed && (!trackSid || t.info.sid === trackSid));
     if (trackSid && tracks.length === 0) throw problem(404, `track '${trackSid}' is not published by '${identity}'`);
     const plan = negotiatePlay(offer, room.router.rtpCapabilities);
     const picks = plan.map((m) => ({ m, track: tracks.find((t) => t.producer.kind === m.kind) }));

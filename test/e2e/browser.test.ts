@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TrackSource } from 'livekit-server-sdk';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
 import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
@@ -14,20 +15,6 @@ import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-];
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -42,7 +29,6 @@ interface Stat {
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)`);
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
   // The fake microphone plays a steady tone (Chromium loops the file): its own beep is near silence
@@ -50,7 +36,7 @@ beforeAll(async () => {
   const tone = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-e2e-')), 'tone.wav');
   const ff = launchFfmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '5', '-ac', '1', '-y', tone]);
   expect(await ff.exited).toBe(0);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, `--use-file-for-fake-audio-capture=${tone}`] });
+  browser = await launchChromium([`--use-file-for-fake-audio-capture=${tone}`]);
 });
 
 afterAll(async () => {

@@ -1,10 +1,10 @@
 // Headless Chromium as a real WHIP client (fake camera + microphone, RTCPeerConnection + fetch to
 // /w with the stream key as Bearer), and a second page playing it back over WHEP on /play: frames
 // decode in its <video>.
-import fs from 'node:fs';
 import { IngressState_Status } from '@livekit/protocol';
 import { IngressClient, IngressInput } from 'livekit-server-sdk';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
@@ -12,31 +12,15 @@ import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 let redis: TestRedis;
 let gw: Gateway;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)`);
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
 });
 
 afterAll(async () => {

@@ -26,6 +26,8 @@ export interface WhipPublisher {
   etag: string | null;
   links: string | null;
   answer: string;
+  /** The video encoder, when `videoStdin` was asked for. */
+  videoFeed?: FfmpegProcess;
   /** Ends the session with DELETE and stops FFmpeg. */
   stop(): Promise<Response>;
   close(): Promise<void>;
@@ -45,6 +47,7 @@ async function feed(
   codec: WhipVideoCodec,
   input: string[],
   onSend?: (kind: 'audio' | 'video', packet: Buffer) => void,
+  stdin: 'control' | 'media' = 'control',
 ): Promise<{ ffmpeg: FfmpegProcess; sock: dgram.Socket }> {
   const sock = dgram.createSocket('udp4');
   sock.on('message', (msg) => {
@@ -52,7 +55,7 @@ async function feed(
     track.writeRtp(msg);
   });
   await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
-  const ffmpeg = launchFfmpeg([...input, ...encodeArgs(kind, codec), '-f', 'rtp', `rtp://127.0.0.1:${sock.address().port}?pkt_size=1200`]);
+  const ffmpeg = launchFfmpeg([...input, ...encodeArgs(kind, codec), '-f', 'rtp', `rtp://127.0.0.1:${sock.address().port}?pkt_size=1200`], { stdin });
   void ffmpeg.exited.then(() => sock.close());
   return { ffmpeg, sock };
 }
@@ -67,6 +70,8 @@ export async function whipPublish(
     audioInput?: string[];
     /** Sees every RTP packet from FFmpeg just before werift sends it (benchmarks). */
     onSend?: (kind: 'audio' | 'video', packet: Buffer) => void;
+    /** The video FFmpeg reads its input from stdin (`videoInput` then says `-i pipe:0`): write frames to `videoFeed`. */
+    videoStdin?: boolean;
   } = {},
 ): Promise<WhipPublisher> {
   const videoCodec = opts.video === undefined ? 'VP8' : opts.video;
@@ -140,7 +145,10 @@ export async function whipPublish(
       f.kind === 'video'
         ? (opts.videoInput ?? ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'])
         : (opts.audioInput ?? ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000']);
-    ffmpegs.push((await feed(f.track, f.kind, videoCodec || 'VP8', input, opts.onSend)).ffmpeg);
+    const stdin = f.kind === 'video' && opts.videoStdin ? 'media' : 'control';
+    const { ffmpeg } = await feed(f.track, f.kind, videoCodec || 'VP8', input, opts.onSend, stdin);
+    ffmpegs.push(ffmpeg);
+    if (stdin === 'media') publisher.videoFeed = ffmpeg;
   }
   return publisher;
 }

@@ -1,6 +1,7 @@
 // RTMP ingest end to end: FFmpeg pushes FLV to the gateway's RTMP server with a key from the real
 // IngressClient; the stream becomes an ingress participant whose tracks decode on the subscriber side.
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { IngressState_Status, IngressVideoEncodingPreset, IngressVideoOptions, ParticipantInfo_Kind } from '@livekit/protocol';
@@ -158,8 +159,12 @@ describe('RTMP ingress', () => {
     expect(events.map((e) => e.event)).toEqual(['ingress_started', 'ingress_ended']);
     expect(events[0]!.ingressInfo!.state!.status).toBe(IngressState_Status.ENDPOINT_PUBLISHING);
     expect(events[0]!.ingressInfo!.streamKey).toBe('');
-    const all = await Promise.all(sink.received.map((r) => receiver.receive(r.body, r.auth)));
-    const obsEvents = all.filter((e) => e.participant?.identity === 'obs').map((e) => e.event);
+    // Participant events are ordered per room, ingress events per ingress: wait for both queues.
+    const obsEvents = await waitFor(async () => {
+      const all = await Promise.all(sink.received.map((r) => receiver.receive(r.body, r.auth)));
+      const mine = all.filter((e) => e.participant?.identity === 'obs').map((e) => e.event);
+      return mine.includes('participant_left') ? mine : undefined;
+    }, 10_000, 'participant webhooks');
     expect(obsEvents).toEqual(expect.arrayContaining(['participant_joined', 'track_published', 'participant_left']));
   });
 
@@ -201,7 +206,7 @@ describe('RTMP ingress', () => {
       enableTranscoding: true,
       video: new IngressVideoOptions({ encodingOptions: { case: 'preset', value: IngressVideoEncodingPreset.H264_540P_25FPS_2_LAYERS } }),
     });
-    const pub = push(['-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25', '-f', 'lavfi', '-i', 'sine'], info.streamKey, [
+    const pub = push(['-re', '-f', 'lavfi', '-i', 'testsrc2=size=960x540:rate=25', '-f', 'lavfi', '-i', 'sine'], info.streamKey, [
       '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-pix_fmt', 'yuv420p', '-c:a', 'aac',
     ]);
     await waitStatus(info.ingressId, IngressState_Status.ENDPOINT_PUBLISHING, 20_000);
@@ -254,6 +259,63 @@ describe('RTMP ingress', () => {
     expect(failed.state!.error).toMatch(/Sorenson H\.263 cannot be passed through: send H\.264/);
     expect(await old.exited).not.toBe(0); // the gateway hung up
     expect(gw.rooms.liveRoom('rtmp-refused')?.participantCount ?? 0).toBe(0);
+  });
+
+  it('survives malformed RTMP and oversized messages from anyone, before any key is checked', async () => {
+    /** Completes the RTMP handshake, then sends `chunks`; resolves when the gateway hangs up. */
+    const attack = (chunks: Buffer[]) =>
+      new Promise<string>((resolve) => {
+        const sock = net.connect(gw.rtmpPort, '127.0.0.1');
+        let got = 0;
+        sock.on('data', (d) => {
+          got += d.length;
+          if (got >= 1 + 1536 * 2 && got - d.length < 1 + 1536 * 2) {
+            sock.write(Buffer.alloc(1536)); // C2
+            for (const c of chunks) sock.write(c);
+          }
+        });
+        sock.on('error', () => undefined);
+        sock.on('close', () => resolve('closed'));
+        sock.write(Buffer.concat([Buffer.from([3]), Buffer.alloc(1536)])); // C0 + C1
+        setTimeout(() => {
+          sock.destroy();
+          resolve('still open');
+        }, 5000);
+      });
+    const amfString = (v: string) => Buffer.concat([Buffer.from([0x02, v.length >> 8, v.length & 0xff]), Buffer.from(v)]);
+    const amfNumber = (n: number) => {
+      const b = Buffer.alloc(9);
+      b.writeDoubleBE(n, 1);
+      return b;
+    };
+    const command = (body: Buffer, cid = 3) => {
+      const h = Buffer.alloc(12);
+      h[0] = cid;
+      h.writeUIntBE(body.length, 4, 3);
+      h[7] = 0x14; // AMF0 command
+      return Buffer.concat([h, body]);
+    };
+    // connect without tcUrl: node-media-server's parser throws (new URL(undefined)).
+    const connect = command(Buffer.concat([amfString('connect'), amfNumber(1), Buffer.from([0x03]), Buffer.from([0, 3]), Buffer.from('app'), amfString('live'), Buffer.from([0, 0, 9])]));
+    expect(await attack([connect])).toBe('closed');
+    // 16 MB messages declared on many chunk streams: refused before anything is allocated.
+    const huge = Array.from({ length: 20 }, (_, i) => {
+      const h = Buffer.alloc(12);
+      h[0] = 4 + i;
+      h.writeUIntBE(0xffffff, 4, 3);
+      h[7] = 0x09;
+      return Buffer.concat([h, Buffer.alloc(16)]);
+    });
+    const rssBefore = process.memoryUsage().rss;
+    expect(await attack(huge)).toBe('closed');
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(100 * 1024 * 1024);
+    // Still serving.
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    const info = await create('rtmp-after-attack', 'fine');
+    const pub = pushClip(clips.plain, info.streamKey);
+    await waitStatus(info.ingressId, IngressState_Status.ENDPOINT_PUBLISHING);
+    await pub.stop();
+    await waitStatus(info.ingressId, IngressState_Status.ENDPOINT_INACTIVE);
   });
 
   it('DeleteIngress stops a live stream; no FFmpeg is left behind', async () => {

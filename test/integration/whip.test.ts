@@ -4,7 +4,7 @@
 import { IngressState_Status } from '@livekit/protocol';
 import { IngressClient, IngressInput } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
+import type { RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { freePort, waitFor } from '../helpers/net.ts';

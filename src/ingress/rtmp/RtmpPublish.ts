@@ -9,7 +9,7 @@ import type BaseSession from 'node-media-server/src/session/base_session.js';
 import type { Logger } from '../../logger.ts';
 import { IngestPipeline, type IngestPlan } from '../IngestPipeline.ts';
 import type { IngressSession } from '../IngressSessions.ts';
-import { videoLayers, type VideoLayer } from '../videoLayers.ts';
+import { sameSizeLayer, videoLayers } from '../videoLayers.ts';
 import {
   FLV,
   H264_CODEC_ID,
@@ -29,6 +29,8 @@ const PROBE_MS = 3000;
 /** A publisher that sends no media at all is dropped after this. */
 const NO_MEDIA_MS = 10_000;
 const STATS_MS = 2000;
+/** A publisher whose connection stays open but sends nothing (Wi-Fi gone, no FIN) ends after this. */
+const STALL_MS = 15_000;
 /** FFmpeg more than this behind (bytes queued on its stdin) is stuck: the publish ends. */
 const MAX_PENDING = 16 * 1024 * 1024;
 
@@ -59,10 +61,11 @@ export class RtmpPublish {
   #plan: IngestPlan | undefined;
   /** Where live packets go once the pipeline runs; `keyed` once the first keyframe went. */
   #feed: { pipeline: IngestPipeline; plan: IngestPlan; keyed: boolean } | undefined;
-  #started = false;
   #timers: NodeJS.Timeout[] = [];
   #stats: NodeJS.Timeout | undefined;
-  #done = false;
+  #lastPacketAt = Date.now();
+  #measuredFps = 0;
+  #teardownDone: Promise<void> | undefined;
 
   constructor(opts: { nms: BaseSession; broadcast: BroadcastServer; session: IngressSession; log: Logger }) {
     this.#nms = opts.nms;
@@ -73,6 +76,10 @@ export class RtmpPublish {
     this.#log = opts.log.child({ rtmp: opts.nms.id, ip: opts.nms.ip });
     // Whatever ends the session (DeleteIngress, replacement, removal from the room) ends the publish.
     this.#session.once('end', () => void this.#teardown());
+  }
+
+  get #ended(): boolean {
+    return this.#teardownDone !== undefined;
   }
 
   get session(): IngressSession {
@@ -93,9 +100,10 @@ export class RtmpPublish {
     const original = broadcast.broadcastMessage;
     this.#originalBroadcast = original;
     broadcast.broadcastMessage = (p: AVPacket) => {
-      if (p.flags === PKT.METADATA || p.flags === PKT.AUDIO_HEADER || p.flags === PKT.VIDEO_HEADER) original(p);
-      if (broadcast.publisher !== this.#nms) return;
       try {
+        // The library's AMF decoder throws on a malformed onMetaData: inside the try as well.
+        if (p.flags === PKT.METADATA || p.flags === PKT.AUDIO_HEADER || p.flags === PKT.VIDEO_HEADER) original(p);
+        if (broadcast.publisher !== this.#nms) return;
         this.#observe(p);
         this.#forward(p);
       } catch (err) {
@@ -110,7 +118,13 @@ export class RtmpPublish {
     );
   }
 
+  /** Frames per second: onMetaData's figure until packets have been measured. */
+  get #framerate(): number {
+    return this.#measuredFps || this.#nms.videoFramerate || 0;
+  }
+
   #observe(p: AVPacket): void {
+    this.#lastPacketAt = Date.now();
     const probe = this.#probe;
     this.#meter.add(p);
     if (p.flags === PKT.METADATA) {
@@ -139,7 +153,7 @@ export class RtmpPublish {
 
   /** Decides the plan once the announced tracks are there (or at the probe deadline). */
   #decide(deadline: boolean): void {
-    if (this.#plan || this.#done) return;
+    if (this.#plan || this.#ended) return;
     const probe = this.#probe;
     const videoReady = probe.videoCodec !== undefined && (probe.videoCodec !== H264_CODEC_ID || probe.keyframe);
     const audioReady = probe.audioCodecId !== undefined;
@@ -175,27 +189,19 @@ export class RtmpPublish {
     if (video) {
       const codec = probe.videoCodec!;
       if (transcode) {
-        plan.video = videoLayers(info.video);
+        plan.video = videoLayers(info.video, probe.avc?.height);
       } else if (codec !== H264_CODEC_ID) {
         this.#fail(`video codec ${videoCodecName(codec)} cannot be passed through: send H.264 (or create the ingress with enableTranscoding)`);
         return undefined;
       } else if (probe.bframes) {
         this.#log.warn('the stream has B-frames, which WebRTC cannot play: re-encoding the video without them (turn B-frames off in the encoder to avoid this)');
-        plan.video = [this.#sameSizeLayer()];
+        plan.video = [sameSizeLayer(probe.avc?.width, probe.avc?.height, this.#framerate)];
       } else {
         plan.video = 'copy';
       }
     }
     if (audio) plan.audio = 'opus';
     return plan;
-  }
-
-  /** One layer at the source's size and frame rate, bitrate by LiveKit's area rule. */
-  #sameSizeLayer(): VideoLayer {
-    const width = this.#probe.avc?.width ?? 1280;
-    const height = this.#probe.avc?.height ?? 720;
-    const fps = Math.min(60, Math.max(1, Math.round(this.#meter.take().framerate) || 30));
-    return { width, height, fps, bitrate: Math.round(1_900_000 * ((width * height) / (1280 * 720)) ** 0.75) };
   }
 
   async #startPipeline(): Promise<void> {
@@ -207,7 +213,7 @@ export class RtmpPublish {
       this.#fail(`could not start the ingest pipeline: ${(err as Error).message}`);
       return;
     }
-    if (this.#done) {
+    if (this.#ended) {
       await pipeline.stop();
       return;
     }
@@ -238,13 +244,17 @@ export class RtmpPublish {
     const feed = this.#feed;
     if (!feed) return;
     if (p.codec_type === FLV.VIDEO) {
-      if (!feed.plan.video || (p.flags !== PKT.KEYFRAME && p.flags !== PKT.INTER)) return;
+      if (!feed.plan.video) return;
+      // A new sequence header (the encoder changed its settings or the picture size) goes through:
+      // FFmpeg carries it as new extradata and repeats the new SPS/PPS on keyframes.
+      if (p.flags === PKT.VIDEO_HEADER && feed.keyed) return void feed.pipeline.write(Flv.createMessage(p));
+      if (p.flags !== PKT.KEYFRAME && p.flags !== PKT.INTER) return;
       if (!feed.keyed) {
         if (p.flags !== PKT.KEYFRAME) return;
         feed.keyed = true;
       }
     } else if (p.codec_type === FLV.AUDIO) {
-      if (!feed.plan.audio || p.flags !== PKT.AUDIO) return;
+      if (!feed.plan.audio || (p.flags !== PKT.AUDIO && p.flags !== PKT.AUDIO_HEADER)) return;
     } else {
       return;
     }
@@ -256,7 +266,12 @@ export class RtmpPublish {
   }
 
   #report(): void {
+    if (Date.now() - this.#lastPacketAt > STALL_MS) {
+      this.#session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `no media for ${STALL_MS / 1000} s`);
+      return;
+    }
     const rates = this.#meter.take();
+    if (rates.framerate > 0) this.#measuredFps = rates.framerate;
     const probe = this.#probe;
     const plan = this.#plan;
     this.#session.updateInput({
@@ -286,7 +301,7 @@ export class RtmpPublish {
   }
 
   #fail(error: string): void {
-    if (this.#done) return;
+    if (this.#ended) return;
     this.#session.end(IngressState_Status.ENDPOINT_ERROR, error);
   }
 
@@ -295,22 +310,26 @@ export class RtmpPublish {
     this.#session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'publisher disconnected');
   }
 
-  /** Replaced by a newer connection or server shutdown: drop the socket now. */
-  async evict(): Promise<void> {
+  /** Replaced by a newer connection or server shutdown: drop the socket now; resolves when FFmpeg is gone. */
+  evict(): Promise<void> {
     this.#nms.socket?.destroy();
-    await this.#teardown();
+    return this.#teardown();
   }
 
 
-  async #teardown(): Promise<void> {
-    if (this.#done) return;
-    this.#done = true;
+  /** Once, whoever asks first; later callers wait for the same end (FFmpeg stopped). */
+  #teardown(): Promise<void> {
+    this.#teardownDone ??= this.#doTeardown();
+    return this.#teardownDone;
+  }
+
+  async #doTeardown(): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     clearInterval(this.#stats);
     this.#feed = undefined;
     if (this.#originalBroadcast && this.#broadcast.publisher === this.#nms) this.#broadcast.broadcastMessage = this.#originalBroadcast;
-    // Ended from our side (error, DeleteIngress, removed from the room): hang up on the publisher.
-    if (!this.#nms.socket?.destroyed) this.#nms.socket?.end();
+    // Ended from our side (error, DeleteIngress, removed from the room, stalled): hang up on the publisher.
+    this.#nms.socket?.destroy();
     this.#session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'publish ended');
     await this.#pipeline?.stop();
   }

@@ -2,15 +2,20 @@
 // the life of each RTMP publish: key check, probe, pipeline into the room, end.
 //
 // node-media-server keeps its state in a process-global Context, so there is one RTMP server per
-// process. Its quirks are handled here: prePublish cannot refuse (we close the session, and its
-// later postPublish/donePublish are ignored), donePublish waits 30 s unless the grace window is
-// zeroed, a second publisher on a live path is refused unless the first is evicted, and a failed
-// listen calls process.exit (we listen ourselves).
-import type { IngressInfo } from '@livekit/protocol';
+// process. We run its RTMP session and parser on our own listener (its server calls process.exit
+// when the port is taken) and handle its quirks: prePublish cannot refuse (we destroy the session,
+// and its later postPublish/donePublish are ignored), donePublish waits 30 s unless the grace
+// window is zeroed, and a second publisher on a live path is refused unless the first is evicted.
+//
+// Before a key is checked anyone can talk to this port, so the parser is fenced in: an exception in
+// it ends that connection (not the process), declared message sizes are capped, and a connection
+// must publish within HANDSHAKE_MS.
+import net from 'node:net';
+import { IngressInput, type IngressInfo } from '@livekit/protocol';
 import Context from 'node-media-server/src/core/context.js';
 import nmsLogger from 'node-media-server/src/core/logger.js';
-import NodeRtmpServer from 'node-media-server/src/server/rtmp_server.js';
 import type BaseSession from 'node-media-server/src/session/base_session.js';
+import RtmpSession from 'node-media-server/src/session/rtmp_session.js';
 import type { Logger } from '../../logger.ts';
 import type { IngressStore } from '../../store/IngressStore.ts';
 import type { IngressSessions } from '../IngressSessions.ts';
@@ -28,9 +33,21 @@ export interface RtmpServerOptions {
 
 let running: RtmpIngestServer | undefined;
 
+/** Largest RTMP message accepted (a 4K keyframe is a few MB). */
+const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+/** Message buffers one connection may hold across its chunk streams. */
+const MAX_BUFFERED_BYTES = 24 * 1024 * 1024;
+/** Time to complete the handshake and start publishing. */
+const HANDSHAKE_MS = 10_000;
+/** Connections that have not published yet, all peers together. */
+const MAX_PENDING = 64;
+
 export class RtmpIngestServer {
   readonly #opts: RtmpServerOptions;
-  readonly #nms: NodeRtmpServer;
+  readonly #tcp: net.Server;
+  readonly #sockets = new Set<net.Socket>();
+  /** Connections that have not been accepted as publishers yet, with their handshake timers. */
+  readonly #pending = new Map<string, NodeJS.Timeout>();
   /** Live publishes by node-media-server session id. */
   readonly #publishes = new Map<string, RtmpPublish>();
   /** Sessions refused in prePublish: their postPublish/donePublish are the library's echo. */
@@ -38,9 +55,9 @@ export class RtmpIngestServer {
   readonly #listeners: [string, (s: BaseSession) => void][] = [];
   #port = 0;
 
-  private constructor(opts: RtmpServerOptions, nms: NodeRtmpServer) {
+  private constructor(opts: RtmpServerOptions) {
     this.#opts = opts;
-    this.#nms = nms;
+    this.#tcp = net.createServer((socket) => this.#connection(socket));
   }
 
   get port(): number {
@@ -61,9 +78,8 @@ export class RtmpIngestServer {
       else log.trace({ nms: level }, message);
     };
     Context.config = { bind: opts.bind, rtmp: { port: opts.port } };
-    const nms = new NodeRtmpServer();
-    const server = new RtmpIngestServer(opts, nms);
-    const tcp = nms.tcpServer!;
+    const server = new RtmpIngestServer(opts);
+    const tcp = server.#tcp;
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
       tcp.listen(opts.port, opts.bind, () => {
@@ -82,12 +98,54 @@ export class RtmpIngestServer {
     server.#on('donePublish', (s) => server.#donePublish(s));
     // Ingress streams are not for playing back over RTMP: the room is where they are watched.
     server.#on('prePlay', (s) => {
-      log.info({ path: s.streamPath, ip: s.ip }, 'RTMP play refused');
-      s.close();
+      log.info({ app: s.streamApp, ip: s.ip }, 'RTMP play refused'); // the path may hold a real key
+      s.socket?.destroy();
     });
     running = server;
     log.info({ port: server.#port, bind: opts.bind }, 'RTMP ingest listening');
     return server;
+  }
+
+  #connection(socket: net.Socket): void {
+    if (this.#pending.size >= MAX_PENDING) {
+      socket.destroy();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.setKeepAlive(true, 5000);
+    socket.setNoDelay(true);
+    const session = new RtmpSession(socket);
+    const parse = session.onData;
+    session.onData = (data: Buffer) => {
+      try {
+        parse(data);
+      } catch (err) {
+        // node-media-server's parser throws on malformed input (no tcUrl, no stream name, bad AMF).
+        this.#opts.log.info({ ip: session.ip, err: (err as Error).message }, 'malformed RTMP: connection closed');
+        socket.destroy();
+      }
+    };
+    const rtmp = session.rtmp;
+    const alloc = rtmp.packetAlloc.bind(rtmp);
+    rtmp.packetAlloc = () => {
+      const wanted = rtmp.parserPacket.header.length;
+      let held = wanted;
+      for (const p of rtmp.inPackets.values()) held += p.capacity ?? 0;
+      if (wanted > MAX_MESSAGE_BYTES || held > MAX_BUFFERED_BYTES) throw new Error(`RTMP message of ${wanted} bytes refused`);
+      alloc();
+    };
+    const timer = setTimeout(() => {
+      this.#opts.log.info({ ip: session.ip }, 'RTMP connection did not publish in time: closed');
+      socket.destroy();
+    }, HANDSHAKE_MS);
+    this.#pending.set(session.id, timer);
+    socket.once('close', () => {
+      clearTimeout(this.#pending.get(session.id));
+      this.#pending.delete(session.id);
+      this.#sockets.delete(socket);
+    });
+    session.run();
+    Context.sessions.set(session.id, session);
   }
 
   #on(event: string, fn: (s: BaseSession) => void): void {
@@ -108,17 +166,26 @@ export class RtmpIngestServer {
     this.#refused.add(s.id);
     const broadcast = Context.broadcasts.get(s.streamPath);
     if (broadcast && !broadcast.publisher) broadcast.publishGraceMs = 0;
-    s.close();
+    // Destroyed, not ended: a refused client must not linger in the path's publisher slot.
+    s.socket?.destroy();
     // Whatever the library does next, forget the id once the socket is gone.
     s.socket?.once('close', () => setTimeout(() => this.#refused.delete(s.id), 1000));
   }
 
   #prePublish(s: BaseSession): void {
+    // A second publish on one connection would move the library's session to another path and
+    // orphan the first one's bookkeeping: the connection is dropped with both.
+    const existing = this.#publishes.get(s.id);
+    if (existing) {
+      this.#publishes.delete(s.id);
+      void existing.evict();
+      return this.#refuse(s, 'a connection may publish one stream');
+    }
     // The app name is not trusted; the key (last path element) decides.
     const info: IngressInfo | undefined = this.#opts.store.byStreamKey(s.streamName);
     if (!info) return this.#refuse(s, 'unknown stream key');
     if (!info.enabled) return this.#refuse(s, 'ingress is disabled', { ingress: info.ingressId });
-    if (info.inputType !== 0) return this.#refuse(s, 'not an RTMP ingress', { ingress: info.ingressId });
+    if (info.inputType !== IngressInput.RTMP_INPUT) return this.#refuse(s, 'not an RTMP ingress', { ingress: info.ingressId });
     const max = this.#opts.maxPublishers ?? 0;
     const replacing = [...this.#publishes.values()].find((p) => p.ingressId === info.ingressId);
     if (max > 0 && this.#publishes.size >= max && !replacing) return this.#refuse(s, 'too many publishers', { ingress: info.ingressId });
@@ -126,12 +193,19 @@ export class RtmpIngestServer {
     const broadcast = Context.broadcasts.get(s.streamPath)!;
     // No resume window: a dropped publisher ends now, and OBS's reconnect starts a fresh session.
     broadcast.publishGraceMs = 0;
+    clearTimeout(this.#pending.get(s.id));
+    this.#pending.delete(s.id);
     if (replacing) {
       // OBS reconnecting while the old TCP connection is still half-open: the new one wins at once.
       this.#opts.log.info({ ingress: info.ingressId }, 'RTMP publisher replaced by a new connection');
       this.#publishes.delete(replacing.id);
       replacing.evict();
       if (broadcast.publisher && broadcast.publisher.id === replacing.id) broadcast.publisher = null;
+    }
+    // Whatever else still holds the path's publisher slot (a refused client, on its way out) goes.
+    if (broadcast.publisher && broadcast.publisher !== s) {
+      broadcast.publisher.socket?.destroy();
+      broadcast.publisher = null;
     }
     const session = this.#opts.sessions.start(info, 'rtmp');
     this.#publishes.set(s.id, new RtmpPublish({ nms: s, broadcast, session, log: session.log }));
@@ -141,14 +215,17 @@ export class RtmpIngestServer {
     if (this.#refused.has(s.id)) return;
     const publish = this.#publishes.get(s.id);
     if (!publish) return;
-    // The library refuses a second publisher on a live path after this event; ours never gets there.
+    // The library would refuse a second publisher on a live path after this event; prePublish has
+    // already emptied the path's publisher slot for ours.
     publish.begin();
   }
 
   #donePublish(s: BaseSession): void {
-    if (this.#refused.delete(s.id)) return;
     const publish = this.#publishes.get(s.id);
-    if (!publish) return;
+    if (!publish) {
+      this.#refused.delete(s.id);
+      return;
+    }
     this.#publishes.delete(s.id);
     publish.disconnected();
   }
@@ -164,9 +241,10 @@ export class RtmpIngestServer {
     const publishes = [...this.#publishes.values()];
     this.#publishes.clear();
     await Promise.all(publishes.map((p) => p.evict()));
-    const tcp = this.#nms.tcpServer!;
-    const closed = new Promise<void>((resolve) => tcp.once('close', () => resolve()));
-    this.#nms.stop(); // closes the listener and destroys the remaining sockets
+    const closed = new Promise<void>((resolve) => this.#tcp.close(() => resolve()));
+    for (const socket of this.#sockets) socket.destroy();
+    for (const timer of this.#pending.values()) clearTimeout(timer);
+    this.#pending.clear();
     await closed;
     if (running === this) running = undefined;
     this.#opts.log.info('RTMP ingest stopped');

@@ -124,6 +124,7 @@ export class WhipServer {
   readonly #deps: WhipDeps;
   readonly #log: Logger;
   readonly #sessions = new Map<string, WhipSession>();
+  #reading = 0;
   #closed = false;
 
   constructor(deps: WhipDeps) {
@@ -183,10 +184,18 @@ export class WhipServer {
     const info = this.#authorise(bearerToken(req) ?? pathKey);
     const key = info.streamKey;
     const replacing = this.#deps.sessions.live(info.ingressId) !== undefined;
-    if (!replacing && this.#sessions.size >= this.#deps.maxSessions) {
+    // Offers being read count too: concurrent POSTs must not get past the limit while they await.
+    if (!replacing && this.#sessions.size + this.#reading >= this.#deps.maxSessions) {
       throw problem(503, `the gateway takes at most ${this.#deps.maxSessions} WHIP publishers`, { 'Retry-After': '10' });
     }
-    const offer = parseOffer(await readTyped(req, 'application/sdp'));
+    this.#reading++;
+    let sdp: string;
+    try {
+      sdp = await readTyped(req, 'application/sdp');
+    } finally {
+      this.#reading--;
+    }
+    const offer = parseOffer(sdp);
     const plan = negotiatePublish(offer, ROUTER_MEDIA_CODECS);
 
     const ingress = this.#deps.sessions.start(info, 'whip');

@@ -1,0 +1,423 @@
+// Which agent runs where: registered workers, dispatches (automatic, explicit, from a token's
+// roomConfig) and their jobs. A job is offered to the least loaded worker of its agent name; a
+// worker that rejects, stays silent or dies hands the job on. State lives in this process: workers
+// are connected here and a room lives on one node, so its dispatches are kept by that node.
+import {
+  AgentDispatch,
+  AgentDispatchState,
+  Job,
+  JobState,
+  JobStatus,
+  JobType,
+  RoomConfiguration,
+  type Room,
+} from '@livekit/protocol';
+import type { Claims } from '../../auth/grants.ts';
+import { TypedEmitter } from '../../emitter.ts';
+import { ApiError, notFound } from '../../errors.ts';
+import { newId } from '../../ids.ts';
+import type { Logger } from '../../logger.ts';
+import type { WebhookEventName, WebhookPayload } from '../../webhooks/WebhookNotifier.ts';
+import { AGENT_JOB_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
+
+/** A connected worker, as the WebSocket server hands it over. */
+export interface WorkerHandle {
+  readonly id: string;
+  readonly agentName: string;
+  readonly capacity: number;
+  readonly automatic: boolean;
+  send(msg: GatewayMessage): void;
+}
+
+/** What the dispatcher needs of the rooms. */
+export interface DispatchRooms {
+  liveRoom(name: string): { info(): Room } | undefined;
+  /** Throws not_found when the room does not exist. */
+  getRoom(name: string): Promise<Room>;
+}
+
+export interface DispatcherOptions {
+  rooms: DispatchRooms;
+  /** Mints the join token of an agent participant. */
+  mintJoinToken(grant: { room: string; identity: string; agentName: string; jobId: string }): Promise<string>;
+  webhooks: { notify(event: WebhookEventName, payload: WebhookPayload): void };
+  log: Logger;
+  /** How long a worker may take to accept or reject an offer before the job goes elsewhere. */
+  offerTimeoutMs?: number;
+}
+
+export type DispatcherEvents = {
+  jobStatus: [job: Job];
+  workerRegistered: [workerId: string, agentName: string];
+  workerGone: [workerId: string];
+};
+
+interface WorkerEntry {
+  handle: WorkerHandle;
+  /** Last reported load, raised locally for each offer until the next report. */
+  load: number;
+  jobs: Set<string>;
+  offers: Set<string>;
+}
+
+interface JobEntry {
+  job: Job;
+  dispatch: DispatchEntry;
+  identity: string;
+  attempt: number;
+  /** Worker holding the offer or running the job. */
+  workerId: string | undefined;
+  offered: boolean;
+  offerTimer: NodeJS.Timeout | undefined;
+  /** Workers that rejected or let the current attempt's offer time out. */
+  tried: Set<string>;
+  ended: boolean;
+}
+
+interface DispatchEntry {
+  info: AgentDispatch;
+  jobs: JobEntry[];
+}
+
+const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+
+export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
+  readonly #opts: Required<DispatcherOptions>;
+  readonly #workers = new Map<string, WorkerEntry>();
+  readonly #dispatches = new Map<string, DispatchEntry>();
+  readonly #byRoom = new Map<string, Set<string>>();
+  readonly #jobs = new Map<string, JobEntry>();
+  #closed = false;
+
+  constructor(opts: DispatcherOptions) {
+    super();
+    this.#opts = { offerTimeoutMs: 10_000, ...opts };
+    this.onListenerError((event, err) => this.#opts.log.error({ event, err }, 'dispatcher listener threw'));
+  }
+
+  get workerCount(): number {
+    return this.#workers.size;
+  }
+
+  /** Registered workers, for health and tests. */
+  workers(): { id: string; agentName: string; capacity: number; load: number; jobs: string[] }[] {
+    return [...this.#workers.values()].map((w) => ({
+      id: w.handle.id,
+      agentName: w.handle.agentName,
+      capacity: w.handle.capacity,
+      load: w.load,
+      jobs: [...w.jobs],
+    }));
+  }
+
+  job(jobId: string): Job | undefined {
+    return this.#jobs.get(jobId)?.job.clone();
+  }
+
+  // ---- workers ------------------------------------------------------------------------------
+
+  addWorker(handle: WorkerHandle): void {
+    this.#workers.set(handle.id, { handle, load: 0, jobs: new Set(), offers: new Set() });
+    this.#opts.log.info({ worker: handle.id, agent: handle.agentName, capacity: handle.capacity, automatic: handle.automatic }, 'agent worker registered');
+    this.safeEmit('workerRegistered', handle.id, handle.agentName);
+    // Jobs that waited for a worker of this name (none was there, or all had declined).
+    for (const entry of this.#jobs.values()) {
+      if (entry.ended || entry.workerId || entry.job.agentName !== handle.agentName) continue;
+      entry.tried.clear();
+      void this.#offer(entry);
+    }
+  }
+
+  setLoad(workerId: string, load: number): void {
+    const w = this.#workers.get(workerId);
+    if (w) w.load = load;
+  }
+
+  /** The worker's connection closed: its jobs are offered again, to the others. */
+  removeWorker(workerId: string): void {
+    const w = this.#workers.get(workerId);
+    if (!w) return;
+    this.#workers.delete(workerId);
+    this.safeEmit('workerGone', workerId);
+    const orphans = [...w.jobs, ...w.offers].map((id) => this.#jobs.get(id)).filter((e): e is JobEntry => !!e && !e.ended);
+    this.#opts.log.info({ worker: workerId, jobs: orphans.length }, 'agent worker gone; re-offering its jobs');
+    for (const entry of orphans) {
+      clearTimeout(entry.offerTimer);
+      entry.workerId = undefined;
+      entry.offered = false;
+      entry.attempt++;
+      entry.tried.clear();
+      this.#setState(entry, JobStatus.JS_PENDING, { workerId: '', error: `worker ${workerId} disconnected` });
+      void this.#offer(entry);
+    }
+  }
+
+  accept(workerId: string, jobId: string): void {
+    const entry = this.#jobs.get(jobId);
+    const w = this.#workers.get(workerId);
+    if (!entry || !w || entry.workerId !== workerId || !entry.offered) {
+      throw notFound(`job '${jobId}' is not offered to this worker`);
+    }
+    clearTimeout(entry.offerTimer);
+    entry.offered = false;
+    w.offers.delete(jobId);
+    w.jobs.add(jobId);
+    this.#setState(entry, JobStatus.JS_PENDING, { workerId, participantIdentity: entry.identity });
+  }
+
+  reject(workerId: string, jobId: string, reason: string | undefined): void {
+    const entry = this.#jobs.get(jobId);
+    const w = this.#workers.get(workerId);
+    if (!entry || !w || entry.workerId !== workerId || !entry.offered) throw notFound(`job '${jobId}' is not offered to this worker`);
+    this.#opts.log.info({ job: jobId, worker: workerId, reason }, 'agent job offer rejected');
+    this.#withdraw(entry, w);
+    void this.#offer(entry);
+  }
+
+  /** running, done or failed, reported by the worker that accepted the job. */
+  update(workerId: string, jobId: string, status: 'running' | 'done' | 'failed', error?: string): void {
+    const entry = this.#jobs.get(jobId);
+    if (!entry || entry.workerId !== workerId || entry.offered) {
+      // A job the gateway already ended (room closed, dispatch deleted) may still report; that is fine.
+      if (entry?.ended) return;
+      throw notFound(`job '${jobId}' is not running on this worker`);
+    }
+    if (entry.ended) return;
+    if (status === 'running') {
+      if (entry.job.state?.status === JobStatus.JS_RUNNING) return;
+      this.#setState(entry, JobStatus.JS_RUNNING, { startedAt: nowNs() });
+      this.#notify('agent_job_started', entry);
+      return;
+    }
+    this.#end(entry, status === 'done' ? JobStatus.JS_SUCCESS : JobStatus.JS_FAILED, error ?? '', false);
+  }
+
+  // ---- rooms --------------------------------------------------------------------------------
+
+  /** A new room: one job per agent name that has an automatic worker. */
+  roomStarted(room: Room): void {
+    const names = new Set([...this.#workers.values()].filter((w) => w.handle.automatic).map((w) => w.handle.agentName));
+    for (const agentName of names) void this.#create(room, { agentName, metadata: '' });
+  }
+
+  /** A participant joined; a token's roomConfig.agents asks for those agents in its room (once per name). */
+  participantJoined(claims: Claims, room: Room): void {
+    const raw = claims.roomConfig;
+    if (!raw) return;
+    let config: RoomConfiguration;
+    try {
+      config = RoomConfiguration.fromJson(raw as never, { ignoreUnknownFields: true });
+    } catch (err) {
+      this.#opts.log.warn({ room: room.name, err: (err as Error).message }, 'ignoring unreadable roomConfig in join token');
+      return;
+    }
+    const present = new Set(this.#roomDispatches(room.name).map((d) => d.info.agentName));
+    for (const a of config.agents) {
+      if (!a.agentName || present.has(a.agentName)) continue;
+      present.add(a.agentName);
+      void this.#create(room, { agentName: a.agentName, metadata: a.metadata, attributes: a.attributes });
+    }
+  }
+
+  roomFinished(room: Room): void {
+    for (const d of this.#roomDispatches(room.name)) this.#deleteEntry(d, 'room closed');
+    this.#byRoom.delete(room.name);
+  }
+
+  /**
+   * An agent participant may join only while its job is live: a worker that got the job just before
+   * the room was deleted must not bring the room back by joining it.
+   */
+  checkAgentJoin(claims: Claims): void {
+    const jobId = claims.attributes?.[AGENT_JOB_ATTRIBUTE];
+    if (claims.kind !== 'agent' || !jobId) return;
+    const entry = this.#jobs.get(jobId);
+    if (!entry || entry.ended || entry.dispatch.info.room !== claims.video?.room) {
+      throw new ApiError('not_found', `agent job '${jobId}' has ended (its room was closed or its dispatch deleted)`);
+    }
+  }
+
+  // ---- the AgentDispatchService API ---------------------------------------------------------
+
+  async createDispatch(req: { room: string; agentName: string; metadata: string; attributes?: Record<string, string> }): Promise<AgentDispatch> {
+    const live = this.#opts.rooms.liveRoom(req.room);
+    if (!live) {
+      await this.#opts.rooms.getRoom(req.room); // not_found for a room that does not exist
+      throw new ApiError('unavailable', `room '${req.room}' has no live media on this node`);
+    }
+    const entry = await this.#create(live.info(), req);
+    return this.#snapshot(entry);
+  }
+
+  listDispatches(room: string, dispatchId?: string): AgentDispatch[] {
+    return this.#roomDispatches(room)
+      .filter((d) => !dispatchId || d.info.id === dispatchId)
+      .map((d) => this.#snapshot(d));
+  }
+
+  deleteDispatch(room: string, dispatchId: string): AgentDispatch {
+    const entry = this.#dispatches.get(dispatchId);
+    if (!entry || entry.info.room !== room) throw notFound(`dispatch '${dispatchId}' does not exist in room '${room}'`);
+    this.#deleteEntry(entry, 'dispatch deleted');
+    const out = this.#snapshot(entry);
+    out.state!.deletedAt = nowNs();
+    return out;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const entry of this.#jobs.values()) clearTimeout(entry.offerTimer);
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  #roomDispatches(room: string): DispatchEntry[] {
+    return [...(this.#byRoom.get(room) ?? [])].map((id) => this.#dispatches.get(id)).filter((d): d is DispatchEntry => !!d);
+  }
+
+  #snapshot(d: DispatchEntry): AgentDispatch {
+    const out = d.info.clone();
+    out.state = new AgentDispatchState({ createdAt: d.info.state?.createdAt ?? 0n, jobs: d.jobs.map((j) => j.job.clone()) });
+    return out;
+  }
+
+  async #create(room: Room, req: { agentName: string; metadata: string; attributes?: Record<string, string> }): Promise<DispatchEntry> {
+    const info = new AgentDispatch({
+      id: newId('AD_'),
+      agentName: req.agentName,
+      room: room.name,
+      metadata: req.metadata,
+      attributes: req.attributes ?? {},
+      state: new AgentDispatchState({ createdAt: nowNs() }),
+    });
+    const dispatch: DispatchEntry = { info, jobs: [] };
+    this.#dispatches.set(info.id, dispatch);
+    let ids = this.#byRoom.get(room.name);
+    if (!ids) this.#byRoom.set(room.name, (ids = new Set()));
+    ids.add(info.id);
+    const jobId = newId('AJ_');
+    const entry: JobEntry = {
+      job: new Job({
+        id: jobId,
+        dispatchId: info.id,
+        type: JobType.JT_ROOM,
+        room: room.clone(),
+        agentName: req.agentName,
+        metadata: req.metadata,
+        attributes: req.attributes ?? {},
+        state: new JobState({ status: JobStatus.JS_PENDING, updatedAt: nowNs() }),
+      }),
+      dispatch,
+      identity: `agent-${jobId}`,
+      attempt: 1,
+      workerId: undefined,
+      offered: false,
+      offerTimer: undefined,
+      tried: new Set(),
+      ended: false,
+    };
+    dispatch.jobs.push(entry);
+    this.#jobs.set(jobId, entry);
+    this.#opts.log.info({ room: room.name, dispatch: info.id, job: jobId, agent: req.agentName }, 'agent dispatch created');
+    this.safeEmit('jobStatus', entry.job.clone());
+    await this.#offer(entry);
+    return dispatch;
+  }
+
+  /** Least loaded worker of the job's agent name with room for one more, that has not declined it. */
+  #pick(entry: JobEntry): WorkerEntry | undefined {
+    let best: WorkerEntry | undefined;
+    for (const w of this.#workers.values()) {
+      if (w.handle.agentName !== entry.job.agentName || entry.tried.has(w.handle.id)) continue;
+      if (w.jobs.size + w.offers.size >= w.handle.capacity) continue;
+      if (!best || w.load < best.load || (w.load === best.load && w.jobs.size + w.offers.size < best.jobs.size + best.offers.size)) best = w;
+    }
+    return best;
+  }
+
+  async #offer(entry: JobEntry): Promise<void> {
+    if (this.#closed || entry.ended || entry.workerId) return;
+    const w = this.#pick(entry);
+    if (!w) {
+      this.#opts.log.info({ job: entry.job.id, agent: entry.job.agentName }, 'no agent worker free for the job; it waits for one');
+      return;
+    }
+    entry.workerId = w.handle.id;
+    entry.offered = true;
+    w.offers.add(entry.job.id);
+    w.load = Math.min(1, w.load + 1 / w.handle.capacity);
+    let token: string;
+    try {
+      token = await this.#opts.mintJoinToken({ room: entry.dispatch.info.room, identity: entry.identity, agentName: entry.job.agentName, jobId: entry.job.id });
+    } catch (err) {
+      this.#opts.log.error({ err, job: entry.job.id }, 'could not mint the agent join token');
+      this.#withdraw(entry, w);
+      return;
+    }
+    // The worker may have gone, or the job ended, while the token was minted.
+    if (entry.ended || entry.workerId !== w.handle.id || !this.#workers.has(w.handle.id)) return;
+    const room = entry.job.room!;
+    const job: JobDescription = {
+      id: entry.job.id,
+      dispatchId: entry.dispatch.info.id,
+      agentName: entry.job.agentName,
+      metadata: entry.job.metadata,
+      room: { name: room.name, sid: room.sid },
+      participantIdentity: entry.identity,
+      token,
+      attempt: entry.attempt,
+    };
+    entry.offerTimer = setTimeout(() => {
+      this.#opts.log.warn({ job: entry.job.id, worker: w.handle.id }, 'agent worker did not answer the offer; offering elsewhere');
+      this.#withdraw(entry, w);
+      void this.#offer(entry);
+    }, this.#opts.offerTimeoutMs);
+    w.handle.send({ type: 'offer', job });
+  }
+
+  #withdraw(entry: JobEntry, w: WorkerEntry): void {
+    clearTimeout(entry.offerTimer);
+    w.offers.delete(entry.job.id);
+    entry.tried.add(w.handle.id);
+    entry.workerId = undefined;
+    entry.offered = false;
+  }
+
+  #deleteEntry(d: DispatchEntry, reason: string): void {
+    for (const entry of d.jobs) {
+      if (entry.ended) continue;
+      const worker = entry.workerId ? this.#workers.get(entry.workerId) : undefined;
+      worker?.handle.send({ type: 'terminate', jobId: entry.job.id, reason });
+      this.#end(entry, JobStatus.JS_SUCCESS, '', true);
+    }
+    // Ended jobs stay listed with their dispatch until it goes (and refuse joins meanwhile).
+    for (const entry of d.jobs) this.#jobs.delete(entry.job.id);
+    this.#dispatches.delete(d.info.id);
+    this.#byRoom.get(d.info.room)?.delete(d.info.id);
+  }
+
+  #end(entry: JobEntry, status: JobStatus, error: string, byGateway: boolean): void {
+    entry.ended = true;
+    clearTimeout(entry.offerTimer);
+    const w = entry.workerId ? this.#workers.get(entry.workerId) : undefined;
+    w?.jobs.delete(entry.job.id);
+    w?.offers.delete(entry.job.id);
+    const wasStarted = (entry.job.state?.startedAt ?? 0n) !== 0n;
+    this.#setState(entry, status, { error, endedAt: nowNs() });
+    this.#opts.log.info({ job: entry.job.id, status: JobStatus[status], error: error || undefined, byGateway }, 'agent job ended');
+    // A job that never ran had no started event, so it gets no ended event either.
+    if (wasStarted || !byGateway) this.#notify('agent_job_ended', entry);
+  }
+
+  #setState(entry: JobEntry, status: JobStatus, patch: Partial<Pick<JobState, 'workerId' | 'participantIdentity' | 'error' | 'startedAt' | 'endedAt'>>): void {
+    const state = entry.job.state ?? new JobState();
+    Object.assign(state, patch, { status, updatedAt: nowNs() });
+    entry.job.state = state;
+    this.safeEmit('jobStatus', entry.job.clone());
+  }
+
+  #notify(event: 'agent_job_started' | 'agent_job_ended', entry: JobEntry): void {
+    const room = this.#opts.rooms.liveRoom(entry.dispatch.info.room)?.info() ?? entry.job.room;
+    this.#opts.webhooks.notify(event, { ...(room ? { room } : {}), job: entry.job.clone() });
+  }
+}

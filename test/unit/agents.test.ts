@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { FrameQueue, rmsDbfs } from '../../src/agents/audio.ts';
+import { workerMessageSchemas } from '../../src/agents/protocol.ts';
+import { defineAgent } from '../../src/agents/worker.ts';
+
+describe('agent SDK pieces', () => {
+  it('rmsDbfs: silence, full-scale square, a sine at half scale', () => {
+    expect(rmsDbfs(new Int16Array(960))).toBe(-Infinity);
+    expect(rmsDbfs(new Int16Array(960).fill(-32768))).toBeCloseTo(0, 5);
+    const sine = Int16Array.from({ length: 960 }, (_, i) => Math.round(16384 * Math.sin((2 * Math.PI * i) / 96)));
+    expect(rmsDbfs(sine)).toBeCloseTo(-9.03, 1);
+  });
+
+  it('FrameQueue hands items to a waiting reader, drops the oldest beyond its bound, and ends', async () => {
+    const q = new FrameQueue<number>(2);
+    const waiting = q.next();
+    q.push(1);
+    expect(await waiting).toEqual({ value: 1, done: false });
+    q.push(2);
+    q.push(3);
+    q.push(4);
+    q.end();
+    const rest: number[] = [];
+    for await (const n of q) rest.push(n);
+    expect(rest).toEqual([3, 4]);
+  });
+
+  it('defineAgent refuses names the gateway would refuse', () => {
+    expect(() => defineAgent({ name: 'has space', entry: () => undefined })).toThrow(TypeError);
+    expect(defineAgent({ name: 'ok.name-1', entry: () => undefined }).name).toBe('ok.name-1');
+  });
+
+  it('register defaults to capacity 1, explicit dispatch; unknown fields are refused', () => {
+    expect(workerMessageSchemas.register.parse({ type: 'register', agentName: 'a' })).toEqual({ type: 'register', agentName: 'a', capacity: 1, automatic: false });
+    expect(workerMessageSchemas.register.safeParse({ type: 'register', agentName: 'a', extra: 1 }).success).toBe(false);
+    expect(workerMessageSchemas.load.safeParse({ type: 'load', load: 1.5 }).success).toBe(false);
+  });
+});
