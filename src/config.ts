@@ -87,7 +87,6 @@ const schema = z.strictObject({
       max_participants: z.int().min(0).default(0),
     })
     .default({ empty_timeout: 300, departure_timeout: 20, max_participants: 0 }),
-<<<<<<< HEAD
   egress: z
     .strictObject({
       /** Run one egress worker child process beside the gateway (the two-command quick start records). */
@@ -138,14 +137,12 @@ const schema = z.strictObject({
       rtp_host: '127.0.0.1',
       s3: { force_path_style: false },
     }),
-=======
   agents: z
     .strictObject({
       /** Seconds an agent worker has to accept or reject a job offer before it goes to another worker. */
       offer_timeout: z.int().min(1).max(600).default(10),
     })
     .default({ offer_timeout: 10 }),
->>>>>>> main
 });
 
 export type FileConfig = z.input<typeof schema>;
@@ -195,7 +192,6 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_ROOM_EMPTY_TIMEOUT: { path: ['room', 'empty_timeout'], kind: 'int' },
   ROOMGATE_ROOM_DEPARTURE_TIMEOUT: { path: ['room', 'departure_timeout'], kind: 'int' },
   ROOMGATE_ROOM_MAX_PARTICIPANTS: { path: ['room', 'max_participants'], kind: 'int' },
-<<<<<<< HEAD
   ROOMGATE_EGRESS_WORKER: { path: ['egress', 'worker'], kind: 'bool' },
   ROOMGATE_EGRESS_MAX_CPU: { path: ['egress', 'max_cpu'], kind: 'number' },
   ROOMGATE_EGRESS_COST_TRACK: { path: ['egress', 'cost_track'], kind: 'number' },
@@ -216,9 +212,7 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_EGRESS_S3_ACCESS_KEY: { path: ['egress', 's3', 'access_key'], kind: 'string' },
   ROOMGATE_EGRESS_S3_SECRET: { path: ['egress', 's3', 'secret'], kind: 'string' },
   ROOMGATE_EGRESS_S3_FORCE_PATH_STYLE: { path: ['egress', 's3', 'force_path_style'], kind: 'bool' },
-=======
   ROOMGATE_AGENTS_OFFER_TIMEOUT: { path: ['agents', 'offer_timeout'], kind: 'int' },
->>>>>>> main
 };
 /** Env vars read elsewhere or handled specially; listed so typos in others are caught. */
 const OTHER_ENV = new Set(['ROOMGATE_CONFIG', 'ROOMGATE_API_KEY', 'ROOMGATE_API_SECRET', 'ROOMGATE_CACHE_DIR']);

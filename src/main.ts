@@ -27,17 +27,14 @@ import { RoomStore } from './store/RoomStore.ts';
 import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
-<<<<<<< HEAD
 import { EgressQueue } from './egress/EgressQueue.ts';
 import { EgressStore } from './egress/EgressStore.ts';
 import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
 import { spawnEgressWorker } from './egress/workerChild.ts';
-=======
 import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
 import { AgentServer } from './agents/server/AgentServer.ts';
 import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, AGENT_PATH } from './agents/protocol.ts';
 import { agentDispatchService } from './api/twirp/agentDispatch.ts';
->>>>>>> main
 
 export interface Gateway {
   readonly config: Config;
