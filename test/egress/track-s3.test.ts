@@ -50,7 +50,7 @@ describe('track egress', () => {
       expect(started.status).toBe(EgressStatus.EGRESS_STARTING);
       expect(JSON.stringify(started.toJson())).not.toContain('S3RVER'); // credentials never echoed
       await waitFor(async () => (await egress.listEgress({ egressId: started.egressId }))[0]?.status === EgressStatus.EGRESS_ACTIVE || undefined, 20_000, 'ACTIVE');
-      await new Promise((r) => setTimeout(r, 6000));
+      await new Promise((r) => setTimeout(r, 10_000));
       await egress.stopEgress(started.egressId);
       const ended = await waitFor(async () => {
         const [i] = await egress.listEgress({ egressId: started.egressId });

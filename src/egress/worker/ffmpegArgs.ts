@@ -71,7 +71,7 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
 
 // Probing ends as soon as every stream's parameters are known (at once, normally); the long limit
 // only matters when one stream starts late (video waiting for its first keyframe).
-const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '10000000', '-probesize', '20000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
+const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '2000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
 
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
   if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
