@@ -18,6 +18,7 @@ import type { RoomImpl } from '../sfu/Room.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import { SourceSchema, type EgressSource } from './EgressTypes.ts';
 import type { EgressRoomLookup } from './request.ts';
+import { RoomSnapshots } from './composite/roomSnapshot.ts';
 
 export const EGRESS_INTERNAL_PATH = '/internal/egress';
 const LEASE_MS = 10_000;
@@ -74,6 +75,10 @@ function selectTracks(room: RoomImpl, source: EgressSource): { tracks: Published
     const t = findSid(source.trackId);
     return t ? { tracks: [t] } : { tracks: [], ended: `track '${source.trackId}' is no longer published` };
   }
+  if (source.kind === 'room_composite') {
+    // The worker names what one compositor run consumes; a track gone since shows in its next snapshot.
+    return { tracks: source.trackSids.map(findSid).filter((t): t is PublishedTrack => t !== undefined && !t.producer.closed) };
+  }
   const p = participant(source.identity);
   if (source.kind === 'participant') {
     if (!p) return { tracks: [], waiting: `participant '${source.identity}' is not in the room` };
@@ -97,6 +102,7 @@ export class EgressTaps {
   readonly #listenIp: string;
   readonly #log: Logger;
   readonly #sessions = new Map<string, Session>();
+  readonly #snapshots: RoomSnapshots;
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
@@ -105,6 +111,7 @@ export class EgressTaps {
     this.#verifier = opts.verifier;
     this.#listenIp = opts.listenIp === '0.0.0.0' ? '127.0.0.1' : opts.listenIp;
     this.#log = opts.log;
+    this.#snapshots = new RoomSnapshots(opts.rooms);
     this.#sweep = setInterval(() => {
       const now = Date.now();
       for (const s of this.#sessions.values()) {
@@ -153,7 +160,7 @@ export class EgressTaps {
       for (const s of session.sends.values()) s.close();
       throw err;
     }
-    const owner = req.source.identity;
+    const owner = 'identity' in req.source ? req.source.identity : undefined;
     const onTrack = (p: Participant) => {
       if (p.identity === owner) this.#bump(session);
     };
@@ -245,6 +252,8 @@ export class EgressTaps {
         return r.data;
       };
       if (rest.length === 1 && rest[0] === 'open' && req.method === 'POST') return sendJson(res, 200, await this.open(parse(OpenSchema)));
+      // Room composite: the room as its layout sees it (src/egress/composite/roomSnapshot.ts).
+      if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') return sendJson(res, 200, await this.#snapshots.snapshot(decodeURIComponent(rest[1]!)));
       const [id, action] = rest;
       if (id && !action && req.method === 'DELETE') {
         this.closeSession(id);

@@ -2,6 +2,7 @@
 // messages that steer a running job. The API validates and normalises a LiveKit request into a
 // JobSpec once; workers never see protobuf request shapes.
 import { z } from 'zod';
+import { CompositeSourceSchema, ImagesSchema, SegmentsSchema } from './composite/types.ts';
 
 /** Where the media comes from. A composite (room) source is issue 6's; the union is open for it. */
 export const SourceSchema = z.discriminatedUnion('kind', [
@@ -14,6 +15,7 @@ export const SourceSchema = z.discriminatedUnion('kind', [
     videoTrackId: z.string().optional(),
   }),
   z.object({ kind: z.literal('track'), trackId: z.string(), identity: z.string() }),
+  CompositeSourceSchema,
 ]);
 export type EgressSource = z.infer<typeof SourceSchema>;
 export type EgressKind = EgressSource['kind'];
@@ -63,6 +65,9 @@ export const JobSpecSchema = z.object({
   file: FileSchema.optional(),
   /** Stream destinations with their keys (never put in an EgressInfo: those are redacted). */
   stream: z.object({ urls: z.array(z.string()) }).optional(),
+  /** Room composite only: HLS segments and periodic images. */
+  segments: SegmentsSchema.optional(),
+  images: z.array(ImagesSchema).optional(),
   createdAt: z.number(),
 });
 export type JobSpec = z.infer<typeof JobSpecSchema>;
@@ -71,6 +76,7 @@ export type JobSpec = z.infer<typeof JobSpecSchema>;
 export const ControlSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('stop'), egressId: z.string() }),
   z.object({ type: z.literal('update_stream'), egressId: z.string(), add: z.array(z.string()), remove: z.array(z.string()) }),
+  z.object({ type: z.literal('update_layout'), egressId: z.string(), layout: z.string() }),
 ]);
 export type ControlMessage = z.infer<typeof ControlSchema>;
 

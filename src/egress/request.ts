@@ -140,7 +140,7 @@ function storageOf(output: Storage, defaults: S3Defaults): S3Settings | undefine
 }
 
 /** Template values known when the request arrives. */
-interface TemplateValues {
+export interface TemplateValues {
   roomName: string;
   roomId: string;
   identity?: string;
@@ -186,7 +186,7 @@ function withExtension(p: string, ext: string): string {
 }
 
 /** The encoded file (participant / track composite): MP4 (fragmented) or audio-only OGG. */
-function encodedFile(out: EncodedFileOutput, v: TemplateValues, hasVideo: boolean, defaults: S3Defaults): FileSpec {
+export function encodedFile(out: EncodedFileOutput, v: TemplateValues, hasVideo: boolean, defaults: S3Defaults): FileSpec {
   if (out.fileType === EncodedFileType.MP3) throw unimplemented('file_type MP3 is not supported; use MP4 (or OGG for audio only)');
   if (out.fileType === EncodedFileType.OGG && hasVideo) throw invalidArgument('file_type OGG holds audio only; use MP4 for audio and video', 'file_type');
   const ogg = out.fileType === EncodedFileType.OGG;
@@ -196,7 +196,7 @@ function encodedFile(out: EncodedFileOutput, v: TemplateValues, hasVideo: boolea
   return { filepath: withExtension(safeRelative(renderFilepath(template, v)), ext), fileType: ogg ? 'ogg' : 'mp4', ...(s3 ? { s3 } : {}) };
 }
 
-function streamUrls(out: StreamOutput): string[] {
+export function streamUrls(out: StreamOutput): string[] {
   if (out.protocol !== StreamProtocol.DEFAULT_PROTOCOL && out.protocol !== StreamProtocol.RTMP) {
     throw unimplemented(`stream protocol ${StreamProtocol[out.protocol] ?? out.protocol} is not supported; use RTMP(S)`);
   }
@@ -218,7 +218,7 @@ export function checkUrls(urls: string[]): string[] {
   });
 }
 
-interface Outputs {
+export interface Outputs {
   fileOutputs: EncodedFileOutput[];
   streamOutputs: StreamOutput[];
   segmentOutputs: SegmentedFileOutput[];
@@ -229,7 +229,7 @@ interface Outputs {
  * The SDK sends a single output twice (the legacy oneof and a one-element list): the lists win,
  * the legacy field counts only when every list is empty (LiveKit's updateEncodedOutputs).
  */
-function outputsOf(req: Outputs, legacy?: TrackCompositeEgressRequest['output']): Outputs {
+export function outputsOf(req: Outputs, legacy?: TrackCompositeEgressRequest['output']): Outputs {
   const lists = req.fileOutputs.length + req.streamOutputs.length + req.segmentOutputs.length + req.imageOutputs.length;
   if (lists > 0 || !legacy || legacy.case === undefined) return req;
   return {
@@ -284,7 +284,7 @@ function redactRequest<T extends ParticipantEgressRequest | TrackCompositeEgress
   return copy;
 }
 
-function initialInfo(spec: JobSpec, request: EgressInfo['request']): EgressInfo {
+export function initialInfo(spec: JobSpec, request: EgressInfo['request']): EgressInfo {
   return new EgressInfo({
     egressId: spec.egressId,
     roomId: spec.roomId,
@@ -298,7 +298,7 @@ function initialInfo(spec: JobSpec, request: EgressInfo['request']): EgressInfo 
   });
 }
 
-async function roomOf(lookup: EgressRoomLookup, roomName: string): Promise<string> {
+export async function roomOf(lookup: EgressRoomLookup, roomName: string): Promise<string> {
   if (!roomName) throw invalidArgument('room_name is required', 'room_name');
   const sid = await lookup.roomSid(roomName);
   if (!sid) throw notFound(`room '${roomName}' does not exist`);

@@ -71,6 +71,11 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     return this.#participants.size;
   }
 
+  /** Who speaks now, loudest first (room composite layouts follow it). */
+  get activeSpeakers(): ActiveSpeaker[] {
+    return [...this.#speakers];
+  }
+
   info(): RoomInfo {
     const info = this.#info.clone();
     info.numParticipants = this.#participants.size;

@@ -90,11 +90,11 @@ describe('egress API refusals', () => {
     expect(e.message).toBe("s3.bucket 'Bad_Bucket' is not a valid bucket name: may hold lowercase letters, digits, dots and hyphens, and must start and end with a letter or digit");
   });
 
-  it('path escapes, unknown egress, missing grant, composite', async () => {
+  it('path escapes, unknown egress, missing grant, web egress', async () => {
     expect((await twirpError(egress.startParticipantEgress('api', 'alice', file('../../etc/x')))).message).toBe("filepath '../../etc/x' must not contain '..'");
     expect(await twirpError(egress.stopEgress('EG_nope'))).toEqual({ code: 'not_found', message: "egress 'EG_nope' does not exist" });
     expect((await raw('ListEgress', {}, { roomAdmin: true })).body.code).toBe('permission_denied');
-    expect((await twirpError(egress.startRoomCompositeEgress('api', file()))).code).toBe('unimplemented');
+    expect((await twirpError(egress.startWebEgress('https://example.com', file()))).code).toBe('unimplemented');
   });
 
   it('UpdateStream on an egress without a stream output → failed_precondition; stop twice → failed_precondition', async () => {

@@ -23,6 +23,7 @@ import type { EgressQueue } from '../../egress/EgressQueue.ts';
 import { isFinal, type EgressStore } from '../../egress/EgressStore.ts';
 import { checkUrls, validateParticipant, validateTrack, validateTrackComposite, type EgressRoomLookup, type S3Defaults, type Validated } from '../../egress/request.ts';
 import { redactStreamUrl, sameStreamUrl } from '../../egress/urls.ts';
+import { canUpdateLayout, checkLayout, setInfoLayout, validateRoomComposite } from '../../egress/composite/request.ts';
 import { ApiError, invalidArgument, notFound } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
@@ -57,7 +58,7 @@ export function egressService(deps: EgressServiceDeps): TwirpService {
   };
 
   const composite = () =>
-    new ApiError('unimplemented', 'room composite and web egress are not available yet; use participant, track composite or track egress');
+    new ApiError('unimplemented', 'web egress needs a browser; use room composite egress with a layout template');
 
   return {
     name: 'livekit.Egress',
@@ -74,17 +75,25 @@ export function egressService(deps: EgressServiceDeps): TwirpService {
         ensureRecordPermission(claims);
         return start(await validateTrack(req, deps.rooms, deps.s3), log);
       }),
-      StartRoomCompositeEgress: method(RoomCompositeEgressRequest, async (_req, { claims }) => {
+      StartRoomCompositeEgress: method(RoomCompositeEgressRequest, async (req, { claims, log }) => {
         ensureRecordPermission(claims);
-        throw composite();
+        return start(await validateRoomComposite(req, deps.rooms, deps.s3), log);
       }),
       StartWebEgress: method(WebEgressRequest, async (_req, { claims }) => {
         ensureRecordPermission(claims);
         throw composite();
       }),
-      UpdateLayout: method(UpdateLayoutRequest, async (_req, { claims }) => {
+      UpdateLayout: method(UpdateLayoutRequest, async (req, { claims, log }) => {
         ensureRecordPermission(claims);
-        throw new ApiError('unimplemented', 'UpdateLayout applies to room composite egress, which is not available yet');
+        const info = await find(req.egressId);
+        canUpdateLayout(info);
+        const layout = checkLayout(req.layout);
+        const job = await queue.job(info.egressId);
+        if (job?.data.source.kind === 'room_composite') await job.updateData({ ...job.data, source: { ...job.data.source, layout } });
+        const updated = await store.update(info.egressId, (i) => setInfoLayout(i, layout));
+        await queue.control({ type: 'update_layout', egressId: info.egressId, layout });
+        log.info({ egress: info.egressId, layout }, 'egress layout updated');
+        return updated ?? info;
       }),
       ListEgress: method(ListEgressRequest, async (req, { claims }) => {
         ensureRecordPermission(claims);

@@ -21,6 +21,7 @@ import { encoderArgs, isPassthrough, trackToFile } from './ffmpegArgs.ts';
 import { FileSink, StreamDestination, type Sink } from './outputs.ts';
 import { TapError, type TapClient } from './TapClient.ts';
 import { udpPortPair } from './udpPorts.ts';
+import { CompositeRun } from '../composite/CompositeRun.ts';
 
 export type EgressEvent = 'egress_updated' | 'egress_ended';
 export type StopReason = 'stop' | 'limit' | 'shutdown';
@@ -106,11 +107,17 @@ export class EgressRun {
     this.#persistSoon();
   }
 
+  /** UpdateLayout (room composite): the picture follows the new layout within a second. */
+  updateLayout(layout: string): void {
+    this.#composite?.setLayout(layout);
+  }
+
   async run(): Promise<void> {
     const { spec } = this.#d;
     fs.mkdirSync(this.#d.workDir, { recursive: true });
     try {
       if (spec.source.kind === 'track') await this.#runTrack();
+      else if (spec.source.kind === 'room_composite') await this.#runComposite();
       else await this.#runEncoded();
     } catch (err) {
       this.#error ||= (err as Error).message;
@@ -368,6 +375,42 @@ export class EgressRun {
       }
       if (this.#fileSink?.error && !this.#streams.size) throw new Error(`file output failed: ${this.#fileSink.error}`);
     }
+  }
+
+  #composite: CompositeRun | undefined;
+
+  /** Room composite (src/egress/composite/): compositor runs feed the same sinks as encoded egress. */
+  async #runComposite(): Promise<void> {
+    const { spec } = this.#d;
+    if (spec.source.kind !== 'room_composite') return;
+    if (spec.file) {
+      this.#localFile = this.#d.storage.localPath(spec.egressId, spec.file.filepath, spec.file.s3);
+      this.#fileSink = new FileSink(this.#localFile, spec.file.fileType === 'ogg' ? 'ogg' : 'mp4', this.#log);
+    }
+    for (const url of spec.stream?.urls ?? []) this.#streams.set(url, new StreamDestination(url, this.#log, () => this.#persistSoon()));
+    void this.#d.progress({ phase: 'attaching', host: os.hostname(), ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+    const composite = new CompositeRun({
+      egressId: spec.egressId,
+      roomName: spec.roomName,
+      source: spec.source,
+      encoding: spec.encoding!,
+      taps: this.#d.taps,
+      rtpHost: this.#d.rtpHost,
+      workDir: this.#d.workDir,
+      log: this.#log,
+      signal: this.#stop.signal,
+      write: (chunk) => {
+        if (this.#fileSink) this.#fileSink.write(chunk);
+        for (const s of this.#streams.values()) s.write(chunk);
+      },
+      onMedia: (startMs) => {
+        this.#connectedAt ||= Math.round(startMs);
+        void this.#markActive();
+      },
+    });
+    this.#composite = composite;
+    await composite.run();
+    if (composite.endReason) this.#endReason = composite.endReason;
   }
 
   async #runTrack(): Promise<void> {

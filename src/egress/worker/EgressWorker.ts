@@ -147,8 +147,10 @@ export class EgressWorker {
       // Through BullMQ's own cancellation: the processor's AbortSignal stops the run.
       this.#worker.cancelJob(m.egressId, 'StopEgress');
       run.requestStop('stop');
-    } else {
+    } else if (m.type === 'update_stream') {
       run.updateStream(m.add, m.remove);
+    } else {
+      run.updateLayout(m.layout);
     }
   }
 

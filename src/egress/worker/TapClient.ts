@@ -3,6 +3,7 @@ import { mintToken } from '../../auth/tokens.ts';
 import type { EgressSource } from '../EgressTypes.ts';
 import type { OpenResult } from '../EgressTaps.ts';
 import { EGRESS_INTERNAL_PATH } from '../EgressTaps.ts';
+import type { RoomSnapshot } from '../composite/types.ts';
 
 export class TapError extends Error {
   override name = 'TapError';
@@ -73,6 +74,11 @@ export class TapClient {
 
   keyframe(sessionId: string): Promise<void> {
     return this.#call('POST', `/${sessionId}/keyframe`);
+  }
+
+  /** Room composite: who is in the room and what they send (src/egress/composite/roomSnapshot.ts). */
+  roomSnapshot(room: string): Promise<RoomSnapshot> {
+    return this.#call('POST', `/room/${encodeURIComponent(room)}`);
   }
 
   close(sessionId: string): Promise<void> {

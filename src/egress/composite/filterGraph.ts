@@ -1,0 +1,133 @@
+// A LayoutPlan → one FFmpeg command line: the RTP input (every tile's video, everyone's audio, from
+// one SDP) composited over a colour canvas, audio mixed, H.264 + AAC in MPEG-TS on stdout.
+//
+// Timing: inputs are stamped with their arrival wall clock (-use_wallclock_as_timestamps, kept by
+// -copyts), the canvas counts frames from the graph's wall-clock start (RTCSTART) and audio counts
+// samples from its first arrival, so video and audio share one clock, the wall clock, and every
+// compositor run of an egress continues the same timeline. `cutAt` drops what a new run renders
+// before the moment the previous run hands over (see docs/composite.md).
+import fs from 'node:fs';
+import path from 'node:path';
+import type { EncodingSpec } from '../EgressTypes.ts';
+import type { LayoutPlan } from './types.ts';
+
+const FONT_CANDIDATES = ['/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', '/usr/share/fonts/TTF/DejaVuSans.ttf', '/System/Library/Fonts/Helvetica.ttc'];
+const FONT = FONT_CANDIDATES.find((f) => fs.existsSync(f));
+
+export interface CompositeGraphInput {
+  plan: LayoutPlan;
+  /** Video track sids in the SDP's order (stream 0:v:i). */
+  videoSids: string[];
+  /** Number of audio streams in the SDP (0:a:0 …). */
+  audioCount: number;
+  encoding: EncodingSpec;
+  audioOnly: boolean;
+  videoOnly: boolean;
+  /** Egress start, µs since the epoch: output timestamps count from it. */
+  t0Us: number;
+  /** Wall clock (µs) before which nothing is output; 0 = output at once. */
+  cutAtUs: number;
+  /** Folder for the name cards' text files (drawtext reads them: no escaping of user names). */
+  workDir: string;
+}
+
+const even = (n: number) => Math.max(2, Math.floor(n / 2) * 2);
+
+/** The -filter_complex text and the labels it ends in. */
+export function compositeFilter(g: CompositeGraphInput): { filter: string; video?: string; audio?: string } {
+  const e = g.encoding;
+  const parts: string[] = [];
+  let video: string | undefined;
+  let audio: string | undefined;
+  const hasRtp = g.videoSids.length + g.audioCount > 0;
+  const cut = g.cutAtUs > 0 ? (g.cutAtUs / 1e6).toFixed(3) : '';
+
+  if (!g.audioOnly) {
+    const W = even(e.width);
+    const H = even(e.height);
+    // The canvas, stamped with wall-clock time from the moment the graph starts.
+    let chain = `color=c=${g.plan.background}:s=${W}x${H}:r=${e.framerate},format=yuv420p,settb=AVTB,setpts=RTCSTART+N*1000000/${e.framerate}`;
+    let card = 0;
+    for (const t of g.plan.tiles) {
+      if (t.trackSid && g.videoSids.includes(t.trackSid)) continue;
+      chain += `,drawbox=x=${t.x}:y=${t.y}:w=${t.w}:h=${t.h}:color=${g.plan.cardColor}:t=fill`;
+      if (FONT) {
+        const textFile = path.join(g.workDir, `card-${card++}.txt`);
+        fs.writeFileSync(textFile, (t.label || t.identity).slice(0, 64));
+        const size = Math.max(12, Math.round(Math.min(t.h / 8, t.w / 12)));
+        chain += `,drawtext=fontfile=${FONT}:textfile=${textFile}:fontcolor=${g.plan.textColor}:fontsize=${size}:x=${t.x}+(${t.w}-text_w)/2:y=${t.y}+(${t.h}-text_h)/2`;
+      }
+    }
+    if (!hasRtp) chain += ',realtime';
+    parts.push(`${chain}[canvas0]`);
+    let last = 'canvas0';
+    let n = 0;
+    for (const t of g.plan.tiles) {
+      const i = t.trackSid ? g.videoSids.indexOf(t.trackSid) : -1;
+      if (i < 0) continue;
+      const w = even(t.w);
+      const h = even(t.h);
+      const fit =
+        t.fit === 'cover'
+          ? `scale=${w}:${h}:force_original_aspect_ratio=increase,crop=${w}:${h}`
+          : `scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${g.plan.background}`;
+      parts.push(`[0:v:${i}]${fit},setsar=1,format=yuv420p[tile${n}]`);
+      // repeatlast: a tile whose frames pause keeps its last picture; the canvas sets the pace.
+      parts.push(`[${last}][tile${n}]overlay=x=${t.x}:y=${t.y}:eof_action=repeat:repeatlast=1:shortest=0[canvas${n + 1}]`);
+      last = `canvas${n + 1}`;
+      n++;
+    }
+    parts.push(`[${last}]${cut ? `select='gte(t\\,${cut})',` : ''}null[vout]`);
+    video = 'vout';
+  }
+
+  if (!g.videoOnly) {
+    const sr = 48000;
+    if (g.audioCount === 0) {
+      parts.push(`anullsrc=r=${sr}:cl=stereo,asetpts=RTCSTART*${sr}/1000000+N${hasRtp ? '' : ',arealtime'}[amixed]`);
+    } else {
+      const labels: string[] = [];
+      for (let i = 0; i < g.audioCount; i++) {
+        parts.push(`[0:a:${i}]aresample=${sr},aformat=sample_fmts=fltp:channel_layouts=stereo[ain${i}]`);
+        labels.push(`[ain${i}]`);
+      }
+      const mixed = g.audioCount === 1 ? '[ain0]anull' : `${labels.join('')}amix=inputs=${g.audioCount}:duration=longest:dropout_transition=0:normalize=0`;
+      // Samples counted from the first one's arrival: one clock with the video, no jitter.
+      parts.push(`${mixed},asetpts=STARTPTS+N/SR/TB[amixed]`);
+    }
+    parts.push(`[amixed]${cut ? `aselect='gte(t\\,${cut})',` : ''}anull[aout]`);
+    audio = 'aout';
+  }
+  return { filter: parts.join(';'), ...(video ? { video } : {}), ...(audio ? { audio } : {}) };
+}
+
+/** The compositor: SDP in, MPEG-TS (H.264 + AAC) out on stdout. */
+export function compositorArgs(sdpFile: string | undefined, g: CompositeGraphInput, timeoutS: number): string[] {
+  const e = g.encoding;
+  const args: string[] = [];
+  if (sdpFile) {
+    args.push(
+      '-protocol_whitelist', 'file,udp,rtp',
+      '-use_wallclock_as_timestamps', '1',
+      '-listen_timeout', String(timeoutS),
+      '-analyzeduration', '300000', '-probesize', '100000',
+      '-fflags', 'nobuffer', '-reorder_queue_size', '64',
+      '-i', sdpFile,
+    );
+  }
+  const { filter, video, audio } = compositeFilter(g);
+  // copyts: the filter graph's wall-clock stamps reach the muxer; the offset makes them start near 0.
+  args.push('-filter_complex', filter, '-copyts');
+  if (video) {
+    const gop = Math.max(1, Math.round(e.framerate * e.keyFrameInterval));
+    args.push(
+      '-map', `[${video}]`,
+      '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', e.profile, '-pix_fmt', 'yuv420p',
+      '-b:v', `${e.videoBitrate}k`, '-maxrate', `${e.videoBitrate}k`, '-bufsize', `${e.videoBitrate * 2}k`,
+      '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0', '-vsync', 'passthrough',
+    );
+  }
+  if (audio) args.push('-map', `[${audio}]`, '-c:a', 'aac', '-b:a', `${e.audioBitrate}k`, '-ar', String(e.audioFrequency), '-ac', '2');
+  args.push('-output_ts_offset', (-g.t0Us / 1e6).toFixed(6), '-max_interleave_delta', '500000', '-f', 'mpegts', '-muxdelay', '0', '-muxpreload', '0', 'pipe:1');
+  return args;
+}
