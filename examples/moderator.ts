@@ -33,11 +33,21 @@ const moderator = defineAgent({
   automatic: process.env.MODERATOR_AUTOMATIC !== 'false',
   async entry(ctx) {
     const room = await ctx.connect();
-    const start = (t: RemoteTrackInfo) => void watch(ctx, room, t).catch((err: unknown) => ctx.log.warn({ err }, 'moderation of a track failed'));
+    // One watcher per track: a track its owner mutes and unmutes still has its first watcher (it
+    // only returns after muting someone), so a second one would double the decoding and the mutes.
+    const watching = new Set<string>();
+    const start = (t: RemoteTrackInfo) => {
+      if (watching.has(t.trackSid)) return;
+      watching.add(t.trackSid);
+      void watch(ctx, room, t)
+        .catch((err: unknown) => ctx.log.warn({ err }, 'moderation of a track failed'))
+        .finally(() => watching.delete(t.trackSid));
+    };
     room.on('trackSubscribed', start);
     // A track unmuted later (by its owner or an admin) is watched again.
-    room.on('trackMuted', (identity, trackSid, muted) => {
-      if (!muted) start({ trackSid, participantIdentity: identity, kind: 'audio' });
+    room.on('trackMuted', (_identity, trackSid, muted) => {
+      const track = room.remoteTracks.find((t) => t.trackSid === trackSid);
+      if (!muted && track) start(track);
     });
     room.remoteTracks.forEach(start);
   },

@@ -179,13 +179,17 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       webhooks,
       log: moduleLogger('agents'),
       offerTimeoutMs: config.agents.offer_timeout * 1000,
+      // Scoped to joining the job's room: no `agent` grant (kind "agent" is what marks the
+      // participant; the grant would let the token register workers on /agent), and short-lived,
+      // since the worker joins right away and a reconnect resumes the session.
       mintJoinToken: ({ room, identity, agentName, jobId }) =>
         mintToken(agentKey, config.keys[agentKey]!, {
           identity,
           name: agentName,
           kind: 'agent',
           attributes: { [AGENT_JOB_ATTRIBUTE]: jobId, [AGENT_NAME_ATTRIBUTE]: agentName },
-          video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true, canUpdateOwnMetadata: true, agent: true },
+          video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true, canUpdateOwnMetadata: true },
+          ttl: 600,
         }),
     });
     undo.push(() => agents.close());
@@ -339,6 +343,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       whep.close();
       await Promise.all([rtmpServer?.close(), urlIngest.close()]);
       ingressSessions.close();
+      // Before the rooms and the worker sockets: running jobs end with agent_job_ended and their
+      // workers hear terminate, rather than seeing the sockets drop (which reads as worker death).
+      agents.close();
       rooms.close();
       signalingServer.close();
       agentServer.close();

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { moduleLogger, type Logger } from '../logger.ts';
 import { launchFfmpeg, type FfmpegProcess } from '../media/ffmpeg.ts';
 
 export const SAMPLE_RATE = 48_000;
@@ -267,10 +268,10 @@ export class PcmPublisher {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   readonly #silence = Buffer.alloc(FRAME_SAMPLES * 2);
-  /** Resolves when the source ended (or the publisher was stopped). */
+  /** Resolves when the source ended, threw (logged) or the publisher was stopped; never rejects. */
   readonly finished: Promise<void>;
 
-  private constructor(ffmpeg: FfmpegProcess, udp: dgram.Socket, source: AsyncIterable<Int16Array>) {
+  private constructor(ffmpeg: FfmpegProcess, udp: dgram.Socket, source: AsyncIterable<Int16Array>, log: Logger) {
     this.#ffmpeg = ffmpeg;
     this.#udp = udp;
     const start = performance.now();
@@ -282,24 +283,33 @@ export class PcmPublisher {
       sent += due;
       for (let i = 0; i < n; i++) this.#ffmpeg.write(this.#nextFrame());
     }, FRAME_MS / 2);
-    this.finished = this.#pump(source);
+    // A source that throws (a TTS stream failing, say) is the agent's problem, not the worker's: left
+    // unhandled the rejection would take the whole worker process down with every job on it. The
+    // track stays published and carries silence until the agent stops it.
+    this.finished = this.#pump(source).catch((err: unknown) => log.warn({ err }, 'audio source failed; publishing silence'));
   }
 
-  static async start(writeRtp: (packet: Buffer) => void, source: AsyncIterable<Int16Array>): Promise<PcmPublisher> {
+  static async start(writeRtp: (packet: Buffer) => void, source: AsyncIterable<Int16Array>, log: Logger = moduleLogger('agent-audio')): Promise<PcmPublisher> {
     const udp = dgram.createSocket('udp4');
     udp.on('message', (msg) => writeRtp(msg));
     await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
-    const ffmpeg = launchFfmpeg(
-      [
-        '-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0',
-        '-f', 's16le', '-ar', String(SAMPLE_RATE), '-ac', '1', '-i', 'pipe:0',
-        '-c:a', 'libopus', '-application', 'lowdelay', '-frame_duration', String(FRAME_MS), '-b:a', '48k',
-        '-payload_type', '111', '-f', 'rtp', `rtp://127.0.0.1:${udp.address().port}?pkt_size=1200`,
-      ],
-      { stdin: 'media' },
-    );
+    let ffmpeg: FfmpegProcess;
+    try {
+      ffmpeg = launchFfmpeg(
+        [
+          '-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0',
+          '-f', 's16le', '-ar', String(SAMPLE_RATE), '-ac', '1', '-i', 'pipe:0',
+          '-c:a', 'libopus', '-application', 'lowdelay', '-frame_duration', String(FRAME_MS), '-b:a', '48k',
+          '-payload_type', '111', '-f', 'rtp', `rtp://127.0.0.1:${udp.address().port}?pkt_size=1200`,
+        ],
+        { stdin: 'media' },
+      );
+    } catch (err) {
+      udp.close(); // no FFmpeg (not installed, spawn failed): the socket would otherwise stay bound
+      throw err;
+    }
     void ffmpeg.exited.then(() => udp.close());
-    return new PcmPublisher(ffmpeg, udp, source);
+    return new PcmPublisher(ffmpeg, udp, source, log);
   }
 
   #nextFrame(): Buffer {

@@ -34,6 +34,7 @@ export class JobContext {
   readonly #abort = new AbortController();
   #room: AgentRoom | undefined;
   #connecting: Promise<AgentRoom> | undefined;
+  #leaving: Promise<void> | undefined;
 
   constructor(job: JobDescription, opts: JobContextOptions) {
     this.job = {
@@ -83,9 +84,23 @@ export class JobContext {
     return this.#connecting;
   }
 
-  /** Ends the job: the agent leaves the room and the job is reported done. */
+  /**
+   * Ends the job: `signal` aborts and the agent leaves the room right away (even while entry() is
+   * still running); the worker reports the job done once entry() has returned.
+   */
   shutdown(reason = 'shutdown'): void {
-    if (!this.#abort.signal.aborted) this.#abort.abort(new Error(reason));
+    if (this.#abort.signal.aborted) return;
+    this.#abort.abort(new Error(reason));
+    void this.#leave();
+  }
+
+  /** Leaves the room once; a connect() still in flight sees the abort and leaves by itself. */
+  #leave(): Promise<void> {
+    this.#leaving ??= (async () => {
+      const room = this.#room ?? (await this.#connecting?.catch(() => undefined));
+      await room?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'leaving the room failed'));
+    })();
+    return this.#leaving;
   }
 
   /** Resolves when the job ends. */
@@ -95,10 +110,9 @@ export class JobContext {
     return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   }
 
-  /** Called by the worker when the job is over. */
+  /** Called by the worker when the job is over; resolves once the agent has left the room. */
   async close(): Promise<void> {
     this.shutdown('job finished');
-    const room = this.#room ?? (await this.#connecting?.catch(() => undefined));
-    await room?.disconnect().catch((err: unknown) => this.log.warn({ err }, 'leaving the room failed'));
+    await this.#leave();
   }
 }

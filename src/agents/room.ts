@@ -7,6 +7,7 @@ import type { DataMessage } from '../client/session.ts';
 import { NodeParticipant, type RemoteTrack } from '../client/node.ts';
 import { TypedEmitter } from '../emitter.ts';
 import type { Json } from '../signaling/protocol.ts';
+import type { Logger } from '../logger.ts';
 import { PcmPublisher, RtpAudioDecoder, type AudioFrame } from './audio.ts';
 
 export type { DataMessage };
@@ -51,6 +52,8 @@ export interface AgentRoomOptions {
   url: string;
   apiKey: string;
   apiSecret: string;
+  /** Where audio publishing problems (a failing PCM source) are logged. */
+  log?: Logger;
 }
 
 function toParticipant(p: Json): AgentParticipant {
@@ -153,7 +156,7 @@ export class AgentRoom extends TypedEmitter<AgentRoomEvents> {
    */
   async publishAudio(source: AsyncIterable<Int16Array>, opts: { name?: string } = {}): Promise<LocalAudioTrack> {
     const local = await this.#p.publishTrack({ kind: 'audio', source: 'microphone', name: opts.name ?? 'agent-audio' });
-    const pub = await PcmPublisher.start(local.writeRtp, source);
+    const pub = await PcmPublisher.start(local.writeRtp, source, this.#opts.log);
     this.#publishers.add(pub);
     return {
       trackSid: local.trackSid,

@@ -32,7 +32,7 @@ export interface WorkerOptions {
   apiKey?: string;
   /** @defaultValue LIVEKIT_API_SECRET */
   apiSecret?: string;
-  /** Jobs run at once. @defaultValue 1 */
+  /** Jobs run at once, 1 to 1000 (what the gateway accepts). @defaultValue 1 */
   capacity?: number;
   /** Reported load, 0..1, sampled every loadIntervalMs; defaults to running jobs / capacity. */
   load?: () => number;
@@ -54,6 +54,8 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
   readonly agent: AgentDefinition;
   readonly #opts: Required<Omit<WorkerOptions, 'load'>> & Pick<WorkerOptions, 'load'>;
   readonly #jobs = new Map<string, JobContext>();
+  /** Jobs the gateway refused to let us run (accept or update answered with an error): why. */
+  readonly #refused = new Map<string, string>();
   #ws: WebSocket | undefined;
   #id: string | undefined;
   #closing: Promise<void> | undefined;
@@ -67,7 +69,7 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
     const apiSecret = opts.apiSecret ?? process.env.LIVEKIT_API_SECRET;
     if (!url || !apiKey || !apiSecret) throw new TypeError('url, apiKey and apiSecret are required (or LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)');
     const capacity = opts.capacity ?? 1;
-    if (!Number.isInteger(capacity) || capacity < 1) throw new TypeError('capacity must be a positive integer');
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1000) throw new TypeError('capacity must be an integer from 1 to 1000');
     this.#opts = { url, apiKey, apiSecret, capacity, loadIntervalMs: 5000, log: moduleLogger('agent-worker', { agent: agent.name }), ...(opts.load ? { load: opts.load } : {}) };
     this.onListenerError((event, err) => this.#opts.log.error({ event, err }, 'worker listener threw'));
   }
@@ -97,7 +99,6 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
         const ws = new WebSocket(`${base}${AGENT_PATH}?access_token=${encodeURIComponent(token)}`);
         this.#ws = ws;
         let registered = false;
-        let refusal: string | undefined;
         ws.on('error', (err) => log.debug({ err: err.message }, 'agent socket error'));
         ws.on('open', () => this.#send({ type: 'register', agentName: this.agent.name, capacity, automatic: this.agent.automatic ?? false }));
         ws.on('message', (data) => {
@@ -114,12 +115,15 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
             this.safeEmit('registered', msg.workerId);
             resolve();
           } else if (msg.type === 'error' && !registered) {
-            refusal = `${msg.code}: ${msg.message}`;
+            // Refused before registering (bad token, no agent grant, a register the gateway finds
+            // invalid): the gateway may keep the socket open, so fail now rather than hang.
+            reject(new Error(`gateway refused the worker: ${msg.code}: ${msg.message}`));
+            ws.close(1000, 'registration refused');
           } else this.#onMessage(msg);
         });
         ws.on('close', (code, reason) => {
           if (this.#ws === ws) this.#ws = undefined;
-          if (!registered) return reject(new Error(`gateway refused the worker: ${refusal ?? `${code} ${String(reason)}`}`));
+          if (!registered) return reject(new Error(`gateway refused the worker: ${code} ${String(reason)}`));
           if (!this.#closing) void this.#lost(`connection closed (${code})`);
         });
       })().catch(reject);
@@ -165,9 +169,17 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
       case 'terminate':
         this.#jobs.get(msg.jobId)?.shutdown(`terminated by the gateway: ${msg.reason}`);
         return;
-      case 'error':
+      case 'error': {
         this.#opts.log.warn({ code: msg.code, job: msg.jobId }, `gateway: ${msg.message}`);
+        // An error about one of our jobs (its accept came after the offer lapsed, its update was
+        // refused) means the gateway does not count it as ours: it may be running elsewhere.
+        const ctx = msg.jobId ? this.#jobs.get(msg.jobId) : undefined;
+        if (ctx && msg.jobId && !this.#refused.has(msg.jobId)) {
+          this.#refused.set(msg.jobId, `refused by the gateway: ${msg.code}: ${msg.message}`);
+          ctx.shutdown(`refused by the gateway: ${msg.message}`);
+        }
         return;
+      }
       default:
         return;
     }
@@ -191,7 +203,11 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
     }
     await ctx.close();
     this.#jobs.delete(job.id);
-    this.#send({ type: 'update', jobId: job.id, status: error ? 'failed' : 'done', ...(error ? { error: error.slice(0, 2000) } : {}) });
+    const refused = this.#refused.get(job.id);
+    this.#refused.delete(job.id);
+    if (refused) error ??= refused;
+    // A refused job is not ours as far as the gateway goes: reporting it would only draw another error.
+    else this.#send({ type: 'update', jobId: job.id, status: error ? 'failed' : 'done', ...(error ? { error: error.slice(0, 2000) } : {}) });
     this.#reportLoad();
     this.safeEmit('jobEnded', ctx.job, error ? 'failed' : 'done', error);
   }

@@ -1,7 +1,7 @@
 // A live room: one mediasoup Router, its participants, who receives whose tracks, the data relay
 // and active-speaker detection. close() is idempotent and takes everything the room owns with it
 // in one cascade (participants → transports → producers/consumers/data channels → router).
-import type { ParticipantInfo_Kind, ParticipantPermission } from '@livekit/protocol';
+import { ParticipantInfo_Kind, type ParticipantPermission } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, participantNotFound } from '../errors.ts';
@@ -76,6 +76,16 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     return [...this.#speakers];
   }
 
+  /**
+   * Participants that keep the room alive: everyone but agents and egress, which LiveKit calls
+   * "dependent" (they are there for the others, so a room left to them alone closes).
+   */
+  get independentCount(): number {
+    let n = 0;
+    for (const p of this.#participants.values()) if (!isDependent(p.kind)) n++;
+    return n;
+  }
+
   info(): RoomInfo {
     const info = this.#info.clone();
     info.numParticipants = this.#participants.size;
@@ -110,14 +120,16 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
 
   /**
    * Adds a participant. A participant with the same identity is replaced (DUPLICATE_IDENTITY).
-   * Hidden participants and recorders do not count towards max_participants.
+   * Hidden participants, recorders and dependent participants (agents, egress) do not count towards
+   * max_participants: an agent dispatched to a full room still joins, as in LiveKit.
    */
   join(req: JoinRequest, sink: SignalSink): Participant {
     if (this.#closed) throw new ApiError('failed_precondition', `room '${this.name}' is closed`);
     const existing = this.#participants.get(req.identity);
-    const counted = [...this.#participants.values()].filter((p) => !p.hidden && !p.recorder && p !== existing).length;
+    const counts = (p: { hidden: boolean; recorder: boolean; kind: ParticipantInfo_Kind | undefined }) => !p.hidden && !p.recorder && !isDependent(p.kind);
+    const counted = [...this.#participants.values()].filter((p) => counts(p) && p !== existing).length;
     const max = this.#info.maxParticipants;
-    if (max > 0 && !req.permission.hidden && !req.permission.recorder && counted >= max) {
+    if (max > 0 && counts({ hidden: req.permission.hidden, recorder: req.permission.recorder, kind: req.kind }) && counted >= max) {
       throw new ApiError('resource_exhausted', `room '${this.name}' is full (max_participants ${max})`);
     }
     existing?.close('DUPLICATE_IDENTITY');
@@ -267,6 +279,11 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     this.#media.router.close();
     this.safeEmit('@close', reason);
   }
+}
+
+/** LiveKit's dependent participant kinds: they neither start a room's life nor keep it going. */
+export function isDependent(kind: ParticipantInfo_Kind | undefined): boolean {
+  return kind === ParticipantInfo_Kind.AGENT || kind === ParticipantInfo_Kind.EGRESS;
 }
 
 function json(message: { toJson(): unknown }): Record<string, unknown> {

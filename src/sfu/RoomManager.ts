@@ -8,7 +8,7 @@ import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { RoomStore } from '../store/RoomStore.ts';
 import { SOURCE_BY_NAME, type Participant, type SignalSink, type TransportSettings } from './Participant.ts';
-import { RoomImpl } from './Room.ts';
+import { isDependent, RoomImpl } from './Room.ts';
 import type { RoomCloseReason } from './RoomTypes.ts';
 import { TRACK_SOURCES, type TrackSourceName } from '../signaling/protocol.ts';
 import type { WorkerPool } from './WorkerPool.ts';
@@ -312,7 +312,9 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
         },
         sink,
       );
-      this.#clearTimer(name);
+      // Only a participant that keeps the room alive stops its empty/departure timer: an agent that
+      // joins an otherwise empty room must not hold it open (LiveKit's dependent participants).
+      if (!isDependent(participant.kind)) this.#clearTimer(name);
       return { room: live, participant };
     });
   }
@@ -340,7 +342,11 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     room.on('@participantjoined', (p) => this.safeEmit('participantjoined', current(), p.info()));
     room.on('@participantleft', (p) => {
       this.safeEmit('participantleft', current(), p.info());
-      if (room.participantCount === 0 && !room.closed) this.#armTimer(room.name, room.info().departureTimeout, 'departure_timeout');
+      // The last participant that kept the room alive left (agents and egress may remain; they go
+      // with the room). A dependent one leaving changes nothing: an empty-timeout timer keeps running.
+      if (!isDependent(p.kind) && room.independentCount === 0 && !room.closed) {
+        this.#armTimer(room.name, room.info().departureTimeout, 'departure_timeout');
+      }
     });
     room.on('@trackpublished', (p, track) => this.safeEmit('trackpublished', current(), p.info(), track));
     room.on('@trackunpublished', (p, track) => this.safeEmit('trackunpublished', current(), p.info(), track));
@@ -364,7 +370,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       this.#timers.delete(name);
       void this.#serial(name, async () => {
         const live = this.#rooms.get(name);
-        if (live && live.participantCount > 0) return; // someone joined meanwhile
+        if (live && live.independentCount > 0) return; // someone joined meanwhile
         await this.#finish(name, reason);
       }).catch((err: unknown) => this.#log.error({ room: name, err: (err as Error).message }, 'could not close room'));
     };

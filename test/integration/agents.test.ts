@@ -3,7 +3,7 @@
 import { RoomServiceClient, WebhookReceiver } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import echo from '../../examples/echo.ts';
-import { RtpAudioDecoder, rmsDbfs } from '../../src/agents/audio.ts';
+import { PcmPublisher, RtpAudioDecoder, rmsDbfs } from '../../src/agents/audio.ts';
 import { runWorker, type AgentWorker } from '../../src/agents/index.ts';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
@@ -111,5 +111,24 @@ describe('agents', () => {
     await bob.leave();
     await worker.close();
     await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 10_000, 'no FFmpeg left');
+  });
+
+  it('a PCM source that throws ends the publisher quietly instead of crashing the worker', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      async function* failing(): AsyncGenerator<Int16Array> {
+        yield new Int16Array(960);
+        throw new Error('tts went away');
+      }
+      const pub = await PcmPublisher.start(() => undefined, failing());
+      await pub.finished; // resolves: the failure is logged, not thrown
+      await pub.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FrameQueue, rmsDbfs } from '../../src/agents/audio.ts';
 import { workerMessageSchemas } from '../../src/agents/protocol.ts';
-import { defineAgent } from '../../src/agents/worker.ts';
+import { defineAgent, runWorker } from '../../src/agents/worker.ts';
 
 describe('agent SDK pieces', () => {
   it('rmsDbfs: silence, full-scale square, a sine at half scale', () => {
@@ -34,5 +34,13 @@ describe('agent SDK pieces', () => {
     expect(workerMessageSchemas.register.parse({ type: 'register', agentName: 'a' })).toEqual({ type: 'register', agentName: 'a', capacity: 1, automatic: false });
     expect(workerMessageSchemas.register.safeParse({ type: 'register', agentName: 'a', extra: 1 }).success).toBe(false);
     expect(workerMessageSchemas.load.safeParse({ type: 'load', load: 1.5 }).success).toBe(false);
+  });
+
+  it('runWorker refuses a capacity the gateway would refuse, before connecting', async () => {
+    const agent = defineAgent({ name: 'a', entry: () => undefined });
+    const opts = { url: 'http://127.0.0.1:9', apiKey: 'k', apiSecret: 's' };
+    await expect(runWorker(agent, { ...opts, capacity: 0 })).rejects.toThrow(/capacity/);
+    await expect(runWorker(agent, { ...opts, capacity: 1001 })).rejects.toThrow(/capacity/);
+    await expect(runWorker(agent, { ...opts, capacity: 1.5 })).rejects.toThrow(/capacity/);
   });
 });

@@ -34,6 +34,8 @@ export interface DispatchRooms {
   liveRoom(name: string): { info(): Room } | undefined;
   /** Throws not_found when the room does not exist. */
   getRoom(name: string): Promise<Room>;
+  /** Throws not_found when the room or participant is gone. */
+  removeParticipant(room: string, identity: string): Promise<void>;
 }
 
 export interface DispatcherOptions {
@@ -44,6 +46,10 @@ export interface DispatcherOptions {
   log: Logger;
   /** How long a worker may take to accept or reject an offer before the job goes elsewhere. */
   offerTimeoutMs?: number;
+  /** How long a worker that declined a job (or let its offer lapse) is passed over for that job. */
+  triedBackoffMs?: number;
+  /** How long an agent whose job the gateway ended may take to leave before it is removed. */
+  leaveGraceMs?: number;
 }
 
 export type DispatcherEvents = {
@@ -58,7 +64,15 @@ interface WorkerEntry {
   load: number;
   jobs: Set<string>;
   offers: Set<string>;
+  /**
+   * Jobs the gateway ended (terminate sent) that the worker has not yet reported done: they still
+   * take a slot there, or the next offer would meet "at capacity". Released by the report, or after
+   * ENDING_HOLD_MS for a worker that never sends it.
+   */
+  ending: Map<string, NodeJS.Timeout>;
 }
+
+const ENDING_HOLD_MS = 10_000;
 
 interface JobEntry {
   job: Job;
@@ -69,8 +83,13 @@ interface JobEntry {
   workerId: string | undefined;
   offered: boolean;
   offerTimer: NodeJS.Timeout | undefined;
-  /** Workers that rejected or let the current attempt's offer time out. */
-  tried: Set<string>;
+  /** Offers the job again once a declining worker's backoff is over (no other worker was free). */
+  retryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Workers that rejected or let an offer time out → until when they are passed over. Expiring, so
+   * a worker that was busy once (or a transient failure) gets the job later.
+   */
+  tried: Map<string, number>;
   ended: boolean;
 }
 
@@ -81,17 +100,22 @@ interface DispatchEntry {
 
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 
+/** Slots a worker has taken: running jobs, open offers, and jobs it is still winding down. */
+const busy = (w: WorkerEntry) => w.jobs.size + w.offers.size + w.ending.size;
+
 export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   readonly #opts: Required<DispatcherOptions>;
   readonly #workers = new Map<string, WorkerEntry>();
   readonly #dispatches = new Map<string, DispatchEntry>();
   readonly #byRoom = new Map<string, Set<string>>();
   readonly #jobs = new Map<string, JobEntry>();
+  /** Removals of agent participants whose job the gateway ended, after their grace period. */
+  readonly #evictions = new Set<NodeJS.Timeout>();
   #closed = false;
 
   constructor(opts: DispatcherOptions) {
     super();
-    this.#opts = { offerTimeoutMs: 10_000, ...opts };
+    this.#opts = { offerTimeoutMs: 10_000, triedBackoffMs: 5_000, leaveGraceMs: 2_000, ...opts };
     this.onListenerError((event, err) => this.#opts.log.error({ event, err }, 'dispatcher listener threw'));
   }
 
@@ -117,20 +141,20 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   // ---- workers ------------------------------------------------------------------------------
 
   addWorker(handle: WorkerHandle): void {
-    this.#workers.set(handle.id, { handle, load: 0, jobs: new Set(), offers: new Set() });
+    this.#workers.set(handle.id, { handle, load: 0, jobs: new Set(), offers: new Set(), ending: new Map() });
     this.#opts.log.info({ worker: handle.id, agent: handle.agentName, capacity: handle.capacity, automatic: handle.automatic }, 'agent worker registered');
     this.safeEmit('workerRegistered', handle.id, handle.agentName);
-    // Jobs that waited for a worker of this name (none was there, or all had declined).
-    for (const entry of this.#jobs.values()) {
-      if (entry.ended || entry.workerId || entry.job.agentName !== handle.agentName) continue;
-      entry.tried.clear();
-      void this.#offer(entry);
-    }
+    // Jobs that waited for a worker of this name (none was there, or all were busy or declined).
+    this.#drain(handle.agentName);
   }
 
   setLoad(workerId: string, load: number): void {
     const w = this.#workers.get(workerId);
-    if (w) w.load = load;
+    if (!w) return;
+    const lower = load < w.load;
+    w.load = load;
+    // A worker that got lighter may now be the best place for a waiting job.
+    if (lower) this.#drain(w.handle.agentName);
   }
 
   /** The worker's connection closed: its jobs are offered again, to the others. */
@@ -138,6 +162,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     const w = this.#workers.get(workerId);
     if (!w) return;
     this.#workers.delete(workerId);
+    for (const t of w.ending.values()) clearTimeout(t);
     this.safeEmit('workerGone', workerId);
     const orphans = [...w.jobs, ...w.offers].map((id) => this.#jobs.get(id)).filter((e): e is JobEntry => !!e && !e.ended);
     this.#opts.log.info({ worker: workerId, jobs: orphans.length }, 'agent worker gone; re-offering its jobs');
@@ -146,10 +171,16 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       entry.workerId = undefined;
       entry.offered = false;
       entry.attempt++;
-      entry.tried.clear();
-      this.#setState(entry, JobStatus.JS_PENDING, { workerId: '', error: `worker ${workerId} disconnected` });
-      void this.#offer(entry);
+      const error = `worker ${workerId} disconnected`;
+      // The dead attempt ends as far as webhooks go (every agent_job_started gets one ended); the
+      // next attempt sends its own agent_job_started when it runs.
+      if (this.#started(entry)) {
+        this.#setState(entry, JobStatus.JS_FAILED, { error, endedAt: nowNs() });
+        this.#notify('agent_job_ended', entry);
+      }
+      this.#setState(entry, JobStatus.JS_PENDING, { workerId: '', error, startedAt: 0n, endedAt: 0n });
     }
+    for (const entry of orphans) void this.#offer(entry);
   }
 
   accept(workerId: string, jobId: string): void {
@@ -172,10 +203,22 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     this.#opts.log.info({ job: jobId, worker: workerId, reason }, 'agent job offer rejected');
     this.#withdraw(entry, w);
     void this.#offer(entry);
+    // The slot this offer held is free again, for another waiting job.
+    this.#drain(entry.job.agentName);
   }
 
   /** running, done or failed, reported by the worker that accepted the job. */
   update(workerId: string, jobId: string, status: 'running' | 'done' | 'failed', error?: string): void {
+    const w = this.#workers.get(workerId);
+    const hold = w?.ending.get(jobId);
+    if (w && hold) {
+      // The last word on a job the gateway ended: its slot is free now.
+      if (status === 'running') return;
+      clearTimeout(hold);
+      w.ending.delete(jobId);
+      this.#drain(w.handle.agentName);
+      return;
+    }
     const entry = this.#jobs.get(jobId);
     if (!entry || entry.workerId !== workerId || entry.offered) {
       // A job the gateway already ended (room closed, dispatch deleted) may still report; that is fine.
@@ -185,11 +228,14 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     if (entry.ended) return;
     if (status === 'running') {
       if (entry.job.state?.status === JobStatus.JS_RUNNING) return;
-      this.#setState(entry, JobStatus.JS_RUNNING, { startedAt: nowNs() });
+      // error: a previous attempt's "worker disconnected" no longer describes the job.
+      this.#setState(entry, JobStatus.JS_RUNNING, { startedAt: nowNs(), error: '' });
       this.#notify('agent_job_started', entry);
       return;
     }
     this.#end(entry, status === 'done' ? JobStatus.JS_SUCCESS : JobStatus.JS_FAILED, error ?? '', false);
+    // Its slot on the worker is free: a job waiting for one gets it.
+    this.#drain(entry.job.agentName);
   }
 
   // ---- rooms --------------------------------------------------------------------------------
@@ -220,13 +266,17 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   }
 
   roomFinished(room: Room): void {
-    for (const d of this.#roomDispatches(room.name)) this.#deleteEntry(d, 'room closed');
+    const dispatches = this.#roomDispatches(room.name);
+    // All of the room's jobs end before any freed slot is handed on, so none goes to a job of this room.
+    for (const d of dispatches) this.#deleteEntry(d, 'room closed');
     this.#byRoom.delete(room.name);
+    for (const name of new Set(dispatches.map((d) => d.info.agentName))) this.#drain(name);
   }
 
   /**
-   * An agent participant may join only while its job is live: a worker that got the job just before
-   * the room was deleted must not bring the room back by joining it.
+   * An agent participant may join only while its job is live and accepted by a worker: a worker that
+   * got the job just before the room was deleted must not bring the room back by joining it, and a
+   * token from an offer that lapsed (or was rejected) must not put a second agent in the room.
    */
   checkAgentJoin(claims: Claims): void {
     const jobId = claims.attributes?.[AGENT_JOB_ATTRIBUTE];
@@ -234,6 +284,12 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     const entry = this.#jobs.get(jobId);
     if (!entry || entry.ended || entry.dispatch.info.room !== claims.video?.room) {
       throw new ApiError('not_found', `agent job '${jobId}' has ended (its room was closed or its dispatch deleted)`);
+    }
+    if (claims.sub !== entry.identity) {
+      throw new ApiError('permission_denied', `the token's identity is not the participant of agent job '${jobId}'`);
+    }
+    if (!entry.workerId || entry.offered) {
+      throw new ApiError('failed_precondition', `agent job '${jobId}' is not accepted by a worker (accept the offer before joining)`);
     }
   }
 
@@ -259,14 +315,30 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     const entry = this.#dispatches.get(dispatchId);
     if (!entry || entry.info.room !== room) throw notFound(`dispatch '${dispatchId}' does not exist in room '${room}'`);
     this.#deleteEntry(entry, 'dispatch deleted');
+    this.#drain(entry.info.agentName);
     const out = this.#snapshot(entry);
     out.state!.deletedAt = nowNs();
     return out;
   }
 
+  /**
+   * Gateway shutdown: live jobs end (terminate to their workers, agent_job_ended for those that ran,
+   * status JS_FAILED "gateway shutting down": dispatches live in memory, so nothing resumes them).
+   * Runs before the worker sockets close, so the workers hear it and no disconnect re-offers anything.
+   */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
-    for (const entry of this.#jobs.values()) clearTimeout(entry.offerTimer);
+    for (const entry of this.#jobs.values()) {
+      clearTimeout(entry.retryTimer);
+      if (entry.ended) continue;
+      const worker = entry.workerId ? this.#workers.get(entry.workerId) : undefined;
+      worker?.handle.send({ type: 'terminate', jobId: entry.job.id, reason: 'gateway shutting down' });
+      this.#end(entry, JobStatus.JS_FAILED, 'gateway shutting down', true);
+    }
+    for (const t of this.#evictions) clearTimeout(t);
+    this.#evictions.clear();
+    for (const w of this.#workers.values()) for (const t of w.ending.values()) clearTimeout(t);
   }
 
   // ---- internals ----------------------------------------------------------------------------
@@ -313,7 +385,8 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       workerId: undefined,
       offered: false,
       offerTimer: undefined,
-      tried: new Set(),
+      retryTimer: undefined,
+      tried: new Map(),
       ended: false,
     };
     dispatch.jobs.push(entry);
@@ -324,22 +397,46 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     return dispatch;
   }
 
-  /** Least loaded worker of the job's agent name with room for one more, that has not declined it. */
+  /** Least loaded worker of the job's agent name with room for one more, that has not just declined it. */
   #pick(entry: JobEntry): WorkerEntry | undefined {
+    const now = Date.now();
+    for (const [id, until] of entry.tried) if (until <= now || !this.#workers.has(id)) entry.tried.delete(id);
     let best: WorkerEntry | undefined;
     for (const w of this.#workers.values()) {
       if (w.handle.agentName !== entry.job.agentName || entry.tried.has(w.handle.id)) continue;
-      if (w.jobs.size + w.offers.size >= w.handle.capacity) continue;
-      if (!best || w.load < best.load || (w.load === best.load && w.jobs.size + w.offers.size < best.jobs.size + best.offers.size)) best = w;
+      if (busy(w) >= w.handle.capacity) continue;
+      if (!best || w.load < best.load || (w.load === best.load && busy(w) < busy(best))) best = w;
     }
     return best;
   }
 
-  async #offer(entry: JobEntry): Promise<void> {
+  /**
+   * Offers the waiting jobs of an agent name again, oldest first, as long as workers have room.
+   * Called whenever capacity may have freed: a job ended, an offer was withdrawn, a worker reported
+   * less load or registered.
+   */
+  #drain(agentName: string): void {
+    if (this.#closed) return;
+    for (const entry of this.#jobs.values()) {
+      if (entry.ended || entry.workerId || entry.job.agentName !== agentName) continue;
+      void this.#offer(entry, true);
+    }
+  }
+
+  async #offer(entry: JobEntry, quiet = false): Promise<void> {
     if (this.#closed || entry.ended || entry.workerId) return;
+    clearTimeout(entry.retryTimer);
+    entry.retryTimer = undefined;
     const w = this.#pick(entry);
     if (!w) {
-      this.#opts.log.info({ job: entry.job.id, agent: entry.job.agentName }, 'no agent worker free for the job; it waits for one');
+      // Capacity freeing up (#drain) offers it again; a worker that declined it is asked again once
+      // its backoff is over, in case it was the only one.
+      const retryAt = Math.min(...entry.tried.values());
+      if (Number.isFinite(retryAt)) {
+        entry.retryTimer = setTimeout(() => void this.#offer(entry, true), Math.max(0, retryAt - Date.now()) + 10);
+        entry.retryTimer.unref();
+      }
+      if (!quiet) this.#opts.log.info({ job: entry.job.id, agent: entry.job.agentName }, 'no agent worker free for the job; it waits for one');
       return;
     }
     entry.workerId = w.handle.id;
@@ -351,7 +448,8 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       token = await this.#opts.mintJoinToken({ room: entry.dispatch.info.room, identity: entry.identity, agentName: entry.job.agentName, jobId: entry.job.id });
     } catch (err) {
       this.#opts.log.error({ err, job: entry.job.id }, 'could not mint the agent join token');
-      this.#withdraw(entry, w);
+      this.#withdraw(entry, w); // tried: the retry timer offers it again after the backoff
+      void this.#offer(entry, true);
       return;
     }
     // The worker may have gone, or the job ended, while the token was minted.
@@ -371,6 +469,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       this.#opts.log.warn({ job: entry.job.id, worker: w.handle.id }, 'agent worker did not answer the offer; offering elsewhere');
       this.#withdraw(entry, w);
       void this.#offer(entry);
+      this.#drain(entry.job.agentName);
     }, this.#opts.offerTimeoutMs);
     w.handle.send({ type: 'offer', job });
   }
@@ -378,7 +477,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   #withdraw(entry: JobEntry, w: WorkerEntry): void {
     clearTimeout(entry.offerTimer);
     w.offers.delete(entry.job.id);
-    entry.tried.add(w.handle.id);
+    entry.tried.set(w.handle.id, Date.now() + this.#opts.triedBackoffMs);
     entry.workerId = undefined;
     entry.offered = false;
   }
@@ -388,6 +487,9 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       if (entry.ended) continue;
       const worker = entry.workerId ? this.#workers.get(entry.workerId) : undefined;
       worker?.handle.send({ type: 'terminate', jobId: entry.job.id, reason });
+      // A worker that ignores terminate (or is stuck, or died and left a session behind) must not
+      // leave its agent in the room. Mostly it has left by itself: not_found is ignored.
+      this.#evict(d.info.room, entry.identity);
       this.#end(entry, JobStatus.JS_SUCCESS, '', true);
     }
     // Ended jobs stay listed with their dispatch until it goes (and refuse joins meanwhile).
@@ -396,13 +498,45 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     this.#byRoom.get(d.info.room)?.delete(d.info.id);
   }
 
+  /** Removes the agent participant after a grace period (its worker was told to leave by itself). */
+  #evict(room: string, identity: string): void {
+    if (this.#closed) return;
+    const timer = setTimeout(() => {
+      this.#evictions.delete(timer);
+      this.#opts.rooms.removeParticipant(room, identity).then(
+        () => this.#opts.log.info({ room, identity }, 'removed an agent whose job ended'),
+        (err: unknown) => {
+          // Gone already (it left, or the room closed): the usual case.
+          if (err instanceof ApiError && err.code === 'not_found') return;
+          this.#opts.log.warn({ room, identity, err }, 'could not remove an agent whose job ended');
+        },
+      );
+    }, this.#opts.leaveGraceMs);
+    timer.unref();
+    this.#evictions.add(timer);
+  }
+
+  #started(entry: JobEntry): boolean {
+    return (entry.job.state?.startedAt ?? 0n) !== 0n;
+  }
+
   #end(entry: JobEntry, status: JobStatus, error: string, byGateway: boolean): void {
     entry.ended = true;
     clearTimeout(entry.offerTimer);
+    clearTimeout(entry.retryTimer);
     const w = entry.workerId ? this.#workers.get(entry.workerId) : undefined;
-    w?.jobs.delete(entry.job.id);
+    const accepted = !!w?.jobs.delete(entry.job.id);
     w?.offers.delete(entry.job.id);
-    const wasStarted = (entry.job.state?.startedAt ?? 0n) !== 0n;
+    if (w && accepted && byGateway && !this.#closed) {
+      const jobId = entry.job.id;
+      const hold = setTimeout(() => {
+        w.ending.delete(jobId);
+        this.#drain(w.handle.agentName);
+      }, ENDING_HOLD_MS);
+      hold.unref();
+      w.ending.set(jobId, hold);
+    }
+    const wasStarted = this.#started(entry);
     this.#setState(entry, status, { error, endedAt: nowNs() });
     this.#opts.log.info({ job: entry.job.id, status: JobStatus[status], error: error || undefined, byGateway }, 'agent job ended');
     // A job that never ran had no started event, so it gets no ended event either.

@@ -78,6 +78,11 @@ class WorkerConnection {
       if (!token) throw unauthenticated('missing access_token query parameter');
       const claims = await this.#opts.verifier.verify(token);
       if (!claims.video?.agent) throw permissionDenied('the agent grant is required to register an agent worker');
+      // A token that may also join a room (an agent job's join token, a participant's token) is not
+      // a worker credential: leaking one must not let its holder take jobs for every room.
+      if (claims.video.roomJoin || claims.video.room) {
+        throw permissionDenied('a worker token must not carry roomJoin or room; mint one with only the agent grant');
+      }
     } catch (err) {
       const apiErr = err instanceof ApiError ? err : new ApiError('internal', 'agent authentication failed');
       const code = apiErr.code === 'permission_denied' || apiErr.code === 'unauthenticated' ? apiErr.code : 'unavailable';
