@@ -1,5 +1,6 @@
 // A gateway for one bench suite: in this process, on its own Redis, ports and data dir, one
-// mediasoup worker (so its CPU is one PID to read), logs off, RTMP only when a suite asks for it.
+// mediasoup worker (so its CPU is one PID to read), logs off, RTMP and egress workers only when a
+// suite asks for them.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,8 @@ export async function startBenchGateway(env: Record<string, string> = {}): Promi
           ROOMGATE_PORT: String(await freePort()),
           ROOMGATE_REDIS_URL: redis.url,
           ROOMGATE_RTMP_ENABLED: 'false',
+          // No egress worker child: its CPU would be counted in no column and disturb every one.
+          ROOMGATE_EGRESS_WORKER: 'false',
           ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-')),
           ROOMGATE_LOG_LEVEL: 'silent',
           ROOMGATE_RTC_WORKERS: '1',

@@ -51,8 +51,10 @@ async function lumaWatcher(router: types.Router, producer: types.Producer, onFra
     `m=video ${port} RTP/AVP ${codec.payloadType}`, `a=rtpmap:${codec.payloadType} ${codec.mimeType.split('/')[1]}/90000`,
     ...(codec.mimeType === 'video/H264' ? [`a=fmtp:${codec.payloadType} packetization-mode=1`] : []), ''].join('\r\n'));
   const ff = launchFfmpeg([
+    // One decoder thread: frame threading would hold each picture back by a frame per extra thread
+    // (about 67 ms here), hiding the pipeline's own latency behind the decoder's.
     '-protocol_whitelist', 'file,udp,rtp', '-fflags', 'nobuffer', '-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0',
-    '-i', sdpFile, '-vf', 'scale=16:16,format=gray', '-f', 'rawvideo', '-flush_packets', '1', `udp://127.0.0.1:${(sock.address()).port}?pkt_size=1316`,
+    '-threads', '1', '-i', sdpFile, '-vf', 'scale=16:16,format=gray', '-f', 'rawvideo', '-flush_packets', '1', `udp://127.0.0.1:${(sock.address()).port}?pkt_size=1316`,
   ]);
   await sleep(500);
   await c.resume();
