@@ -4,6 +4,7 @@
 // old one keeps feeding the outputs; the new one renders from a cut time onwards and takes over
 // with its first bytes (make before break). The outputs (file, RTMP, HLS, images) read one
 // continuous MPEG-TS and never see a restart: no reconnect at the destination, no broken file.
+import { setTimeout as delay } from 'node:timers/promises';
 import fs from 'node:fs';
 import path from 'node:path';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
@@ -54,14 +55,10 @@ interface Compositor {
   buffered: Buffer[];
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
+// node:timers/promises removes its abort listener when the timer fires (a hand-made one piled up
+// a listener per sleep on the egress's stop signal).
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  delay(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 
 export class CompositeRun {
   readonly #h: CompositeHooks;

@@ -6,6 +6,7 @@
 // FFmpeg per output. When the source's tracks change (republish, leave and rejoin, replaced
 // producer) only the encoder restarts; its timestamps continue where the last one stopped.
 // Track egress: one FFmpeg copying the track's codec into its file.
+import { setTimeout as delay } from 'node:timers/promises';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,14 +44,10 @@ export interface RunDeps {
 }
 
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
+// node:timers/promises removes its abort listener when the timer fires (a hand-made one piled up
+// a listener per sleep on the egress's stop signal).
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  delay(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 
 /** Seconds without RTP after which FFmpeg ends by itself (muted long, unpublished, gateway gone). */
 const ENCODER_RTP_TIMEOUT_S = 5;
