@@ -46,3 +46,14 @@ export class WsEndpoint<C extends WsConnection> {
     this.#wss.close();
   }
 }
+
+/** Pings every `intervalMs`; a peer that has not answered the previous ping is declared dead. */
+export function heartbeat(ws: WebSocket, intervalMs: number, onDead: () => void): NodeJS.Timeout {
+  let alive = true;
+  ws.on('pong', () => (alive = true));
+  return setInterval(() => {
+    if (!alive) return onDead();
+    alive = false;
+    ws.ping();
+  }, intervalMs);
+}

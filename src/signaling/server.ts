@@ -2,7 +2,7 @@
 // into calls on the participant; every request is validated (zod) and permission-checked in sfu/.
 // A bad frame gets an error response and the connection stays open.
 import type { WebSocket } from 'ws';
-import { WsEndpoint } from '../api/wsServer.ts';
+import { WsEndpoint, heartbeat } from '../api/wsServer.ts';
 import type { Claims } from '../auth/grants.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { ApiError } from '../errors.ts';
@@ -113,7 +113,6 @@ class Connection implements SignalSink {
   #log: Logger;
   #participant: Participant | undefined;
   #room: RoomImpl | undefined;
-  #alive = true;
   #pinger: NodeJS.Timeout | undefined;
   /** Requests run one at a time, in arrival order, as a client expects (connect before produce). */
   #queue: Promise<void> = Promise.resolve();
@@ -173,12 +172,7 @@ class Connection implements SignalSink {
     }
     this.#ws.off('message', buffer);
     this.#ws.on('message', (data: Buffer, isBinary: boolean) => this.#enqueue(data, isBinary));
-    this.#ws.on('pong', () => (this.#alive = true));
-    this.#pinger = setInterval(() => {
-      if (!this.#alive) return this.terminate();
-      this.#alive = false;
-      this.#ws.ping();
-    }, this.#opts.pingIntervalMs);
+    this.#pinger = heartbeat(this.#ws, this.#opts.pingIntervalMs, () => this.terminate());
     for (const [data, isBinary] of early) this.#enqueue(data, isBinary);
   }
 

@@ -2,7 +2,7 @@
 // take jobs. Every frame is validated (zod); a bad one gets an `error` message and the connection
 // stays open. Auth failures close with 4000 + the HTTP status, as /rtc does.
 import type { WebSocket } from 'ws';
-import { WsEndpoint } from '../../api/wsServer.ts';
+import { WsEndpoint, heartbeat } from '../../api/wsServer.ts';
 import type { TokenVerifier } from '../../auth/tokens.ts';
 import { ApiError, permissionDenied, unauthenticated } from '../../errors.ts';
 import { newId } from '../../ids.ts';
@@ -53,7 +53,6 @@ class WorkerConnection {
   readonly #onGone: () => void;
   #log: Logger;
   #worker: WorkerHandle | undefined;
-  #alive = true;
   #pinger: NodeJS.Timeout | undefined;
 
   constructor(ws: WebSocket, opts: Required<AgentServerOptions>, onGone: () => void) {
@@ -92,12 +91,7 @@ class WorkerConnection {
     }
     this.#ws.off('message', buffer);
     this.#ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary));
-    this.#ws.on('pong', () => (this.#alive = true));
-    this.#pinger = setInterval(() => {
-      if (!this.#alive) return this.terminate();
-      this.#alive = false;
-      this.#ws.ping();
-    }, this.#opts.pingIntervalMs);
+    this.#pinger = heartbeat(this.#ws, this.#opts.pingIntervalMs, () => this.terminate());
     for (const data of early) this.#onMessage(data, false);
   }
 

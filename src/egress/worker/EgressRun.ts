@@ -43,7 +43,6 @@ export interface RunDeps {
   log: Logger;
 }
 
-const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 // node:timers/promises removes its abort listener when the timer fires (a hand-made one piled up
 // a listener per sleep on the egress's stop signal).
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>

@@ -70,17 +70,22 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
 }
 
 // MPEG-TS readers probe for their whole analyzeduration (streams may appear at any time), so it is
-// the sinks' start-up delay. Each sink reads from a video keyframe on (TsKeyframeGate), so a short
-// window sees a decodable picture and the audio.
-const TS_INPUT = ['-fflags', '+genpts', '-analyzeduration', '500000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
+// a sink's start-up delay. Each sink reads from a video keyframe on (TsKeyframeGate), so a short
+// window normally sees the picture and the audio. Normally: when the audio's timestamps trail the
+// video's by more than the window, the sink starts without audio parameters and fails. A stream
+// destination then restarts by itself (and its first byte is what viewers wait for), so it probes
+// briefly; the file writer gets one chance and nobody waits for its first byte, so it probes long.
+const tsInput = (analyzeUs: number) => ['-fflags', '+genpts', '-analyzeduration', String(analyzeUs), '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
+const TS_INPUT_STREAM = tsInput(500_000);
+const TS_INPUT_FILE = tsInput(2_000_000);
 
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
-  if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
+  if (fileType === 'ogg') return [...TS_INPUT_FILE, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
   // MPEG-TS carries AAC as ADTS; MP4 wants the raw AAC config.
-  return [...TS_INPUT, '-c', 'copy', '-bsf:a', 'aac_adtstoasc', ...FRAGMENTED_MP4, '-y', file];
+  return [...TS_INPUT_FILE, '-c', 'copy', '-bsf:a', 'aac_adtstoasc', ...FRAGMENTED_MP4, '-y', file];
 }
 
 export function streamSinkArgs(url: string): string[] {
   // rw_timeout: a destination that stops reading fails (and is retried) instead of hanging.
-  return [...TS_INPUT, '-c', 'copy', '-rw_timeout', '10000000', '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
+  return [...TS_INPUT_STREAM, '-c', 'copy', '-rw_timeout', '10000000', '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
 }
