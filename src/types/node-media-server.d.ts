@@ -85,19 +85,10 @@ declare module 'node-media-server/src/session/rtmp_session.js' {
   import type { Socket } from 'node:net';
   import type BaseSession from 'node-media-server/src/session/base_session.js';
   /** One RTMP connection: run() attaches the socket listeners, using the `on*` properties as they are then. */
-  export default class RtmpSession implements BaseSession {
+  export default class RtmpSession {
     constructor(socket: Socket);
-    id: string;
-    ip: string;
-    protocol: string;
-    isPublisher: boolean;
-    streamApp: string;
-    streamName: string;
-    streamPath: string;
-    streamQuery: Record<string, unknown>;
-    inBytes: number;
-    videoCodec: number;
-    audioCodec: number;
+  }
+  export default interface RtmpSession extends BaseSession {
     socket: Socket;
     /** The chunk parser; packetAlloc sizes a message buffer from the peer's declared length. */
     rtmp: {
@@ -107,8 +98,6 @@ declare module 'node-media-server/src/session/rtmp_session.js' {
     };
     run(): void;
     onData: (data: Buffer) => void;
-    sendBuffer(buffer: Buffer): void;
-    close(): void;
   }
 }
 
