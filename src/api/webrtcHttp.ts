@@ -158,6 +158,22 @@ export interface WebRtcResource {
 
 export const newEtag = (secret: string) => `"${secret}"`;
 
+/** The 201 of a WHIP or WHEP POST: the SDP answer, where the session lives, and the ICE servers. */
+export function sendCreated(res: ServerResponse, answer: string, resource: { location: string; etag: string; iceServers: IceServer[] }): void {
+  const headers: Record<string, string | string[]> = {
+    ...CORS_HEADERS,
+    'Content-Type': 'application/sdp',
+    'Content-Length': String(Buffer.byteLength(answer)),
+    Location: resource.location,
+    ETag: resource.etag,
+    'Accept-Patch': 'application/trickle-ice-sdpfrag',
+  };
+  const links = iceServerLinks(resource.iceServers);
+  if (links.length > 0) headers.Link = links;
+  res.writeHead(201, headers);
+  res.end(answer);
+}
+
 /**
  * PATCH / DELETE / GET / OPTIONS on a session URL. PATCH with new ICE credentials is an ICE restart
  * (200 + sdpfrag + new ETag); otherwise it is trickle (204; mediasoup is ICE-lite, so remote

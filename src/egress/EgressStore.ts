@@ -3,6 +3,7 @@
 // the write is a Lua compare-and-set on the status, so a late ENDING cannot undo a COMPLETE.
 import { EgressInfo, EgressStatus } from '@livekit/protocol';
 import type { Redis } from 'ioredis';
+import { nowNs } from '../time.ts';
 
 export const FINAL_STATUSES: ReadonlySet<EgressStatus> = new Set([
   EgressStatus.EGRESS_COMPLETE,
@@ -52,7 +53,7 @@ export class EgressStore {
 
   /** Writes the record unless it is already final (returns false then). `updatedAt` is set here. */
   async put(info: EgressInfo, opts: { allowFinalRewrite?: boolean } = {}): Promise<boolean> {
-    info.updatedAt = BigInt(Date.now()) * 1_000_000n;
+    info.updatedAt = nowNs();
     const written = await this.#redis.eval(
       PUT_SCRIPT,
       2,

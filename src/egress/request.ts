@@ -27,6 +27,7 @@ import { ApiError, invalidArgument, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { EgressSource, EncodingSpec, FileSpec, JobSpec, S3Settings } from './EgressTypes.ts';
 import { normaliseStreamUrl, redactStreamUrl, StreamUrlError } from './urls.ts';
+import { nowNs } from '../time.ts';
 
 /** What validation needs to know about rooms and tracks (the SFU's RoomManager behind it). */
 export interface EgressRoomLookup {
@@ -240,7 +241,8 @@ export function outputsOf(req: Outputs, legacy?: TrackCompositeEgressRequest['ou
   };
 }
 
-function checkOutputCounts(o: Outputs): void {
+/** One file, one stream (many URLs), one segments output; at least one output; HLS and images not yet. */
+export function checkOutputCounts(o: Outputs): void {
   if (o.fileOutputs.length > 1) throw invalidArgument(`at most one file output is allowed (got ${o.fileOutputs.length})`, 'file_outputs');
   if (o.streamOutputs.length > 1) throw invalidArgument(`at most one stream output is allowed (got ${o.streamOutputs.length}); put several urls in it`, 'stream_outputs');
   if (o.segmentOutputs.length > 1) throw invalidArgument(`at most one segments output is allowed (got ${o.segmentOutputs.length})`, 'segment_outputs');
@@ -254,10 +256,6 @@ function checkOutputCounts(o: Outputs): void {
 export interface Validated {
   spec: JobSpec;
   info: EgressInfo;
-}
-
-function nowNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
 }
 
 /** The echo of the request in EgressInfo.request, with stream keys and S3 credentials removed. */

@@ -26,6 +26,7 @@ import type { Participant, SignalSink } from '../sfu/Participant.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import type { IngressStore } from '../store/IngressStore.ts';
 import type { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
+import { nowNs } from '../time.ts';
 
 export type IngressEndStatus = IngressState_Status.ENDPOINT_INACTIVE | IngressState_Status.ENDPOINT_COMPLETE | IngressState_Status.ENDPOINT_ERROR;
 
@@ -39,8 +40,6 @@ export const KEYFRAME_INTERVAL_ATTRIBUTE = 'ingress.keyframe_interval_ms';
 
 const RESOURCE_PREFIX = { rtmp: 'RT_', whip: 'WH_', url: 'UR_' } as const;
 export type IngressProtocol = keyof typeof RESOURCE_PREFIX;
-
-const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 
 /** The ingress participant has no signaling connection: the server drives it. */
 const SERVER_SINK: SignalSink = { send: () => undefined, close: () => undefined, superseded: () => undefined };

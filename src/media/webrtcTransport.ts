@@ -37,3 +37,9 @@ export function localParameters(transport: types.WebRtcTransport): AnswerTranspo
     fingerprints: transport.dtlsParameters.fingerprints.map((f) => ({ algorithm: f.algorithm, value: f.value })),
   };
 }
+
+/** An ICE restart answered as WHIP/WHEP sdpfrags carry it: the new server credentials and candidates. */
+export async function restartServerIce(transport: types.WebRtcTransport) {
+  const ice = await transport.restartIce();
+  return { iceUfrag: ice.usernameFragment, icePwd: ice.password, candidates: localParameters(transport).candidates };
+}

@@ -9,13 +9,13 @@ import type { types } from 'mediasoup';
 import {
   bearerToken,
   handleResource,
-  iceServerLinks,
   newEtag,
   pathSegments,
   problem,
   readTyped,
   sendEmpty,
   sendOptions,
+  sendCreated,
   sendProblem,
   toProblem,
   type WebRtcResource,
@@ -25,7 +25,7 @@ import { ApiError } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
-import { createServerWebRtcTransport, localParameters, type ListenSettings } from '../media/webrtcTransport.ts';
+import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../media/webrtcTransport.ts';
 import type { IceServer } from '../signaling/protocol.ts';
 
 export const WHEP_PATH = '/whep';
@@ -114,8 +114,7 @@ class WhepSession implements WebRtcResource {
   }
 
   async restartIce() {
-    const ice = await this.transport.restartIce();
-    return { iceUfrag: ice.usernameFragment, icePwd: ice.password, candidates: localParameters(this.transport).candidates };
+    return restartServerIce(this.transport);
   }
 
   /** Idempotent: DELETE, the tracks or the room going away. */
@@ -249,19 +248,8 @@ export class WhepServer {
         if (state === 'failed' || state === 'closed') session.terminate();
       });
       const answer = writeAnswer(offer, answerMedia, localParameters(transport), String(Date.now()));
-      const headers: Record<string, string | string[]> = {
-        'Access-Control-Allow-Origin': '*',
-        'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Patch',
-        'Content-Type': 'application/sdp',
-        'Content-Length': String(Buffer.byteLength(answer)),
-        Location: `${WHEP_PATH}/${SESSION_SEGMENT}/${session.id}`,
-        ETag: session.etag,
-        'Accept-Patch': 'application/trickle-ice-sdpfrag',
-      };
-      const links = iceServerLinks(this.#deps.iceServers(claims.sub ?? 'whep'));
-      if (links.length > 0) headers.Link = links;
-      res.writeHead(201, headers);
-      res.end(answer);
+      const location = `${WHEP_PATH}/${SESSION_SEGMENT}/${session.id}`;
+      sendCreated(res, answer, { location, etag: session.etag, iceServers: this.#deps.iceServers(claims.sub ?? 'whep') });
       this.#deps.log.info({ room: roomName, participant: identity, tracks: session.consumers.length }, 'WHEP viewer started');
     } catch (err) {
       session.terminate();

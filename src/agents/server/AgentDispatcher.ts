@@ -19,6 +19,7 @@ import { newId } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import type { WebhookEventName, WebhookPayload } from '../../webhooks/WebhookNotifier.ts';
 import { AGENT_JOB_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
+import { nowNs } from '../../time.ts';
 
 /** A connected worker, as the WebSocket server hands it over. */
 export interface WorkerHandle {
@@ -97,8 +98,6 @@ interface DispatchEntry {
   info: AgentDispatch;
   jobs: JobEntry[];
 }
-
-const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 
 /** Slots a worker has taken: running jobs, open offers, and jobs it is still winding down. */
 const busy = (w: WorkerEntry) => w.jobs.size + w.offers.size + w.ending.size;

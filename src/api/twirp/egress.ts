@@ -28,6 +28,7 @@ import { ApiError, invalidArgument, notFound } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { method, type TwirpService } from './router.ts';
+import { nowNs } from '../../time.ts';
 
 export interface EgressServiceDeps {
   store: EgressStore;
@@ -36,8 +37,6 @@ export interface EgressServiceDeps {
   s3: S3Defaults;
   webhooks: Pick<WebhookNotifier, 'notify'>;
 }
-
-const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 
 export function egressService(deps: EgressServiceDeps): TwirpService {
   const { store, queue, webhooks } = deps;

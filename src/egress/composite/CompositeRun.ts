@@ -4,7 +4,6 @@
 // old one keeps feeding the outputs; the new one renders from a cut time onwards and takes over
 // with its first bytes (make before break). The outputs (file, RTMP, HLS, images) read one
 // continuous MPEG-TS and never see a restart: no reconnect at the destination, no broken file.
-import { setTimeout as delay } from 'node:timers/promises';
 import fs from 'node:fs';
 import path from 'node:path';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
@@ -17,6 +16,7 @@ import { udpPortPair } from '../worker/udpPorts.ts';
 import { compositorArgs } from './filterGraph.ts';
 import { loadLayout, resolveLayout } from './templates.ts';
 import type { CompositeSource, LayoutPlan, LayoutTemplate, RoomSnapshot, Theme } from './types.ts';
+import { sleep } from '../../time.ts';
 
 /** How often the room is looked at. */
 const POLL_MS = 250;
@@ -54,11 +54,6 @@ interface Compositor {
   forwarding: boolean;
   buffered: Buffer[];
 }
-
-// node:timers/promises removes its abort listener when the timer fires (a hand-made one piled up
-// a listener per sleep on the egress's stop signal).
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  delay(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 
 export class CompositeRun {
   readonly #h: CompositeHooks;

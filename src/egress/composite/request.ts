@@ -4,7 +4,7 @@ import { EgressStatus, RoomCompositeEgressRequest, StreamOutput, type EgressInfo
 import { ApiError, invalidArgument } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { JobSpec } from '../EgressTypes.ts';
-import { encodedFile, encodingFrom, initialInfo, outputsOf, roomOf, streamUrls, type EgressRoomLookup, type Outputs, type S3Defaults, type TemplateValues, type Validated } from '../request.ts';
+import { checkOutputCounts, encodedFile, encodingFrom, initialInfo, outputsOf, roomOf, streamUrls, type EgressRoomLookup, type S3Defaults, type TemplateValues, type Validated } from '../request.ts';
 import { redactStreamUrl } from '../urls.ts';
 import { availableLayouts, DEFAULT_LAYOUT, resolveLayout } from './templates.ts';
 
@@ -16,17 +16,6 @@ export function checkLayout(layout: string): string {
     throw invalidArgument(`layout '${layout.slice(0, 64)}' does not exist; use one of ${names.join(', ')} (or add templates/layouts/<name>.ts)`, 'layout');
   }
   return resolved.name;
-}
-
-function checkOutputs(o: Outputs): void {
-  if (o.fileOutputs.length > 1) throw invalidArgument(`at most one file output is allowed (got ${o.fileOutputs.length})`, 'file_outputs');
-  if (o.streamOutputs.length > 1) throw invalidArgument(`at most one stream output is allowed (got ${o.streamOutputs.length}); put several urls in it`, 'stream_outputs');
-  if (o.segmentOutputs.length > 1) throw invalidArgument(`at most one segments output is allowed (got ${o.segmentOutputs.length})`, 'segment_outputs');
-  if (o.fileOutputs.length + o.streamOutputs.length + o.segmentOutputs.length + o.imageOutputs.length === 0) {
-    throw invalidArgument('no outputs: give a file, stream, segments or image output', 'outputs');
-  }
-  if (o.segmentOutputs.length > 0) throw new ApiError('unimplemented', 'segmented (HLS) output of room composite egress is not available yet; use a file or stream output');
-  if (o.imageOutputs.length > 0) throw new ApiError('unimplemented', 'image output of room composite egress is not available yet; use a file or stream output');
 }
 
 /** The echo of the request in EgressInfo.request, without stream keys and S3 credentials. */
@@ -57,7 +46,7 @@ export async function validateRoomComposite(req: RoomCompositeEgressRequest, loo
   if (req.audioOnly && req.videoOnly) throw invalidArgument('audio_only and video_only exclude each other', 'audio_only');
   if (req.customBaseUrl) throw new ApiError('unimplemented', 'custom_base_url (a web page template) needs a browser; roomgate composites with layout templates: put a module in templates/layouts/ and name it in layout');
   const o = outputsOf(req, req.output);
-  checkOutputs(o);
+  checkOutputCounts(o);
   const v: TemplateValues = { roomName: req.roomName, roomId };
   const urls = o.streamOutputs[0] ? streamUrls(o.streamOutputs[0]) : undefined;
   const file = o.fileOutputs[0] ? encodedFile(o.fileOutputs[0], v, !req.audioOnly, s3) : undefined;

@@ -6,7 +6,6 @@
 // FFmpeg per output. When the source's tracks change (republish, leave and rejoin, replaced
 // producer) only the encoder restarts; its timestamps continue where the last one stopped.
 // Track egress: one FFmpeg copying the track's codec into its file.
-import { setTimeout as delay } from 'node:timers/promises';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +22,7 @@ import { FileSink, StreamDestination, type Sink } from './outputs.ts';
 import { TapError, type TapClient } from './TapClient.ts';
 import { udpPortPair } from './udpPorts.ts';
 import { CompositeRun } from '../composite/CompositeRun.ts';
+import { sleep } from '../../time.ts';
 
 export type EgressEvent = 'egress_updated' | 'egress_ended';
 export type StopReason = 'stop' | 'limit' | 'shutdown';
@@ -42,11 +42,6 @@ export interface RunDeps {
   maxDuration: number;
   log: Logger;
 }
-
-// node:timers/promises removes its abort listener when the timer fires (a hand-made one piled up
-// a listener per sleep on the egress's stop signal).
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  delay(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 
 /** Seconds without RTP after which FFmpeg ends by itself (muted long, unpublished, gateway gone). */
 const ENCODER_RTP_TIMEOUT_S = 5;

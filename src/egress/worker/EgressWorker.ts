@@ -19,6 +19,7 @@ import { EgressStore, isFinal } from '../EgressStore.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
 import { EgressRun } from './EgressRun.ts';
 import { TapClient } from './TapClient.ts';
+import { nowNs } from '../../time.ts';
 
 export interface EgressWorkerOptions {
   redisUrl: string;
@@ -31,8 +32,6 @@ export interface EgressWorkerOptions {
   /** Most jobs fetched at once; the CPU budget is what really limits. */
   concurrency?: number;
 }
-
-const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 
 export class EgressWorker {
   readonly #opts: EgressWorkerOptions;

@@ -8,10 +8,10 @@ import type { Logger } from '../../logger.ts';
 import { redactStreamUrl } from '../urls.ts';
 import { fileSinkArgs, streamSinkArgs } from './ffmpegArgs.ts';
 import { TsKeyframeGate } from './tsGate.ts';
+import { nowNs } from '../../time.ts';
 
 /** A sink further behind than this is stuck (destination not reading): it is restarted. */
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
-const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 
 export interface Sink {
   write(chunk: Buffer): void;

@@ -11,13 +11,13 @@ import type { types } from 'mediasoup';
 import {
   bearerToken,
   handleResource,
-  iceServerLinks,
   newEtag,
   pathSegments,
   problem,
   readTyped,
   sendEmpty,
   sendOptions,
+  sendCreated,
   sendProblem,
   toProblem,
   type WebRtcResource,
@@ -27,7 +27,7 @@ import { newSecret } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../../media/codecs.ts';
 import { negotiatePublish, parseOffer, writeAnswer, type MediaKind } from '../../media/sdp.ts';
-import { createServerWebRtcTransport, localParameters, type ListenSettings } from '../../media/webrtcTransport.ts';
+import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../../media/webrtcTransport.ts';
 import type { IceServer } from '../../signaling/protocol.ts';
 import type { IngressSession } from '../IngressSessions.ts';
 
@@ -70,9 +70,7 @@ class WhipSession implements WebRtcResource {
 
   async restartIce() {
     if (!this.transport || this.transport.closed) throw problem(404, 'the session has ended');
-    const ice = await this.transport.restartIce();
-    const local = localParameters(this.transport);
-    return { iceUfrag: ice.usernameFragment, icePwd: ice.password, candidates: local.candidates };
+    return restartServerIce(this.transport);
   }
 
   terminate(): void {
@@ -248,19 +246,7 @@ export class WhipServer {
       );
       session.watch(tracks, kinds);
       const location = `${WHIP_PATH}/${SESSION_SEGMENT}/${session.id}`;
-      const headers: Record<string, string | string[]> = {
-        'Access-Control-Allow-Origin': '*',
-        'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Patch',
-        'Content-Type': 'application/sdp',
-        'Content-Length': String(Buffer.byteLength(answer)),
-        Location: location,
-        ETag: session.etag,
-        'Accept-Patch': 'application/trickle-ice-sdpfrag',
-      };
-      const links = iceServerLinks(this.#deps.iceServers(info.participantIdentity));
-      if (links.length > 0) headers.Link = links;
-      res.writeHead(201, headers);
-      res.end(answer);
+      sendCreated(res, answer, { location, etag: session.etag, iceServers: this.#deps.iceServers(info.participantIdentity) });
       log.info({ whip: location.slice(0, WHIP_PATH.length + SESSION_SEGMENT.length + 8), tracks: tracks.map((t) => t.sid) }, 'WHIP publisher accepted');
     } catch (err) {
       const p = toProblem(err, log);
