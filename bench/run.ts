@@ -9,6 +9,7 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { TokenVerifier, mintToken } from '../src/auth/tokens.ts';
 import { loadConfig } from '../src/config.ts';
 import { startGateway } from '../src/main.ts';
+import { runComposite } from './composite.ts';
 import { runEgress } from './egress.ts';
 import { runFanout } from './fanout.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
@@ -64,6 +65,7 @@ async function main() {
   if (wanted('whip')) await runWhip(record);
   if (wanted('agents')) await runAgents(record);
   if (wanted('egress')) await runEgress(record);
+  if (wanted('composite')) await runComposite(record);
   print(fanout, ingest);
 }
 

@@ -49,6 +49,7 @@ interface Compositor {
   ffmpeg: FfmpegProcess;
   sessionId: string | undefined;
   startedAt: number;
+  /** Wall clock (ms) from which this run renders; 0: from its first frame. */
   cutAtMs: number;
   producing: boolean;
   forwarding: boolean;
@@ -188,8 +189,9 @@ export class CompositeRun {
       sdpFile = path.join(dir, 'input.sdp');
       fs.writeFileSync(sdpFile, writeRtpInputSdp(streams, h.rtpHost));
     }
-    // The first run cuts too: the recording then starts at a known wall-clock instant (startedAt).
-    const cutAtUs = (Date.now() + HANDOVER_MS) * 1000;
+    // Only a handover cuts: the first run's output starts as soon as it can (its first bytes are the
+    // recording's start); a later run must not show what the old one already showed.
+    const cutAtUs = handover ? (Date.now() + HANDOVER_MS) * 1000 : 0;
     const args = compositorArgs(
       sdpFile,
       { plan, videoSids: videos.map((v) => v.trackSid), audioCount: audios.length, encoding: h.encoding, audioOnly: h.source.audioOnly, videoOnly: h.source.videoOnly, t0Us: this.#t0Us, cutAtUs, workDir: dir },
@@ -235,7 +237,7 @@ export class CompositeRun {
     this.#failedStarts = 0;
     c.forwarding = true;
     for (const b of c.buffered.splice(0)) this.#h.write(b);
-    this.#h.onMedia(c.cutAtMs);
+    this.#h.onMedia(c.cutAtMs || Date.now());
     this.#log.info({ afterMs: Date.now() - c.startedAt }, 'compositor took over');
     await this.#retire(old);
   }
