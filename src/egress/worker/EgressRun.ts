@@ -219,6 +219,7 @@ export class EgressRun {
       this.#segments?.finish(),
       Promise.all(this.#images.map((o) => o.finish())),
     ]);
+    clearTimeout(this.#persistTimer); // the last uploads asked for one; the final write carries it all
     const endedAt = Date.now();
     const fileError = this.#fileSink?.error;
     const outputErrors = [

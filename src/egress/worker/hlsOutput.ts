@@ -82,9 +82,19 @@ export class HlsPublisher {
     }
   }
 
-  /** The segmenter's playlist says it is done (end of input). */
-  localEnded(): boolean {
-    return this.#readLocal()?.ended ?? false;
+  /**
+   * The segmenter is done with the folder: its playlist says so (end of input), or nothing in the
+   * folder changed for `quietMs` (it never got far enough to write a playlist, or was killed too).
+   */
+  localEnded(quietMs: number): boolean {
+    if (this.#readLocal()?.ended) return true;
+    let latest = 0;
+    try {
+      for (const name of fs.readdirSync(this.#o.dir)) latest = Math.max(latest, fs.statSync(path.join(this.#o.dir, name)).mtimeMs);
+    } catch {
+      return true;
+    }
+    return Date.now() - latest > quietMs;
   }
 
   /** Queues the segments FFmpeg completed since the last call, each followed by the playlists. */
@@ -107,8 +117,9 @@ export class HlsPublisher {
       try {
         size = fs.statSync(file).size;
       } catch {
-        // Listed but not there: not renamed into place yet (next time), or, after a kill, gone.
-        if (!this.#o.recovering) break;
+        // Listed but not there: not renamed into place yet (next time) while the segmenter runs;
+        // once it has exited (the end, or a kill), gone.
+        if (!this.#o.recovering && !this.#ended) break;
         log.warn({ segment: seg.uri }, 'a segment of the stalled recording is missing; the playlist skips it');
         continue;
       }

@@ -11,8 +11,10 @@ import type { JobProgress, JobSpec } from '../EgressTypes.ts';
 import { HlsPublisher, type HlsResult } from './hlsOutput.ts';
 import { ImagePublisher, type ImagesResult } from './imageOutput.ts';
 
-/** How long an orphaned segmenter may take to write its last segment. */
+/** How long an orphaned segmenter may take to write its last segment, … */
 const ORPHAN_WAIT_MS = 20_000;
+/** … and how long its folder must stay unchanged to count as abandoned without a final playlist. */
+const ORPHAN_QUIET_MS = 3000;
 
 export interface RecoveredPieces {
   segments?: HlsResult;
@@ -39,7 +41,7 @@ export async function recoverPieces(spec: JobSpec, progress: Partial<JobProgress
       log,
       recovering: true,
     });
-    for (const until = Date.now() + ORPHAN_WAIT_MS; !publisher.localEnded() && Date.now() < until; ) await sleep(250);
+    for (const until = Date.now() + ORPHAN_WAIT_MS; !publisher.localEnded(ORPHAN_QUIET_MS) && Date.now() < until; ) await sleep(250);
     out.segments = await publisher.finish();
   }
   for (const [index, im] of (spec.images ?? []).entries()) {
