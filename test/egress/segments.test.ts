@@ -2,7 +2,9 @@
 // a room composite writes an HLS recording and JPEG snapshots from one encode (the playlist and
 // every segment in S3, the playlist plays in ffprobe, the snapshots have the asked size); a worker
 // SIGKILLed mid-recording leaves in S3 a playlist whose every segment is there and plays, and the
-// worker that takes over stores the rest and ends the playlist; bad fields get precise errors.
+// worker that takes over stores the rest and ends the playlist; without S3 everything lands in the
+// output folder (TIMESTAMP segment names, one overwritten snapshot); S3 down at the end leaves the
+// rest in the backup folder until S3 is back; bad fields get precise Twirp errors.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -288,6 +290,44 @@ describe('HLS segments and image outputs', () => {
     expect(ffprobe([path.join(root, 'local/latest.jpeg')]).streams.map((s) => [s.codec_name, s.width, s.height])).toEqual([['mjpeg', 320, 240]]);
     // Nothing left in staging.
     expect(fs.readdirSync(path.join(root, '.staging')).filter((d) => d.startsWith(started.egressId))).toEqual([]);
+    await worker.close();
+  });
+
+  it('S3 down at the end: the rest waits in the backup folder and is uploaded in order when S3 is back', async () => {
+    const worker = await inProcessWorker(gw);
+    workers.push(worker);
+    const carol = await join(gw.url, 'hb', 'carol');
+    participants.push(carol);
+    await carol.publishFromFfmpeg({ kind: 'video', source: 'camera', codec: 'VP8', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=15'] });
+    await carol.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=700:sample_rate=48000'] });
+    const started = await egress.startParticipantEgress(
+      'hb',
+      'carol',
+      { segments: new SegmentedFileOutput({ playlistName: 'outage/index', segmentDuration: 2, output: toS3() }) },
+      { encodingOptions: new EncodingOptions({ width: 320, height: 240, framerate: 15, videoBitrate: 500 }) },
+    );
+    await waitFor(async () => ((await s3.list('outage/')).some((o) => o.key === 'outage/index.m3u8') ? true : undefined), 40_000, 'the first playlist in S3');
+    await s3.stop();
+    await sleep(3000); // segments completed meanwhile wait locally
+    await egress.stopEgress(started.egressId);
+    const ended = await status(started.egressId, EgressStatus.EGRESS_COMPLETE, 40_000);
+    expect(ended.backupStorageUsed).toBe(true);
+    const waiting = ended.segmentResults[0]!;
+    expect(waiting.playlistLocation.startsWith(path.resolve(gw.config.egress.backup_dir))).toBe(true);
+    expect(fs.existsSync(waiting.playlistLocation)).toBe(true);
+    await s3.start();
+    const uploaded = await waitFor(async () => {
+      const i = await info(started.egressId);
+      return i.segmentResults[0]!.playlistLocation.startsWith(s3.endpoint) ? i : undefined;
+    }, 40_000, 'upload after S3 is back');
+    const seg = uploaded.segmentResults[0]!;
+    expect(seg.playlistLocation).toBe(`${s3.endpoint}/${BUCKET}/outage/index.m3u8`);
+    expect(uploaded.details).toMatch(/segments uploaded from the backup folder after a retry/);
+    const hls = await download('outage/index.m3u8');
+    expect(hls.ended).toBe(true);
+    expect(hls.segments.length).toBe(Number(seg.segmentCount));
+    expect(Math.abs(decodeAll(hls.local).duration - sum(hls.segments.map((s) => s.duration)))).toBeLessThan(0.5);
+    expect(fs.existsSync(waiting.playlistLocation)).toBe(false);
     await worker.close();
   });
 
