@@ -2,7 +2,7 @@
 // messages that steer a running job. The API validates and normalises a LiveKit request into a
 // JobSpec once; workers never see protobuf request shapes.
 import { z } from 'zod';
-import { CompositeSourceSchema, ImagesSchema, SegmentsSchema } from './composite/types.ts';
+import { CompositeSourceSchema } from './composite/types.ts';
 
 /** Where the media comes from. A composite (room) source is issue 6's; the union is open for it. */
 export const SourceSchema = z.discriminatedUnion('kind', [
@@ -56,6 +56,39 @@ export const FileSchema = z.object({
 });
 export type FileSpec = z.infer<typeof FileSchema>;
 
+/**
+ * HLS: MPEG-TS segments and an EVENT playlist (plus an optional live playlist of the last 5
+ * segments), uploaded as each segment completes. Keys are relative to the bucket or output folder.
+ */
+export const SegmentsSchema = z.object({
+  /** Folder of the playlists ('' = top level). */
+  dir: z.string(),
+  /** File name of the playlist in `dir` (`name.m3u8`). */
+  playlistName: z.string(),
+  livePlaylistName: z.string().optional(),
+  /** Segments are `<dir>/<segmentPrefix>_00000.ts` (INDEX) or `…_<yyyyMMddHHmmssSSS>.ts` (TIMESTAMP, UTC). */
+  segmentPrefix: z.string(),
+  suffix: z.enum(['index', 'timestamp']),
+  /** Seconds. */
+  segmentDuration: z.number(),
+  s3: S3Schema.optional(),
+});
+export type SegmentsSpec = z.infer<typeof SegmentsSchema>;
+
+/** Periodic JPEG snapshots of the encoded picture. */
+export const ImagesSchema = z.object({
+  /** Images are `<prefix>_00000.jpeg` (INDEX), `<prefix>_<yyyyMMddHHmmssSSS>.jpeg` (TIMESTAMP) or `<prefix>.jpeg` (NONE_OVERWRITE). */
+  prefix: z.string(),
+  suffix: z.enum(['index', 'timestamp', 'none']),
+  /** Seconds between snapshots. */
+  captureInterval: z.number(),
+  /** 0: the encoded picture's (the other side keeps the aspect ratio when only one is given). */
+  width: z.number(),
+  height: z.number(),
+  s3: S3Schema.optional(),
+});
+export type ImagesSpec = z.infer<typeof ImagesSchema>;
+
 export const JobSpecSchema = z.object({
   egressId: z.string(),
   roomName: z.string(),
@@ -65,7 +98,6 @@ export const JobSpecSchema = z.object({
   file: FileSchema.optional(),
   /** Stream destinations with their keys (never put in an EgressInfo: those are redacted). */
   stream: z.object({ urls: z.array(z.string()) }).optional(),
-  /** Room composite only: HLS segments and periodic images. */
   segments: SegmentsSchema.optional(),
   images: z.array(ImagesSchema).optional(),
   createdAt: z.number(),
@@ -93,4 +125,7 @@ export interface JobProgress {
   localFile?: string;
   startedAt?: number;
   bytesOut?: number;
+  /** Staging folders of the HLS and image outputs on `host` (what is left there after a kill). */
+  segmentsDir?: string;
+  imagesDirs?: string[];
 }

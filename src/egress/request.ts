@@ -10,9 +10,10 @@ import {
   EncodingOptions,
   EncodingOptionsPreset,
   FileInfo,
+  ImagesInfo,
   ParticipantEgressRequest,
-  S3Upload,
   SegmentedFileOutput,
+  SegmentsInfo,
   StreamInfo,
   StreamInfo_Status,
   StreamOutput,
@@ -22,12 +23,15 @@ import {
   VideoCodec,
   type ImageOutput,
 } from '@livekit/protocol';
-import { z } from 'zod';
 import { ApiError, invalidArgument, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
-import type { EgressSource, EncodingSpec, FileSpec, JobSpec, S3Settings } from './EgressTypes.ts';
+import type { EgressSource, EncodingSpec, FileSpec, JobSpec, SegmentsSpec } from './EgressTypes.ts';
+import { renderFilepath, safeRelative, storageOf, withExtension, type S3Defaults, type StorageChoice, type TemplateValues } from './outputPaths.ts';
+import { encodingForSegments, imagesFrom, segmentsFrom } from './segmentsRequest.ts';
 import { normaliseStreamUrl, redactStreamUrl, StreamUrlError } from './urls.ts';
 import { nowNs } from '../time.ts';
+
+export { s3From, renderFilepath, type S3Defaults, type TemplateValues } from './outputPaths.ts';
 
 /** What validation needs to know about rooms and tracks (the SFU's RoomManager behind it). */
 export interface EgressRoomLookup {
@@ -37,26 +41,7 @@ export interface EgressRoomLookup {
   track(room: string, trackSid: string): { identity: string; kind: 'audio' | 'video'; mimeType: string } | undefined;
 }
 
-/** Config defaults for S3 (request fields win). */
-export interface S3Defaults {
-  bucket?: string | undefined;
-  region?: string | undefined;
-  endpoint?: string | undefined;
-  access_key?: string | undefined;
-  secret?: string | undefined;
-  force_path_style: boolean;
-}
-
 const unimplemented = (msg: string) => new ApiError('unimplemented', msg);
-
-/** S3 bucket naming rules (AWS): 3–63 chars, lowercase letters, digits, dots, hyphens, no IP look-alike. */
-const bucketName = z
-  .string()
-  .min(3, 'must be 3 to 63 characters')
-  .max(63, 'must be 3 to 63 characters')
-  .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'may hold lowercase letters, digits, dots and hyphens, and must start and end with a letter or digit')
-  .refine((b) => !b.includes('..'), 'must not contain two adjacent dots')
-  .refine((b) => !/^\d+\.\d+\.\d+\.\d+$/.test(b), 'must not look like an IP address');
 
 const PRESETS: Record<number, { width: number; height: number; framerate: number; videoBitrate: number }> = {
   [EncodingOptionsPreset.H264_720P_30]: { width: 1280, height: 720, framerate: 30, videoBitrate: 3000 },
@@ -110,80 +95,6 @@ export function encodingFrom(options: Options, hasStream: boolean): EncodingSpec
     keyFrameInterval: a.keyFrameInterval || base.keyFrameInterval,
     profile: a.videoCodec === VideoCodec.H264_BASELINE ? 'baseline' : a.videoCodec === VideoCodec.H264_MAIN ? 'main' : 'high',
   };
-}
-
-/** The request's S3 fields over the config's; a bad bucket name is refused here, not at upload time. */
-export function s3From(upload: S3Upload | undefined, defaults: S3Defaults): S3Settings | undefined {
-  if (!upload && !defaults.bucket) return undefined;
-  const bucket = upload?.bucket || defaults.bucket || '';
-  if (!bucket) throw invalidArgument('s3.bucket is required (no default bucket is configured)', 's3.bucket');
-  const parsed = bucketName.safeParse(bucket);
-  if (!parsed.success) throw invalidArgument(`s3.bucket '${bucket.slice(0, 80)}' is not a valid bucket name: ${parsed.error.issues[0]!.message}`, 's3.bucket');
-  const endpoint = upload?.endpoint || defaults.endpoint || '';
-  if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint)) throw invalidArgument(`s3.endpoint '${endpoint.slice(0, 200)}' must be an http:// or https:// URL`, 's3.endpoint');
-  return {
-    bucket,
-    endpoint,
-    region: upload?.region || defaults.region || 'us-east-1',
-    accessKey: upload?.accessKey || defaults.access_key || '',
-    secret: upload?.secret || defaults.secret || '',
-    sessionToken: upload?.sessionToken || '',
-    forcePathStyle: upload?.forcePathStyle || defaults.force_path_style,
-  };
-}
-
-type Storage = EncodedFileOutput['output'] | DirectFileOutput['output'];
-
-function storageOf(output: Storage, defaults: S3Defaults): S3Settings | undefined {
-  if (output.case === undefined) return s3From(undefined, defaults);
-  if (output.case === 's3') return s3From(output.value, defaults);
-  throw unimplemented(`${output.case} storage is not supported; use s3 (or no storage for the local folder)`);
-}
-
-/** Template values known when the request arrives. */
-export interface TemplateValues {
-  roomName: string;
-  roomId: string;
-  identity?: string;
-  trackId?: string;
-  trackType?: string;
-  trackSource?: string;
-}
-
-function pad(n: number, w = 2): string {
-  return String(n).padStart(w, '0');
-}
-
-/** {room_name}, {room_id}, {time} (local YYYY-MM-DDTHHMMSS), {utc} (YYYYMMDDHHMMSSmmm), {publisher_identity}, {track_*}. */
-export function renderFilepath(template: string, v: TemplateValues, now = new Date()): string {
-  const time = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}T${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`;
-  const utc = `${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())}${pad(now.getUTCHours())}${pad(now.getUTCMinutes())}${pad(now.getUTCSeconds())}${pad(now.getUTCMilliseconds(), 3)}`;
-  const values: Record<string, string> = {
-    room_name: v.roomName,
-    room_id: v.roomId,
-    time,
-    utc,
-    publisher_identity: v.identity ?? '',
-    track_id: v.trackId ?? '',
-    track_type: v.trackType ?? '',
-    track_source: v.trackSource ?? '',
-  };
-  return template.replace(/\{([a-z_]+)\}/g, (all, key: string) => values[key] ?? all);
-}
-
-/** A relative path under the output folder or bucket: no absolute paths, no `..`, safe characters. */
-function safeRelative(p: string): string {
-  const cleaned = p.replace(/\\/g, '/').replace(/^\/+/, '');
-  const segments = cleaned.split('/').filter((s) => s !== '' && s !== '.');
-  if (segments.some((s) => s === '..')) throw invalidArgument(`filepath '${p.slice(0, 200)}' must not contain '..'`, 'filepath');
-  const out = segments.map((s) => s.replace(/[^\w.@=+,-]/g, '_')).join('/');
-  if (!out) throw invalidArgument('filepath is empty after rendering', 'filepath');
-  if (out.length > 512) throw invalidArgument('filepath is longer than 512 characters', 'filepath');
-  return out;
-}
-
-function withExtension(p: string, ext: string): string {
-  return p.toLowerCase().endsWith(ext) ? p : `${p}${ext}`;
 }
 
 /** The encoded file (participant / track composite): MP4 (fragmented) or audio-only OGG. */
@@ -241,16 +152,42 @@ export function outputsOf(req: Outputs, legacy?: TrackCompositeEgressRequest['ou
   };
 }
 
-/** One file, one stream (many URLs), one segments output; at least one output; HLS and images not yet. */
+/** One file, one stream (many URLs), one segments output, any number of images; at least one output. */
 export function checkOutputCounts(o: Outputs): void {
   if (o.fileOutputs.length > 1) throw invalidArgument(`at most one file output is allowed (got ${o.fileOutputs.length})`, 'file_outputs');
   if (o.streamOutputs.length > 1) throw invalidArgument(`at most one stream output is allowed (got ${o.streamOutputs.length}); put several urls in it`, 'stream_outputs');
   if (o.segmentOutputs.length > 1) throw invalidArgument(`at most one segments output is allowed (got ${o.segmentOutputs.length})`, 'segment_outputs');
   if (o.fileOutputs.length + o.streamOutputs.length + o.segmentOutputs.length + o.imageOutputs.length === 0) {
-    throw invalidArgument('no outputs: give a file output or a stream output', 'outputs');
+    throw invalidArgument('no outputs: give a file, stream, segments or image output', 'outputs');
   }
-  if (o.segmentOutputs.length > 0) throw unimplemented('segmented (HLS) output is not supported yet; use a file or stream output');
-  if (o.imageOutputs.length > 0) throw unimplemented('image output is not supported yet; use a file or stream output');
+}
+
+/** What an encoded egress (participant, track composite, room composite) writes, as JobSpec parts. */
+export type EncodedOutputs = Required<Pick<JobSpec, 'encoding'>> & Pick<JobSpec, 'file' | 'stream' | 'segments' | 'images'>;
+
+/**
+ * The outputs of one encode: file, stream, HLS segments and images all read the same MPEG-TS.
+ * `hasVideo` false: the source can have no picture (OGG allowed, images refused).
+ */
+export function encodedOutputs(o: Outputs, v: TemplateValues, hasVideo: boolean, options: Options, defaults: S3Defaults): EncodedOutputs {
+  checkOutputCounts(o);
+  const urls = o.streamOutputs[0] ? streamUrls(o.streamOutputs[0]) : undefined;
+  const file = o.fileOutputs[0] ? encodedFile(o.fileOutputs[0], v, hasVideo, defaults) : undefined;
+  const segments = o.segmentOutputs[0] ? segmentsFrom(o.segmentOutputs[0], v, defaults) : undefined;
+  if (!hasVideo && o.imageOutputs.length > 0) throw invalidArgument('image outputs need video, and this egress has none', 'image_outputs');
+  const images = imagesFrom(o.imageOutputs, v, defaults);
+  if (!file && !segments && images.length === 0 && (!urls || urls.length === 0)) {
+    throw invalidArgument('the stream output has no urls and there is no other output', 'stream_outputs.urls');
+  }
+  let encoding = encodingFrom(options, urls !== undefined);
+  if (segments) encoding = encodingForSegments(encoding, segments, options.case === 'advanced' && options.value.keyFrameInterval > 0);
+  return {
+    encoding,
+    ...(file ? { file } : {}),
+    ...(urls ? { stream: { urls } } : {}),
+    ...(segments ? { segments } : {}),
+    ...(images.length > 0 ? { images } : {}),
+  };
 }
 
 export interface Validated {
@@ -258,27 +195,36 @@ export interface Validated {
   info: EgressInfo;
 }
 
+function scrubS3(x: { output: StorageChoice }): void {
+  if (x.output.case === 's3') {
+    x.output.value.accessKey = '';
+    x.output.value.secret = '';
+    x.output.value.sessionToken = '';
+  }
+}
+
+/** Removes stream keys and S3 credentials from the outputs of an echoed request (changes `o`). */
+export function scrubOutputs(o: Outputs & { output?: TrackCompositeEgressRequest['output'] }): void {
+  const scrubStream = (x: StreamOutput) => {
+    x.urls = x.urls.map(redactStreamUrl);
+  };
+  o.fileOutputs.forEach(scrubS3);
+  o.segmentOutputs.forEach(scrubS3);
+  o.imageOutputs.forEach(scrubS3);
+  o.streamOutputs.forEach(scrubStream);
+  if (o.output?.case === 'stream') scrubStream(o.output.value);
+  else if (o.output?.case === 'file' || o.output?.case === 'segments') scrubS3(o.output.value);
+}
+
 /** The echo of the request in EgressInfo.request, with stream keys and S3 credentials removed. */
 function redactRequest<T extends ParticipantEgressRequest | TrackCompositeEgressRequest | TrackEgressRequest>(req: T): T {
   const copy = req.clone() as T;
-  const scrubS3 = (o: { output: Storage }) => {
-    if (o.output.case === 's3') {
-      o.output.value.accessKey = '';
-      o.output.value.secret = '';
-      o.output.value.sessionToken = '';
-    }
-  };
-  const scrubStream = (s: StreamOutput) => {
-    s.urls = s.urls.map(redactStreamUrl);
-  };
-  if ('fileOutputs' in copy) copy.fileOutputs.forEach(scrubS3);
-  if ('streamOutputs' in copy) copy.streamOutputs.forEach(scrubStream);
-  if (copy instanceof TrackCompositeEgressRequest) {
+  if (copy instanceof TrackEgressRequest) {
     if (copy.output.case === 'file') scrubS3(copy.output.value);
-    if (copy.output.case === 'stream') scrubStream(copy.output.value);
+    if (copy.output.case === 'websocketUrl') copy.output.value = redactStreamUrl(copy.output.value);
+  } else {
+    scrubOutputs(copy);
   }
-  if (copy instanceof TrackEgressRequest && copy.output.case === 'file') scrubS3(copy.output.value);
-  if (copy instanceof TrackEgressRequest && copy.output.case === 'websocketUrl') copy.output.value = redactStreamUrl(copy.output.value);
   return copy;
 }
 
@@ -293,7 +239,17 @@ export function initialInfo(spec: JobSpec, request: EgressInfo['request']): Egre
     request,
     streamResults: (spec.stream?.urls ?? []).map((u) => new StreamInfo({ url: redactStreamUrl(u), status: StreamInfo_Status.ACTIVE })),
     fileResults: spec.file ? [new FileInfo({ filename: spec.file.filepath })] : [],
+    segmentResults: spec.segments ? [segmentsInfoOf(spec.segments)] : [],
+    imageResults: (spec.images ?? []).map((im) => new ImagesInfo({ filenamePrefix: im.prefix })),
+    // LiveKit fills the deprecated oneof when segments are the only output (pkg/config/output.go).
+    ...(spec.segments && !spec.file && !spec.stream && !spec.images ? { result: { case: 'segments' as const, value: segmentsInfoOf(spec.segments) } } : {}),
   });
+}
+
+/** The names of a segments output as SegmentsInfo shows them (the object keys of the playlists). */
+export function segmentsInfoOf(s: SegmentsSpec): SegmentsInfo {
+  const key = (name: string) => (s.dir ? `${s.dir}/${name}` : name);
+  return new SegmentsInfo({ playlistName: key(s.playlistName), livePlaylistName: s.livePlaylistName ? key(s.livePlaylistName) : '' });
 }
 
 export async function roomOf(lookup: EgressRoomLookup, roomName: string): Promise<string> {
@@ -303,24 +259,8 @@ export async function roomOf(lookup: EgressRoomLookup, roomName: string): Promis
   return sid;
 }
 
-function buildSpec(egressId: string, roomName: string, roomId: string, source: EgressSource, o: Outputs, v: TemplateValues, hasVideo: boolean, options: Options, defaults: S3Defaults) {
-  checkOutputCounts(o);
-  const urls = o.streamOutputs[0] ? streamUrls(o.streamOutputs[0]) : undefined;
-  const file = o.fileOutputs[0] ? encodedFile(o.fileOutputs[0], v, hasVideo, defaults) : undefined;
-  if (!file && (!urls || urls.length === 0)) {
-    throw invalidArgument('the stream output has no urls and there is no other output', 'stream_outputs.urls');
-  }
-  const spec: JobSpec = {
-    egressId,
-    roomName,
-    roomId,
-    source,
-    encoding: encodingFrom(options, urls !== undefined),
-    ...(file ? { file } : {}),
-    ...(urls ? { stream: { urls } } : {}),
-    createdAt: Date.now(),
-  };
-  return spec;
+function buildSpec(egressId: string, roomName: string, roomId: string, source: EgressSource, o: Outputs, v: TemplateValues, hasVideo: boolean, options: Options, defaults: S3Defaults): JobSpec {
+  return { egressId, roomName, roomId, source, ...encodedOutputs(o, v, hasVideo, options, defaults), createdAt: Date.now() };
 }
 
 export async function validateParticipant(req: ParticipantEgressRequest, lookup: EgressRoomLookup, s3: S3Defaults): Promise<Validated> {

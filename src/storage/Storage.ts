@@ -2,6 +2,8 @@
 // (always written locally first) is uploaded with retries; if S3 stays unreachable the file moves
 // to the backup folder, the egress reports backupStorageUsed, and a background loop keeps trying
 // (the list of waiting files is in Redis, so a restarted worker carries on) until it is uploaded.
+// Outputs stored piece by piece while they record (HLS, images) use target() and a staging folder;
+// what they could not store by the end comes here too (backupObjects), as an ordered list.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +11,7 @@ import { z } from 'zod';
 import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
 import type { Logger } from '../logger.ts';
 import { uploadFile } from './s3.ts';
+import { folderTarget, s3Target, type UploadTarget } from './UploadTarget.ts';
 
 export interface StoredFile {
   location: string;
@@ -24,15 +27,26 @@ export interface PendingUploads {
   pendingUploads(): Promise<Record<string, string>>;
 }
 
-const PendingSchema = z.object({ egressId: z.string(), file: z.string(), key: z.string(), s3: S3Schema, host: z.string() });
+const ObjectSchema = z.object({ file: z.string(), key: z.string(), contentType: z.string() });
+export type BackupObject = z.infer<typeof ObjectSchema>;
+
+/** A recording file waiting (keyed by egress id), or the ordered objects of an output (egress id:output). */
+const PendingSchema = z.union([
+  z.object({ egressId: z.string(), file: z.string(), key: z.string(), s3: S3Schema, host: z.string() }),
+  z.object({ egressId: z.string(), output: z.string(), dir: z.string(), objects: z.array(ObjectSchema), s3: S3Schema, host: z.string() }),
+]);
 type Pending = z.infer<typeof PendingSchema>;
+const pendingKey = (p: Pending) => ('output' in p ? `${p.egressId}:${p.output}` : p.egressId);
 
 export interface StorageOptions {
   outputDir: string;
   backupDir: string;
   pending: PendingUploads;
-  /** Called when a file from the backup folder finally reached S3. */
-  onUploaded: (egressId: string, location: string) => Promise<void>;
+  /**
+   * Called when what waited in the backup folder finally reached S3: the recording file
+   * (`output` 'file'), or the objects of another output with the location of each key.
+   */
+  onUploaded: (egressId: string, location: string, output: string, locations: Map<string, string>) => Promise<void>;
   log: Logger;
   /** Upload attempts before the file goes to the backup folder. */
   attempts?: number;
@@ -42,9 +56,18 @@ export interface StorageOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function contentType(file: string): string {
+export function contentType(file: string): string {
   const ext = path.extname(file).toLowerCase();
-  return ext === '.mp4' ? 'video/mp4' : ext === '.webm' ? 'video/webm' : ext === '.ogg' ? 'audio/ogg' : 'application/octet-stream';
+  const types: Record<string, string> = {
+    '.mp4': 'video/mp4',
+    '.webm': 'video/webm',
+    '.ogg': 'audio/ogg',
+    '.ts': 'video/mp2t',
+    '.m3u8': 'application/vnd.apple.mpegurl',
+    '.jpeg': 'image/jpeg',
+    '.jpg': 'image/jpeg',
+  };
+  return types[ext] ?? 'application/octet-stream';
 }
 
 export class Storage {
@@ -61,6 +84,45 @@ export class Storage {
     const p = s3 ? path.join(this.#opts.outputDir, '.staging', egressId, path.basename(filepath)) : path.join(this.#opts.outputDir, filepath);
     fs.mkdirSync(path.dirname(p), { recursive: true });
     return path.resolve(p);
+  }
+
+  /** A fresh folder where an output that is stored piece by piece writes first (kept across a kill). */
+  stagingDir(egressId: string, output: string): string {
+    const dir = path.resolve(this.#opts.outputDir, '.staging', `${egressId}.${output}`);
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  /** Where such an output's pieces go: the bucket, or the output folder without S3. */
+  target(s3: S3Settings | undefined): UploadTarget {
+    return s3 ? s3Target(s3) : folderTarget(this.#opts.outputDir);
+  }
+
+  /**
+   * The pieces of an output that S3 did not take by the end: moved to the backup folder (in their
+   * order; the caller's staging folder may then go) and uploaded in the background like a
+   * recording file. Returns the backup location of each key.
+   */
+  async backupObjects(egressId: string, output: string, objects: BackupObject[], s3: S3Settings): Promise<Map<string, string>> {
+    const dir = path.resolve(this.#opts.backupDir, `${egressId}.${output}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const moved = objects.map((o, i) => {
+      const file = path.join(dir, `${String(i).padStart(6, '0')}-${path.basename(o.file)}`);
+      try {
+        fs.renameSync(o.file, file);
+      } catch {
+        fs.copyFileSync(o.file, file);
+        fs.rmSync(o.file, { force: true });
+      }
+      return { ...o, file };
+    });
+    const pending: Pending = { egressId, output, dir, objects: moved, s3, host: os.hostname() };
+    await this.#opts.pending.putPendingUpload(pendingKey(pending), JSON.stringify(pending)).catch((err: unknown) =>
+      this.#opts.log.error({ egress: egressId, output, err: (err as Error).message }, 'could not record the pending upload; it is retried while this worker runs'),
+    );
+    this.#opts.log.warn({ egress: egressId, output, backup: dir, objects: moved.length }, 'S3 unreachable: output kept in the backup folder, retrying in the background');
+    this.#schedule(pending, this.#opts.retryBaseMs);
+    return new Map(moved.map((o) => [o.key, o.file]));
   }
 
   /** Puts a finished local file where it belongs; never throws for an S3 failure (backup instead). */
@@ -97,8 +159,13 @@ export class Storage {
     const all = await this.#opts.pending.pendingUploads();
     let n = 0;
     for (const json of Object.values(all)) {
-      const parsed = PendingSchema.safeParse(JSON.parse(json));
-      if (!parsed.success || parsed.data.host !== os.hostname() || this.#retrying.has(parsed.data.egressId)) continue;
+      let parsed;
+      try {
+        parsed = PendingSchema.safeParse(JSON.parse(json));
+      } catch {
+        continue;
+      }
+      if (!parsed.success || parsed.data.host !== os.hostname() || this.#retrying.has(pendingKey(parsed.data))) continue;
       this.#schedule(parsed.data, 0);
       n++;
     }
@@ -109,23 +176,40 @@ export class Storage {
     if (this.#closed) return;
     const timer = setTimeout(() => void this.#retry(p, delay), delay);
     timer.unref();
-    this.#retrying.set(p.egressId, timer);
+    this.#retrying.set(pendingKey(p), timer);
+  }
+
+  /** Uploads what waits; objects in order, each removed once stored (a retry skips those). */
+  async #upload(p: Pending): Promise<{ location: string; output: string; locations: Map<string, string> } | undefined> {
+    if (!('output' in p)) {
+      if (!fs.existsSync(p.file)) return undefined;
+      const location = await uploadFile(p.s3, p.key, p.file, contentType(p.file));
+      fs.rmSync(path.dirname(p.file), { recursive: true, force: true });
+      return { location, output: 'file', locations: new Map([[p.key, location]]) };
+    }
+    const target = s3Target(p.s3);
+    const locations = new Map<string, string>();
+    for (const o of p.objects) {
+      if (fs.existsSync(o.file)) {
+        await target.put(o.key, { file: o.file }, o.contentType);
+        fs.rmSync(o.file, { force: true });
+      }
+      locations.set(o.key, target.location(o.key));
+    }
+    fs.rmSync(p.dir, { recursive: true, force: true });
+    return { location: locations.get(p.objects.at(-1)?.key ?? '') ?? '', output: p.output, locations };
   }
 
   async #retry(p: Pending, lastDelay: number): Promise<void> {
     if (this.#closed) return;
-    if (!fs.existsSync(p.file)) {
-      this.#retrying.delete(p.egressId);
-      await this.#opts.pending.deletePendingUpload(p.egressId).catch(() => undefined);
-      return;
-    }
+    const key = pendingKey(p);
     try {
-      const location = await uploadFile(p.s3, p.key, p.file, contentType(p.file));
-      this.#retrying.delete(p.egressId);
-      fs.rmSync(path.dirname(p.file), { recursive: true, force: true });
-      await this.#opts.pending.deletePendingUpload(p.egressId).catch(() => undefined);
-      await this.#opts.onUploaded(p.egressId, location).catch(() => undefined);
-      this.#opts.log.info({ egress: p.egressId, location }, 'backed-up recording uploaded');
+      const done = await this.#upload(p);
+      this.#retrying.delete(key);
+      await this.#opts.pending.deletePendingUpload(key).catch(() => undefined);
+      if (!done) return;
+      await this.#opts.onUploaded(p.egressId, done.location, done.output, done.locations).catch(() => undefined);
+      this.#opts.log.info({ egress: p.egressId, output: done.output, location: done.location }, 'backed-up recording uploaded');
     } catch (err) {
       const next = Math.min(Math.max(lastDelay * 2, this.#opts.retryBaseMs), 60_000);
       this.#opts.log.debug({ egress: p.egressId, next, err: (err as Error).message }, 'upload retry failed');

@@ -3,7 +3,7 @@
 // flexible checksums a streamed body goes out aws-chunked, which S3-compatible servers such as
 // s3rver store verbatim (a corrupted object that still answers 200).
 import fs from 'node:fs';
-import { S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Settings } from '../egress/EgressTypes.ts';
 
@@ -40,6 +40,17 @@ export async function uploadFile(s3: S3Settings, key: string, file: string, cont
       leavePartsOnError: false,
     });
     await upload.done();
+    return s3Location(s3, key);
+  } finally {
+    client.destroy();
+  }
+}
+
+/** A small object from memory (a playlist) in one PUT. */
+export async function uploadBody(s3: S3Settings, key: string, body: Buffer, contentType: string, cacheControl?: string): Promise<string> {
+  const client = s3Client(s3);
+  try {
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ContentType: contentType, ...(cacheControl ? { CacheControl: cacheControl } : {}) }));
     return s3Location(s3, key);
   } finally {
     client.destroy();

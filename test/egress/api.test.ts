@@ -59,7 +59,7 @@ describe('egress API refusals', () => {
 
   it('no outputs → invalid_argument', async () => {
     const e = await twirpError(egress.startParticipantEgress('api', 'alice', {}));
-    expect(e).toEqual({ code: 'invalid_argument', message: 'no outputs: give a file output or a stream output' });
+    expect(e).toEqual({ code: 'invalid_argument', message: 'no outputs: give a file, stream, segments or image output' });
   });
 
   it('two file outputs → invalid_argument', async () => {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { loadConfig } from '../../src/config.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
@@ -25,6 +25,8 @@ export interface TestS3 {
   stop(): Promise<void>;
   start(): Promise<void>;
   get(key: string): Promise<Buffer>;
+  /** Keys and sizes of the objects under `prefix`, sorted by key. */
+  list(prefix: string): Promise<{ key: string; size: number }[]>;
 }
 
 export async function startS3(): Promise<TestS3> {
@@ -50,6 +52,21 @@ export async function startS3(): Promise<TestS3> {
       try {
         const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
         return Buffer.from(await res.Body!.transformToByteArray());
+      } finally {
+        client.destroy();
+      }
+    },
+    async list(prefix) {
+      const client = s3Client(settings);
+      try {
+        const out: { key: string; size: number }[] = [];
+        let token: string | undefined;
+        do {
+          const res = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }));
+          for (const o of res.Contents ?? []) out.push({ key: o.Key!, size: Number(o.Size ?? 0) });
+          token = res.IsTruncated ? res.NextContinuationToken : undefined;
+        } while (token);
+        return out.sort((a, b) => a.key.localeCompare(b.key));
       } finally {
         client.destroy();
       }

@@ -1,6 +1,6 @@
 // The room composite's shared vocabulary: what the gateway tells a worker about a room right now
-// (RoomSnapshot), what a layout template makes of it (LayoutPlan), and the extra outputs of a
-// composite job (HLS segments, images). Plain data: it crosses HTTP and Redis as JSON.
+// (RoomSnapshot) and what a layout template makes of it (LayoutPlan). Plain data: it crosses HTTP
+// and Redis as JSON.
 import { z } from 'zod';
 
 export const TrackSourceNameSchema = z.enum(['camera', 'microphone', 'screen_share', 'screen_share_audio', 'unknown']);
@@ -77,27 +77,6 @@ export interface LayoutTemplate {
   maxTiles: number;
   plan(input: LayoutInput): LayoutPlan;
 }
-
-export const SegmentsSchema = z.object({
-  /** Object key prefix of the segments, rendered ({room_name}, {time}, …). */
-  filenamePrefix: z.string(),
-  playlistName: z.string(),
-  livePlaylistName: z.string(),
-  /** Seconds. */
-  segmentDuration: z.number(),
-  s3: z.object({ accessKey: z.string(), secret: z.string(), sessionToken: z.string(), region: z.string(), endpoint: z.string(), bucket: z.string(), forcePathStyle: z.boolean() }).optional(),
-});
-export type SegmentsSpec = z.infer<typeof SegmentsSchema>;
-
-export const ImagesSchema = z.object({
-  filenamePrefix: z.string(),
-  /** Seconds between snapshots. */
-  captureInterval: z.number(),
-  width: z.number(),
-  height: z.number(),
-  s3: SegmentsSchema.shape.s3,
-});
-export type ImagesSpec = z.infer<typeof ImagesSchema>;
 
 export const CompositeSourceSchema = z.object({
   kind: z.literal('room_composite'),

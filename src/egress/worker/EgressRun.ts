@@ -2,14 +2,15 @@
 // report status (EgressInfo in Redis, webhooks, job progress), and finish honestly:
 //   STARTING → ACTIVE (first media out) → ENDING (stop / limit / source gone) → COMPLETE,
 //   LIMIT_REACHED or FAILED, with file, stream and timing results.
-// Encoded egress (participant, track composite): encoder FFmpeg → MPEG-TS on stdout → one sink
-// FFmpeg per output. When the source's tracks change (republish, leave and rejoin, replaced
-// producer) only the encoder restarts; its timestamps continue where the last one stopped.
+// Encoded egress (participant, track composite) and room composite: encoder FFmpeg → MPEG-TS on
+// stdout → one sink FFmpeg per output (file, each RTMP URL, HLS segments, each image output).
+// When the source's tracks change (republish, leave and rejoin, replaced producer) only the
+// encoder restarts; its timestamps continue where the last one stopped.
 // Track egress: one FFmpeg copying the track's codec into its file.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status } from '@livekit/protocol';
+import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status, type ImagesInfo, type SegmentsInfo } from '@livekit/protocol';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
@@ -18,6 +19,8 @@ import type { EgressStore } from '../EgressStore.ts';
 import type { JobProgress, JobSpec } from '../EgressTypes.ts';
 import type { TapTrack } from '../EgressTaps.ts';
 import { encoderArgs, isPassthrough, trackToFile } from './ffmpegArgs.ts';
+import { HlsOutput } from './hlsOutput.ts';
+import { ImageOutput } from './imageOutput.ts';
 import { FileSink, StreamDestination, type Sink } from './outputs.ts';
 import { TapError, type TapClient } from './TapClient.ts';
 import { udpPortPair } from './udpPorts.ts';
@@ -59,6 +62,8 @@ export class EgressRun {
   #startedAt = 0;
   #fileSink: FileSink | undefined;
   readonly #streams = new Map<string, StreamDestination>();
+  #segments: HlsOutput | undefined;
+  #images: ImageOutput[] = [];
   #persistTimer: NodeJS.Timeout | undefined;
   #limitTimer: NodeJS.Timeout | undefined;
   #mediaOffsetS = 0;
@@ -147,8 +152,37 @@ export class EgressRun {
     if (this.#persistTimer) return;
     this.#persistTimer = setTimeout(() => {
       this.#persistTimer = undefined;
-      void this.#write((i) => this.#streamResults(i));
+      void this.#write((i) => this.#liveResults(i));
     }, 200);
+  }
+
+  /** Stream states and the counts of the segments and images stored so far. */
+  #liveResults(info: EgressInfo): void {
+    this.#streamResults(info);
+    const started = BigInt(this.#startedAt) * 1_000_000n;
+    if (this.#segments) info.segmentResults = [this.#withTimes(this.#segments.info(), started)];
+    if (this.#images.length > 0) info.imageResults = this.#images.map((o) => this.#withTimes(o.info(), started));
+    this.#syncLegacyResult(info);
+  }
+
+  #withTimes<T extends SegmentsInfo | ImagesInfo>(x: T, startedAt: bigint, endedAt = 0n): T {
+    if (this.#startedAt) x.startedAt = startedAt;
+    if (endedAt) x.endedAt = endedAt;
+    return x;
+  }
+
+  /** The deprecated `result` oneof repeats the only output's results (set at start when it applies). */
+  #syncLegacyResult(info: EgressInfo): void {
+    if (info.result.case === 'segments' && info.segmentResults[0]) info.result.value = info.segmentResults[0].clone();
+  }
+
+  #progressBase(): Omit<JobProgress, 'phase'> {
+    return {
+      host: os.hostname(),
+      ...(this.#localFile ? { localFile: this.#localFile } : {}),
+      ...(this.#segments ? { segmentsDir: this.#segments.dir } : {}),
+      ...(this.#images.length > 0 ? { imagesDirs: this.#images.map((o) => o.dir) } : {}),
+    };
   }
 
   async #markActive(): Promise<void> {
@@ -158,12 +192,12 @@ export class EgressRun {
     if (this.#d.maxDuration > 0) {
       this.#limitTimer = setTimeout(() => this.requestStop('limit'), this.#d.maxDuration * 1000);
     }
-    void this.#d.progress({ phase: 'active', host: os.hostname(), startedAt: this.#startedAt, ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+    void this.#d.progress({ phase: 'active', ...this.#progressBase(), startedAt: this.#startedAt }).catch(() => undefined);
     const info = await this.#write((i) => {
       i.status = EgressStatus.EGRESS_ACTIVE;
       i.startedAt = BigInt(this.#startedAt) * 1_000_000n;
       for (const f of i.fileResults) f.startedAt = i.startedAt;
-      this.#streamResults(i);
+      this.#liveResults(i);
     });
     if (info && info.status === EgressStatus.EGRESS_ACTIVE) this.#d.notify('egress_updated', info);
   }
@@ -173,19 +207,29 @@ export class EgressRun {
     clearTimeout(this.#persistTimer);
     const ending = await this.#write((i) => {
       i.status = EgressStatus.EGRESS_ENDING;
-      this.#streamResults(i);
+      this.#liveResults(i);
     });
     if (ending?.status === EgressStatus.EGRESS_ENDING) this.#d.notify('egress_updated', ending);
-    void this.#d.progress({ phase: 'ending', host: os.hostname(), ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+    void this.#d.progress({ phase: 'ending', ...this.#progressBase() }).catch(() => undefined);
 
-    await Promise.all([...this.#streams.values()].map((d) => d.end()));
-    await this.#fileSink?.end();
+    // The segments and images end with their last uploads (or the backup folder).
+    const [, , segments, images] = await Promise.all([
+      Promise.all([...this.#streams.values()].map((d) => d.end())),
+      this.#fileSink?.end(),
+      this.#segments?.finish(),
+      Promise.all(this.#images.map((o) => o.finish())),
+    ]);
+    clearTimeout(this.#persistTimer); // the last uploads asked for one; the final write carries it all
     const endedAt = Date.now();
     const fileError = this.#fileSink?.error;
+    const outputErrors = [
+      ...(this.#segments?.error ? [`segments output: ${this.#segments.error}`] : []),
+      ...this.#images.flatMap((o, n) => (o.error ? [`image output ${n}: ${o.error}`] : [])),
+    ];
 
     let stored: { location: string; size: number; backup: boolean } | undefined;
     if (this.#localFile && fs.existsSync(this.#localFile) && fs.statSync(this.#localFile).size > 0 && spec.file) {
-      void this.#d.progress({ phase: 'uploading', host: os.hostname(), localFile: this.#localFile }).catch(() => undefined);
+      void this.#d.progress({ phase: 'uploading', ...this.#progressBase() }).catch(() => undefined);
       stored = await this.#d.storage.store(this.egressId, this.#localFile, spec.file.filepath, spec.file.s3);
     }
     const recorded = this.#startedAt > 0;
@@ -231,6 +275,13 @@ export class EgressRun {
         if (fileError && !this.#error) i.error = `file output: ${fileError}`.slice(0, 500);
         i.fileResults = [f];
       }
+      const started = recorded ? BigInt(this.#startedAt) * 1_000_000n : 0n;
+      const ended = recorded ? BigInt(endedAt) * 1_000_000n : 0n;
+      if (segments) i.segmentResults = [this.#withTimes(segments.info, started, ended)];
+      if (images.length > 0) i.imageResults = images.map((r) => this.#withTimes(r.info, started, ended));
+      if (segments?.backup || images.some((r) => r.backup)) i.backupStorageUsed = true;
+      this.#syncLegacyResult(i);
+      if (outputErrors.length > 0 && !i.error) i.error = outputErrors.join('; ').slice(0, 500);
     });
     this.#log.info({ status: EgressStatus[status], file: stored?.location, backup: stored?.backup }, 'egress ended');
     if (info) this.#d.notify('egress_ended', info);
@@ -312,15 +363,33 @@ export class EgressRun {
     return this.#stop.signal.aborted ? 'stop' : 'exit';
   }
 
-  async #runEncoded(): Promise<void> {
-    const { spec } = this.#d;
+  /** The sinks of the encoded TS, every output of the job (room composite and encoded egress). */
+  #openOutputs(): void {
+    const { spec, storage } = this.#d;
     if (spec.file) {
-      this.#localFile = this.#d.storage.localPath(spec.egressId, spec.file.filepath, spec.file.s3);
+      this.#localFile = storage.localPath(spec.egressId, spec.file.filepath, spec.file.s3);
       this.#fileSink = new FileSink(this.#localFile, spec.file.fileType === 'ogg' ? 'ogg' : 'mp4', this.#log);
     }
     for (const url of spec.stream?.urls ?? []) this.#streams.set(url, new StreamDestination(url, this.#log, () => this.#persistSoon()));
-    void this.#d.progress({ phase: 'attaching', host: os.hostname(), ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
-    const sinks = (): Sink[] => [...(this.#fileSink ? [this.#fileSink] : []), ...this.#streams.values()];
+    const onChange = () => this.#persistSoon();
+    if (spec.segments) {
+      const dir = storage.stagingDir(spec.egressId, 'segments');
+      this.#segments = new HlsOutput({ egressId: spec.egressId, dir, spec: spec.segments, target: storage.target(spec.segments.s3), backup: storage, log: this.#log, onChange });
+    }
+    this.#images = (spec.images ?? []).map((im, index) => {
+      const dir = storage.stagingDir(spec.egressId, `images-${index}`);
+      return new ImageOutput({ egressId: spec.egressId, index, dir, spec: im, target: storage.target(im.s3), backup: storage, log: this.#log, onChange });
+    });
+    void this.#d.progress({ phase: 'attaching', ...this.#progressBase() }).catch(() => undefined);
+  }
+
+  #sinks(): Sink[] {
+    return [...(this.#fileSink ? [this.#fileSink] : []), ...this.#streams.values(), ...(this.#segments ? [this.#segments] : []), ...this.#images];
+  }
+
+  async #runEncoded(): Promise<void> {
+    const { spec } = this.#d;
+    this.#openOutputs();
 
     let attempt = 0;
     let startFailures = 0;
@@ -347,7 +416,7 @@ export class EgressRun {
             startFailures = 0;
             void this.#markActive();
           }
-          for (const s of sinks()) s.write(chunk);
+          for (const s of this.#sinks()) s.write(chunk);
         });
         // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
         await sleep(120);
@@ -374,12 +443,7 @@ export class EgressRun {
   async #runComposite(): Promise<void> {
     const { spec } = this.#d;
     if (spec.source.kind !== 'room_composite') return;
-    if (spec.file) {
-      this.#localFile = this.#d.storage.localPath(spec.egressId, spec.file.filepath, spec.file.s3);
-      this.#fileSink = new FileSink(this.#localFile, spec.file.fileType === 'ogg' ? 'ogg' : 'mp4', this.#log);
-    }
-    for (const url of spec.stream?.urls ?? []) this.#streams.set(url, new StreamDestination(url, this.#log, () => this.#persistSoon()));
-    void this.#d.progress({ phase: 'attaching', host: os.hostname(), ...(this.#localFile ? { localFile: this.#localFile } : {}) }).catch(() => undefined);
+    this.#openOutputs();
     const composite = new CompositeRun({
       egressId: spec.egressId,
       roomName: spec.roomName,
@@ -391,8 +455,7 @@ export class EgressRun {
       log: this.#log,
       signal: this.#stop.signal,
       write: (chunk) => {
-        if (this.#fileSink) this.#fileSink.write(chunk);
-        for (const s of this.#streams.values()) s.write(chunk);
+        for (const s of this.#sinks()) s.write(chunk);
       },
       onMedia: (startMs) => {
         this.#connectedAt ||= Math.round(startMs);
@@ -419,7 +482,7 @@ export class EgressRun {
       ffmpeg.stdout!.on('data', (chunk: Buffer) => {
         if (!this.#startedAt && /out_time_us=[1-9]/.test(chunk.toString())) void this.#markActive();
       });
-      void this.#d.progress({ phase: 'attaching', host: os.hostname(), localFile: this.#localFile }).catch(() => undefined);
+      void this.#d.progress({ phase: 'attaching', ...this.#progressBase() }).catch(() => undefined);
       await sleep(120);
       await this.#d.taps.connect(session.sessionId, targets);
       this.#connectedAt = Date.now();

@@ -18,6 +18,7 @@ import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { EgressStore, isFinal } from '../EgressStore.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
 import { EgressRun } from './EgressRun.ts';
+import { recoverPieces } from './recoverPieces.ts';
 import { TapClient } from './TapClient.ts';
 import { nowNs } from '../../time.ts';
 
@@ -62,12 +63,18 @@ export class EgressWorker {
       backupDir: opts.egress.backup_dir,
       pending: this.#store,
       log: opts.log,
-      onUploaded: async (egressId, location) => {
+      onUploaded: async (egressId, location, output, locations) => {
         await this.#store.update(
           egressId,
           (i) => {
-            for (const f of i.fileResults) f.location = location;
-            i.details = `${i.details}${i.details ? '; ' : ''}uploaded from the backup folder after a retry`;
+            if (output === 'file') for (const f of i.fileResults) f.location = location;
+            for (const s of output === 'segments' ? i.segmentResults : []) {
+              s.playlistLocation = locations.get(s.playlistName) ?? s.playlistLocation;
+              if (s.livePlaylistName) s.livePlaylistLocation = locations.get(s.livePlaylistName) ?? s.livePlaylistLocation;
+              if (i.result.case === 'segments') i.result.value = s.clone();
+            }
+            const what = output === 'file' ? 'uploaded' : `${output} uploaded`;
+            i.details = `${i.details}${i.details ? '; ' : ''}${what} from the backup folder after a retry`;
           },
           { allowFinalRewrite: true },
         );
@@ -209,14 +216,15 @@ export class EgressWorker {
 
   #maxDuration(spec: JobSpec): number {
     const e = this.#opts.egress;
-    const limits = [spec.file ? e.file_max_duration : 0, spec.stream ? e.stream_max_duration : 0].filter((n) => n > 0);
+    const limits = [spec.file ? e.file_max_duration : 0, spec.stream ? e.stream_max_duration : 0, spec.segments ? e.segment_max_duration : 0].filter((n) => n > 0);
     return limits.length ? Math.min(...limits) : 0;
   }
 
   /**
    * The worker that ran this job died (BullMQ found it stalled). Its FFmpeg sinks saw end of input
-   * and closed the file, so the media recorded until the kill is kept when the file is on this
-   * host; the egress ends FAILED saying so. Resuming the recording into a new part is not attempted.
+   * and closed the file (and the last HLS segment and snapshot), so the media recorded until the
+   * kill is kept when it is on this host; the egress ends FAILED saying so. Resuming the recording
+   * into a new part is not attempted.
    */
   async #recover(job: Job<JobSpec>, spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
     log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
@@ -237,6 +245,10 @@ export class EgressWorker {
     } else if (local) {
       note = `; the partial recording stays on host ${progress.host ?? '?'} at ${local}`;
     }
+    const pieces = await recoverPieces(spec, progress, this.#storage, log);
+    const keptPieces = Number(pieces.segments?.info.segmentCount ?? 0n) + pieces.images.reduce((n, r) => n + Number(r?.info.imageCount ?? 0n), 0);
+    if (!stored && keptPieces > 0) note = `${note}; the media recorded before is kept`;
+    note += pieces.note;
     const ended = Date.now();
     const info = await this.#store.update(spec.egressId, (i) => {
       i.status = EgressStatus.EGRESS_FAILED;
@@ -255,6 +267,19 @@ export class EgressWorker {
           if (stored.backup) i.backupStorageUsed = true;
         }
       }
+      const times = <T extends { startedAt: bigint; endedAt: bigint }>(x: T): T => {
+        if (progress.startedAt) x.startedAt = BigInt(progress.startedAt) * 1_000_000n;
+        x.endedAt = BigInt(ended) * 1_000_000n;
+        return x;
+      };
+      if (pieces.segments) {
+        i.segmentResults = [times(pieces.segments.info)];
+        if (i.result.case === 'segments') i.result.value = pieces.segments.info.clone();
+      }
+      pieces.images.forEach((r, n) => {
+        if (r && i.imageResults[n]) i.imageResults[n] = times(r.info);
+      });
+      if (pieces.segments?.backup || pieces.images.some((r) => r?.backup)) i.backupStorageUsed = true;
     });
     if (info) this.#notify('egress_ended', info);
     void job;

@@ -1,6 +1,8 @@
 // FFmpeg command lines of an egress, in one place: the RTP input, the encoder (H.264 + AAC, or
 // H.264 passthrough) writing MPEG-TS to its stdout, and the sinks that read that TS: the file
-// (fragmented MP4, or OGG for audio only) and one RTMP(S) push per destination.
+// (fragmented MP4, or OGG for audio only), one RTMP(S) push per destination, the HLS segmenter
+// and one JPEG snapshotter per image output.
+import path from 'node:path';
 import type { EncodingSpec } from '../EgressTypes.ts';
 
 /**
@@ -75,9 +77,10 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
 // video's by more than the window, the sink starts without audio parameters and fails. A stream
 // destination then restarts by itself (and its first byte is what viewers wait for), so it probes
 // briefly; the file writer gets one chance and nobody waits for its first byte, so it probes long.
-const tsInput = (analyzeUs: number) => ['-fflags', '+genpts', '-analyzeduration', String(analyzeUs), '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0', '-map', '0'];
-const TS_INPUT_STREAM = tsInput(500_000);
-const TS_INPUT_FILE = tsInput(2_000_000);
+// The HLS segmenter and the snapshotter are like the file writer: one chance, no viewer waiting.
+const tsInput = (analyzeUs: number) => ['-fflags', '+genpts', '-analyzeduration', String(analyzeUs), '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
+const TS_INPUT_STREAM = [...tsInput(500_000), '-map', '0'];
+const TS_INPUT_FILE = [...tsInput(2_000_000), '-map', '0'];
 
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
   if (fileType === 'ogg') return [...TS_INPUT_FILE, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
@@ -88,4 +91,38 @@ export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
 export function streamSinkArgs(url: string): string[] {
   // rw_timeout: a destination that stops reading fails (and is retried) instead of hanging.
   return [...TS_INPUT_STREAM, '-c', 'copy', '-rw_timeout', '10000000', '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
+}
+
+/** The segmenter's own playlist (in its staging folder): which segments are complete, and when they start. */
+export const HLS_LOCAL_PLAYLIST = 'ffmpeg.m3u8';
+/** Local segment names; the stored names are chosen when each is uploaded. */
+export const HLS_LOCAL_SEGMENT = /^seg_(\d+)\.ts$/;
+export const IMAGE_LOCAL_FILE = /^img_(\d+)\.jpeg$/;
+
+/**
+ * MPEG-TS segments cut at the first keyframe after each `segmentDuration`, listed in an EVENT
+ * playlist only once complete (temp_file: written beside, renamed when done), each with the wall
+ * clock of its start (program_date_time, for TIMESTAMP names).
+ */
+export function segmentSinkArgs(dir: string, segmentDuration: number): string[] {
+  return [
+    ...TS_INPUT_FILE, '-c', 'copy',
+    '-f', 'hls', '-hls_time', String(segmentDuration), '-hls_playlist_type', 'event', '-hls_list_size', '0',
+    '-hls_flags', 'temp_file+program_date_time', '-hls_segment_type', 'mpegts',
+    '-hls_segment_filename', path.join(dir, 'seg_%05d.ts'), path.join(dir, HLS_LOCAL_PLAYLIST),
+  ];
+}
+
+/**
+ * One JPEG every `captureInterval` seconds of media, scaled into width × height (letterboxed, as
+ * the encoder does) or by one side keeping the aspect ratio; written atomically (renamed when done).
+ */
+export function imageSinkArgs(dir: string, o: { captureInterval: number; width: number; height: number }): string[] {
+  const { width: w, height: h } = o;
+  const scale = w && h ? `,scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2` : w ? `,scale=${w}:-2` : h ? `,scale=-2:${h}` : '';
+  return [
+    ...tsInput(2_000_000), '-map', '0:v:0',
+    '-vf', `fps=1/${o.captureInterval}${scale}`, '-c:v', 'mjpeg', '-q:v', '3',
+    '-f', 'image2', '-atomic_writing', '1', '-start_number', '0', path.join(dir, 'img_%05d.jpeg'),
+  ];
 }

@@ -1,5 +1,5 @@
 // The outputs of an encoded egress. Each is its own FFmpeg reading the encoder's MPEG-TS on stdin,
-// so one failing destination never stops another: a stream destination that exits is restarted
+// so one failing destination never stops another (HLS and images: hlsOutput.ts, imageOutput.ts): a stream destination that exits is restarted
 // with backoff (1 s doubling to 30 s) and shows FAILED with its error and retry count meanwhile.
 // When the worker dies, every sink sees end of input and finishes its file cleanly.
 import { StreamInfo, StreamInfo_Status } from '@livekit/protocol';
@@ -19,21 +19,24 @@ export interface Sink {
   end(): Promise<void>;
 }
 
-export class FileSink implements Sink {
-  readonly file: string;
+/**
+ * An FFmpeg that writes local files from the TS (the recording, HLS segments, snapshots): it
+ * reads from a keyframe on, drops input rather than grow without bound when the disk is far
+ * behind, and says why it stopped if it stopped early.
+ */
+export class TsFfmpegSink implements Sink {
   readonly #ffmpeg: FfmpegProcess;
   readonly #gate = new TsKeyframeGate();
   #failed: string | undefined;
 
-  constructor(file: string, fileType: 'mp4' | 'ogg', log: Logger) {
-    this.file = file;
-    this.#ffmpeg = launchFfmpeg(fileSinkArgs(file, fileType), { stdin: 'media', log });
+  constructor(args: string[], log: Logger) {
+    this.#ffmpeg = launchFfmpeg(args, { stdin: 'media', log });
     void this.#ffmpeg.exited.then((code) => {
       if (code !== 0) this.#failed = this.#ffmpeg.stderrTail().split('\n').slice(-2).join(' ') || `exit code ${String(code)}`;
     });
   }
 
-  /** Why the file writer stopped early, if it did. */
+  /** Why the writer stopped early, if it did. */
   get error(): string | undefined {
     return this.#failed;
   }
@@ -46,6 +49,15 @@ export class FileSink implements Sink {
 
   async end(): Promise<void> {
     await this.#ffmpeg.stop(20_000);
+  }
+}
+
+export class FileSink extends TsFfmpegSink {
+  readonly file: string;
+
+  constructor(file: string, fileType: 'mp4' | 'ogg', log: Logger) {
+    super(fileSinkArgs(file, fileType), log);
+    this.file = file;
   }
 }
 
