@@ -110,7 +110,7 @@ export function compositorArgs(sdpFile: string | undefined, g: CompositeGraphInp
       '-protocol_whitelist', 'file,udp,rtp',
       '-use_wallclock_as_timestamps', '1',
       '-listen_timeout', String(timeoutS),
-      '-analyzeduration', '300000', '-probesize', '100000',
+      '-analyzeduration', '100000', '-probesize', '100000', '-fpsprobesize', '0',
       '-fflags', 'nobuffer', '-reorder_queue_size', '64',
       '-i', sdpFile,
     );

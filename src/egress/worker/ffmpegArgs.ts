@@ -71,26 +71,26 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
   return args;
 }
 
-// MPEG-TS readers probe for their whole analyzeduration (streams may appear at any time), so it is
-// a sink's start-up delay. Each sink reads from a video keyframe on (TsKeyframeGate), so a short
-// window normally sees the picture and the audio. Normally: when the audio's timestamps trail the
-// video's by more than the window, the sink starts without audio parameters and fails. A stream
-// destination then restarts by itself (and its first byte is what viewers wait for), so it probes
-// briefly; the file writer gets one chance and nobody waits for its first byte, so it probes long.
-// The HLS segmenter and the snapshotter are like the file writer: one chance, no viewer waiting.
-const tsInput = (analyzeUs: number) => ['-fflags', '+genpts', '-analyzeduration', String(analyzeUs), '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
-const TS_INPUT_STREAM = [...tsInput(500_000), '-map', '0'];
-const TS_INPUT_FILE = [...tsInput(2_000_000), '-map', '0'];
+// How a sink reads the encoder's MPEG-TS. The FFmpeg CLI scans for PMTs (scan_all_pmts=1) and so
+// probes its whole analyzeduration, which was every sink's start-up delay (0.5 s for a stream
+// destination, 2 s for the file). With the scan off the probe ends as soon as every stream of the
+// PMT has its parameters (measured: ~0.1 s instead of 2 s), and fpsprobesize 0 skips counting 20
+// frames for a frame rate the copy does not need. Each sink starts at a video keyframe
+// (TsKeyframeGate), so the picture's parameters come at once; analyzeduration is now only the
+// bound for a stream whose first packets trail (audio behind video), long enough to wait for them.
+// The HLS segmenter and the snapshotter read the same way.
+const TS_READ = ['-fflags', '+genpts', '-scan_all_pmts', '0', '-fpsprobesize', '0', '-analyzeduration', '2000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
+const TS_INPUT = [...TS_READ, '-map', '0'];
 
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
-  if (fileType === 'ogg') return [...TS_INPUT_FILE, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
+  if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
   // MPEG-TS carries AAC as ADTS; MP4 wants the raw AAC config.
-  return [...TS_INPUT_FILE, '-c', 'copy', '-bsf:a', 'aac_adtstoasc', ...FRAGMENTED_MP4, '-y', file];
+  return [...TS_INPUT, '-c', 'copy', '-bsf:a', 'aac_adtstoasc', ...FRAGMENTED_MP4, '-y', file];
 }
 
 export function streamSinkArgs(url: string): string[] {
   // rw_timeout: a destination that stops reading fails (and is retried) instead of hanging.
-  return [...TS_INPUT_STREAM, '-c', 'copy', '-rw_timeout', '10000000', '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
+  return [...TS_INPUT, '-c', 'copy', '-rw_timeout', '10000000', '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
 }
 
 /** The segmenter's own playlist (in its staging folder): which segments are complete, and when they start. */
@@ -106,7 +106,7 @@ export const IMAGE_LOCAL_FILE = /^img_(\d+)\.jpeg$/;
  */
 export function segmentSinkArgs(dir: string, segmentDuration: number): string[] {
   return [
-    ...TS_INPUT_FILE, '-c', 'copy',
+    ...TS_INPUT, '-c', 'copy',
     '-f', 'hls', '-hls_time', String(segmentDuration), '-hls_playlist_type', 'event', '-hls_list_size', '0',
     '-hls_flags', 'temp_file+program_date_time', '-hls_segment_type', 'mpegts',
     '-hls_segment_filename', path.join(dir, 'seg_%05d.ts'), path.join(dir, HLS_LOCAL_PLAYLIST),
@@ -121,7 +121,7 @@ export function imageSinkArgs(dir: string, o: { captureInterval: number; width: 
   const { width: w, height: h } = o;
   const scale = w && h ? `,scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2` : w ? `,scale=${w}:-2` : h ? `,scale=-2:${h}` : '';
   return [
-    ...tsInput(2_000_000), '-map', '0:v:0',
+    ...TS_READ, '-map', '0:v:0',
     '-vf', `fps=1/${o.captureInterval}${scale}`, '-c:v', 'mjpeg', '-q:v', '3',
     '-f', 'image2', '-atomic_writing', '1', '-start_number', '0', path.join(dir, 'img_%05d.jpeg'),
   ];
