@@ -31,6 +31,9 @@ export interface CompositeGraphInput {
   workDir: string;
 }
 
+/** How far the canvas may fall behind the wall clock before it skips ahead (µs). */
+const CATCH_UP_US = 500_000;
+
 const even = (n: number) => Math.max(2, Math.floor(n / 2) * 2);
 
 /** The -filter_complex text and the labels it ends in. */
@@ -45,8 +48,14 @@ export function compositeFilter(g: CompositeGraphInput): { filter: string; video
   if (!g.audioOnly) {
     const W = even(e.width);
     const H = even(e.height);
-    // The canvas, stamped with wall-clock time from the moment the graph starts.
-    let chain = `color=c=${g.plan.background}:s=${W}x${H}:r=${e.framerate},format=yuv420p,settb=AVTB,setpts=RTCSTART+N*1000000/${e.framerate}`;
+    // The canvas, stamped with wall-clock time from the moment the graph starts: one frame slot
+    // after the other while the compositor keeps up; when it falls more than CATCH_UP_US behind
+    // the wall clock (starved of CPU), the next frame jumps to the wall clock, so the overlays skip
+    // the tile frames in between and the recording keeps wall time (a gap in the picture, not a
+    // shorter recording drifting away from its audio, which is stamped by its sample count).
+    const slot = (1e6 / e.framerate).toFixed(3);
+    const stamp = `if(isnan(PREV_OUTPTS)\\,RTCSTART\\,max(max(RTCSTART+N*${slot}\\,PREV_OUTPTS+${slot})\\,RTCTIME-${CATCH_UP_US}))`;
+    let chain = `color=c=${g.plan.background}:s=${W}x${H}:r=${e.framerate},format=yuv420p,settb=AVTB,setpts='${stamp}'`;
     let card = 0;
     for (const t of g.plan.tiles) {
       if (t.trackSid && g.videoSids.includes(t.trackSid)) continue;
