@@ -102,8 +102,10 @@ describe('speaker layout', () => {
 
       const started = await egress.startRoomCompositeEgress('spk', { file: new EncodedFileOutput({ fileType: EncodedFileType.MP4, filepath: 'speaker/{room_name}' }) }, { layout: 'speaker' });
       await waitFor(async () => ((await info(started.egressId)).status === EgressStatus.EGRESS_ACTIVE ? true : undefined), 30_000, 'ACTIVE');
-      // Long enough for two switches once recording.
-      await sleep(2 * PHASE_S * 1000 + 1000);
+      // Until two switches from a settled picture are recorded, with time to show them.
+      const settledFrom = Date.now() / 1000 + SWITCH_BOUND_S;
+      const second = t0 + PHASE_S * Math.ceil((settledFrom - t0) / PHASE_S) + PHASE_S;
+      await sleep((second + SWITCH_BOUND_S + 1) * 1000 - Date.now());
       await egress.stopEgress(started.egressId);
       const ended = await waitFor(async () => {
         const i = await info(started.egressId);
@@ -123,7 +125,7 @@ describe('speaker layout', () => {
       // Switch instants inside the recording, each with the phase that follows it.
       const switches: { at: number; to: Who }[] = [];
       for (let s = t0 + PHASE_S * Math.ceil((startS - t0) / PHASE_S); s < endS; s += PHASE_S) switches.push({ at: s, to: loudAt(s + 0.01) });
-      expect(switches.length, 'the recording should span two switches').toBeGreaterThanOrEqual(2);
+      expect(switches.length, `the recording (${startS.toFixed(2)} to ${endS.toFixed(2)}, phases from ${t0}) should span two switches`).toBeGreaterThanOrEqual(2);
       const delays: number[] = [];
       for (const { at, to } of switches) {
         // Only a switch from a settled picture, the previous speaker large, measures anything.
