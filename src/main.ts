@@ -29,6 +29,8 @@ import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServ
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 import { EgressQueue } from './egress/EgressQueue.ts';
 import { EgressStore } from './egress/EgressStore.ts';
+import { EgressLauncher } from './egress/EgressLauncher.ts';
+import { autoEgress } from './egress/autoEgress.ts';
 import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
 import { spawnEgressWorker } from './egress/workerChild.ts';
 import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
@@ -132,22 +134,6 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       turnTtl: config.turn.ttl,
     };
     const iceServers = (identity: string) => iceServersFor(iceConfig, identity);
-    const rooms = new RoomManager({
-      store: new RoomStore(redis),
-      pool,
-      node: config.node_id,
-      defaults: {
-        emptyTimeout: config.room.empty_timeout,
-        departureTimeout: config.room.departure_timeout,
-        maxParticipants: config.room.max_participants,
-      },
-      transport: {
-        listenIp,
-        ...(config.rtc.announced_ip ? { announcedIp: config.rtc.announced_ip } : {}),
-        iceServers,
-      },
-      log: moduleLogger('rooms'),
-    });
 
     let rtmpServer: RtmpIngestServer | undefined;
     let signaling: SignalingServer | undefined; // created below; the gauge reads it when scraped
@@ -165,6 +151,31 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       metrics,
     });
     undo.push(() => webhooks.close());
+
+    // Egress: the API queues jobs; workers (separate processes) pull media through the taps. The
+    // rooms start auto egress (CreateRoom `egress`) through the same launcher as StartEgress.
+    const egressQueue = new EgressQueue(redisUrl);
+    undo.push(() => egressQueue.close());
+    const egressStore = new EgressStore(redis);
+    const egressLauncher = new EgressLauncher({ store: egressStore, queue: egressQueue, webhooks, log: moduleLogger('egress') });
+
+    const rooms = new RoomManager({
+      store: new RoomStore(redis),
+      pool,
+      node: config.node_id,
+      defaults: {
+        emptyTimeout: config.room.empty_timeout,
+        departureTimeout: config.room.departure_timeout,
+        maxParticipants: config.room.max_participants,
+      },
+      transport: {
+        listenIp,
+        ...(config.rtc.announced_ip ? { announcedIp: config.rtc.announced_ip } : {}),
+        iceServers,
+      },
+      autoEgress: autoEgress({ launcher: egressLauncher, s3: config.egress.s3 }),
+      log: moduleLogger('rooms'),
+    });
     rooms.on('roomstarted', (room) => webhooks.notify('room_started', { room }));
     rooms.on('roomfinished', (room) => webhooks.notify('room_finished', { room }));
     rooms.on('participantjoined', (room, participant) => webhooks.notify('participant_joined', { room, participant }));
@@ -271,13 +282,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       }),
     );
 
-    // Egress: the API queues jobs; workers (separate processes) pull media through the taps.
-    const egressQueue = new EgressQueue(redisUrl);
-    undo.push(() => egressQueue.close());
     twirp.register(
       egressService({
-        store: new EgressStore(redis),
+        store: egressStore,
         queue: egressQueue,
+        launcher: egressLauncher,
         rooms: egressRoomLookup(rooms),
         s3: config.egress.s3,
         webhooks,

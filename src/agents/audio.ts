@@ -25,13 +25,7 @@ export interface AudioFrame {
   receivedAt: number;
 }
 
-/** Root-mean-square level of PCM in dBFS (-Infinity for digital silence, 0 for a full-scale square). */
-export function rmsDbfs(samples: Int16Array): number {
-  if (samples.length === 0) return -Infinity;
-  let sum = 0;
-  for (const s of samples) sum += s * s;
-  return 20 * Math.log10(Math.sqrt(sum / samples.length) / 32768);
-}
+export { rmsDbfs } from '../media/audioLevel.ts';
 
 /** An async queue: producers push, one consumer iterates; beyond `max` items the oldest are dropped. */
 export class FrameQueue<T> implements AsyncIterableIterator<T> {

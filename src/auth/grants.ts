@@ -1,5 +1,6 @@
 // LiveKit access-token claims (protocol/auth/grants.go). Unknown keys pass through, so tokens from
 // newer SDKs that carry grants we don't know yet are still accepted.
+import { RoomConfiguration } from '@livekit/protocol';
 import { z } from 'zod';
 
 export const videoGrantSchema = z.looseObject({
@@ -42,3 +43,12 @@ export const claimsSchema = z.looseObject({
 
 /** Verified claims of an access token. `sub` is the participant identity. */
 export type Claims = z.infer<typeof claimsSchema>;
+
+/**
+ * The token's `roomConfig` (LiveKit's RoomConfiguration: the settings, agents and auto egress of a
+ * room the join creates). Undefined when absent; throws when present but not a RoomConfiguration.
+ */
+export function roomConfiguration(claims: Claims): RoomConfiguration | undefined {
+  if (!claims.roomConfig) return undefined;
+  return RoomConfiguration.fromJson(claims.roomConfig as never, { ignoreUnknownFields: true });
+}

@@ -24,6 +24,7 @@ export const EGRESS_INTERNAL_PATH = '/internal/egress';
 const LEASE_MS = 10_000;
 
 export const OpenSchema = z.object({ egressId: z.string(), room: z.string(), source: SourceSchema });
+export const SnapshotSchema = z.object({ roomId: z.string().optional() });
 export const ConnectSchema = z.object({
   targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
 });
@@ -253,7 +254,9 @@ export class EgressTaps {
       };
       if (rest.length === 1 && rest[0] === 'open' && req.method === 'POST') return sendJson(res, 200, await this.open(parse(OpenSchema)));
       // Room composite: the room as its layout sees it (src/egress/composite/roomSnapshot.ts).
-      if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') return sendJson(res, 200, await this.#snapshots.snapshot(decodeURIComponent(rest[1]!)));
+      if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') {
+        return sendJson(res, 200, await this.#snapshots.snapshot(decodeURIComponent(rest[1]!), parse(SnapshotSchema).roomId));
+      }
       const [id, action] = rest;
       if (id && !action && req.method === 'DELETE') {
         this.closeSession(id);

@@ -21,6 +21,13 @@ export interface FfmpegProcess {
   readonly stdout: Readable | undefined;
   /** Asks FFmpeg to finish ('q', or end of input for stdin media), then kills it after graceMs. */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * Queues a filter command through FFmpeg's interactive stdin (key 'C'): every filter named
+   * `target` runs `command arg` at its first frame stamped `atS` (seconds on the graph's clock) or
+   * later. FFmpeg reads one key per 100 ms, so commands that must land on one frame need an `atS`
+   * that far ahead per command. Only for stdin 'control'; false when it could not be written.
+   */
+  command(target: string, command: string, arg: string, atS: number): boolean;
 }
 
 const running = new Set<number>();
@@ -83,6 +90,10 @@ export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegPr
     },
     get pending() {
       return child.stdin!.writableLength;
+    },
+    command(target, command, arg, atS) {
+      if (opts.stdin === 'media' || !child.stdin!.writable || /[\s]/.test(target + command) || /[\r\n]/.test(arg)) return false;
+      return child.stdin!.write(`C${target} ${atS.toFixed(6)} ${command} ${arg}\n`);
     },
     async stop(graceMs = 2000) {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -1,7 +1,7 @@
 // Rooms hosted by this node: the registry in Redis (source of truth, survives restarts) and the live
 // Room objects with their mediasoup Routers. The Twirp layer talks to it through a narrow interface.
-import { ParticipantInfo_Kind, ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type TrackInfo } from '@livekit/protocol';
-import type { Claims } from '../auth/grants.ts';
+import { ParticipantInfo_Kind, ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type RoomEgress, type TrackInfo } from '@livekit/protocol';
+import { roomConfiguration, type Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, invalidArgument, participantNotFound, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
 import { newId } from '../ids.ts';
@@ -9,7 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { RoomStore } from '../store/RoomStore.ts';
 import { SOURCE_BY_NAME, type Participant, type SignalSink, type TransportSettings } from './Participant.ts';
 import { isDependent, RoomImpl } from './Room.ts';
-import type { RoomCloseReason } from './RoomTypes.ts';
+import type { AutoEgress, RoomCloseReason } from './RoomTypes.ts';
 import { TRACK_SOURCES, type TrackSourceName } from '../signaling/protocol.ts';
 import type { WorkerPool } from './WorkerPool.ts';
 
@@ -26,6 +26,12 @@ export interface CreateRoomOptions {
   departureTimeout?: number;
   maxParticipants?: number;
   metadata?: string;
+  /**
+   * Auto egress, started once when the room is created (never for a room that already exists).
+   * Not stored with the room: it has done its work by then, and the egress it started is itself
+   * in Redis and survives a restart of the gateway or the worker.
+   */
+  egress?: RoomEgress | undefined;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -86,6 +92,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   #closed = false;
 
   readonly #transport: TransportSettings;
+  readonly #autoEgress: AutoEgress | undefined;
 
   constructor(opts: {
     store: RoomStore;
@@ -93,10 +100,13 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     node: string;
     defaults: RoomDefaults;
     transport: TransportSettings;
+    /** Without it, a room that asks for auto egress is refused (unimplemented). */
+    autoEgress?: AutoEgress;
     log: Logger;
   }) {
     super();
     this.#transport = opts.transport;
+    this.#autoEgress = opts.autoEgress;
     this.#store = opts.store;
     this.#pool = opts.pool;
     this.#node = opts.node;
@@ -143,18 +153,43 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     this.#log.info({ rooms: this.#rooms.size }, 'rooms restored from Redis');
   }
 
-  /** Creates the room, or returns the existing one unchanged (LiveKit's CreateRoom is idempotent). */
+  /**
+   * Creates the room, or returns the existing one unchanged (LiveKit's CreateRoom is idempotent).
+   * An auto egress config is checked either way (a bad one is refused, and no room is created),
+   * but only a room created here starts one.
+   */
   createRoom(opts: CreateRoomOptions): Promise<RoomInfo> {
     return this.#serial(opts.name, async () => {
-      const { room, node, created } = await this.#store.createIfAbsent({ room: this.#newRoomInfo(opts), node: this.#node });
+      const info = this.#newRoomInfo(opts);
+      const startEgress = await this.#prepareEgress(info, opts.egress);
+      const { room, node, created } = await this.#store.createIfAbsent({ room: info, node: this.#node });
       if (node !== this.#node) return room; // hosted elsewhere; that node owns its media
       const live = this.#rooms.get(room.name) ?? (await this.#activate(room));
-      if (created) {
-        this.#log.info({ room: room.name, sid: room.sid }, 'room created');
-        this.safeEmit('roomstarted', live.info());
-      }
+      if (created) await this.#started(live, startEgress);
       return live.info();
     });
+  }
+
+  async #prepareEgress(info: RoomInfo, egress: RoomEgress | undefined): Promise<(() => Promise<void>) | undefined> {
+    if (!egress || (!egress.room && !egress.participant && !egress.tracks)) return undefined;
+    if (!this.#autoEgress) throw new ApiError('unimplemented', 'egress: this gateway has no egress service for auto egress', { argument: 'egress' });
+    return this.#autoEgress.prepare(info, egress);
+  }
+
+  /** A room was just created: room_started, then its auto egress, so receivers hear of the room before its recording. */
+  async #started(live: RoomImpl, startEgress: (() => Promise<void>) | undefined): Promise<void> {
+    this.#log.info({ room: live.name, sid: live.sid }, 'room created');
+    this.safeEmit('roomstarted', live.info());
+    if (!startEgress) return;
+    try {
+      await startEgress();
+    } catch (err) {
+      // The recording could not be queued (Redis away): the room is undone rather than left to run
+      // unrecorded, so the caller's retry creates it again and starts the recording then.
+      this.#log.error({ room: live.name, err: (err as Error).message }, 'auto egress did not start; the room is removed again');
+      await this.#finish(live.name, 'deleted').catch(() => undefined);
+      throw err;
+    }
   }
 
   /** A new room's info: the request's settings, the configured defaults for the rest (0 = default). */
@@ -296,10 +331,18 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     return this.#serial(name, async () => {
       let live = this.#rooms.get(name);
       if (!live) {
-        const stored = await this.#store.createIfAbsent({ room: this.#newRoomInfo({ name }), node: this.#node });
+        // The token's roomConfig sets up a room this join creates, auto egress included; a bad
+        // egress config refuses the join, as it refuses CreateRoom.
+        const config = this.#roomConfig(claims);
+        const info = this.#newRoomInfo({
+          name,
+          ...(config ? { emptyTimeout: config.emptyTimeout, departureTimeout: config.departureTimeout, maxParticipants: config.maxParticipants, metadata: config.metadata } : {}),
+        });
+        const startEgress = await this.#prepareEgress(info, config?.egress);
+        const stored = await this.#store.createIfAbsent({ room: info, node: this.#node });
         if (stored.node !== this.#node) throw unavailable(`room '${name}' is hosted by node ${stored.node}`);
         live = this.#rooms.get(name) ?? (await this.#activate(stored.room));
-        if (stored.created) this.safeEmit('roomstarted', live.info());
+        if (stored.created) await this.#started(live, startEgress);
       }
       const participant = live.join(
         {
@@ -317,6 +360,16 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       if (!isDependent(participant.kind)) this.#clearTimer(name);
       return { room: live, participant };
     });
+  }
+
+  /** An unreadable roomConfig is ignored (as the agent dispatcher ignores it), not fatal to the join. */
+  #roomConfig(claims: Claims): ReturnType<typeof roomConfiguration> {
+    try {
+      return roomConfiguration(claims);
+    } catch (err) {
+      this.#log.warn({ room: claims.video?.room, err: (err as Error).message }, 'ignoring unreadable roomConfig in join token');
+      return undefined;
+    }
   }
 
   async #activate(info: RoomInfo): Promise<RoomImpl> {

@@ -1,4 +1,4 @@
-import type { Room as RoomInfo, ParticipantInfo, TrackInfo } from '@livekit/protocol';
+import type { Room as RoomInfo, ParticipantInfo, RoomEgress, TrackInfo } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import type { LeaveReason } from '../signaling/protocol.ts';
 import type { Participant } from './Participant.ts';
@@ -30,4 +30,17 @@ export interface RoomMedia {
   /** Relays data messages between participants (and from the RoomService SendData). */
   dataRelay: types.DirectTransport;
   audioLevels: types.AudioLevelObserver;
+}
+
+/**
+ * Auto egress (LiveKit's CreateRoomRequest.egress, or a join token's roomConfig.egress), declared
+ * here and implemented by the egress package: the room layer decides when, egress decides how.
+ */
+export interface AutoEgress {
+  /**
+   * Checks the config of a room about to be created and returns what starts its egress, or
+   * undefined when it asks for none. Throws the API error that refuses the config: it runs before
+   * the room is stored, so a refused config creates nothing.
+   */
+  prepare(room: RoomInfo, egress: RoomEgress): Promise<(() => Promise<void>) | undefined>;
 }

@@ -81,6 +81,7 @@ export type ErrorCode =
   | 'permission_denied'
   | 'failed_precondition'
   | 'resource_exhausted'
+  | 'unimplemented'
   | 'unavailable'
   | 'internal';
 

@@ -60,6 +60,7 @@ const CLOSE_CODE: Partial<Record<string, number>> = {
   resource_exhausted: 4429,
   invalid_argument: 4400,
   failed_precondition: 4412,
+  unimplemented: 4501,
   unavailable: 4503,
 };
 

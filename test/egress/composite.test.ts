@@ -5,9 +5,9 @@ import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, StreamO
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gridCells } from '../../src/egress/composite/layoutKit.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import { launchFfmpeg, runningFfmpegPids } from '../../src/media/ffmpeg.ts';
-import type { NodeParticipant } from '../../src/client/node.ts';
+import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { colourAt, frameAt, publishColour, type Colour } from '../helpers/composite.ts';
 import { inProcessWorker, startRtmpSink, type RtmpSink } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
@@ -46,32 +46,8 @@ async function twirpError(p: Promise<unknown>): Promise<{ code: string; message:
 const info = async (id: string): Promise<EgressInfo> => (await egress.listEgress({ egressId: id }))[0]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function publishColour(p: NodeParticipant, colour: string, tone: number, volume = 0.3) {
-  await p.publishFromFfmpeg({ kind: 'video', source: 'camera', codec: 'VP8', input: ['-re', '-f', 'lavfi', '-i', `color=c=${colour}:size=320x240:rate=30`] });
-  await p.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', `sine=frequency=${tone}:sample_rate=48000,volume=${volume}`] });
-}
-
-/** One decoded frame at `atS` seconds as RGB24. */
-async function frameAt(file: string, atS: number): Promise<Buffer> {
-  const ff = launchFfmpeg(['-ss', atS.toFixed(2), '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { stdout: 'pipe' });
-  const chunks: Buffer[] = [];
-  ff.stdout!.on('data', (c: Buffer) => chunks.push(c));
-  await ff.exited;
-  return Buffer.concat(chunks);
-}
-
-type Colour = 'red' | 'green' | 'blue' | 'other';
-function colourAt(rgb: Buffer, x: number, y: number): Colour {
-  const i = (Math.round(y) * W + Math.round(x)) * 3;
-  const [r, g, b] = [rgb[i]!, rgb[i + 1]!, rgb[i + 2]!];
-  if (r > 150 && g < 90 && b < 90) return 'red';
-  if (g > 90 && r < 90 && b < 90) return 'green';
-  if (b > 150 && r < 90 && g < 90) return 'blue';
-  return 'other';
-}
-
 function tileColours(rgb: Buffer, n: number): Colour[] {
-  return gridCells(n, { x: 0, y: 0, w: W, h: H }).map((c) => colourAt(rgb, c.x + c.w / 2, c.y + c.h / 2));
+  return gridCells(n, { x: 0, y: 0, w: W, h: H }).map((c) => colourAt(rgb, W, c.x + c.w / 2, c.y + c.h / 2));
 }
 
 describe('room composite egress', () => {

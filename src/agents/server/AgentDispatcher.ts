@@ -9,10 +9,10 @@ import {
   JobState,
   JobStatus,
   JobType,
-  RoomConfiguration,
+  type RoomConfiguration,
   type Room,
 } from '@livekit/protocol';
-import type { Claims } from '../../auth/grants.ts';
+import { roomConfiguration, type Claims } from '../../auth/grants.ts';
 import { TypedEmitter } from '../../emitter.ts';
 import { ApiError, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
@@ -247,15 +247,14 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
 
   /** A participant joined; a token's roomConfig.agents asks for those agents in its room (once per name). */
   participantJoined(claims: Claims, room: Room): void {
-    const raw = claims.roomConfig;
-    if (!raw) return;
-    let config: RoomConfiguration;
+    let config: RoomConfiguration | undefined;
     try {
-      config = RoomConfiguration.fromJson(raw as never, { ignoreUnknownFields: true });
+      config = roomConfiguration(claims);
     } catch (err) {
       this.#opts.log.warn({ room: room.name, err: (err as Error).message }, 'ignoring unreadable roomConfig in join token');
       return;
     }
+    if (!config) return;
     const present = new Set(this.#roomDispatches(room.name).map((d) => d.info.agentName));
     for (const a of config.agents) {
       if (!a.agentName || present.has(a.agentName)) continue;

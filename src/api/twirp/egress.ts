@@ -1,7 +1,7 @@
 // livekit.Egress as EgressClient sends it: StartParticipantEgress, StartTrackCompositeEgress,
-// StartTrackEgress, StopEgress, ListEgress, UpdateStream. Start validates, writes the record
-// (EGRESS_STARTING), queues the job and answers at once; workers do the rest. Room composite and
-// web egress are issue 6's.
+// StartTrackEgress, StartRoomCompositeEgress, StopEgress, ListEgress, UpdateStream, UpdateLayout.
+// Start validates and hands over to the EgressLauncher (record EGRESS_STARTING, job queued) and
+// answers at once; workers do the rest. Web egress needs a browser and is refused.
 import {
   EgressInfo,
   EgressStatus,
@@ -19,13 +19,13 @@ import {
   WebEgressRequest,
 } from '@livekit/protocol';
 import { ensureRecordPermission } from '../../auth/permissions.ts';
+import type { EgressLauncher } from '../../egress/EgressLauncher.ts';
 import type { EgressQueue } from '../../egress/EgressQueue.ts';
 import { isFinal, type EgressStore } from '../../egress/EgressStore.ts';
-import { checkUrls, validateParticipant, validateTrack, validateTrackComposite, type EgressRoomLookup, type S3Defaults, type Validated } from '../../egress/request.ts';
+import { checkUrls, validateParticipant, validateTrack, validateTrackComposite, type EgressRoomLookup, type S3Defaults } from '../../egress/request.ts';
 import { redactStreamUrl, sameStreamUrl } from '../../egress/urls.ts';
 import { canUpdateLayout, checkLayout, setInfoLayout, validateRoomComposite } from '../../egress/composite/request.ts';
 import { ApiError, invalidArgument, notFound } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
 import type { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { method, type TwirpService } from './router.ts';
 import { nowNs } from '../../time.ts';
@@ -33,21 +33,14 @@ import { nowNs } from '../../time.ts';
 export interface EgressServiceDeps {
   store: EgressStore;
   queue: EgressQueue;
+  launcher: EgressLauncher;
   rooms: EgressRoomLookup;
   s3: S3Defaults;
   webhooks: Pick<WebhookNotifier, 'notify'>;
 }
 
 export function egressService(deps: EgressServiceDeps): TwirpService {
-  const { store, queue, webhooks } = deps;
-
-  const start = async ({ spec, info }: Validated, log: Logger): Promise<EgressInfo> => {
-    await store.put(info);
-    await queue.add(spec);
-    log.info({ egress: spec.egressId, room: spec.roomName, kind: spec.source.kind, file: spec.file?.filepath, streams: spec.stream?.urls.length ?? 0 }, 'egress queued');
-    webhooks.notify('egress_started', { egressInfo: info }, info.roomName);
-    return info;
-  };
+  const { store, queue, launcher, webhooks } = deps;
 
   const find = async (egressId: string): Promise<EgressInfo> => {
     if (!egressId) throw invalidArgument('egress_id is required', 'egress_id');
@@ -64,19 +57,19 @@ export function egressService(deps: EgressServiceDeps): TwirpService {
     methods: {
       StartParticipantEgress: method(ParticipantEgressRequest, async (req, { claims, log }) => {
         ensureRecordPermission(claims);
-        return start(await validateParticipant(req, deps.rooms, deps.s3), log);
+        return launcher.start(await validateParticipant(req, deps.rooms, deps.s3), log);
       }),
       StartTrackCompositeEgress: method(TrackCompositeEgressRequest, async (req, { claims, log }) => {
         ensureRecordPermission(claims);
-        return start(await validateTrackComposite(req, deps.rooms, deps.s3), log);
+        return launcher.start(await validateTrackComposite(req, deps.rooms, deps.s3), log);
       }),
       StartTrackEgress: method(TrackEgressRequest, async (req, { claims, log }) => {
         ensureRecordPermission(claims);
-        return start(await validateTrack(req, deps.rooms, deps.s3), log);
+        return launcher.start(await validateTrack(req, deps.rooms, deps.s3), log);
       }),
       StartRoomCompositeEgress: method(RoomCompositeEgressRequest, async (req, { claims, log }) => {
         ensureRecordPermission(claims);
-        return start(await validateRoomComposite(req, deps.rooms, deps.s3), log);
+        return launcher.start(await validateRoomComposite(req, deps.rooms, deps.s3), log);
       }),
       StartWebEgress: method(WebEgressRequest, async (_req, { claims }) => {
         ensureRecordPermission(claims);

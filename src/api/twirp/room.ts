@@ -21,6 +21,7 @@ import {
   type ParticipantInfo,
   type ParticipantPermission,
   type Room,
+  type RoomEgress,
   type TrackInfo,
 } from '@livekit/protocol';
 import {
@@ -39,6 +40,8 @@ export interface RoomBackend {
     departureTimeout?: number;
     maxParticipants?: number;
     metadata?: string;
+    /** Auto egress: checked (a bad one refuses the call, creating nothing), started only by a new room. */
+    egress?: RoomEgress | undefined;
   }): Promise<Room>;
   listRooms(names: string[]): Promise<Room[]>;
   deleteRoom(name: string): Promise<void>;
@@ -91,6 +94,7 @@ export function roomService(rooms: RoomBackend): TwirpService {
           departureTimeout: req.departureTimeout,
           maxParticipants: req.maxParticipants,
           metadata: checkMetadata(req.metadata),
+          egress: req.egress,
         });
       }),
       ListRooms: method(ListRoomsRequest, async (req, { claims }) => {

@@ -1,19 +1,23 @@
 // The worker side of a room composite. It polls the gateway's room snapshot (4 times a second),
 // asks the layout template for a plan, and when the plan changes (join, leave, mute, screen
-// share, active speaker, UpdateLayout) starts a NEW compositor FFmpeg for the new plan while the
-// old one keeps feeding the outputs; the new one renders from a cut time onwards and takes over
-// with its first bytes (make before break). The outputs (file, RTMP, HLS, images) read one
-// continuous MPEG-TS and never see a restart: no reconnect at the destination, no broken file.
+// share, UpdateLayout) starts a NEW compositor FFmpeg for the new plan while the old one keeps
+// feeding the outputs; the new one renders from a cut time onwards and takes over with its first
+// bytes (make before break). The outputs (file, RTMP, HLS, images) read one continuous MPEG-TS and
+// never see a restart: no reconnect at the destination, no broken file. A plan that only moves
+// the same videos between the same tiles (an active-speaker change) is switched in place, inside
+// the running compositor, by filter commands (src/egress/composite/stage.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
+import { firstPts } from '../../media/mpegts.ts';
 import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
 import type { EncodingSpec } from '../EgressTypes.ts';
 import type { TapTrack } from '../EgressTaps.ts';
 import type { TapClient } from '../worker/TapClient.ts';
 import { udpPortPair } from '../worker/udpPorts.ts';
-import { compositorArgs } from './filterGraph.ts';
+import { compositorArgs, slotSelector } from './filterGraph.ts';
+import { selectionFor, stageFor, type Selection, type Stage } from './stage.ts';
 import { loadLayout, resolveLayout } from './templates.ts';
 import type { CompositeSource, LayoutPlan, LayoutTemplate, RoomSnapshot, Theme } from './types.ts';
 import { sleep } from '../../time.ts';
@@ -26,11 +30,33 @@ const HANDOVER_MS = 800;
 const START_DEADLINE_MS = 8000;
 /** Seconds without any RTP after which a compositor ends by itself. */
 const RTP_TIMEOUT_S = 10;
+/**
+ * How long the last compositor may take to finish once the room is gone. Its inputs died with the
+ * room, and FFmpeg reads 'q' only between packets: it would sit in the RTP read until the timeout
+ * above. The media ended with the room; what is lost is at most the muxer's interleave (0.5 s).
+ */
+const GONE_GRACE_MS = 500;
+/** How long the last compositor may take to flush after StopEgress (its inputs still flow). */
+const STOP_GRACE_MS = 5000;
 const MAX_FAILED_STARTS = 4;
+/**
+ * FFmpeg reads one interactive command per 100 ms: switching n slots on one frame takes commands
+ * stamped this far ahead per slot (plus one for the first read).
+ */
+const COMMAND_SPACING_S = 0.12;
+/**
+ * A compositor feeding the outputs that writes nothing for this long has stalled (FFmpeg alive
+ * but its graph stuck): a new run replaces it, as one that exits would be.
+ */
+const STALL_MS = 3000;
+/** Output searched for the first frame's timestamp before settling for the cut time. */
+const HEAD_LIMIT = 512 * 1024;
 
 export interface CompositeHooks {
   egressId: string;
   roomName: string;
+  /** The room instance (sid) recorded: the composite ends when it is gone, even if the name is reused. */
+  roomId: string;
   source: CompositeSource;
   encoding: EncodingSpec;
   taps: TapClient;
@@ -46,6 +72,10 @@ export interface CompositeHooks {
 
 interface Compositor {
   key: string;
+  /** What it can show in place; what its slots should show, and what FFmpeg was told they show. */
+  stage: Stage;
+  selection: Selection;
+  applied: Selection;
   ffmpeg: FfmpegProcess;
   sessionId: string | undefined;
   startedAt: number;
@@ -53,6 +83,7 @@ interface Compositor {
   cutAtMs: number;
   producing: boolean;
   forwarding: boolean;
+  lastOutputAt: number;
   buffered: Buffer[];
 }
 
@@ -68,6 +99,9 @@ export class CompositeRun {
   #lastSpeakers: string[] = [];
   #seq = 0;
   readonly #t0Us = Date.now() * 1000;
+  /** The recording's first frame went out (onMedia called); until then, the bytes seen so far. */
+  #started = false;
+  #head = Buffer.alloc(0);
   /** Why the composite ended by itself ('' while it runs). */
   endReason = '';
 
@@ -101,7 +135,7 @@ export class CompositeRun {
       while (!signal.aborted) {
         let snap: RoomSnapshot;
         try {
-          snap = await this.#h.taps.roomSnapshot(this.#h.roomName);
+          snap = await this.#h.taps.roomSnapshot(this.#h.roomName, this.#h.roomId);
           gatewayFailures = 0;
         } catch (err) {
           if (++gatewayFailures > 240) throw new Error(`cannot reach the gateway: ${(err as Error).message}`);
@@ -121,7 +155,7 @@ export class CompositeRun {
       }
     } finally {
       await this.#retire(this.#pending);
-      await this.#retire(this.#current, 5000);
+      await this.#retire(this.#current, this.endReason ? GONE_GRACE_MS : STOP_GRACE_MS);
     }
   }
 
@@ -141,7 +175,7 @@ export class CompositeRun {
     const audioSids = source.videoOnly ? [] : snap.participants.flatMap((p) => p.tracks.filter((t) => t.kind === 'audio' && t.flowing).map((t) => t.sid));
     const key = JSON.stringify({ plan, videoSids, audioSids });
 
-    const live = this.#current && !(await isExited(this.#current.ffmpeg)) ? this.#current : undefined;
+    const live = this.#current && !(await isExited(this.#current.ffmpeg)) && !this.#stalled(this.#current) ? this.#current : undefined;
     if (this.#pending) {
       const p = this.#pending;
       const exited = await isExited(p.ffmpeg);
@@ -154,16 +188,59 @@ export class CompositeRun {
         return;
       }
       if (p.key === key) return; // on its way
-      // The plan moved again before the new one took over: replace it.
+      // The plan moved again before the new one took over: switch it in place, or replace it.
+      if (this.#switch(p, plan, key, videoSids, audioSids)) {
+        if (live && live.key !== key) this.#switch(live, plan, key, videoSids, audioSids);
+        return;
+      }
       this.#pending = undefined;
       await this.#retire(p);
     }
     if (live && live.key === key) return;
+    if (live && this.#switch(live, plan, key, videoSids, audioSids)) return;
     if (Date.now() < this.#retryAt) return;
-    this.#pending = await this.#start(key, plan, videoSids, audioSids, live !== undefined);
+    // The new run is also ready for the plans this layout makes when someone else speaks.
+    const variants = source.audioOnly
+      ? []
+      : snap.participants.map((p) =>
+          layout.plan({ participants: snap.participants, speakers: [p.identity, ...speakers.filter((id) => id !== p.identity)], width: this.#h.encoding.width, height: this.#h.encoding.height, theme }),
+        );
+    this.#pending = await this.#start(key, plan, variants, videoSids, audioSids, live !== undefined);
   }
 
-  async #start(key: string, plan: LayoutPlan, videoSids: string[], audioSids: string[], handover: boolean): Promise<Compositor | undefined> {
+  #stalled(c: Compositor): boolean {
+    if (!c.forwarding || Date.now() - c.lastOutputAt < STALL_MS) return false;
+    if (this.#pending === undefined) this.#log.warn({ silentMs: Date.now() - c.lastOutputAt }, 'compositor stalled; starting a new one');
+    return true;
+  }
+
+  /**
+   * Shows `plan` on a compositor by switching its slots, when its stage allows it. One still
+   * starting is kept too (replacing it on every speaker change could keep a loaded machine from
+   * ever finishing a start): it gets the switch as soon as it produces.
+   */
+  #switch(c: Compositor, plan: LayoutPlan, key: string, videoSids: string[], audioSids: string[]): boolean {
+    const selection = selectionFor(c.stage, plan, videoSids, audioSids);
+    if (!selection) return false;
+    c.selection = selection;
+    c.key = key;
+    // Until it produces, FFmpeg has no filter graph to take commands (it builds it on the first frames).
+    if (c.producing) this.#apply(c);
+    return true;
+  }
+
+  #apply(c: Compositor): void {
+    const changed = c.selection.flatMap((k, s) => (k !== c.applied[s] ? [s] : []));
+    if (changed.length === 0) return;
+    // Stamped ahead so that every slot changes on the same frame, however the reads fall.
+    const atS = Date.now() / 1000 + COMMAND_SPACING_S * (changed.length + 1);
+    // A command that cannot be written means FFmpeg is going: the exit is noticed and a run replaces it.
+    for (const s of changed) c.ffmpeg.command(slotSelector(s), 'map', String(c.selection[s]), atS);
+    c.applied = [...c.selection];
+    this.#log.info({ slots: changed.length, atMs: Math.round(atS * 1000) }, 'compositor switched in place');
+  }
+
+  async #start(key: string, plan: LayoutPlan, variants: LayoutPlan[], videoSids: string[], audioSids: string[], handover: boolean): Promise<Compositor | undefined> {
     const h = this.#h;
     const n = this.#seq++;
     const opened = await h.taps.open(h.egressId, h.roomName, { ...h.source, trackSids: [...videoSids, ...audioSids] }).catch((err: unknown) => {
@@ -189,27 +266,32 @@ export class CompositeRun {
       sdpFile = path.join(dir, 'input.sdp');
       fs.writeFileSync(sdpFile, writeRtpInputSdp(streams, h.rtpHost));
     }
-    // Only a handover cuts: the first run's output starts as soon as it can (its first bytes are the
-    // recording's start); a later run must not show what the old one already showed.
+    // Only a handover cuts: the first run's output starts as soon as it can (the recording starts
+    // at its first frame); a later run must not show what the old one already showed.
     const cutAtUs = handover ? (Date.now() + HANDOVER_MS) * 1000 : 0;
+    // Built on the tracks the tap has: a plan tile whose track is gone meanwhile is a name card.
+    const stage = stageFor(plan, variants, videos.map((v) => v.trackSid), audios.map((a) => a.trackSid));
+    const selection: Selection = stage.slots.map(() => 0);
     const args = compositorArgs(
       sdpFile,
-      { plan, videoSids: videos.map((v) => v.trackSid), audioCount: audios.length, encoding: h.encoding, audioOnly: h.source.audioOnly, videoOnly: h.source.videoOnly, t0Us: this.#t0Us, cutAtUs, workDir: dir },
+      { plan, stage, selection, videoSids: videos.map((v) => v.trackSid), audioCount: audios.length, encoding: h.encoding, audioOnly: h.source.audioOnly, videoOnly: h.source.videoOnly, t0Us: this.#t0Us, cutAtUs, workDir: dir },
       RTP_TIMEOUT_S,
     );
     const ffmpeg = launchFfmpeg(args, { stdout: 'pipe', log: this.#log });
-    const c: Compositor = { key, ffmpeg, sessionId: opened.sessionId, startedAt: Date.now(), cutAtMs: cutAtUs / 1000, producing: false, forwarding: false, buffered: [] };
-    this.#log.info({ run: n, tiles: plan.tiles.length, videos: videos.length, audios: audios.length, handover }, 'compositor started');
+    const c: Compositor = { key, stage, selection, applied: [...selection], ffmpeg, sessionId: opened.sessionId, startedAt: Date.now(), cutAtMs: cutAtUs / 1000, producing: false, forwarding: false, lastOutputAt: 0, buffered: [] };
+    this.#log.info({ run: n, tiles: plan.tiles.length, videos: videos.length, audios: audios.length, choices: stage.slots.reduce((k, sl) => k + sl.candidates.length, 0), handover }, 'compositor started');
     ffmpeg.stdout!.on('data', (chunk: Buffer) => {
+      c.lastOutputAt = Date.now();
       if (c.forwarding) {
-        h.write(chunk);
+        this.#forward(c, chunk);
         return;
       }
+      // Buffered first: the take-over forwards what is buffered at once (this chunk included).
+      c.buffered.push(chunk);
       if (!c.producing) {
         c.producing = true;
         void this.#takeOver(c);
       }
-      c.buffered.push(chunk);
     });
     await sleep(120, h.signal);
     try {
@@ -227,6 +309,23 @@ export class CompositeRun {
     return c;
   }
 
+  /**
+   * Output bytes of the run that feeds the outputs. Until the recording's first frame has gone
+   * out, they are also searched for it: the media starts at that frame, which is the cut or later
+   * when the inputs came late (keyframes, a starved CPU). Its PTS counts from t0
+   * (-output_ts_offset), so it gives the wall clock of the recording's start.
+   */
+  #forward(c: Compositor, chunk: Buffer): void {
+    this.#h.write(chunk);
+    if (this.#started) return;
+    this.#head = Buffer.concat([this.#head, chunk]);
+    const pts = firstPts(this.#head, this.#h.source.audioOnly ? 'audio' : 'video');
+    if (pts === undefined && this.#head[0] === 0x47 && this.#head.length < HEAD_LIMIT) return;
+    this.#started = true;
+    this.#head = Buffer.alloc(0);
+    this.#h.onMedia(pts !== undefined ? this.#t0Us / 1000 + pts * 1000 : c.cutAtMs || Date.now());
+  }
+
   /** The new compositor's first bytes: it feeds the outputs from now on; the old one ends. */
   async #takeOver(c: Compositor): Promise<void> {
     if (this.#pending !== c) return;
@@ -236,8 +335,10 @@ export class CompositeRun {
     this.#current = c;
     this.#failedStarts = 0;
     c.forwarding = true;
-    for (const b of c.buffered.splice(0)) this.#h.write(b);
-    this.#h.onMedia(c.cutAtMs || Date.now());
+    // Each run's output starts packet-aligned; a previous run's may have ended mid-packet.
+    this.#head = Buffer.alloc(0);
+    for (const b of c.buffered.splice(0)) this.#forward(c, b);
+    this.#apply(c); // speaker changes while it started
     this.#log.info({ afterMs: Date.now() - c.startedAt }, 'compositor took over');
     await this.#retire(old);
   }

@@ -9,13 +9,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { EncodingSpec } from '../EgressTypes.ts';
+import type { Selection, Stage } from './stage.ts';
 import type { LayoutPlan } from './types.ts';
 
 const FONT_CANDIDATES = ['/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', '/usr/share/fonts/TTF/DejaVuSans.ttf', '/System/Library/Fonts/Helvetica.ttc'];
 const FONT = FONT_CANDIDATES.find((f) => fs.existsSync(f));
 
 export interface CompositeGraphInput {
+  /** The plan shown first: colours and name cards come from it. */
   plan: LayoutPlan;
+  /** The slots and candidate tracks the run renders (src/egress/composite/stage.ts). */
+  stage: Stage;
+  /** What each slot shows at start (index into its candidates). */
+  selection: Selection;
   /** Video track sids in the SDP's order (stream 0:v:i). */
   videoSids: string[];
   /** Number of audio streams in the SDP (0:a:0 …). */
@@ -35,6 +41,16 @@ export interface CompositeGraphInput {
 const CATCH_UP_US = 500_000;
 
 const even = (n: number) => Math.max(2, Math.floor(n / 2) * 2);
+
+/** The selector of slot s (a streamselect): the target of the command that switches what it shows. */
+export function slotSelector(s: number): string {
+  return `streamselect@slot${s}`;
+}
+
+/** `[from]chain` into each label: directly for one, through a split for several. */
+function fanOut(from: string, labels: string[], chain = 'null'): string {
+  return labels.length === 1 ? `[${from}]${chain}[${labels[0]}]` : `[${from}]${chain},split=${labels.length}${labels.map((l) => `[${l}]`).join('')}`;
+}
 
 /** The -filter_complex text and the labels it ends in. */
 export function compositeFilter(g: CompositeGraphInput): { filter: string; video?: string; audio?: string } {
@@ -69,23 +85,40 @@ export function compositeFilter(g: CompositeGraphInput): { filter: string; video
     }
     if (!hasRtp) chain += ',realtime';
     parts.push(`${chain}[canvas0]`);
+    // Each slot of the stage shows one of its candidate tracks; a slot with several picks one with
+    // a streamselect that a command switches (src/egress/composite/stage.ts), before the slot's one
+    // scaler (which takes each frame's size as it comes, so candidates may differ in size).
+    const uses = new Map<number, string[]>();
+    const slotInputs = g.stage.slots.map((slot, s) =>
+      slot.candidates.map((sid) => {
+        const i = g.videoSids.indexOf(sid);
+        const label = `v${i}s${s}`;
+        uses.set(i, [...(uses.get(i) ?? []), label]);
+        return label;
+      }),
+    );
+    for (const [i, labels] of uses) parts.push(fanOut(`0:v:${i}`, labels));
     let last = 'canvas0';
-    let n = 0;
-    for (const t of g.plan.tiles) {
-      const i = t.trackSid ? g.videoSids.indexOf(t.trackSid) : -1;
-      if (i < 0) continue;
-      const w = even(t.w);
-      const h = even(t.h);
+    g.stage.slots.forEach((slot, s) => {
+      const inputs = slotInputs[s]!;
+      const w = even(slot.w);
+      const h = even(slot.h);
       const fit =
-        t.fit === 'cover'
+        slot.fit === 'cover'
           ? `scale=${w}:${h}:force_original_aspect_ratio=increase,crop=${w}:${h}`
           : `scale=${w}:${h}:force_original_aspect_ratio=decrease,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2:color=${g.plan.background}`;
-      parts.push(`[0:v:${i}]${fit},setsar=1,format=yuv420p[tile${n}]`);
+      // streamselect emits a frame whenever any of its inputs has one (the chosen one's, restamped):
+      // back to the canvas rate before the scaler, which would otherwise scale each frame n times.
+      const source =
+        inputs.length === 1
+          ? `[${inputs[0]}]`
+          : `${inputs.map((l) => `[${l}]`).join('')}${slotSelector(s)}=inputs=${inputs.length}:map=${g.selection[s] ?? 0},fps=${e.framerate},`;
+      const tile = `tile${s}`;
+      parts.push(`${source}${fit},setsar=1,format=yuv420p[${tile}]`);
       // repeatlast: a tile whose frames pause keeps its last picture; the canvas sets the pace.
-      parts.push(`[${last}][tile${n}]overlay=x=${t.x}:y=${t.y}:eof_action=repeat:repeatlast=1:shortest=0[canvas${n + 1}]`);
-      last = `canvas${n + 1}`;
-      n++;
-    }
+      parts.push(`[${last}][${tile}]overlay=x=${slot.x}:y=${slot.y}:eof_action=repeat:repeatlast=1:shortest=0[canvas${s + 1}]`);
+      last = `canvas${s + 1}`;
+    });
     parts.push(`[${last}]${cut ? `select='gte(t\\,${cut})',` : ''}null[vout]`);
     video = 'vout';
   }
@@ -121,6 +154,9 @@ export function compositorArgs(sdpFile: string | undefined, g: CompositeGraphInp
       '-listen_timeout', String(timeoutS),
       '-analyzeduration', '100000', '-probesize', '100000', '-fpsprobesize', '0',
       '-fflags', 'nobuffer', '-reorder_queue_size', '64',
+      // A camera changing resolution must not rebuild the graph: that would reset the slots'
+      // selectors to their start (the scalers take the new size as it comes).
+      '-reinit_filter', '0',
       '-i', sdpFile,
     );
   }

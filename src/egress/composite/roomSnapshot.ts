@@ -32,12 +32,16 @@ export class RoomSnapshots {
     this.#rooms = rooms;
   }
 
-  async snapshot(roomName: string): Promise<RoomSnapshot> {
+  /**
+   * `roomId`, when given, is the room instance being recorded: a room deleted and created again
+   * under the same name (within one poll) is another room, and its recording is not this one's.
+   */
+  async snapshot(roomName: string, roomId?: string): Promise<RoomSnapshot> {
     const room = this.#rooms.liveRoom(roomName);
-    if (!room || room.closed) {
+    if (!room || room.closed || (roomId && room.sid !== roomId)) {
       this.#firstSeen.delete(roomName);
       this.#flows.delete(roomName);
-      const exists = await this.#rooms.getRoom(roomName).then(() => true, () => false);
+      const exists = await this.#rooms.getRoom(roomName).then((r) => !roomId || r.sid === roomId, () => false);
       return { state: exists ? 'idle' : 'gone', participants: [], speakers: [] };
     }
     return this.#live(room);

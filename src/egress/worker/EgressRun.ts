@@ -70,6 +70,11 @@ export class EgressRun {
   #localFile: string | undefined;
   /** When RTP first started flowing: the recording's real start (FFmpeg's first output comes after probing). */
   #connectedAt = 0;
+  /**
+   * When media last went to the outputs: the end of what the file holds. A source that ended (room
+   * gone, publisher left) stopped the media before the egress finished tearing down.
+   */
+  #mediaOutAt = 0;
 
   constructor(deps: RunDeps) {
     this.#d = deps;
@@ -239,7 +244,7 @@ export class EgressRun {
         ? EgressStatus.EGRESS_LIMIT_REACHED
         : this.#stopReason === 'shutdown'
           ? EgressStatus.EGRESS_FAILED
-          : !recorded && this.#stopReason === 'stop'
+          : !recorded
             ? EgressStatus.EGRESS_ABORTED
             : EgressStatus.EGRESS_COMPLETE;
     const info = await this.#write((i) => {
@@ -250,7 +255,9 @@ export class EgressRun {
         i.error = `maximum duration of ${this.#d.maxDuration} s reached`;
         i.errorCode = 413;
       } else if (status === EgressStatus.EGRESS_ABORTED) {
-        i.error = 'stopped before any media was recorded';
+        // Stopped, or its source gone (a room deleted before anyone published), before any media:
+        // LiveKit's "stopped before started": the file result has a name and no location.
+        i.error = this.#stopReason === 'stop' ? 'stopped before any media was recorded' : 'the source ended before any media was recorded';
         i.errorCode = 412;
       } else if (this.#stopReason === 'shutdown' && !this.#error) {
         i.error = 'the egress worker shut down; what was recorded until then is kept';
@@ -264,7 +271,7 @@ export class EgressRun {
         const f = i.fileResults[0] ?? new FileInfo({ filename: spec.file.filepath });
         if (recorded) {
           f.startedAt = BigInt(this.#startedAt) * 1_000_000n;
-          f.endedAt = BigInt(endedAt) * 1_000_000n;
+          f.endedAt = BigInt(this.#mediaOutAt || endedAt) * 1_000_000n;
           f.duration = f.endedAt - f.startedAt;
         }
         if (stored) {
@@ -272,7 +279,8 @@ export class EgressRun {
           f.location = stored.location;
           if (stored.backup) i.backupStorageUsed = true;
         }
-        if (fileError && !this.#error) i.error = `file output: ${fileError}`.slice(0, 500);
+        // Without media the file writer has nothing to probe: its complaint is not the story.
+        if (fileError && !this.#error && recorded) i.error = `file output: ${fileError}`.slice(0, 500);
         i.fileResults = [f];
       }
       const started = recorded ? BigInt(this.#startedAt) * 1_000_000n : 0n;
@@ -416,6 +424,7 @@ export class EgressRun {
             startFailures = 0;
             void this.#markActive();
           }
+          this.#mediaOutAt = Date.now();
           for (const s of this.#sinks()) s.write(chunk);
         });
         // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
@@ -447,6 +456,7 @@ export class EgressRun {
     const composite = new CompositeRun({
       egressId: spec.egressId,
       roomName: spec.roomName,
+      roomId: spec.roomId,
       source: spec.source,
       encoding: spec.encoding!,
       taps: this.#d.taps,
@@ -455,6 +465,7 @@ export class EgressRun {
       log: this.#log,
       signal: this.#stop.signal,
       write: (chunk) => {
+        this.#mediaOutAt = Date.now();
         for (const s of this.#sinks()) s.write(chunk);
       },
       onMedia: (startMs) => {

@@ -76,9 +76,12 @@ export class TapClient {
     return this.#call('POST', `/${sessionId}/keyframe`);
   }
 
-  /** Room composite: who is in the room and what they send (src/egress/composite/roomSnapshot.ts). */
-  roomSnapshot(room: string): Promise<RoomSnapshot> {
-    return this.#call('POST', `/room/${encodeURIComponent(room)}`);
+  /**
+   * Room composite: who is in the room and what they send (src/egress/composite/roomSnapshot.ts).
+   * `roomId` is the room instance recorded: a room of the same name created since reads as gone.
+   */
+  roomSnapshot(room: string, roomId: string): Promise<RoomSnapshot> {
+    return this.#call('POST', `/room/${encodeURIComponent(room)}`, { roomId });
   }
 
   close(sessionId: string): Promise<void> {
