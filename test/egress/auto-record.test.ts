@@ -117,7 +117,7 @@ describe('auto-record', () => {
     expect(layout.message).toMatch(/^egress\.room: layout 'mosaic' does not exist; use one of .*grid/);
     expect(await refused('no-outputs', record({ fileOutputs: [] }))).toEqual({
       code: 'invalid_argument',
-      message: 'egress.room: no outputs: give a file output or a stream output',
+      message: 'egress.room: no outputs: give a file, stream, segments or image output',
       argument: 'egress.room.outputs',
     });
     const bucket = await refused('bad-bucket', record({ fileOutputs: [new EncodedFileOutput({ filepath: 'x', output: { case: 's3', value: new S3Upload({ bucket: 'Bad_Bucket' }) } })] }));
