@@ -11,11 +11,11 @@
 import dgram from 'node:dgram';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { EgressClient, EgressStatus, EncodedFileOutput, StreamOutput, type EgressInfo } from 'livekit-server-sdk';
 import { startEgressWorker } from '../src/egress/worker/startWorker.ts';
 import { launchFfmpeg, runningFfmpegPids, type FfmpegProcess } from '../src/media/ffmpeg.ts';
+import { firstByteSink } from './egress.ts';
 import { cpuSeconds } from './fanout.ts';
 import { startBenchGateway } from './gateway.ts';
 import { API_KEY, API_SECRET } from '../test/helpers/gateway.ts';
@@ -29,27 +29,6 @@ type Record = (name: string, value: number, unit: string, note?: string) => void
 const ROOM = 'bench-composite';
 const FLASH_PERIOD_S = 2;
 const FLASH_S = 0.2;
-
-/** A TCP listener standing in for an RTMP server: notes when the first byte arrives. */
-async function firstByteSink(): Promise<{ url: string; first: Promise<number>; close(): void }> {
-  let resolve!: (t: number) => void;
-  const first = new Promise<number>((r) => (resolve = r));
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.once('data', () => resolve(performance.now()));
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `rtmp://127.0.0.1:${(server.address() as net.AddressInfo).port}/live/bench-key`,
-    first,
-    close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
 
 /** Flash and beep from ONE FFmpeg (one clock), each sent as RTP to its own published track. */
 async function publishFlashBeep(p: NodeParticipant): Promise<FfmpegProcess> {

@@ -20,7 +20,7 @@ import { API_KEY, API_SECRET } from '../test/helpers/gateway.ts';
 type Record = (name: string, value: number, unit: string, note?: string) => void;
 
 /** A TCP listener standing in for an RTMP server: notes when the first byte arrives, then holds the socket. */
-async function firstByteSink(): Promise<{ url: string; first: Promise<number>; close(): void }> {
+export async function firstByteSink(): Promise<{ url: string; first: Promise<number>; close(): void }> {
   let resolve!: (t: number) => void;
   const first = new Promise<number>((r) => (resolve = r));
   const sockets = new Set<net.Socket>();

@@ -27,7 +27,7 @@ interface Row {
 
 const rows: Row[] = [];
 const record = (name: string, value: number, unit: string, note?: string) =>
-  rows.push({ name, value: Math.round(value * 100) / 100, unit, ...(note ? { note } : {}) });
+  rows.push({ name, value: Math.abs(value) < 1 ? Math.round(value * 10000) / 10000 : Math.round(value * 100) / 100, unit, ...(note ? { note } : {}) });
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

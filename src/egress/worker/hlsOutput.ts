@@ -16,10 +16,9 @@ import type { UploadTarget } from '../../storage/UploadTarget.ts';
 import type { S3Settings, SegmentsSpec } from '../EgressTypes.ts';
 import { HLS_LOCAL_PLAYLIST, segmentSinkArgs } from './ffmpegArgs.ts';
 import { parsePlaylist, renderPlaylist, segmentName, type HlsSegment, type ParsedPlaylist } from './hlsPlaylist.ts';
-import { TsFfmpegSink, type Sink } from './outputs.ts';
+import { StagedOutput } from './outputs.ts';
 
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
-const POLL_MS = 500;
 /** Attempts per remaining upload at the end before the rest goes to the backup folder. */
 const FINAL_ATTEMPTS = 3;
 
@@ -223,43 +222,8 @@ export class HlsPublisher {
 export type HlsOutputOptions = Omit<HlsPublisherOptions, 'recovering'>;
 
 /** The segmenter FFmpeg and its publisher, as one sink of the encoded TS. */
-export class HlsOutput implements Sink {
-  readonly dir: string;
-  readonly #ffmpeg: TsFfmpegSink;
-  readonly #publisher: HlsPublisher;
-  readonly #timer: NodeJS.Timeout;
-  #result: Promise<HlsResult> | undefined;
-
+export class HlsOutput extends StagedOutput<SegmentsInfo, HlsResult> {
   constructor(o: HlsOutputOptions) {
-    this.dir = o.dir;
-    this.#ffmpeg = new TsFfmpegSink(segmentSinkArgs(o.dir, o.spec.segmentDuration), o.log);
-    this.#publisher = new HlsPublisher(o);
-    this.#timer = setInterval(() => this.#publisher.sync(), POLL_MS);
-  }
-
-  get error(): string | undefined {
-    return this.#ffmpeg.error;
-  }
-
-  info(): SegmentsInfo {
-    return this.#publisher.info();
-  }
-
-  write(chunk: Buffer): void {
-    this.#ffmpeg.write(chunk);
-  }
-
-  /** Ends the segmenter (it completes the last segment) and stores what is left. */
-  end(): Promise<void> {
-    return this.finish().then(() => undefined);
-  }
-
-  finish(): Promise<HlsResult> {
-    this.#result ??= (async () => {
-      await this.#ffmpeg.end();
-      clearInterval(this.#timer);
-      return this.#publisher.finish();
-    })();
-    return this.#result;
+    super(o.dir, segmentSinkArgs(o.dir, o.spec.segmentDuration), new HlsPublisher(o), o.log);
   }
 }

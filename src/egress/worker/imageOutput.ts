@@ -14,9 +14,8 @@ import type { ImagesSpec } from '../EgressTypes.ts';
 import { IMAGE_LOCAL_FILE, imageSinkArgs } from './ffmpegArgs.ts';
 import { imageName } from './hlsPlaylist.ts';
 import type { ObjectBackup } from './hlsOutput.ts';
-import { TsFfmpegSink, type Sink } from './outputs.ts';
+import { StagedOutput } from './outputs.ts';
 
-const POLL_MS = 500;
 const FINAL_ATTEMPTS = 3;
 
 export interface ImagePublisherOptions {
@@ -127,42 +126,9 @@ export class ImagePublisher {
 
 export type ImageOutputOptions = Omit<ImagePublisherOptions, 'recovering'>;
 
-export class ImageOutput implements Sink {
-  readonly dir: string;
-  readonly #ffmpeg: TsFfmpegSink;
-  readonly #publisher: ImagePublisher;
-  readonly #timer: NodeJS.Timeout;
-  #result: Promise<ImagesResult> | undefined;
-
+/** The snapshotter FFmpeg and its publisher, as one sink of the encoded TS. */
+export class ImageOutput extends StagedOutput<ImagesInfo, ImagesResult> {
   constructor(o: ImageOutputOptions) {
-    this.dir = o.dir;
-    this.#ffmpeg = new TsFfmpegSink(imageSinkArgs(o.dir, o.spec), o.log);
-    this.#publisher = new ImagePublisher(o);
-    this.#timer = setInterval(() => this.#publisher.sync(), POLL_MS);
-  }
-
-  get error(): string | undefined {
-    return this.#ffmpeg.error;
-  }
-
-  info(): ImagesInfo {
-    return this.#publisher.info();
-  }
-
-  write(chunk: Buffer): void {
-    this.#ffmpeg.write(chunk);
-  }
-
-  end(): Promise<void> {
-    return this.finish().then(() => undefined);
-  }
-
-  finish(): Promise<ImagesResult> {
-    this.#result ??= (async () => {
-      await this.#ffmpeg.end();
-      clearInterval(this.#timer);
-      return this.#publisher.finish();
-    })();
-    return this.#result;
+    super(o.dir, imageSinkArgs(o.dir, o.spec), new ImagePublisher(o), o.log);
   }
 }

@@ -52,6 +52,61 @@ export class TsFfmpegSink implements Sink {
   }
 }
 
+/** What stores the pieces an output's FFmpeg writes into its staging folder (segments, images). */
+export interface PiecePublisher<I, R> {
+  /** Stores the pieces completed since the last call (in order). */
+  sync(): void;
+  /** Results so far (for EgressInfo while recording). */
+  info(): I;
+  /** Stores what is left once the writer has ended. */
+  finish(): Promise<R>;
+}
+
+/** How often a staged output looks for completed pieces. */
+const STAGED_POLL_MS = 500;
+
+/** An output whose FFmpeg writes pieces into a folder, stored by its publisher as they complete. */
+export class StagedOutput<I, R> implements Sink {
+  readonly dir: string;
+  readonly #ffmpeg: TsFfmpegSink;
+  readonly #publisher: PiecePublisher<I, R>;
+  readonly #timer: NodeJS.Timeout;
+  #result: Promise<R> | undefined;
+
+  constructor(dir: string, args: string[], publisher: PiecePublisher<I, R>, log: Logger) {
+    this.dir = dir;
+    this.#ffmpeg = new TsFfmpegSink(args, log);
+    this.#publisher = publisher;
+    this.#timer = setInterval(() => this.#publisher.sync(), STAGED_POLL_MS);
+  }
+
+  get error(): string | undefined {
+    return this.#ffmpeg.error;
+  }
+
+  info(): I {
+    return this.#publisher.info();
+  }
+
+  write(chunk: Buffer): void {
+    this.#ffmpeg.write(chunk);
+  }
+
+  end(): Promise<void> {
+    return this.finish().then(() => undefined);
+  }
+
+  /** Ends the writer (it completes its last piece) and stores what is left. */
+  finish(): Promise<R> {
+    this.#result ??= (async () => {
+      await this.#ffmpeg.end();
+      clearInterval(this.#timer);
+      return this.#publisher.finish();
+    })();
+    return this.#result;
+  }
+}
+
 export class FileSink extends TsFfmpegSink {
   readonly file: string;
 
