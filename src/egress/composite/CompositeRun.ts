@@ -22,8 +22,8 @@ import { loadLayout, resolveLayout } from './templates.ts';
 import type { CompositeSource, LayoutPlan, LayoutTemplate, RoomSnapshot, Theme } from './types.ts';
 import { sleep } from '../../time.ts';
 
-/** How often the room is looked at. */
-const POLL_MS = 250;
+/** How often the room is looked at: part of how late the picture follows a speaker change. */
+const POLL_MS = 100;
 /** A new compositor renders from this long after its start: time to bind, probe and get keyframes. */
 const HANDOVER_MS = 800;
 /** A new compositor that has produced nothing after this long is given up (the old one goes on). */
@@ -40,10 +40,12 @@ const GONE_GRACE_MS = 500;
 const STOP_GRACE_MS = 5000;
 const MAX_FAILED_STARTS = 4;
 /**
- * FFmpeg reads one interactive command per 100 ms: switching n slots on one frame takes commands
- * stamped this far ahead per slot (plus one for the first read).
+ * FFmpeg reads one interactive command per 100 ms (the first within 100 ms): switching n slots on
+ * one frame takes commands stamped n reads ahead, plus a margin for its main loop. A command read
+ * after its stamp still applies, on the next frame.
  */
-const COMMAND_SPACING_S = 0.12;
+const COMMAND_READ_S = 0.1;
+const COMMAND_MARGIN_S = 0.06;
 /**
  * A compositor feeding the outputs that writes nothing for this long has stalled (FFmpeg alive
  * but its graph stuck): a new run replaces it, as one that exits would be.
@@ -138,7 +140,7 @@ export class CompositeRun {
           snap = await this.#h.taps.roomSnapshot(this.#h.roomName, this.#h.roomId);
           gatewayFailures = 0;
         } catch (err) {
-          if (++gatewayFailures > 240) throw new Error(`cannot reach the gateway: ${(err as Error).message}`);
+          if (++gatewayFailures > 60_000 / POLL_MS) throw new Error(`cannot reach the gateway: ${(err as Error).message}`);
           await sleep(POLL_MS, signal);
           continue;
         }
@@ -233,7 +235,7 @@ export class CompositeRun {
     const changed = c.selection.flatMap((k, s) => (k !== c.applied[s] ? [s] : []));
     if (changed.length === 0) return;
     // Stamped ahead so that every slot changes on the same frame, however the reads fall.
-    const atS = Date.now() / 1000 + COMMAND_SPACING_S * (changed.length + 1);
+    const atS = Date.now() / 1000 + COMMAND_READ_S * changed.length + COMMAND_MARGIN_S;
     // A command that cannot be written means FFmpeg is going: the exit is noticed and a run replaces it.
     for (const s of changed) c.ffmpeg.command(slotSelector(s), 'map', String(c.selection[s]), atS);
     c.applied = [...c.selection];
