@@ -6,7 +6,7 @@
 // (EgressInfo startedAt, the wall clock of the first frame) is the wall clock it shows
 // (docs/composite.md "One clock"). Each switch must reach the large tile within SWITCH_BOUND_S;
 // outside those windows the large tile is always the loud one, with the others in the strip.
-import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, type EgressInfo } from 'livekit-server-sdk';
+import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import type { SnapshotParticipant } from '../../src/egress/composite/types.ts';
@@ -15,7 +15,7 @@ import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import speaker from '../../templates/layouts/speaker.ts';
 import { colourAt, framesOf, type Colour } from '../helpers/composite.ts';
-import { inProcessWorker } from '../helpers/egress.ts';
+import { inProcessWorker, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
@@ -57,7 +57,7 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const info = async (id: string): Promise<EgressInfo> => (await egress.listEgress({ egressId: id }))[0]!;
+const { info } = egressLookups(() => egress);
 
 type Who = 'red' | 'green';
 type Point = { x: number; y: number };

@@ -2,14 +2,14 @@
 // worker's job is finished honestly by another worker (the media before the kill kept and
 // playable), and S3 down at upload time leaves the file in the backup folder until S3 returns.
 import { execFileSync } from 'node:child_process';
-import { DirectFileOutput, EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, S3Upload, type EgressInfo } from 'livekit-server-sdk';
+import { DirectFileOutput, EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, S3Upload } from 'livekit-server-sdk';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
-import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3 } from '../helpers/egress.ts';
+import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { isAlive, waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
@@ -42,12 +42,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const info = async (id: string): Promise<EgressInfo> => (await egress.listEgress({ egressId: id }))[0]!;
-const status = (id: string, want: EgressStatus, ms = 30_000) =>
-  waitFor(async () => {
-    const i = await info(id);
-    return i?.status === want ? i : undefined;
-  }, ms, `${id} ${EgressStatus[want]}`);
+const { info, status } = egressLookups(() => egress);
 const mp4 = (name: string) => ({ file: new EncodedFileOutput({ fileType: EncodedFileType.MP4, filepath: `faults/${name}` }) });
 
 describe('egress faults', () => {

@@ -13,14 +13,13 @@ import {
   StreamOutput,
   StreamProtocol,
   WebhookReceiver,
-  type EgressInfo,
 } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import type { NodeParticipant } from '../../src/client/node.ts';
-import { inProcessWorker, startRtmpSink, type RtmpSink } from '../helpers/egress.ts';
+import { inProcessWorker, startRtmpSink, type RtmpSink, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
@@ -57,7 +56,7 @@ async function sink(name: string): Promise<RtmpSink> {
   return s;
 }
 
-const info = async (id: string): Promise<EgressInfo> => (await egress.listEgress({ egressId: id }))[0]!;
+const { info } = egressLookups(() => egress);
 const grows = (s: RtmpSink, what: string) => {
   const before = s.size();
   return waitFor(() => (s.size() > before + 20_000 ? true : undefined), 20_000, `${what} to keep receiving`);

@@ -17,7 +17,6 @@ import {
   ImageOutput,
   S3Upload,
   SegmentedFileOutput,
-  type EgressInfo,
   type TwirpError,
 } from 'livekit-server-sdk';
 // The SDK does not re-export this enum; the protocol package is the one it uses.
@@ -28,7 +27,7 @@ import { parsePlaylist } from '../../src/egress/worker/hlsPlaylist.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
-import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3 } from '../helpers/egress.ts';
+import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { isAlive, waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
@@ -56,12 +55,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const info = async (id: string): Promise<EgressInfo> => (await egress.listEgress({ egressId: id }))[0]!;
-const status = (id: string, want: EgressStatus, ms = 30_000) =>
-  waitFor(async () => {
-    const i = await info(id);
-    return i?.status === want ? i : undefined;
-  }, ms, `${id} ${EgressStatus[want]}`);
+const { info, status } = egressLookups(() => egress);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const toS3 = () => ({ case: 's3' as const, value: new S3Upload({ ...s3.settings }) });
 

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { EgressStatus, type EgressClient, type EgressInfo } from 'livekit-server-sdk';
 import S3rver from 's3rver';
 import { loadConfig } from '../../src/config.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
@@ -14,7 +15,7 @@ import { s3Client } from '../../src/storage/s3.ts';
 import type { S3Settings } from '../../src/egress/EgressTypes.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
-import { freePort } from './net.ts';
+import { freePort, waitFor } from './net.ts';
 
 export const BUCKET = 'recordings';
 
@@ -127,4 +128,15 @@ export async function startRtmpSink(name = 'sink'): Promise<RtmpSink> {
     size: () => (fs.existsSync(file) ? fs.statSync(file).size : 0),
     stop: () => ffmpeg.stop(3000),
   };
+}
+
+/** ListEgress by id, and a wait for a status, through the client a test file sets up in beforeAll. */
+export function egressLookups(client: () => EgressClient) {
+  const info = async (id: string): Promise<EgressInfo> => (await client().listEgress({ egressId: id }))[0]!;
+  const status = (id: string, want: EgressStatus, ms = 30_000) =>
+    waitFor(async () => {
+      const i = await info(id);
+      return i?.status === want ? i : undefined;
+    }, ms, `${id} ${EgressStatus[want]}`);
+  return { info, status };
 }
