@@ -1,9 +1,10 @@
 // The Egress API's refusals, each with its Twirp code and a message naming what is wrong, and the
 // SDK's double-sent single output (legacy field + list) counted once. No worker runs here.
-import { AccessToken, EgressClient, EncodedFileOutput, S3Upload, StreamOutput, DirectFileOutput, type TwirpError } from 'livekit-server-sdk';
+import { AccessToken, EgressClient, EncodedFileOutput, S3Upload, StreamOutput, DirectFileOutput } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
+import { twirpError } from '../helpers/errors.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -27,12 +28,6 @@ afterAll(async () => {
   await gw?.close();
   await redis?.stop();
 });
-
-async function twirpError(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const err = (await p.then(() => undefined, (e: unknown) => e)) as TwirpError | undefined;
-  expect(err, 'the call should fail').toBeDefined();
-  return { code: String(err!.code), message: err!.message };
-}
 
 async function raw(method: string, body: unknown, grant: Record<string, boolean> = { roomRecord: true }) {
   const at = new AccessToken(API_KEY, API_SECRET);

@@ -1,12 +1,13 @@
 // Room composite egress with the real EgressClient: three Node participants publish solid colours
 // (VP8) and tones; a `grid` composite goes to a local MP4 and an RTMP sink at once. The picture
 // shows three tiles while three publish and two after one leaves; the sink stays connected.
-import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, StreamOutput, StreamProtocol, type TwirpError } from 'livekit-server-sdk';
+import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, StreamOutput, StreamProtocol } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gridCells } from '../../src/egress/composite/layoutKit.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { twirpError } from '../helpers/errors.ts';
 import { colourAt, frameAt, publishColour, type Colour } from '../helpers/composite.ts';
 import { inProcessWorker, startRtmpSink, type RtmpSink, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
@@ -36,12 +37,6 @@ afterAll(async () => {
   await gw?.close();
   await redis?.stop();
 });
-
-async function twirpError(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const err = (await p.then(() => undefined, (e: unknown) => e)) as TwirpError | undefined;
-  expect(err, 'the call should fail').toBeDefined();
-  return { code: String(err!.code), message: err!.message };
-}
 
 const { info } = egressLookups(() => egress);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

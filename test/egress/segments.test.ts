@@ -17,7 +17,6 @@ import {
   ImageOutput,
   S3Upload,
   SegmentedFileOutput,
-  type TwirpError,
 } from 'livekit-server-sdk';
 // The SDK does not re-export this enum; the protocol package is the one it uses.
 import { SegmentedFileSuffix } from '@livekit/protocol';
@@ -27,6 +26,7 @@ import { parsePlaylist } from '../../src/egress/worker/hlsPlaylist.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { twirpError } from '../helpers/errors.ts';
 import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { isAlive, waitFor } from '../helpers/net.ts';
@@ -58,12 +58,6 @@ afterAll(async () => {
 const { info, status } = egressLookups(() => egress);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const toS3 = () => ({ case: 's3' as const, value: new S3Upload({ ...s3.settings }) });
-
-async function twirpError(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const err = (await p.then(() => undefined, (e: unknown) => e)) as TwirpError | undefined;
-  expect(err, 'the call should fail').toBeDefined();
-  return { code: String(err!.code), message: err!.message };
-}
 
 interface Probed {
   streams: { codec_type: string; codec_name: string; width?: number; height?: number; nb_read_frames?: string }[];
