@@ -1,24 +1,18 @@
 // Where an MPEG-TS reader may start: at a video keyframe, with the tables before it.
 //
 // Every sink FFmpeg (file, each RTMP destination, each restart of one) reads the encoder's TS from
-// some point on. MPEG-TS readers cannot tell when all streams are present, so they probe for their
-// whole analyzeduration; a sink that started mid-GOP, or met a second of audio before the first
-// picture, would need a long probe to be sure to see a decodable picture. Started at a keyframe
-// (with audio from the same instant), a short probe sees both streams, so the first byte reaches
-// the destination sooner and a late-added destination never fails on a picture it cannot decode.
-const PACKET = 188;
+// some point on. Started at a keyframe (with audio from the same instant), its probe finds the
+// picture's parameters in the first packets and ends at once (ffmpegArgs.ts reads with
+// scan_all_pmts off), and a late-added destination never fails on a picture it cannot decode.
+import { hasAdaptation, payloadOffset, pidOf, startsUnit, TS_PACKET as PACKET, TS_SYNC } from '../../media/mpegts.ts';
+
 const PAT_PID = 0;
 /** H.264, HEVC and MPEG-2 video stream types in a PMT. */
 const VIDEO_STREAM_TYPES = new Set([0x1b, 0x24, 0x02]);
 
-function payloadOffset(p: Buffer): number {
-  const adaptation = (p[3]! & 0x20) !== 0;
-  return adaptation ? 5 + p[4]! : 4;
-}
-
 /** random_access_indicator of the adaptation field: the muxer sets it on keyframes. */
 function randomAccess(p: Buffer): boolean {
-  return (p[3]! & 0x20) !== 0 && p[4]! > 0 && (p[5]! & 0x40) !== 0;
+  return hasAdaptation(p) && p[4]! > 0 && (p[5]! & 0x40) !== 0;
 }
 
 export class TsKeyframeGate {
@@ -41,15 +35,15 @@ export class TsKeyframeGate {
         kept.push(p);
         continue;
       }
-      if (p[0] !== 0x47) {
+      if (p[0] !== TS_SYNC) {
         // Not the TS we expect: stop filtering rather than corrupt the stream.
         this.#open = true;
         kept.push(data.subarray(off));
         this.#rest = Buffer.alloc(0);
         return Buffer.concat(kept);
       }
-      const pid = ((p[1]! & 0x1f) << 8) | p[2]!;
-      const unitStart = (p[1]! & 0x40) !== 0;
+      const pid = pidOf(p);
+      const unitStart = startsUnit(p);
       if (pid === PAT_PID) {
         if (unitStart) this.#readPat(p);
         kept.push(p);
