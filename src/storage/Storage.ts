@@ -10,6 +10,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
 import type { Logger } from '../logger.ts';
+import { sleep } from '../time.ts';
 import { uploadFile } from './s3.ts';
 import { folderTarget, s3Target, type UploadTarget } from './UploadTarget.ts';
 
@@ -53,8 +54,6 @@ export interface StorageOptions {
   /** First delay of the background retry (doubles up to 60 s). */
   retryBaseMs?: number;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function contentType(file: string): string {
   const ext = path.extname(file).toLowerCase();

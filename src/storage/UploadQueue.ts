@@ -4,8 +4,8 @@
 // stays); at the end flush() gives each remaining item a few attempts and hands back what is left
 // for the backup folder.
 import fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
+import { sleep } from '../time.ts';
 import type { UploadTarget } from './UploadTarget.ts';
 
 export interface UploadItem {
@@ -87,7 +87,7 @@ export class UploadQueue {
         if (this.#giveUpAfter !== undefined && this.#failures >= this.#giveUpAfter) return;
         const delay = this.#giveUpAfter !== undefined ? 1000 * 2 ** (this.#failures - 1) : Math.min(1000 * 2 ** (this.#failures - 1), MAX_BACKOFF_MS);
         this.#backoff = new AbortController();
-        await sleep(delay, undefined, { signal: this.#backoff.signal }).catch(() => undefined);
+        await sleep(delay, this.#backoff.signal);
       }
     }
   }
