@@ -1,5 +1,6 @@
 // Egress test kit: an S3 server (s3rver on a random loopback port), RTMP sinks (`ffmpeg -listen 1`
 // through the one launcher), in-process or child-process egress workers, and probes.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,10 +50,29 @@ export async function startS3(): Promise<TestS3> {
       server = undefined;
     },
     async get(key) {
+      // s3rver overwrites an object in place (data file truncated and rewritten, metadata JSON
+      // written after), so a GET racing the worker's PUT of the same playlist can answer
+      // InternalError, a body cut short, or a torn one. Real S3 PUTs are atomic; a reader of
+      // s3rver retries until the body matches its ETag. A missing key or a fault that persists
+      // still fails the test.
       const client = s3Client(settings);
       try {
-        const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-        return Buffer.from(await res.Body!.transformToByteArray());
+        let fault: unknown;
+        for (let attempt = 1; attempt <= 20; attempt++) {
+          if (attempt > 1) await new Promise((r) => setTimeout(r, 50));
+          try {
+            // A body cut short can also leave the connection open: bound each try.
+            const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }), { abortSignal: AbortSignal.timeout(5000) });
+            const body = Buffer.from(await res.Body!.transformToByteArray());
+            const etag = (res.ETag ?? '').replace(/"/g, '');
+            if (etag.includes('-') || crypto.createHash('md5').update(body).digest('hex') === etag) return body;
+            fault = new Error(`S3 object ${key}: the body does not match its ETag ${etag}`);
+          } catch (err) {
+            if ((err as { name?: string }).name === 'NoSuchKey') throw err;
+            fault = err;
+          }
+        }
+        throw fault;
       } finally {
         client.destroy();
       }
