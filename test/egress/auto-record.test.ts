@@ -25,6 +25,7 @@ import { NodeParticipant } from '../../src/client/node.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { sleep } from '../../src/time.ts';
 import { colourAt, frameAt, publishColour } from '../helpers/composite.ts';
 import { inProcessWorker } from '../helpers/egress.ts';
 import { rejection } from '../helpers/errors.ts';
@@ -60,7 +61,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mp4 = (filepath: string) => new EncodedFileOutput({ fileType: EncodedFileType.MP4, filepath });
 const record = (req: Partial<RoomCompositeEgressRequest> = {}) =>
   new RoomEgress({ room: new RoomCompositeEgressRequest({ layout: 'grid', fileOutputs: [mp4('auto/{room_name}')], ...req }) });

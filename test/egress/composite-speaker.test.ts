@@ -13,6 +13,7 @@ import type { SnapshotParticipant } from '../../src/egress/composite/types.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { sleep } from '../../src/time.ts';
 import speaker from '../../templates/layouts/speaker.ts';
 import { colourAt, framesOf, type Colour } from '../helpers/composite.ts';
 import { inProcessWorker, egressLookups } from '../helpers/egress.ts';
@@ -56,7 +57,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const { info } = egressLookups(() => egress);
 
 type Who = 'red' | 'green';

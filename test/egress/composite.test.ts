@@ -7,6 +7,7 @@ import { gridCells } from '../../src/egress/composite/layoutKit.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
 import { colourAt, frameAt, publishColour, type Colour } from '../helpers/composite.ts';
 import { inProcessWorker, startRtmpSink, type RtmpSink, egressLookups } from '../helpers/egress.ts';
@@ -39,7 +40,6 @@ afterAll(async () => {
 });
 
 const { info } = egressLookups(() => egress);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function tileColours(rgb: Buffer, n: number): Colour[] {
   return gridCells(n, { x: 0, y: 0, w: W, h: H }).map((c) => colourAt(rgb, W, c.x + c.w / 2, c.y + c.h / 2));

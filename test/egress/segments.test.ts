@@ -26,6 +26,7 @@ import { parsePlaylist } from '../../src/egress/worker/hlsPlaylist.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
+import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
 import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
@@ -56,7 +57,6 @@ afterAll(async () => {
 });
 
 const { info, status } = egressLookups(() => egress);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const toS3 = () => ({ case: 's3' as const, value: new S3Upload({ ...s3.settings }) });
 
 interface Probed {

@@ -13,6 +13,7 @@ import { startEgressWorker } from '../../src/egress/worker/startWorker.ts';
 import { spawnEgressWorker, type WorkerChild } from '../../src/egress/workerChild.ts';
 import { launchFfmpeg, type FfmpegProcess } from '../../src/media/ffmpeg.ts';
 import { s3Client } from '../../src/storage/s3.ts';
+import { sleep } from '../../src/time.ts';
 import type { S3Settings } from '../../src/egress/EgressTypes.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
@@ -59,7 +60,7 @@ export async function startS3(): Promise<TestS3> {
       try {
         let fault: unknown;
         for (let attempt = 1; attempt <= 20; attempt++) {
-          if (attempt > 1) await new Promise((r) => setTimeout(r, 50));
+          if (attempt > 1) await sleep(50);
           try {
             // A body cut short can also leave the connection open: bound each try.
             const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }), { abortSignal: AbortSignal.timeout(5000) });
@@ -140,7 +141,7 @@ export async function startRtmpSink(name = 'sink'): Promise<RtmpSink> {
   const url = `rtmp://127.0.0.1:${port}/live/${name}-secretkey`;
   const ffmpeg = launchFfmpeg(['-listen', '1', '-timeout', '60', '-f', 'flv', '-i', url, '-c', 'copy', '-f', 'flv', '-y', file]);
   // No TCP probe: `-listen 1` serves exactly one connection. FFmpeg binds within a few ms.
-  await new Promise((r) => setTimeout(r, 400));
+  await sleep(400);
   return {
     url,
     file,
