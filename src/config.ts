@@ -29,10 +29,18 @@ const schema = z.strictObject({
       port: port.default(1935),
       /** Most concurrent RTMP publishers; more are refused at the handshake (0 = no limit). */
       max_publishers: z.int().min(0).default(0),
+      /** Connections that have not published yet; a new one evicts the oldest when full. */
+      max_pending: z.int().min(1).max(100_000).default(64),
+      /** Connections from one address that have not published yet; its oldest is evicted past it. */
+      max_pending_per_ip: z.int().min(1).max(100_000).default(8),
+      /** Seconds for the first handshake bytes to arrive. */
+      first_bytes_timeout: z.int().min(1).max(60).default(3),
+      /** Seconds from connect to publishing with a valid key. */
+      publish_timeout: z.int().min(1).max(600).default(10),
       /** Public RTMP URL handed out in IngressInfo.url (default from the announced IP or bind address). */
       base_url: z.url({ protocol: /^rtmps?$/, error: 'must be an rtmp:// or rtmps:// URL' }).optional(),
     })
-    .default({ enabled: true, port: 1935, max_publishers: 0 }),
+    .default({ enabled: true, port: 1935, max_publishers: 0, max_pending: 64, max_pending_per_ip: 8, first_bytes_timeout: 3, publish_timeout: 10 }),
   whip: z
     .strictObject({
       /** Public WHIP endpoint handed out in IngressInfo.url for WHIP ingresses. */
@@ -173,6 +181,10 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_RTMP_ENABLED: { path: ['rtmp', 'enabled'], kind: 'bool' },
   ROOMGATE_RTMP_PORT: { path: ['rtmp', 'port'], kind: 'int' },
   ROOMGATE_RTMP_MAX_PUBLISHERS: { path: ['rtmp', 'max_publishers'], kind: 'int' },
+  ROOMGATE_RTMP_MAX_PENDING: { path: ['rtmp', 'max_pending'], kind: 'int' },
+  ROOMGATE_RTMP_MAX_PENDING_PER_IP: { path: ['rtmp', 'max_pending_per_ip'], kind: 'int' },
+  ROOMGATE_RTMP_FIRST_BYTES_TIMEOUT: { path: ['rtmp', 'first_bytes_timeout'], kind: 'int' },
+  ROOMGATE_RTMP_PUBLISH_TIMEOUT: { path: ['rtmp', 'publish_timeout'], kind: 'int' },
   ROOMGATE_RTMP_BASE_URL: { path: ['rtmp', 'base_url'], kind: 'string' },
   ROOMGATE_WHIP_BASE_URL: { path: ['whip', 'base_url'], kind: 'string' },
   ROOMGATE_WHIP_MAX_SESSIONS: { path: ['whip', 'max_sessions'], kind: 'int' },

@@ -239,6 +239,12 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         store: ingress,
         sessions: ingressSessions,
         maxPublishers: config.rtmp.max_publishers,
+        admission: {
+          maxPending: config.rtmp.max_pending,
+          maxPendingPerIp: config.rtmp.max_pending_per_ip,
+          firstBytesMs: config.rtmp.first_bytes_timeout * 1000,
+          publishMs: config.rtmp.publish_timeout * 1000,
+        },
         log: moduleLogger('rtmp'),
       });
       undo.push(() => rtmp.close());

@@ -9,7 +9,8 @@
 //
 // Before a key is checked anyone can talk to this port, so the parser is fenced in: an exception in
 // it ends that connection (not the process), declared message sizes are capped, and a connection
-// must publish within HANDSHAKE_MS.
+// must publish in time; pending connections are bounded per address and evicted oldest-first
+// (admission.ts).
 import net from 'node:net';
 import { IngressInput, type IngressInfo } from '@livekit/protocol';
 import Context from 'node-media-server/src/core/context.js';
@@ -19,6 +20,7 @@ import RtmpSession from 'node-media-server/src/session/rtmp_session.js';
 import type { Logger } from '../../logger.ts';
 import type { IngressStore } from '../../store/IngressStore.ts';
 import type { IngressSessions } from '../IngressSessions.ts';
+import { PendingConnections, type AdmissionLimits } from './admission.ts';
 import { RtmpPublish } from './RtmpPublish.ts';
 
 export interface RtmpServerOptions {
@@ -29,7 +31,11 @@ export interface RtmpServerOptions {
   log: Logger;
   /** Most concurrent RTMP publishers; more are refused (0 = no limit). */
   maxPublishers?: number;
+  /** Bounds on connections that have not published yet (defaults: DEFAULT_ADMISSION). */
+  admission?: Partial<AdmissionLimits>;
 }
+
+export const DEFAULT_ADMISSION: AdmissionLimits = { maxPending: 64, maxPendingPerIp: 8, firstBytesMs: 3000, publishMs: 10_000 };
 
 let running: RtmpIngestServer | undefined;
 
@@ -37,17 +43,13 @@ let running: RtmpIngestServer | undefined;
 const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 /** Message buffers one connection may hold across its chunk streams. */
 const MAX_BUFFERED_BYTES = 24 * 1024 * 1024;
-/** Time to complete the handshake and start publishing. */
-const HANDSHAKE_MS = 10_000;
-/** Connections that have not published yet, all peers together. */
-const MAX_PENDING = 64;
 
 export class RtmpIngestServer {
   readonly #opts: RtmpServerOptions;
   readonly #tcp: net.Server;
   readonly #sockets = new Set<net.Socket>();
-  /** Connections that have not been accepted as publishers yet, with their handshake timers. */
-  readonly #pending = new Map<string, NodeJS.Timeout>();
+  /** Connections that have not been accepted as publishers yet. */
+  readonly #pending: PendingConnections;
   /** Live publishes by node-media-server session id. */
   readonly #publishes = new Map<string, RtmpPublish>();
   /** Sessions refused in prePublish: their postPublish/donePublish are the library's echo. */
@@ -57,6 +59,9 @@ export class RtmpIngestServer {
 
   private constructor(opts: RtmpServerOptions) {
     this.#opts = opts;
+    this.#pending = new PendingConnections({ ...DEFAULT_ADMISSION, ...opts.admission }, (ip, reason) =>
+      opts.log.info({ ip, reason }, 'pending RTMP connection closed'),
+    );
     this.#tcp = net.createServer((socket) => this.#connection(socket));
   }
 
@@ -107,10 +112,6 @@ export class RtmpIngestServer {
   }
 
   #connection(socket: net.Socket): void {
-    if (this.#pending.size >= MAX_PENDING) {
-      socket.destroy();
-      return;
-    }
     this.#sockets.add(socket);
     socket.setKeepAlive(true, 5000);
     socket.setNoDelay(true);
@@ -134,16 +135,8 @@ export class RtmpIngestServer {
       if (wanted > MAX_MESSAGE_BYTES || held > MAX_BUFFERED_BYTES) throw new Error(`RTMP message of ${wanted} bytes refused`);
       alloc();
     };
-    const timer = setTimeout(() => {
-      this.#opts.log.info({ ip: session.ip }, 'RTMP connection did not publish in time: closed');
-      socket.destroy();
-    }, HANDSHAKE_MS);
-    this.#pending.set(session.id, timer);
-    socket.once('close', () => {
-      clearTimeout(this.#pending.get(session.id));
-      this.#pending.delete(session.id);
-      this.#sockets.delete(socket);
-    });
+    this.#pending.admit(session.id, socket);
+    socket.once('close', () => this.#sockets.delete(socket));
     session.run();
     Context.sessions.set(session.id, session);
   }
@@ -193,8 +186,7 @@ export class RtmpIngestServer {
     const broadcast = Context.broadcasts.get(s.streamPath)!;
     // No resume window: a dropped publisher ends now, and OBS's reconnect starts a fresh session.
     broadcast.publishGraceMs = 0;
-    clearTimeout(this.#pending.get(s.id));
-    this.#pending.delete(s.id);
+    this.#pending.release(s.id);
     if (replacing) {
       // OBS reconnecting while the old TCP connection is still half-open: the new one wins at once.
       this.#opts.log.info({ ingress: info.ingressId }, 'RTMP publisher replaced by a new connection');
@@ -243,8 +235,7 @@ export class RtmpIngestServer {
     await Promise.all(publishes.map((p) => p.evict()));
     const closed = new Promise<void>((resolve) => this.#tcp.close(() => resolve()));
     for (const socket of this.#sockets) socket.destroy();
-    for (const timer of this.#pending.values()) clearTimeout(timer);
-    this.#pending.clear();
+    this.#pending.close();
     await closed;
     if (running === this) running = undefined;
     this.#opts.log.info('RTMP ingest stopped');
