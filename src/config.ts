@@ -116,6 +116,8 @@ const schema = z.strictObject({
       backup_dir: z.string().min(1).optional(),
       /** Seconds without a lock renewal after which a worker's job counts as stalled (BullMQ lockDuration). */
       stall_timeout: z.int().min(2).max(3600).default(30),
+      /** Seconds a stopping worker gives running egresses to finish (COMPLETE, uploaded) before ending them FAILED. */
+      drain_timeout: z.int().min(1).max(3600).default(30),
       /** Address the gateway sends RTP to: where this worker's FFmpeg listens (the worker's host). */
       rtp_host: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).default('127.0.0.1'),
       /** The gateway's API as the worker reaches it (default http://127.0.0.1:<port>). */
@@ -142,6 +144,7 @@ const schema = z.strictObject({
       stream_max_duration: 0,
       segment_max_duration: 0,
       stall_timeout: 30,
+      drain_timeout: 30,
       rtp_host: '127.0.0.1',
       s3: { force_path_style: false },
     }),
@@ -216,6 +219,7 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_EGRESS_OUTPUT_DIR: { path: ['egress', 'output_dir'], kind: 'string' },
   ROOMGATE_EGRESS_BACKUP_DIR: { path: ['egress', 'backup_dir'], kind: 'string' },
   ROOMGATE_EGRESS_STALL_TIMEOUT: { path: ['egress', 'stall_timeout'], kind: 'int' },
+  ROOMGATE_EGRESS_DRAIN_TIMEOUT: { path: ['egress', 'drain_timeout'], kind: 'int' },
   ROOMGATE_EGRESS_RTP_HOST: { path: ['egress', 'rtp_host'], kind: 'string' },
   ROOMGATE_EGRESS_GATEWAY_URL: { path: ['egress', 'gateway_url'], kind: 'string' },
   ROOMGATE_EGRESS_S3_BUCKET: { path: ['egress', 's3', 'bucket'], kind: 'string' },

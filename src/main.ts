@@ -32,7 +32,7 @@ import { EgressStore } from './egress/EgressStore.ts';
 import { EgressLauncher } from './egress/EgressLauncher.ts';
 import { autoEgress } from './egress/autoEgress.ts';
 import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
-import { spawnEgressWorker } from './egress/workerChild.ts';
+import { superviseEgressWorker, type SupervisedWorker } from './egress/workerChild.ts';
 import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
 import { AgentServer } from './agents/server/AgentServer.ts';
 import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, AGENT_PATH } from './agents/protocol.ts';
@@ -51,6 +51,8 @@ export interface Gateway {
   readonly rtmpPort: number;
   /** PIDs of the mediasoup-worker processes (metrics, benchmarks). */
   readonly mediaWorkerPids: number[];
+  /** PID of the supervised egress worker child (0 when egress.worker is off or between restarts). */
+  readonly egressWorkerPid: number;
   close(): Promise<void>;
 }
 
@@ -349,7 +351,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
           setTimeout(() => server.closeAllConnections(), 2000).unref();
         }),
     );
-    // Runs first, before the server's close (upgraded sockets would otherwise hold it open).
+    // Runs early (after the egress worker's drain), before the server's close (upgraded sockets would otherwise hold it open).
     // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; then the rooms, whose
     // participants hear SERVER_SHUTDOWN. Every close is idempotent: the steps registered above
     // run again harmlessly.
@@ -368,10 +370,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const port = (server.address() as AddressInfo).port;
     const host = config.bind.includes(':') ? `[${config.bind}]` : config.bind;
     const url = `http://${host}:${port}`;
+    let egressWorker: SupervisedWorker | undefined;
     if (config.egress.worker) {
       // The two-command quick start records: one worker child beside the gateway.
       const apiHost = config.bind === '0.0.0.0' || config.bind === '::' ? '127.0.0.1' : host;
-      const worker = spawnEgressWorker(
+      const worker = superviseEgressWorker(
         {
           ROOMGATE_REDIS_URL: redisUrl,
           ROOMGATE_EGRESS_GATEWAY_URL: config.egress.gateway_url ?? `http://${apiHost}:${port}`,
@@ -380,9 +383,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
           ROOMGATE_LOG_LEVEL: config.log_level,
           ...(config.config_file ? { ROOMGATE_CONFIG: config.config_file } : {}),
         },
-        { log },
+        { log: moduleLogger('egress-worker-child') },
       );
-      undo.push(() => worker.stop());
+      // First in the shutdown: the worker drains its egresses while the rooms still send media.
+      undo.push(() => worker.stop((config.egress.drain_timeout + 10) * 1000));
+      egressWorker = worker;
     }
     log.info(
       { url, redis: redactUrl(redisUrl), workers: config.rtc.workers, webhooks: config.webhook.urls.length },
@@ -400,6 +405,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       rtmpPort: rtmpServer?.port ?? 0,
       get mediaWorkerPids() {
         return pool.workerPids;
+      },
+      get egressWorkerPid() {
+        return egressWorker?.pid ?? 0;
       },
       close() {
         closing ??= (async () => {

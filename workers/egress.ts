@@ -10,16 +10,22 @@ async function main(): Promise<void> {
   configureLogger(config.log_level);
   const worker = await startEgressWorker(config);
   let signals = 0;
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (why: string) => {
     if (++signals > 1) process.exit(130);
-    rootLogger().info({ signal }, 'egress worker stopping');
+    rootLogger().info({ why }, 'egress worker stopping: draining running egresses');
     worker.close().then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // A child of `npm start` has an IPC channel to the gateway: it closes when the gateway dies,
+  // however it died, and a worker without its gateway must not go on taking jobs.
+  if (process.channel) {
+    process.channel.unref();
+    process.once('disconnect', () => stop('gateway process gone'));
+  }
 }
 
 main().catch((err: unknown) => {

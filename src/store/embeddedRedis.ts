@@ -1,5 +1,8 @@
 // A local redis-server child for the zero-config start (ROOMGATE_REDIS_URL unset).
-// Loopback only, AOF on, data under <data_dir>/redis, stopped with the gateway.
+// Loopback only, AOF on, data under <data_dir>/redis, stopped with the gateway. It asks for a
+// password (random per data dir, kept in <data_dir>/redis/password with mode 0600): loopback is
+// shared by every local user and process, and the queue holds egress jobs.
+import crypto from 'node:crypto';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -53,6 +56,26 @@ function stopOrphan(pidFile: string, log: Logger): void {
   }
 }
 
+/** The data dir's Redis password, created on first use (readable by its owner only). */
+export function embeddedRedisPassword(dataDir: string): string {
+  const dir = path.resolve(dataDir, 'redis');
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, 'password');
+  try {
+    const existing = fs.readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f]{64}$/.test(existing)) {
+      fs.chmodSync(file, 0o600);
+      return existing;
+    }
+  } catch {
+    // not created yet
+  }
+  const password = crypto.randomBytes(32).toString('hex');
+  fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  fs.chmodSync(file, 0o600); // the mode is only applied to a new file
+  return password;
+}
+
 export async function startEmbeddedRedis(opts: { dataDir: string; port: number; log: Logger }): Promise<EmbeddedRedis> {
   const { port, log } = opts;
   const bin = findRedisServer();
@@ -66,6 +89,7 @@ export async function startEmbeddedRedis(opts: { dataDir: string; port: number; 
   fs.mkdirSync(dir, { recursive: true });
   const pidFile = path.join(dir, 'redis.pid');
   stopOrphan(pidFile, log);
+  const password = embeddedRedisPassword(opts.dataDir);
 
   const args = [
     '--port', String(port),
@@ -78,8 +102,14 @@ export async function startEmbeddedRedis(opts: { dataDir: string; port: number; 
     '--pidfile', pidFile,
     '--daemonize', 'no',
     '--logfile', '',
+    // Given on stdin as a config file rather than argv: the command line is visible to all users.
+    '-',
   ];
-  const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: Ctrl-C or systemd's SIGTERM to the gateway's group must not stop Redis
+  // while the egress worker still writes the results of its draining jobs; the gateway stops it last.
+  const child: ChildProcess = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  child.stdin?.on('error', () => undefined);
+  child.stdin?.end(`requirepass ${password}\n`);
   let output = '';
   const collect = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-4000);
@@ -89,7 +119,7 @@ export async function startEmbeddedRedis(opts: { dataDir: string; port: number; 
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.once('error', (err) => collect(Buffer.from(String(err))));
 
-  const url = `redis://127.0.0.1:${port}`;
+  const url = `redis://:${password}@127.0.0.1:${port}`;
   // Wait for the server's own "ready" line rather than probing the port: whatever else listens
   // there would answer the probe.
   const ready = await new Promise<boolean>((resolve) => {
@@ -116,7 +146,7 @@ export async function startEmbeddedRedis(opts: { dataDir: string; port: number; 
       : '';
     throw new RedisUnavailableError(`local redis-server exited at start-up.${hint}\n${output.trim()}`);
   }
-  log.info({ url, pid: child.pid, dir }, 'started local redis-server (set ROOMGATE_REDIS_URL to use your own)');
+  log.info({ url: `redis://127.0.0.1:${port}`, pid: child.pid, dir }, 'started local redis-server (set ROOMGATE_REDIS_URL to use your own)');
 
   let stopping: Promise<void> | undefined;
   return {

@@ -28,7 +28,8 @@ import { CompositeRun } from '../composite/CompositeRun.ts';
 import { sleep } from '../../time.ts';
 
 export type EgressEvent = 'egress_updated' | 'egress_ended';
-export type StopReason = 'stop' | 'limit' | 'shutdown';
+/** `drain`: the worker is stopping gracefully and finishes the egress as StopEgress would. */
+export type StopReason = 'stop' | 'limit' | 'shutdown' | 'drain';
 
 export interface RunDeps {
   spec: JobSpec;
@@ -257,14 +258,15 @@ export class EgressRun {
       } else if (status === EgressStatus.EGRESS_ABORTED) {
         // Stopped, or its source gone (a room deleted before anyone published), before any media:
         // LiveKit's "stopped before started": the file result has a name and no location.
-        i.error = this.#stopReason === 'stop' ? 'stopped before any media was recorded' : 'the source ended before any media was recorded';
+        i.error = this.#stopReason === 'stop' || this.#stopReason === 'drain' ? 'stopped before any media was recorded' : 'the source ended before any media was recorded';
         i.errorCode = 412;
       } else if (this.#stopReason === 'shutdown' && !this.#error) {
         i.error = 'the egress worker shut down; what was recorded until then is kept';
       } else if (this.#error) {
         i.error = this.#error.slice(0, 500);
       }
-      i.details = `End reason: ${this.#endReason || (this.#stopReason === 'stop' ? 'StopEgress' : this.#stopReason === 'limit' ? 'limit reached' : this.#stopReason ?? 'source ended')}`;
+      const why = { stop: 'StopEgress', limit: 'limit reached', shutdown: 'shutdown', drain: 'worker shutdown (drained)' } as const;
+      i.details = `End reason: ${this.#endReason || (this.#stopReason ? why[this.#stopReason] : 'source ended')}`;
       this.#streamResults(i);
       for (const s of i.streamResults) if (s.status === StreamInfo_Status.ACTIVE) s.status = StreamInfo_Status.FINISHED;
       if (spec.file) {

@@ -204,7 +204,7 @@ export class EgressWorker {
     this.#runs.set(spec.egressId, run);
     try {
       signal?.addEventListener('abort', () => run.requestStop('stop'), { once: true });
-      if (this.#closing) run.requestStop('shutdown');
+      if (this.#closing) run.requestStop('drain');
       if (await this.#store.stopRequested(spec.egressId).catch(() => false)) run.requestStop('stop');
       await run.run();
       return 'done';
@@ -286,12 +286,38 @@ export class EgressWorker {
     return 'recovered';
   }
 
-  /** Stops the running jobs (they end FAILED "worker shut down", files kept), then the queue consumer. */
-  close(): Promise<void> {
+  /**
+   * Graceful stop: no new jobs; running egresses finish as a StopEgress would (COMPLETE with the
+   * real duration, uploaded) within `drainMs`. One still finishing after that ends FAILED saying
+   * so, with what it recorded left where it was written; then the queue consumer closes.
+   */
+  close(drainMs = this.#opts.egress.drain_timeout * 1000): Promise<void> {
     this.#closing ??= (async () => {
-      for (const run of this.#runs.values()) run.requestStop('shutdown');
+      for (const run of this.#runs.values()) run.requestStop('drain');
+      // BullMQ's close waits for the running processors: they are what drains.
+      const drained = this.#worker.close();
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        drained.then(() => false, () => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), drainMs))),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        const left = [...this.#runs.keys()];
+        this.#log.warn({ egresses: left, drainMs }, 'egresses still finishing after the drain period: ending them FAILED');
+        for (const id of left) {
+          const info = await this.#store
+            .update(id, (i) => {
+              i.status = EgressStatus.EGRESS_FAILED;
+              i.error = `the egress worker shut down before this egress finished (drain period of ${Math.round(drainMs / 1000)} s); what was recorded stays where it was being written`;
+              i.endedAt = nowNs();
+            })
+            .catch(() => undefined);
+          if (info) this.#notify('egress_ended', info);
+        }
+        await this.#worker.close(true).catch(() => undefined);
+      }
       const steps: [string, () => Promise<unknown>][] = [
-        ['worker', () => this.#worker.close()],
         ['subscriber', () => this.#subscriber.quit()],
         ['webhooks', () => this.#webhooks.close()],
         ['redis', () => this.#redis.quit()],
