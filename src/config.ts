@@ -16,6 +16,14 @@ const port = z.int().min(1).max(65535);
 const seconds = z.int().min(0).max(7 * 24 * 3600);
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 
+function cidrOrHost(v: string): boolean {
+  const [addr, bits, extra] = v.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = net.isIP(addr);
+  if (bits !== undefined) return family !== 0 && /^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+  return family !== 0 || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(addr);
+}
+
 const schema = z.strictObject({
   port: port.default(7880),
   bind: z.string().min(1).default('127.0.0.1'),
@@ -41,6 +49,21 @@ const schema = z.strictObject({
       base_url: z.url({ protocol: /^rtmps?$/, error: 'must be an rtmp:// or rtmps:// URL' }).optional(),
     })
     .default({ enabled: true, port: 1935, max_publishers: 0, max_pending: 64, max_pending_per_ip: 8, first_bytes_timeout: 3, publish_timeout: 10 }),
+  ingress: z
+    .strictObject({
+      /**
+       * Special-use targets a URL ingress may fetch anyway (loopback, private, link-local, …):
+       * IP addresses, CIDR ranges or host names.
+       */
+      url_allow: z
+        .array(
+          z.string().refine((v) => cidrOrHost(v), 'must be an IP address, a CIDR range (10.0.0.0/8) or a host name'),
+        )
+        .default([]),
+      /** Concurrent URL ingress pulls (each an ffprobe, then an FFmpeg); CreateIngress refuses more. */
+      url_max_sessions: z.int().min(1).max(10_000).default(16),
+    })
+    .default({ url_allow: [], url_max_sessions: 16 }),
   whip: z
     .strictObject({
       /** Public WHIP endpoint handed out in IngressInfo.url for WHIP ingresses. */
@@ -189,6 +212,8 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_RTMP_FIRST_BYTES_TIMEOUT: { path: ['rtmp', 'first_bytes_timeout'], kind: 'int' },
   ROOMGATE_RTMP_PUBLISH_TIMEOUT: { path: ['rtmp', 'publish_timeout'], kind: 'int' },
   ROOMGATE_RTMP_BASE_URL: { path: ['rtmp', 'base_url'], kind: 'string' },
+  ROOMGATE_INGRESS_URL_ALLOW: { path: ['ingress', 'url_allow'], kind: 'list' },
+  ROOMGATE_INGRESS_URL_MAX_SESSIONS: { path: ['ingress', 'url_max_sessions'], kind: 'int' },
   ROOMGATE_WHIP_BASE_URL: { path: ['whip', 'base_url'], kind: 'string' },
   ROOMGATE_WHIP_MAX_SESSIONS: { path: ['whip', 'max_sessions'], kind: 'int' },
   ROOMGATE_WHEP_MAX_SESSIONS: { path: ['whep', 'max_sessions'], kind: 'int' },

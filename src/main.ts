@@ -23,6 +23,8 @@ import { IngressStore } from './store/IngressStore.ts';
 import { IngressSessions } from './ingress/IngressSessions.ts';
 import { RtmpIngestServer } from './ingress/rtmp/RtmpServer.ts';
 import { UrlIngest } from './ingress/UrlIngest.ts';
+import { UrlPolicy } from './ingress/urlPolicy.ts';
+import { UrlIngressProxy } from './ingress/urlProxy.ts';
 import { RoomStore } from './store/RoomStore.ts';
 import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
@@ -281,12 +283,20 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
     twirp.register(roomService(rooms));
     twirp.register(agentDispatchService(agents));
-    const urlIngest = new UrlIngest(ingressSessions, moduleLogger('ingress'));
+    const urlPolicy = new UrlPolicy(config.ingress.url_allow);
+    const urlProxy = await UrlIngressProxy.start(urlPolicy, moduleLogger('ingress-proxy'));
+    undo.push(() => urlProxy.close());
+    const urlIngest = new UrlIngest(ingressSessions, moduleLogger('ingress'), {
+      policy: urlPolicy,
+      proxy: urlProxy,
+      maxSessions: config.ingress.url_max_sessions,
+    });
     undo.push(() => urlIngest.close());
     twirp.register(
       ingressService(ingress, publicIngestUrls(config), {
         stop: (id) => ingressSessions.stop(id),
         startUrl: (info) => void urlIngest.start(info),
+        urlFull: () => urlIngest.full,
       }),
     );
 

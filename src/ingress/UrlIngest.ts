@@ -7,6 +7,7 @@ import { probeMedia, type ProbedMedia } from '../media/ffprobe.ts';
 import type { Logger } from '../logger.ts';
 import { IngestPipeline, type IngestPlan } from './IngestPipeline.ts';
 import type { IngressSessions } from './IngressSessions.ts';
+import { UrlRefusedError, type UrlPolicy } from './urlPolicy.ts';
 import { sameSizeLayer, videoLayers } from './videoLayers.ts';
 
 const AUDIO_MIME: Record<string, string> = { aac: 'audio/aac', opus: 'audio/opus', mp3: 'audio/mpeg', vorbis: 'audio/vorbis' };
@@ -30,14 +31,34 @@ export function planForProbe(media: ProbedMedia, info: IngressInfo, url: string,
   return plan;
 }
 
+export interface UrlIngestOptions {
+  /** Where sources may be fetched from (ingress.url_allow). */
+  policy: UrlPolicy;
+  /** The checking proxy every HTTP(S) fetch goes through. */
+  proxy: { url: string };
+  /** Concurrent pulls (ingress.url_max_sessions); CreateIngress refuses more. */
+  maxSessions: number;
+}
+
+/** What the ingress state says when a source cannot be used; the reason goes to the server log. */
+export const URL_OPEN_ERROR = 'could not open the input';
+export const URL_READ_ERROR = 'the input failed while it was being read';
+
 export class UrlIngest {
   readonly #sessions: IngressSessions;
   readonly #log: Logger;
+  readonly #opts: UrlIngestOptions;
   readonly #running = new Map<string, Promise<void>>();
 
-  constructor(sessions: IngressSessions, log: Logger) {
+  constructor(sessions: IngressSessions, log: Logger, opts: UrlIngestOptions) {
     this.#sessions = sessions;
     this.#log = log;
+    this.#opts = opts;
+  }
+
+  /** Whether one more pull may start now (each holds an ffprobe, then an FFmpeg). */
+  get full(): boolean {
+    return this.#running.size >= this.#opts.maxSessions;
   }
 
   /** Starts pulling; resolves when the session has ended (tests), errors land in the state. */
@@ -47,19 +68,36 @@ export class UrlIngest {
     return run;
   }
 
+  /**
+   * The URL FFmpeg reads and its input options: HTTP(S) through the checking proxy; SRT (UDP, no
+   * proxy) with its host replaced by the checked address.
+   */
+  async #target(url: string): Promise<{ url: string; options: string[] }> {
+    const u = new URL(url);
+    if (u.protocol === 'http:' || u.protocol === 'https:') return { url, options: ['-http_proxy', this.#opts.proxy.url] };
+    const address = await this.#opts.policy.resolve(u.hostname);
+    u.hostname = address.includes(':') ? `[${address}]` : address;
+    return { url: u.toString(), options: [] };
+  }
+
   async #run(info: IngressInfo): Promise<void> {
     const session = this.#sessions.start(info, 'url');
     const source = redact(info.url);
-    // Credentials or tokens in the URL stay out of logs and the state's error text.
-    const hide = (text: string) => (source === info.url ? text : text.split(info.url).join(source));
     const ended = new Promise<void>((resolve) => session.once('end', () => resolve()));
     const abort = new AbortController();
     void ended.then(() => abort.abort());
+    // The caller chose the URL: what answered (refused, 404, 403, a banner) is not theirs to learn.
+    const fail = (why: string, detail: string, text = URL_OPEN_ERROR) => {
+      session.log.warn({ source, why, detail: detail.split(info.url).join(source).slice(0, 500) }, 'URL ingress failed');
+      session.end(IngressState_Status.ENDPOINT_ERROR, text);
+    };
+    let target: { url: string; options: string[] };
     let media: ProbedMedia;
     try {
-      media = await probeMedia(info.url, 15_000, abort.signal);
+      target = await this.#target(info.url);
+      media = await probeMedia(target.url, 15_000, abort.signal, target.options);
     } catch (err) {
-      session.end(IngressState_Status.ENDPOINT_ERROR, hide(`cannot read ${source}: ${(err as Error).message}`));
+      if (!session.ended) fail(err instanceof UrlRefusedError ? 'target refused' : 'probe failed', (err as Error).message);
       return;
     }
     if (session.ended) return;
@@ -67,13 +105,14 @@ export class UrlIngest {
       session.end(IngressState_Status.ENDPOINT_ERROR, `${source} has no audio or video stream`);
       return;
     }
-    const plan = planForProbe(media, session.info, info.url, session.log);
-    if (source !== info.url) plan.secret = info.url;
+    const plan = planForProbe(media, session.info, target.url, session.log);
+    plan.input = [...target.options, ...plan.input];
+    if (redact(target.url) !== target.url) plan.secret = target.url;
     let pipeline: IngestPipeline;
     try {
       pipeline = await IngestPipeline.start(session, plan);
     } catch (err) {
-      session.end(IngressState_Status.ENDPOINT_ERROR, hide(`could not start the ingest pipeline: ${(err as Error).message}`));
+      fail('pipeline did not start', (err as Error).message);
       return;
     }
     session.updateInput({
@@ -86,7 +125,7 @@ export class UrlIngest {
     });
     pipeline.once('exit', (code, error) => {
       if (code === 0) session.end(IngressState_Status.ENDPOINT_COMPLETE, undefined, 'end of the source');
-      else session.end(IngressState_Status.ENDPOINT_ERROR, error);
+      else fail('FFmpeg failed', error ?? `exit ${code}`, URL_READ_ERROR);
     });
     await ended; // end of the source, failure, DeleteIngress, shutdown or the participant removed
     await pipeline.stop();

@@ -27,9 +27,9 @@ function rate(r: string | undefined): number {
   return n && d ? Math.round((n / d) * 100) / 100 : 0;
 }
 
-/** Probes `url` (at most timeoutMs); rejects with ffprobe's own error line. */
-export function probeMedia(url: string, timeoutMs = 15_000, signal?: AbortSignal): Promise<ProbedMedia> {
-  const args = ['-v', 'error', '-rw_timeout', String(timeoutMs * 1000), '-show_streams', '-show_format', '-of', 'json', url];
+/** Probes `url` (at most timeoutMs; `inputOptions` go before it); rejects with ffprobe's own error line. */
+export function probeMedia(url: string, timeoutMs = 15_000, signal?: AbortSignal, inputOptions: string[] = []): Promise<ProbedMedia> {
+  const args = ['-v', 'error', '-rw_timeout', String(timeoutMs * 1000), ...inputOptions, '-show_streams', '-show_format', '-of', 'json', url];
   return new Promise((resolve, reject) => {
     execFile('ffprobe', args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, ...(signal ? { signal } : {}) }, (err, stdout, stderr) => {
       if (err) {

@@ -29,6 +29,8 @@ export interface IngressUrls {
 export interface IngressControl {
   stop(ingressId: string): void;
   startUrl(info: IngressInfo): void;
+  /** True when no more URL pulls may run now (ingress.url_max_sessions). */
+  urlFull(): boolean;
 }
 
 const URL_SCHEMES = new Set(['http:', 'https:', 'srt:']);
@@ -62,6 +64,9 @@ export function ingressService(store: IngressStore, urls: IngressUrls, live: Ing
           throw invalidArgument(`unknown input_type ${req.inputType}`, 'input_type');
         }
         const sourceUrl = isUrl ? checkSourceUrl(req.url) : undefined;
+        if (isUrl && live.urlFull()) {
+          throw new ApiError('resource_exhausted', 'too many URL ingresses are running (ingress.url_max_sessions); try again when one ends');
+        }
         checkName(req.roomName, 'room');
         checkName(req.participantIdentity, 'identity');
         checkMetadata(req.participantMetadata);
