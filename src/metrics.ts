@@ -37,7 +37,7 @@ export function createMetrics(opts: MetricSources): Metrics {
     }),
     webhookDeliveries: new Counter({
       name: 'roomgate_webhook_deliveries_total',
-      help: 'Webhook POSTs by event and result (delivered, retried, dropped)',
+      help: 'Webhook POSTs by event and result (delivered, retried, dropped; overflow: dropped unsent from a full queue)',
       labelNames: ['event', 'result'] as const,
       registers: [registry],
     }),

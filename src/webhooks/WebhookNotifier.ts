@@ -1,7 +1,9 @@
 // Signed webhook delivery, LiveKit's wire format: POST WebhookEvent JSON (camelCase) with
 // `Authorization: <bare JWT>` whose `sha256` claim is base64(SHA-256(body)).
 // Events of one room reach each URL in order; a failing URL retries with backoff without holding
-// up other URLs or the API call that caused the event.
+// up other URLs or the API call that caused the event. A room's queue per URL is bounded: behind a
+// slow or dead endpoint the oldest waiting event is dropped (logged, counted as `overflow`), so a
+// busy room cannot grow the gateway's memory without limit.
 import { createHash } from 'node:crypto';
 import type { PartialMessage } from '@bufbuild/protobuf';
 import { WebhookEvent } from '@livekit/protocol';
@@ -37,6 +39,17 @@ export interface WebhookOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
   timeoutMs?: number;
+  /** Events waiting per URL and room (the one being sent not counted); past it the oldest is dropped. */
+  maxQueue?: number;
+}
+
+/** Waiting events per URL and room: minutes of a busy room's events behind a dead endpoint. */
+export const WEBHOOK_QUEUE_BOUND = 1000;
+
+interface Queue {
+  items: { event: string; body: string }[];
+  draining: Promise<void>;
+  dropped: number;
 }
 
 /** Fields of WebhookEvent other than event, id and createdAt. */
@@ -44,12 +57,12 @@ export type WebhookPayload = Omit<PartialMessage<WebhookEvent>, 'event' | 'id' |
 
 export class WebhookNotifier {
   readonly #opts: Required<WebhookOptions>;
-  /** url + order key → tail of that queue. */
-  readonly #queues = new Map<string, Promise<void>>();
+  /** url + order key → its waiting events and the loop sending them. */
+  readonly #queues = new Map<string, Queue>();
   readonly #abort = new AbortController();
 
   constructor(opts: WebhookOptions) {
-    this.#opts = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 15_000, timeoutMs: 5000, ...opts };
+    this.#opts = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 15_000, timeoutMs: 5000, maxQueue: WEBHOOK_QUEUE_BOUND, ...opts };
   }
 
   get enabled(): boolean {
@@ -71,12 +84,41 @@ export class WebhookNotifier {
     const body = message.toJsonString();
     for (const url of this.#opts.urls) {
       const key = `${url}\u0000${orderKey}`;
-      const tail = (this.#queues.get(key) ?? Promise.resolve()).then(() => this.#deliver(url, event, body));
-      this.#queues.set(key, tail);
-      void tail.then(() => {
-        if (this.#queues.get(key) === tail) this.#queues.delete(key);
-      });
+      const existing = this.#queues.get(key);
+      if (existing) {
+        existing.items.push({ event, body });
+        if (existing.items.length > this.#opts.maxQueue) this.#overflow(url, orderKey, existing);
+        continue;
+      }
+      const queue: Queue = { items: [{ event, body }], draining: Promise.resolve(), dropped: 0 };
+      this.#queues.set(key, queue);
+      queue.draining = this.#drain(key, url, queue);
     }
+  }
+
+  /** Events waiting in all queues (metrics, tests). */
+  get queued(): number {
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.items.length;
+    return n;
+  }
+
+  #overflow(url: string, orderKey: string, queue: Queue): void {
+    const oldest = queue.items.shift()!;
+    queue.dropped++;
+    this.#opts.metrics.webhookDeliveries.inc({ event: oldest.event, result: 'overflow' });
+    // One line per burst, then every 100th: the endpoint is slow, the log need not be flooded.
+    if (queue.dropped === 1 || queue.dropped % 100 === 0) {
+      this.#opts.log.warn({ url, room: orderKey, dropped: queue.dropped, bound: this.#opts.maxQueue }, 'webhook queue full: oldest events dropped unsent');
+    }
+  }
+
+  async #drain(key: string, url: string, queue: Queue): Promise<void> {
+    for (let next = queue.items.shift(); next; next = queue.items.shift()) {
+      await this.#deliver(url, next.event, next.body).catch(() => undefined);
+    }
+    // Nothing is awaited between the last shift and here: no event can have slipped in.
+    this.#queues.delete(key);
   }
 
   async #deliver(url: string, event: string, body: string): Promise<void> {
@@ -140,7 +182,7 @@ export class WebhookNotifier {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       (async () => {
-        while (this.#queues.size > 0) await Promise.all([...this.#queues.values()]);
+        while (this.#queues.size > 0) await Promise.all([...this.#queues.values()].map((q) => q.draining));
       })(),
       new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
     ]);
