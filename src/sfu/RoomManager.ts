@@ -79,6 +79,27 @@ function participantKind(kind: string | undefined): ParticipantInfo_Kind {
   return (kind && KINDS[kind.toLowerCase()]) || ParticipantInfo_Kind.STANDARD;
 }
 
+/** Longest empty/departure timeout a request may ask for: a week, as the room.* settings allow. */
+export const MAX_ROOM_TIMEOUT_S = 7 * 24 * 3600;
+/** Largest max_participants a request may ask for (0 still means no limit). */
+export const MAX_ROOM_PARTICIPANTS = 100_000;
+
+/**
+ * The uint32 fields of CreateRoom and a token's roomConfig are bounded: 4294967295 s would keep an
+ * empty room's record and timer for 136 years. Out of range is refused rather than clamped, so the
+ * caller learns the room will not behave as asked.
+ */
+export function checkRoomLimits(opts: { emptyTimeout?: number; departureTimeout?: number; maxParticipants?: number }): void {
+  for (const [field, value] of [['empty_timeout', opts.emptyTimeout], ['departure_timeout', opts.departureTimeout]] as const) {
+    if (value !== undefined && value > MAX_ROOM_TIMEOUT_S) {
+      throw invalidArgument(`${field} must be at most ${MAX_ROOM_TIMEOUT_S} seconds (7 days), got ${value}`, field);
+    }
+  }
+  if (opts.maxParticipants !== undefined && opts.maxParticipants > MAX_ROOM_PARTICIPANTS) {
+    throw invalidArgument(`max_participants must be at most ${MAX_ROOM_PARTICIPANTS} (0 = no limit), got ${opts.maxParticipants}`, 'max_participants');
+  }
+}
+
 export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   readonly #store: RoomStore;
   readonly #pool: WorkerPool;
@@ -194,6 +215,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
 
   /** A new room's info: the request's settings, the configured defaults for the rest (0 = default). */
   #newRoomInfo(opts: CreateRoomOptions): RoomInfo {
+    checkRoomLimits(opts);
     const now = Date.now();
     return new RoomInfo({
       sid: newId('RM_'),
