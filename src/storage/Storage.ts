@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../time.ts';
+import { moveFileSync } from './move.ts';
 import { uploadFile } from './s3.ts';
 import { folderTarget, s3Target, type UploadTarget } from './UploadTarget.ts';
 
@@ -107,12 +108,7 @@ export class Storage {
     fs.mkdirSync(dir, { recursive: true });
     const moved = objects.map((o, i) => {
       const file = path.join(dir, `${String(i).padStart(6, '0')}-${path.basename(o.file)}`);
-      try {
-        fs.renameSync(o.file, file);
-      } catch {
-        fs.copyFileSync(o.file, file);
-        fs.rmSync(o.file, { force: true });
-      }
+      moveFileSync(o.file, file);
       return { ...o, file };
     });
     const pending: Pending = { egressId, output, dir, objects: moved, s3, host: os.hostname() };
@@ -142,7 +138,7 @@ export class Storage {
     }
     const backup = path.resolve(this.#opts.backupDir, egressId, path.basename(file));
     fs.mkdirSync(path.dirname(backup), { recursive: true });
-    fs.renameSync(file, backup);
+    moveFileSync(file, backup);
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
     const pending: Pending = { egressId, file: backup, key: filepath, s3, host: os.hostname() };
     await this.#opts.pending.putPendingUpload(egressId, JSON.stringify(pending)).catch((err: unknown) =>
