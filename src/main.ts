@@ -18,7 +18,7 @@ import { SIGNALING_PATH, SignalingServer } from './signaling/server.ts';
 import { RoomManager, permissionFromClaims } from './sfu/RoomManager.ts';
 import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
-import { connectRedis, redactUrl } from './store/redis.ts';
+import { connectRedis, evictionPolicyWarning, redactUrl } from './store/redis.ts';
 import { IngressStore } from './store/IngressStore.ts';
 import { IngressSessions } from './ingress/IngressSessions.ts';
 import { RtmpIngestServer } from './ingress/rtmp/RtmpServer.ts';
@@ -121,6 +121,8 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     undo.push(async () => {
       await redis.quit().catch(() => redis.disconnect());
     });
+    const policyWarning = await evictionPolicyWarning(redis);
+    if (policyWarning) log.warn({ redis: redactUrl(redisUrl) }, policyWarning);
 
     const pool = await WorkerPool.create({
       count: config.rtc.workers,

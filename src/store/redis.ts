@@ -25,6 +25,19 @@ export async function connectRedis(url: string, name = 'roomgate'): Promise<Redi
   return redis;
 }
 
+/**
+ * BullMQ (the egress queue) needs `maxmemory-policy noeviction`: a Redis that evicts keys under
+ * memory pressure silently loses queued jobs and their locks. Returns a warning to log when the
+ * server says otherwise (INFO rather than CONFIG GET, which managed services often disable), or
+ * undefined when the policy is right or cannot be read.
+ */
+export async function evictionPolicyWarning(redis: Redis): Promise<string | undefined> {
+  const info = await redis.info('memory').catch(() => '');
+  const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+  if (!policy || policy === 'noeviction') return undefined;
+  return `Redis maxmemory-policy is '${policy}': set it to 'noeviction' (BullMQ's egress queue loses jobs when keys are evicted)`;
+}
+
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
