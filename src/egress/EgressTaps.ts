@@ -255,7 +255,13 @@ export class EgressTaps {
       if (rest.length === 1 && rest[0] === 'open' && req.method === 'POST') return sendJson(res, 200, await this.open(parse(OpenSchema)));
       // Room composite: the room as its layout sees it (src/egress/composite/roomSnapshot.ts).
       if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') {
-        return sendJson(res, 200, await this.#snapshots.snapshot(decodeURIComponent(rest[1]!), parse(SnapshotSchema).roomId));
+        let room: string;
+        try {
+          room = decodeURIComponent(rest[1]!);
+        } catch {
+          throw new ApiError('invalid_argument', 'the room name in the path is not valid percent-encoding');
+        }
+        return sendJson(res, 200, await this.#snapshots.snapshot(room, parse(SnapshotSchema).roomId));
       }
       const [id, action] = rest;
       if (id && !action && req.method === 'DELETE') {
