@@ -53,7 +53,7 @@ async function startGatewayProcess(): Promise<Spawned> {
   child.stdout!.on('data', (d) => (out = (out + d).slice(-200_000)));
   child.stderr!.on('data', (d) => (out = (out + d).slice(-200_000)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await waitFor(() => (out.includes('egress worker ready') ? true : undefined), 60_000, 'gateway and egress worker start');
+  await waitFor(() => (out.includes('egress worker ready') ? true : undefined), 120_000, 'gateway and egress worker start');
   return { child, url: `http://127.0.0.1:${port}`, exited, output: () => out };
 }
 
@@ -92,7 +92,7 @@ describe('egress worker child', () => {
     gw.child.kill('SIGKILL');
     await gw.exited;
     await waitFor(() => (!isAlive(worker) ? true : undefined), 30_000, 'orphaned worker to exit');
-  });
+  }, 240_000);
 
   it('is restarted after kill -9, and the new worker takes jobs', async () => {
     const gw = await startGatewayProcess();
@@ -102,8 +102,8 @@ describe('egress worker child', () => {
     const second = await waitFor(() => {
       const pid = workerPidOf(gw.child.pid!);
       return pid && pid !== first ? pid : undefined;
-    }, 30_000, 'a new worker child');
-    await waitFor(() => (gw.output().split('egress worker ready').length > 2 ? true : undefined), 60_000, 'the new worker ready');
+    }, 60_000, 'a new worker child');
+    await waitFor(() => (gw.output().split('egress worker ready').length > 2 ? true : undefined), 120_000, 'the new worker ready');
     expect(gw.output()).toMatch(/egress worker child died: restarting it/);
 
     const egress = new EgressClient(gw.url, API_KEY, API_SECRET);
@@ -116,7 +116,7 @@ describe('egress worker child', () => {
     expect(isAlive(second)).toBe(true);
     await egress.stopEgress(started.egressId);
     await status(started.egressId, EgressStatus.EGRESS_COMPLETE, 40_000);
-  });
+  }, 240_000);
 
   it('drains on SIGTERM: a running recording ends COMPLETE with its real duration and a playable file', async () => {
     const gw = await startGatewayProcess();
@@ -146,5 +146,5 @@ describe('egress worker child', () => {
     } finally {
       client.disconnect();
     }
-  });
+  }, 240_000);
 });
