@@ -104,7 +104,8 @@ describe('RTMP first-bytes deadline', () => {
     const talking = await idle();
     talking.socket.write(Buffer.concat([Buffer.from([3]), Buffer.alloc(1536)])); // C0 + C1
     const within = (ms: number) => new Promise<string>((r) => setTimeout(() => r('still open'), ms));
-    expect(await Promise.race([silent.closed.then(() => 'closed'), within(20_000)])).toBe('closed');
+    // 1 s asked; 8 s allows for a loaded machine and stays below any publish deadline (120 s here).
+    expect(await Promise.race([silent.closed.then(() => 'closed'), within(8000)])).toBe('closed');
     expect(talking.socket.destroyed).toBe(false);
     talking.socket.destroy();
   });
