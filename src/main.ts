@@ -31,7 +31,7 @@ import { EgressQueue } from './egress/EgressQueue.ts';
 import { EgressStore } from './egress/EgressStore.ts';
 import { EgressLauncher } from './egress/EgressLauncher.ts';
 import { autoEgress } from './egress/autoEgress.ts';
-import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
+import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup, liveEgressJobs } from './egress/EgressTaps.ts';
 import { spawnEgressWorker } from './egress/workerChild.ts';
 import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
 import { AgentServer } from './agents/server/AgentServer.ts';
@@ -292,7 +292,15 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         webhooks,
       }),
     );
-    const egressTaps = new EgressTaps({ rooms, verifier, listenIp, log: moduleLogger('egress-taps') });
+    const egressTaps = new EgressTaps({
+      rooms,
+      jobs: liveEgressJobs(egressStore, egressQueue),
+      workerSecret: config.egress.worker_secret,
+      rtpHosts: [config.egress.rtp_host, ...config.egress.worker_rtp_hosts],
+      maxSessions: config.egress.max_tap_sessions,
+      listenIp,
+      log: moduleLogger('egress-taps'),
+    });
     undo.push(() => egressTaps.close());
 
     const server = createHttpServer({

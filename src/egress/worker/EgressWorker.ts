@@ -25,8 +25,6 @@ import { nowNs } from '../../time.ts';
 export interface EgressWorkerOptions {
   redisUrl: string;
   gatewayUrl: string;
-  apiKey: string;
-  apiSecret: string;
   egress: Config['egress'];
   webhook: { urls: string[]; apiKey: string; apiSecret: string };
   log: Logger;
@@ -57,7 +55,7 @@ export class EgressWorker {
     this.#subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectionName: 'roomgate-egress-control' });
     this.#subscriber.on('error', () => {});
     this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
-    this.#taps = new TapClient(opts.gatewayUrl, opts.apiKey, opts.apiSecret);
+    this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret);
     this.#storage = new Storage({
       outputDir: opts.egress.output_dir,
       backupDir: opts.egress.backup_dir,

@@ -1,0 +1,105 @@
+// The internal tap API (/internal/egress/…) hands out a room's media: only the egress workers'
+// credential opens it, only for a live egress job (room and source as the job says), RTP goes only
+// to the workers' RTP hosts, sessions are capped, and bad percent-encoding is a 400. No worker runs:
+// the test calls the API as a worker would, so the egress stays EGRESS_STARTING meanwhile.
+import { AccessToken, EgressClient, EncodedFileOutput } from 'livekit-server-sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deriveWorkerSecret } from '../../src/auth/workerCredential.ts';
+import type { NodeParticipant } from '../../src/client/node.ts';
+import type { Gateway } from '../../src/main.ts';
+import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { join } from '../helpers/participants.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+
+let redis: TestRedis;
+let gw: Gateway;
+let egress: EgressClient;
+let alice: NodeParticipant;
+let egressId = '';
+const WORKER = `Bearer ${deriveWorkerSecret(API_SECRET)}`;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_EGRESS_MAX_TAP_SESSIONS: '2' });
+  egress = new EgressClient(gw.url, API_KEY, API_SECRET);
+  alice = await join(gw.url, 'taps', 'alice', { canPublish: true });
+  await alice.publishFromFfmpeg({ kind: 'video', source: 'camera', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=15'] });
+  egressId = (await egress.startParticipantEgress('taps', 'alice', { file: new EncodedFileOutput({ filepath: 'taps/x' }) })).egressId;
+});
+
+afterAll(async () => {
+  await alice?.leave();
+  await gw?.close();
+  await redis?.stop();
+});
+
+async function call(path: string, body: unknown, auth: string, method = 'POST') {
+  const res = await fetch(`${gw.url}/internal/egress${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', Authorization: auth },
+    ...(method === 'POST' ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as { code?: string; msg?: string; state?: string; sessionId?: string; tracks?: { trackSid: string }[] } };
+}
+
+const source = { kind: 'participant', identity: 'alice', screenShare: false };
+
+describe('internal egress tap API', () => {
+  it('refuses a client token holding roomRecord (the issue: it got the room and its media)', async () => {
+    const at = new AccessToken(API_KEY, API_SECRET, { identity: 'recorder' });
+    at.addGrant({ roomRecord: true });
+    const token = `Bearer ${await at.toJwt()}`;
+    const open = await call('/open', { egressId, room: 'taps', source }, token);
+    expect(open.status).toBe(401);
+    expect(open.body.code).toBe('unauthenticated');
+    expect((await call('/room/taps', { egressId }, token)).status).toBe(401);
+    expect((await call('/open', { egressId, room: 'taps', source }, 'Bearer')).status).toBe(401);
+  });
+
+  it('refuses a made-up egress id, another room and another source', async () => {
+    const madeUp = await call('/open', { egressId: 'EG_madeup', room: 'taps', source }, WORKER);
+    expect(madeUp.status).toBe(412);
+    expect(madeUp.body.msg).toMatch(/not a live egress job/);
+    const otherRoom = await call('/open', { egressId, room: 'elsewhere', source }, WORKER);
+    expect(otherRoom.status).toBe(403);
+    const otherSource = await call('/open', { egressId, room: 'taps', source: { ...source, identity: 'bob' } }, WORKER);
+    expect(otherSource.status).toBe(403);
+    const snapshot = await call('/room/elsewhere', { egressId }, WORKER);
+    expect(snapshot.status).toBe(403);
+  });
+
+  it('opens a session for the live job and sends RTP only to the worker RTP host', async () => {
+    const open = await call('/open', { egressId, room: 'taps', source }, WORKER);
+    expect(open.status).toBe(200);
+    expect(open.body.state).toBe('ready');
+    const sid = open.body.sessionId!;
+    const trackSid = open.body.tracks![0]!.trackSid;
+    const elsewhere = await call(`/${sid}/connect`, { targets: [{ trackSid, ip: '127.0.0.2', port: 40000, rtcpPort: 40001 }] }, WORKER);
+    expect(elsewhere.status).toBe(403);
+    expect(elsewhere.body.msg).toMatch(/not an egress worker RTP host/);
+    expect((await call(`/${sid}`, undefined, WORKER, 'DELETE')).status).toBe(200);
+  });
+
+  it('caps the number of tap sessions', async () => {
+    const a = await call('/open', { egressId, room: 'taps', source }, WORKER);
+    const b = await call('/open', { egressId, room: 'taps', source }, WORKER);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    const c = await call('/open', { egressId, room: 'taps', source }, WORKER);
+    expect(c.status).toBe(429);
+    expect(c.body.code).toBe('resource_exhausted');
+    await call(`/${a.body.sessionId!}`, undefined, WORKER, 'DELETE');
+    await call(`/${b.body.sessionId!}`, undefined, WORKER, 'DELETE');
+  });
+
+  it('answers 400 to malformed percent-encoding', async () => {
+    const r = await call('/room/%E0%A4%A', { egressId }, WORKER);
+    expect(r.status).toBe(400);
+    expect(r.body.code).toBe('malformed');
+  });
+
+  it('refuses a job that is no longer live', async () => {
+    await egress.stopEgress(egressId); // queued, no worker: removed and ABORTED
+    const r = await call('/open', { egressId, room: 'taps', source }, WORKER);
+    expect(r.status).toBe(412);
+  });
+});
