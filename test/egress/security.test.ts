@@ -1,7 +1,9 @@
-// The internal tap API (/internal/egress/…) hands out a room's media: only the egress workers'
-// credential opens it, only for a live egress job (room and source as the job says), RTP goes only
+// Trust boundaries of egress (issue 19). The internal tap API (/internal/egress/…) hands out a
+// room's media: only the egress workers' credential opens it, only for a live egress job (room and source as the job says), RTP goes only
 // to the workers' RTP hosts, sessions are capped, and bad percent-encoding is a 400. No worker runs:
 // the test calls the API as a worker would, so the egress stays EGRESS_STARTING meanwhile.
+// A publisher's codec parameters go into the SDP egress FFmpeg reads: one holding a line break
+// (an injected m-line) is refused when published.
 import { AccessToken, EgressClient, EncodedFileOutput } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deriveWorkerSecret } from '../../src/auth/workerCredential.ts';
@@ -101,5 +103,36 @@ describe('internal egress tap API', () => {
     await egress.stopEgress(egressId); // queued, no worker: removed and ABORTED
     const r = await call('/open', { egressId, room: 'taps', source }, WORKER);
     expect(r.status).toBe(412);
+  });
+});
+
+describe('codec parameters at publish time', () => {
+  it('refuses an Opus parameter whose value would add an m-line to the egress SDP', async () => {
+    const mallory = await join(gw.url, 'taps', 'mallory', { canPublish: true });
+    try {
+      const t = (await mallory.signal.request('createTransport', { direction: 'send' })) as { id: string };
+      const rtpParameters = {
+        codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: { useinbandfec: '1\r\nm=audio 45000 RTP/AVP 0\r\na=x' }, rtcpFeedback: [] }],
+        encodings: [{ ssrc: 4242 }],
+        headerExtensions: [],
+        rtcp: { cname: 'mallory' },
+      };
+      const err = await mallory.signal.request('publishTrack', { transportId: t.id, kind: 'audio', source: 'microphone', rtpParameters }).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(err?.code).toBe('invalid_argument');
+      expect(err?.message).toMatch(/codec parameter "useinbandfec" of audio\/opus has a value that is not allowed/);
+      const unknownKey = await mallory.signal
+        .request('publishTrack', { transportId: t.id, kind: 'audio', source: 'microphone', rtpParameters: { ...rtpParameters, codecs: [{ ...rtpParameters.codecs[0]!, parameters: { 'x=y': 1 } }] } })
+        .then(
+          () => undefined,
+          (e: unknown) => e as { code?: string; message?: string },
+        );
+      expect(unknownKey?.code).toBe('invalid_argument');
+      expect(unknownKey?.message).toMatch(/"x=y" of audio\/opus is not a valid fmtp name/);
+    } finally {
+      await mallory.leave();
+    }
   });
 });
