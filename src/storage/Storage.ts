@@ -11,11 +11,14 @@ import { z } from 'zod';
 import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../time.ts';
-import { uploadFile } from './s3.ts';
+import { MAX_NAME_SUFFIX, withNumberSuffix } from '../egress/outputPaths.ts';
+import { uploadFileAsNew } from './s3.ts';
 import { folderTarget, s3Target, type UploadTarget } from './UploadTarget.ts';
 
 export interface StoredFile {
   location: string;
+  /** The name it has (relative to the bucket or output folder): the asked one, or that name numbered when it was taken. */
+  name: string;
   size: number;
   /** The upload failed; the file waits in the backup folder for a retry. */
   backup: boolean;
@@ -78,11 +81,30 @@ export class Storage {
     this.#opts = { attempts: 3, retryBaseMs: 2000, ...opts };
   }
 
-  /** Where the worker writes a recording while it runs. */
-  localPath(egressId: string, filepath: string, s3: S3Settings | undefined): string {
-    const p = s3 ? path.join(this.#opts.outputDir, '.staging', egressId, path.basename(filepath)) : path.join(this.#opts.outputDir, filepath);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    return path.resolve(p);
+  /**
+   * Where the worker writes a recording while it runs, and the name it has. With S3, a staging
+   * file of this egress (the object's name is settled when it is uploaded); without, the file in
+   * the output folder, created here exclusively: `filepath`, or `filepath` numbered (`-1`, `-2`, …)
+   * when another file has that name, so no egress ever writes over another's recording.
+   */
+  localFile(egressId: string, filepath: string, s3: S3Settings | undefined): { file: string; name: string } {
+    if (s3) {
+      const file = path.resolve(this.#opts.outputDir, '.staging', egressId, path.basename(filepath));
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      return { file, name: filepath };
+    }
+    for (let n = 0; n <= MAX_NAME_SUFFIX; n++) {
+      const name = withNumberSuffix(filepath, n);
+      const file = path.resolve(this.#opts.outputDir, name);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      try {
+        fs.closeSync(fs.openSync(file, 'wx'));
+        return { file, name };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    throw new Error(`${filepath} and ${MAX_NAME_SUFFIX} numbered names after it all exist in the output folder`);
   }
 
   /** A fresh folder where an output that is stored piece by piece writes first (kept across a kill). */
@@ -127,14 +149,14 @@ export class Storage {
   /** Puts a finished local file where it belongs; never throws for an S3 failure (backup instead). */
   async store(egressId: string, file: string, filepath: string, s3: S3Settings | undefined): Promise<StoredFile> {
     const size = fs.statSync(file).size;
-    if (!s3) return { location: file, size, backup: false };
+    if (!s3) return { location: file, name: path.relative(path.resolve(this.#opts.outputDir), file).split(path.sep).join('/'), size, backup: false };
     let lastErr: unknown;
     for (let attempt = 0; attempt < this.#opts.attempts; attempt++) {
       if (attempt > 0) await sleep(1000 * 2 ** (attempt - 1));
       try {
-        const location = await uploadFile(s3, filepath, file, contentType(file));
+        const { key, location } = await uploadFileAsNew(s3, filepath, file, contentType(file));
         fs.rmSync(path.dirname(file), { recursive: true, force: true });
-        return { location, size, backup: false };
+        return { location, name: key, size, backup: false };
       } catch (err) {
         lastErr = err;
         this.#opts.log.warn({ egress: egressId, attempt: attempt + 1, err: (err as Error).message }, 'upload failed');
@@ -150,7 +172,7 @@ export class Storage {
     );
     this.#opts.log.warn({ egress: egressId, backup, err: (lastErr as Error | undefined)?.message }, 'S3 unreachable: recording kept in the backup folder, retrying in the background');
     this.#schedule(pending, this.#opts.retryBaseMs);
-    return { location: backup, size, backup: true };
+    return { location: backup, name: filepath, size, backup: true };
   }
 
   /** Picks up the files this host left waiting (worker start-up). */
@@ -182,7 +204,7 @@ export class Storage {
   async #upload(p: Pending): Promise<{ location: string; output: string; locations: Map<string, string> } | undefined> {
     if (!('output' in p)) {
       if (!fs.existsSync(p.file)) return undefined;
-      const location = await uploadFile(p.s3, p.key, p.file, contentType(p.file));
+      const { location } = await uploadFileAsNew(p.s3, p.key, p.file, contentType(p.file));
       fs.rmSync(path.dirname(p.file), { recursive: true, force: true });
       return { location, output: 'file', locations: new Map([[p.key, location]]) };
     }

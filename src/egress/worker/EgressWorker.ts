@@ -13,7 +13,7 @@ import type { Config } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
 import { createMetrics } from '../../metrics.ts';
 import { connectRedis } from '../../store/redis.ts';
-import { Storage } from '../../storage/Storage.ts';
+import { Storage, type StoredFile } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { EgressStore, isFinal } from '../EgressStore.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
@@ -226,7 +226,9 @@ export class EgressWorker {
    */
   async #recover(job: Job<JobSpec>, spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
     log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
-    let stored: { location: string; size: number; backup: boolean } | undefined;
+    // progress.localFile is this egress's own file (created exclusively, or its staging file), so
+    // what is stored and reported is its recording, never another egress's of the same name.
+    let stored: StoredFile | undefined;
     let note = '';
     const local = progress.localFile;
     if (local && progress.host === os.hostname() && fs.existsSync(local) && spec.file) {
@@ -260,6 +262,7 @@ export class EgressWorker {
           f.endedAt = BigInt(ended) * 1_000_000n;
         }
         if (stored) {
+          f.filename = stored.name;
           f.location = stored.location;
           f.size = BigInt(stored.size);
           if (stored.backup) i.backupStorageUsed = true;
