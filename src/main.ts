@@ -28,6 +28,7 @@ import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 import { EgressQueue } from './egress/EgressQueue.ts';
+import { jobDataKey } from './egress/jobSecrets.ts';
 import { EgressStore } from './egress/EgressStore.ts';
 import { EgressLauncher } from './egress/EgressLauncher.ts';
 import { autoEgress } from './egress/autoEgress.ts';
@@ -154,7 +155,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
     // Egress: the API queues jobs; workers (separate processes) pull media through the taps. The
     // rooms start auto egress (CreateRoom `egress`) through the same launcher as StartEgress.
-    const egressQueue = new EgressQueue(redisUrl);
+    const egressQueue = new EgressQueue(redisUrl, jobDataKey(config.egress.worker_secret));
     undo.push(() => egressQueue.close());
     const egressStore = new EgressStore(redis);
     const egressLauncher = new EgressLauncher({ store: egressStore, queue: egressQueue, webhooks, log: moduleLogger('egress') });

@@ -46,6 +46,8 @@ export interface StorageOptions {
   outputDir: string;
   backupDir: string;
   pending: PendingUploads;
+  /** Seals and opens the S3 credentials of what waits in the Redis list (src/egress/jobSecrets.ts); none: kept as they are. */
+  secrets?: { seal(value: string): string; unseal(value: string): string };
   /**
    * Called when what waited in the backup folder finally reached S3: the recording file
    * (`output` 'file'), or the objects of another output with the location of each key.
@@ -72,8 +74,13 @@ export function contentType(file: string): string {
   return types[ext] ?? 'application/octet-stream';
 }
 
+const withS3 = <T extends { s3: S3Settings }>(p: T, f: (v: string) => string): T => ({
+  ...p,
+  s3: { ...p.s3, accessKey: f(p.s3.accessKey), secret: f(p.s3.secret), sessionToken: f(p.s3.sessionToken) },
+});
+
 export class Storage {
-  readonly #opts: Required<StorageOptions>;
+  readonly #opts: Required<Omit<StorageOptions, 'secrets'>> & Pick<StorageOptions, 'secrets'>;
   readonly #retrying = new Map<string, NodeJS.Timeout>();
   #closed = false;
 
@@ -138,7 +145,7 @@ export class Storage {
       return { ...o, file };
     });
     const pending: Pending = { egressId, output, dir, objects: moved, s3, host: os.hostname() };
-    await this.#opts.pending.putPendingUpload(pendingKey(pending), JSON.stringify(pending)).catch((err: unknown) =>
+    await this.#opts.pending.putPendingUpload(pendingKey(pending), this.#stored(pending)).catch((err: unknown) =>
       this.#opts.log.error({ egress: egressId, output, err: (err as Error).message }, 'could not record the pending upload; it is retried while this worker runs'),
     );
     this.#opts.log.warn({ egress: egressId, output, backup: dir, objects: moved.length }, 'S3 unreachable: output kept in the backup folder, retrying in the background');
@@ -167,12 +174,18 @@ export class Storage {
     fs.renameSync(file, backup);
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
     const pending: Pending = { egressId, file: backup, key: filepath, s3, host: os.hostname() };
-    await this.#opts.pending.putPendingUpload(egressId, JSON.stringify(pending)).catch((err: unknown) =>
+    await this.#opts.pending.putPendingUpload(egressId, this.#stored(pending)).catch((err: unknown) =>
       this.#opts.log.error({ egress: egressId, err: (err as Error).message }, 'could not record the pending upload; it is retried while this worker runs'),
     );
     this.#opts.log.warn({ egress: egressId, backup, err: (lastErr as Error | undefined)?.message }, 'S3 unreachable: recording kept in the backup folder, retrying in the background');
     this.#schedule(pending, this.#opts.retryBaseMs);
     return { location: backup, name: filepath, size, backup: true };
+  }
+
+  /** What waits, as Redis keeps it: the S3 credentials sealed. */
+  #stored(p: Pending): string {
+    const secrets = this.#opts.secrets;
+    return JSON.stringify(secrets ? withS3(p, (v) => secrets.seal(v)) : p);
   }
 
   /** Picks up the files this host left waiting (worker start-up). */
@@ -187,7 +200,15 @@ export class Storage {
         continue;
       }
       if (!parsed.success || parsed.data.host !== os.hostname() || this.#retrying.has(pendingKey(parsed.data))) continue;
-      this.#schedule(parsed.data, 0);
+      const secrets = this.#opts.secrets;
+      let pending: Pending;
+      try {
+        pending = secrets ? withS3(parsed.data, (v) => secrets.unseal(v)) : parsed.data;
+      } catch (err) {
+        this.#opts.log.error({ egress: parsed.data.egressId, err: (err as Error).message }, 'a pending upload cannot be opened; it stays in the backup folder');
+        continue;
+      }
+      this.#schedule(pending, 0);
       n++;
     }
     return n;

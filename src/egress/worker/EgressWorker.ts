@@ -17,6 +17,7 @@ import { Storage, type StoredFile } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { EgressStore, isFinal } from '../EgressStore.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
+import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
 import { EgressRun } from './EgressRun.ts';
 import { recoverPieces } from './recoverPieces.ts';
 import { TapClient } from './TapClient.ts';
@@ -42,6 +43,8 @@ export class EgressWorker {
   readonly #storage: Storage;
   readonly #webhooks: WebhookNotifier;
   readonly #taps: TapClient;
+  /** Opens the job data's sealed secrets (src/egress/jobSecrets.ts). */
+  readonly #jobKey: Buffer;
   #worker!: Worker<JobSpec>;
   #bullConnection!: Redis;
   #used = 0;
@@ -56,10 +59,12 @@ export class EgressWorker {
     this.#subscriber.on('error', () => {});
     this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
     this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret);
+    this.#jobKey = jobDataKey(opts.egress.worker_secret);
     this.#storage = new Storage({
       outputDir: opts.egress.output_dir,
       backupDir: opts.egress.backup_dir,
       pending: this.#store,
+      secrets: { seal: (v) => seal(v, this.#jobKey), unseal: (v) => unseal(v, this.#jobKey) },
       log: opts.log,
       onUploaded: async (egressId, location, output, locations) => {
         await this.#store.update(
@@ -165,7 +170,12 @@ export class EgressWorker {
   async #process(job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
     const parsed = JobSpecSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid egress job: ${parsed.error.message}`);
-    const spec = parsed.data;
+    let spec: JobSpec;
+    try {
+      spec = unsealSpec(parsed.data, this.#jobKey);
+    } catch (err) {
+      throw new UnrecoverableError(`invalid egress job: ${(err as Error).message}`);
+    }
     const log = this.#log.child({ egress: spec.egressId });
     const info = await this.#store.get(spec.egressId);
     if (!info || isFinal(info.status)) return 'already ended';
