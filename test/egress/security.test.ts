@@ -4,7 +4,8 @@
 // the test calls the API as a worker would, so the egress stays EGRESS_STARTING meanwhile.
 // A publisher's codec parameters go into the SDP egress FFmpeg reads: one holding a line break
 // (an injected m-line) is refused when published.
-import { AccessToken, EgressClient, EncodedFileOutput } from 'livekit-server-sdk';
+import { Redis } from 'ioredis';
+import { AccessToken, EgressClient, EncodedFileOutput, S3Upload, StreamOutput } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deriveWorkerSecret } from '../../src/auth/workerCredential.ts';
 import type { NodeParticipant } from '../../src/client/node.ts';
@@ -103,6 +104,28 @@ describe('internal egress tap API', () => {
     await egress.stopEgress(egressId); // queued, no worker: removed and ABORTED
     const r = await call('/open', { egressId, room: 'taps', source }, WORKER);
     expect(r.status).toBe(412);
+  });
+});
+
+describe('egress job data in Redis', () => {
+  it('holds no stream key and no S3 secret in plain text', async () => {
+    const key = 'streamkey0123456789abcdef';
+    const s3secret = 'S3SECRET-9876543210-zyxw';
+    const info = await egress.startParticipantEgress('taps', 'alice', {
+      stream: new StreamOutput({ urls: [`rtmp://127.0.0.1:1935/live/${key}`] }),
+      file: new EncodedFileOutput({ filepath: 'taps/sealed', output: { case: 's3', value: new S3Upload({ bucket: 'recordings', endpoint: 'http://127.0.0.1:9', accessKey: 'AKIDTEST', secret: s3secret }) } }),
+    });
+    const r = new Redis(redis.url);
+    try {
+      const data = await r.hget(`roomgate:bull:egress:${info.egressId}`, 'data');
+      expect(data).toContain('"roomName":"taps"');
+      expect(data).toContain('enc:v1:');
+      expect(data).not.toContain(key);
+      expect(data).not.toContain(s3secret);
+    } finally {
+      r.disconnect();
+      await egress.stopEgress(info.egressId);
+    }
   });
 });
 
