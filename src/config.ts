@@ -115,8 +115,8 @@ const schema = z.strictObject({
       gateway_url: httpUrl.optional(),
       /** Workers' credential for the internal tap API (default: derived from the first API secret). */
       worker_secret: z.string().min(32, 'must be at least 32 characters').optional(),
-      /** Addresses the gateway may send egress RTP to (default: egress.rtp_host only). */
-      worker_rtp_hosts: z.array(z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' })).default([]),
+      /** Addresses or CIDR ranges the gateway may send egress RTP to, besides egress.rtp_host. */
+      worker_rtp_hosts: z.array(z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], { error: 'must be an IPv4 or IPv6 address or CIDR range' })).default([]),
       /** Most tap sessions (worker attachments to a source) open at once; more are refused. */
       max_tap_sessions: z.int().min(1).max(100_000).default(512),
       /** Default S3 storage for file outputs whose request names no storage; request fields win. */

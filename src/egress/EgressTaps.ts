@@ -7,6 +7,7 @@
 // stops receiving RTP (and its orphaned FFmpeg times out). When the source's tracks change
 // (republish, leave/rejoin, producer replaced) the session's `version` moves on and the worker re-attaches.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import net, { BlockList } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { EgressStatus, TrackSource } from '@livekit/protocol';
 import { z } from 'zod';
@@ -125,7 +126,7 @@ export class EgressTaps {
   readonly #rooms: RoomManager;
   readonly #jobs: EgressJobs;
   readonly #workerSecret: string;
-  readonly #rtpHosts: ReadonlySet<string>;
+  readonly #rtpHosts = new BlockList();
   readonly #maxSessions: number;
   readonly #listenIp: string;
   readonly #log: Logger;
@@ -138,7 +139,12 @@ export class EgressTaps {
     this.#rooms = opts.rooms;
     this.#jobs = opts.jobs;
     this.#workerSecret = opts.workerSecret;
-    this.#rtpHosts = new Set(opts.rtpHosts);
+    for (const host of opts.rtpHosts) {
+      const [address = '', prefix] = host.split('/');
+      const family = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+      if (prefix !== undefined) this.#rtpHosts.addSubnet(address, Number(prefix), family);
+      else this.#rtpHosts.addAddress(address, family);
+    }
     this.#maxSessions = opts.maxSessions;
     this.#listenIp = opts.listenIp === '0.0.0.0' ? '127.0.0.1' : opts.listenIp;
     this.#log = opts.log;
@@ -239,7 +245,8 @@ export class EgressTaps {
     const s = this.#session(id);
     for (const target of req.targets) {
       // Media goes to the workers' hosts only, never to an address a caller picks.
-      if (!this.#rtpHosts.has(target.ip)) throw new ApiError('permission_denied', `RTP target '${target.ip.slice(0, 64)}' is not an egress worker RTP host (egress.rtp_host, egress.worker_rtp_hosts)`);
+      const family = net.isIPv4(target.ip) ? 'ipv4' : net.isIPv6(target.ip) ? 'ipv6' : undefined;
+      if (!family || !this.#rtpHosts.check(target.ip, family)) throw new ApiError('permission_denied', `RTP target '${target.ip.slice(0, 64)}' is not an egress worker RTP host (egress.rtp_host, egress.worker_rtp_hosts)`);
     }
     for (const target of req.targets) {
       const send = s.sends.get(target.trackSid);

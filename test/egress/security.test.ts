@@ -4,6 +4,7 @@
 // the test calls the API as a worker would, so the egress stays EGRESS_STARTING meanwhile.
 // A publisher's codec parameters go into the SDP egress FFmpeg reads: one holding a line break
 // (an injected m-line) is refused when published.
+import dgram from 'node:dgram';
 import { Redis } from 'ioredis';
 import { AccessToken, EgressClient, EncodedFileOutput, S3Upload, StreamOutput } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +81,19 @@ describe('internal egress tap API', () => {
     const elsewhere = await call(`/${sid}/connect`, { targets: [{ trackSid, ip: '127.0.0.2', port: 40000, rtcpPort: 40001 }] }, WORKER);
     expect(elsewhere.status).toBe(403);
     expect(elsewhere.body.msg).toMatch(/not an egress worker RTP host/);
+    // The configured RTP host (egress.rtp_host, 127.0.0.1 here) gets the track's RTP.
+    const rtp = dgram.createSocket('udp4');
+    const rtcp = dgram.createSocket('udp4');
+    try {
+      await Promise.all([rtp, rtcp].map((sock) => new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve))));
+      const got = new Promise<void>((resolve) => rtp.once('message', () => resolve()));
+      const ok = await call(`/${sid}/connect`, { targets: [{ trackSid, ip: '127.0.0.1', port: rtp.address().port, rtcpPort: rtcp.address().port }] }, WORKER);
+      expect(ok.status).toBe(200);
+      await got;
+    } finally {
+      rtp.close();
+      rtcp.close();
+    }
     expect((await call(`/${sid}`, undefined, WORKER, 'DELETE')).status).toBe(200);
   });
 
