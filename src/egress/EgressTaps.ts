@@ -3,9 +3,10 @@
 // tracks of its source, gets each codec, starts FFmpeg on its own UDP ports, then has the gateway
 // connect PlainTransport consumers to them and ask for a keyframe. A session exists only for a live
 // egress job (its record STARTING or ACTIVE, the room and source the job's), and RTP goes only to
-// the workers' configured RTP hosts. A session is a lease: without a keepalive for LEASE_MS it closes, so a killed worker
-// stops receiving RTP (and its orphaned FFmpeg times out). When the source's tracks change
-// (republish, leave/rejoin, producer replaced) the session's `version` moves on and the worker re-attaches.
+// the workers' configured RTP hosts. A session is a lease: without a keepalive for LEASE_MS it
+// closes, so a killed worker stops receiving RTP (and its orphaned FFmpeg times out). When the
+// source's tracks change (republish, leave/rejoin, producer replaced) the session's `version` moves
+// on and the worker re-attaches.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { BlockList } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
