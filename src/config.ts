@@ -119,7 +119,7 @@ const schema = z.strictObject({
       worker_rtp_hosts: z.array(z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], { error: 'must be an IPv4 or IPv6 address or CIDR range' })).default([]),
       /** Most tap sessions (worker attachments to a source) open at once; more are refused. */
       max_tap_sessions: z.int().min(1).max(100_000).default(512),
-      /** Default S3 storage for file outputs whose request names no storage; request fields win. */
+      /** Default S3 storage for outputs whose request has no S3 block; used whole, never mixed with a request's fields. */
       s3: z
         .strictObject({
           bucket: z.string().min(1).optional(),

@@ -342,16 +342,26 @@ export class EgressTaps {
   }
 }
 
-/** A job is live while its record is STARTING or ACTIVE; its room and source are the queued job's. */
-export function liveEgressJobs(store: EgressStore, queue: Pick<EgressQueue, 'job'>): EgressJobs {
+/**
+ * A job is live while its record is STARTING or ACTIVE; its room and source are the queued job's.
+ * A composite asks for its room's snapshot 10 times a second: a live answer is reused for a second.
+ */
+export function liveEgressJobs(store: EgressStore, queue: Pick<EgressQueue, 'job'>, cacheMs = 1000): EgressJobs {
+  const cache = new Map<string, { at: number; job: { roomName: string; source: EgressSource } }>();
   return {
     async live(egressId) {
+      const hit = cache.get(egressId);
+      if (hit && Date.now() - hit.at < cacheMs) return hit.job;
+      cache.delete(egressId);
       const info = await store.get(egressId);
       if (!info || (info.status !== EgressStatus.EGRESS_STARTING && info.status !== EgressStatus.EGRESS_ACTIVE)) return undefined;
       const job = await queue.job(egressId);
       const source = SourceSchema.safeParse(job?.data.source);
       if (!job || !source.success || job.data.roomName !== info.roomName) return undefined;
-      return { roomName: job.data.roomName, source: source.data };
+      const live = { roomName: job.data.roomName, source: source.data };
+      if (cache.size > 10_000) cache.clear();
+      cache.set(egressId, { at: Date.now(), job: live });
+      return live;
     },
   };
 }
