@@ -166,9 +166,17 @@ export class EgressTaps {
     return this.#sessions.size;
   }
 
-  /** The live job `egressId` names, which must be in `roomName`. */
-  async #liveJob(egressId: string, roomName: string): Promise<{ roomName: string; source: EgressSource }> {
-    const job = await this.#jobs.live(egressId);
+  /** Live jobs seen by the snapshot route in the last second (a composite polls 10×/s). */
+  readonly #recentlyLive = new Map<string, { at: number; job: { roomName: string; source: EgressSource } }>();
+
+  /** The live job `egressId` names, which must be in `roomName`; `reuse`: an answer up to a second old will do. */
+  async #liveJob(egressId: string, roomName: string, reuse = false): Promise<{ roomName: string; source: EgressSource }> {
+    const hit = reuse ? this.#recentlyLive.get(egressId) : undefined;
+    const job = hit && Date.now() - hit.at < 1000 ? hit.job : await this.#jobs.live(egressId);
+    if (reuse && job && job !== hit?.job) {
+      if (this.#recentlyLive.size > 10_000) this.#recentlyLive.clear();
+      this.#recentlyLive.set(egressId, { at: Date.now(), job });
+    }
     if (!job) throw new ApiError('failed_precondition', `egress '${egressId.slice(0, 40)}' is not a live egress job (unknown, or no longer STARTING/ACTIVE)`);
     if (job.roomName !== roomName) throw new ApiError('permission_denied', `egress '${egressId}' records room '${job.roomName}', not '${roomName.slice(0, 200)}'`);
     return job;
@@ -311,7 +319,7 @@ export class EgressTaps {
       if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') {
         const room = rest[1]!;
         const body = parse(SnapshotSchema);
-        await this.#liveJob(body.egressId, room);
+        await this.#liveJob(body.egressId, room, true);
         return sendJson(res, 200, await this.#snapshots.snapshot(room, body.roomId));
       }
       const [id, action] = rest;
@@ -342,26 +350,16 @@ export class EgressTaps {
   }
 }
 
-/**
- * A job is live while its record is STARTING or ACTIVE; its room and source are the queued job's.
- * A composite asks for its room's snapshot 10 times a second: a live answer is reused for a second.
- */
-export function liveEgressJobs(store: EgressStore, queue: Pick<EgressQueue, 'job'>, cacheMs = 1000): EgressJobs {
-  const cache = new Map<string, { at: number; job: { roomName: string; source: EgressSource } }>();
+/** A job is live while its record is STARTING or ACTIVE; its room and source are the queued job's. */
+export function liveEgressJobs(store: EgressStore, queue: Pick<EgressQueue, 'job'>): EgressJobs {
   return {
     async live(egressId) {
-      const hit = cache.get(egressId);
-      if (hit && Date.now() - hit.at < cacheMs) return hit.job;
-      cache.delete(egressId);
       const info = await store.get(egressId);
       if (!info || (info.status !== EgressStatus.EGRESS_STARTING && info.status !== EgressStatus.EGRESS_ACTIVE)) return undefined;
       const job = await queue.job(egressId);
       const source = SourceSchema.safeParse(job?.data.source);
       if (!job || !source.success || job.data.roomName !== info.roomName) return undefined;
-      const live = { roomName: job.data.roomName, source: source.data };
-      if (cache.size > 10_000) cache.clear();
-      cache.set(egressId, { at: Date.now(), job: live });
-      return live;
+      return { roomName: job.data.roomName, source: source.data };
     },
   };
 }
