@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { deriveWorkerSecret } from './auth/workerCredential.ts';
 
 export const DEV_API_KEY = 'devkey';
 export const DEV_API_SECRET = 'secret';
@@ -145,7 +146,13 @@ const schema = z.strictObject({
       rtp_host: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).default('127.0.0.1'),
       /** The gateway's API as the worker reaches it (default http://127.0.0.1:<port>). */
       gateway_url: httpUrl.optional(),
-      /** Default S3 storage for file outputs whose request names no storage; request fields win. */
+      /** Workers' credential for the internal tap API (default: derived from the first API secret). */
+      worker_secret: z.string().min(32, 'must be at least 32 characters').optional(),
+      /** Addresses or CIDR ranges the gateway may send egress RTP to, besides egress.rtp_host. */
+      worker_rtp_hosts: z.array(z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], { error: 'must be an IPv4 or IPv6 address or CIDR range' })).default([]),
+      /** Most tap sessions (worker attachments to a source) open at once; more are refused. */
+      max_tap_sessions: z.int().min(1).max(100_000).default(512),
+      /** Default S3 storage for outputs whose request has no S3 block; used whole, never mixed with a request's fields. */
       s3: z
         .strictObject({
           bucket: z.string().min(1).optional(),
@@ -169,6 +176,8 @@ const schema = z.strictObject({
       stall_timeout: 30,
       drain_timeout: 30,
       rtp_host: '127.0.0.1',
+      worker_rtp_hosts: [],
+      max_tap_sessions: 512,
       s3: { force_path_style: false },
     }),
   agents: z
@@ -185,7 +194,7 @@ type Parsed = z.output<typeof schema>;
 export interface Config extends Omit<Parsed, 'rtc' | 'node_id' | 'egress'> {
   node_id: string;
   rtc: Parsed['rtc'] & { workers: number };
-  egress: Parsed['egress'] & { max_cpu: number; output_dir: string; backup_dir: string };
+  egress: Parsed['egress'] & { max_cpu: number; output_dir: string; backup_dir: string; worker_secret: string };
   /** True when no key was configured and the dev pair devkey/secret is in use. */
   dev_keys: boolean;
   /** Where the values came from, for the start-up log. */
@@ -247,6 +256,9 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_EGRESS_DRAIN_TIMEOUT: { path: ['egress', 'drain_timeout'], kind: 'int' },
   ROOMGATE_EGRESS_RTP_HOST: { path: ['egress', 'rtp_host'], kind: 'string' },
   ROOMGATE_EGRESS_GATEWAY_URL: { path: ['egress', 'gateway_url'], kind: 'string' },
+  ROOMGATE_EGRESS_WORKER_SECRET: { path: ['egress', 'worker_secret'], kind: 'string' },
+  ROOMGATE_EGRESS_WORKER_RTP_HOSTS: { path: ['egress', 'worker_rtp_hosts'], kind: 'list' },
+  ROOMGATE_EGRESS_MAX_TAP_SESSIONS: { path: ['egress', 'max_tap_sessions'], kind: 'int' },
   ROOMGATE_EGRESS_S3_BUCKET: { path: ['egress', 's3', 'bucket'], kind: 'string' },
   ROOMGATE_EGRESS_S3_REGION: { path: ['egress', 's3', 'region'], kind: 'string' },
   ROOMGATE_EGRESS_S3_ENDPOINT: { path: ['egress', 's3', 'endpoint'], kind: 'string' },
@@ -402,6 +414,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       max_cpu: parsed.egress.max_cpu ?? os.availableParallelism() * 0.8,
       output_dir: parsed.egress.output_dir ?? `${parsed.data_dir}/egress`,
       backup_dir: parsed.egress.backup_dir ?? `${parsed.data_dir}/egress-backup`,
+      // The first key's secret: the gateway and a worker loading the same configuration agree.
+      worker_secret: parsed.egress.worker_secret ?? deriveWorkerSecret(Object.values(keys)[0]!),
     },
     ...(file ? { config_file: file } : {}),
   };

@@ -30,10 +30,11 @@ import { WHIP_PATH, WhipServer } from './ingress/whip/WhipServer.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from './whep/WhepServer.ts';
 import { WebhookNotifier } from './webhooks/WebhookNotifier.ts';
 import { EgressQueue } from './egress/EgressQueue.ts';
+import { jobDataKey } from './egress/jobSecrets.ts';
 import { EgressStore } from './egress/EgressStore.ts';
 import { EgressLauncher } from './egress/EgressLauncher.ts';
 import { autoEgress } from './egress/autoEgress.ts';
-import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup } from './egress/EgressTaps.ts';
+import { EGRESS_INTERNAL_PATH, EgressTaps, egressRoomLookup, liveEgressJobs } from './egress/EgressTaps.ts';
 import { superviseEgressWorker, type SupervisedWorker } from './egress/workerChild.ts';
 import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
 import { AgentServer } from './agents/server/AgentServer.ts';
@@ -160,7 +161,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
     // Egress: the API queues jobs; workers (separate processes) pull media through the taps. The
     // rooms start auto egress (CreateRoom `egress`) through the same launcher as StartEgress.
-    const egressQueue = new EgressQueue(redisUrl);
+    const egressQueue = new EgressQueue(redisUrl, jobDataKey(config.egress.worker_secret));
     undo.push(() => egressQueue.close());
     const egressStore = new EgressStore(redis);
     const egressLauncher = new EgressLauncher({ store: egressStore, queue: egressQueue, webhooks, log: moduleLogger('egress') });
@@ -312,7 +313,15 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         webhooks,
       }),
     );
-    const egressTaps = new EgressTaps({ rooms, verifier, listenIp, log: moduleLogger('egress-taps') });
+    const egressTaps = new EgressTaps({
+      rooms,
+      jobs: liveEgressJobs(egressStore, egressQueue),
+      workerSecret: config.egress.worker_secret,
+      rtpHosts: [config.egress.rtp_host, ...config.egress.worker_rtp_hosts],
+      maxSessions: config.egress.max_tap_sessions,
+      listenIp,
+      log: moduleLogger('egress-taps'),
+    });
     undo.push(() => egressTaps.close());
 
     const server = createHttpServer({

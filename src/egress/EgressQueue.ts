@@ -4,12 +4,16 @@
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { BULL_PREFIX, CONTROL_CHANNEL, EGRESS_QUEUE, type ControlMessage, type JobSpec } from './EgressTypes.ts';
+import { sealSpec, unsealSpec } from './jobSecrets.ts';
 
 export class EgressQueue {
   readonly #queue: Queue<JobSpec>;
   readonly #connection: Redis;
+  readonly #key: Buffer;
 
-  constructor(redisUrl: string) {
+  /** `jobKey` seals the job data's secrets (src/egress/jobSecrets.ts). */
+  constructor(redisUrl: string, jobKey: Buffer) {
+    this.#key = jobKey;
     // Fail fast while Redis is away: the API answers `unavailable` rather than hanging.
     this.#connection = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 5000, connectionName: 'roomgate-egress-queue' });
     this.#connection.on('error', () => {});
@@ -18,7 +22,7 @@ export class EgressQueue {
   }
 
   async add(spec: JobSpec): Promise<void> {
-    await this.#queue.add(spec.source.kind, spec, {
+    await this.#queue.add(spec.source.kind, sealSpec(spec, this.#key), {
       jobId: spec.egressId,
       attempts: 1,
       removeOnComplete: { age: 24 * 3600 },
@@ -26,8 +30,20 @@ export class EgressQueue {
     });
   }
 
+  /** The job as stored: its secrets sealed (room, source and names are readable). */
   job(egressId: string): Promise<Job<JobSpec> | undefined> {
     return this.#queue.getJob(egressId);
+  }
+
+  /** The job and its data with the secrets opened. */
+  async spec(egressId: string): Promise<{ job: Job<JobSpec>; spec: JobSpec } | undefined> {
+    const job = await this.#queue.getJob(egressId);
+    return job ? { job, spec: unsealSpec(job.data, this.#key) } : undefined;
+  }
+
+  /** Replaces the job's data (sealed again). */
+  async updateSpec(job: Job<JobSpec>, spec: JobSpec): Promise<void> {
+    await job.updateData(sealSpec(spec, this.#key));
   }
 
   /** Removes a job no worker holds yet; false when a worker runs it (or it is gone). */

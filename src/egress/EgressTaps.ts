@@ -1,15 +1,21 @@
-// Gateway side of egress media: a worker asks (internal HTTP API, Bearer token signed with an API
-// key and holding roomRecord) for the tracks of its source, gets each codec, starts FFmpeg on its
-// own UDP ports, then has the gateway connect PlainTransport consumers to them and ask for a
-// keyframe. A session is a lease: without a keepalive for LEASE_MS it closes, so a killed worker
-// stops receiving RTP (and its orphaned FFmpeg times out). When the source's tracks change
-// (republish, leave/rejoin, producer replaced) the session's `version` moves on and the worker re-attaches.
+// Gateway side of egress media: a worker asks (internal HTTP API, Bearer = the workers' own
+// credential, egress.worker_secret; a client token, even with roomRecord, is refused) for the
+// tracks of its source, gets each codec, starts FFmpeg on its own UDP ports, then has the gateway
+// connect PlainTransport consumers to them and ask for a keyframe. A session exists only for a live
+// egress job (its record STARTING or ACTIVE, the room and source the job's), and RTP goes only to
+// the workers' configured RTP hosts. A session is a lease: without a keepalive for LEASE_MS it
+// closes, so a killed worker stops receiving RTP (and its orphaned FFmpeg times out). When the
+// source's tracks change (republish, leave/rejoin, producer replaced) the session's `version` moves
+// on and the worker re-attaches.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TrackSource } from '@livekit/protocol';
+import net, { BlockList } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
+import { EgressStatus, TrackSource } from '@livekit/protocol';
 import { z } from 'zod';
 import { readBody, sendJson } from '../api/http.ts';
-import type { TokenVerifier } from '../auth/tokens.ts';
-import { ApiError } from '../errors.ts';
+import { bearerToken, HttpProblem, pathSegments } from '../api/webrtcHttp.ts';
+import { isWorkerSecret } from '../auth/workerCredential.ts';
+import { ApiError, type TwirpCode } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
@@ -17,6 +23,8 @@ import type { Participant, PublishedTrack } from '../sfu/Participant.ts';
 import type { RoomImpl } from '../sfu/Room.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import { SourceSchema, type EgressSource } from './EgressTypes.ts';
+import type { EgressQueue } from './EgressQueue.ts';
+import type { EgressStore } from './EgressStore.ts';
 import type { EgressRoomLookup } from './request.ts';
 import { RoomSnapshots } from './composite/roomSnapshot.ts';
 
@@ -24,7 +32,7 @@ export const EGRESS_INTERNAL_PATH = '/internal/egress';
 const LEASE_MS = 10_000;
 
 export const OpenSchema = z.object({ egressId: z.string(), room: z.string(), source: SourceSchema });
-export const SnapshotSchema = z.object({ roomId: z.string().optional() });
+export const SnapshotSchema = z.object({ egressId: z.string(), roomId: z.string().optional() });
 export const ConnectSchema = z.object({
   targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
 });
@@ -40,6 +48,24 @@ export type OpenResult =
   | { state: 'ready'; sessionId: string; version: number; tracks: TapTrack[] }
   | { state: 'waiting'; reason: string }
   | { state: 'ended'; reason: string };
+
+/** What the taps know of egress jobs (the egress store and queue behind it). */
+export interface EgressJobs {
+  /** The room and source of a job whose record is STARTING or ACTIVE; undefined for any other. */
+  live(egressId: string): Promise<{ roomName: string; source: EgressSource } | undefined>;
+}
+
+/** A worker asks for what its job records: the job's kind and, but for a composite's per-run tracks, its exact source. */
+function sameSource(job: EgressSource, asked: EgressSource): boolean {
+  if (job.kind !== asked.kind) return false;
+  // A room composite names the tracks of each compositor run itself (any track of the job's room).
+  if (job.kind === 'room_composite') return true;
+  const a = SourceSchema.safeParse(job);
+  const b = SourceSchema.safeParse(asked);
+  return a.success && b.success && isDeepStrictEqual(a.data, b.data);
+}
+
+const STATUS_CODES: Record<number, TwirpCode> = { 400: 'malformed', 401: 'unauthenticated', 403: 'permission_denied', 404: 'bad_route' };
 
 interface Session {
   id: string;
@@ -99,7 +125,10 @@ function selectTracks(room: RoomImpl, source: EgressSource): { tracks: Published
 
 export class EgressTaps {
   readonly #rooms: RoomManager;
-  readonly #verifier: TokenVerifier;
+  readonly #jobs: EgressJobs;
+  readonly #workerSecret: string;
+  readonly #rtpHosts = new BlockList();
+  readonly #maxSessions: number;
   readonly #listenIp: string;
   readonly #log: Logger;
   readonly #sessions = new Map<string, Session>();
@@ -107,9 +136,17 @@ export class EgressTaps {
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
-  constructor(opts: { rooms: RoomManager; verifier: TokenVerifier; listenIp: string; log: Logger }) {
+  constructor(opts: { rooms: RoomManager; jobs: EgressJobs; workerSecret: string; rtpHosts: string[]; maxSessions: number; listenIp: string; log: Logger }) {
     this.#rooms = opts.rooms;
-    this.#verifier = opts.verifier;
+    this.#jobs = opts.jobs;
+    this.#workerSecret = opts.workerSecret;
+    for (const host of opts.rtpHosts) {
+      const [address = '', prefix] = host.split('/');
+      const family = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+      if (prefix !== undefined) this.#rtpHosts.addSubnet(address, Number(prefix), family);
+      else this.#rtpHosts.addAddress(address, family);
+    }
+    this.#maxSessions = opts.maxSessions;
     this.#listenIp = opts.listenIp === '0.0.0.0' ? '127.0.0.1' : opts.listenIp;
     this.#log = opts.log;
     this.#snapshots = new RoomSnapshots(opts.rooms);
@@ -129,7 +166,28 @@ export class EgressTaps {
     return this.#sessions.size;
   }
 
+  /** Live jobs seen by the snapshot route in the last second (a composite polls 10×/s). */
+  readonly #recentlyLive = new Map<string, { at: number; job: { roomName: string; source: EgressSource } }>();
+
+  /** The live job `egressId` names, which must be in `roomName`; `reuse`: an answer up to a second old will do. */
+  async #liveJob(egressId: string, roomName: string, reuse = false): Promise<{ roomName: string; source: EgressSource }> {
+    const hit = reuse ? this.#recentlyLive.get(egressId) : undefined;
+    const job = hit && Date.now() - hit.at < 1000 ? hit.job : await this.#jobs.live(egressId);
+    if (reuse && job && job !== hit?.job) {
+      if (this.#recentlyLive.size > 10_000) this.#recentlyLive.clear();
+      this.#recentlyLive.set(egressId, { at: Date.now(), job });
+    }
+    if (!job) throw new ApiError('failed_precondition', `egress '${egressId.slice(0, 40)}' is not a live egress job (unknown, or no longer STARTING/ACTIVE)`);
+    if (job.roomName !== roomName) throw new ApiError('permission_denied', `egress '${egressId}' records room '${job.roomName}', not '${roomName.slice(0, 200)}'`);
+    return job;
+  }
+
   async open(req: z.infer<typeof OpenSchema>): Promise<OpenResult> {
+    const job = await this.#liveJob(req.egressId, req.room);
+    if (!sameSource(job.source, req.source)) throw new ApiError('permission_denied', `egress '${req.egressId}' records another source than the one asked for`);
+    if (this.#sessions.size >= this.#maxSessions) {
+      throw new ApiError('resource_exhausted', `the gateway holds at most ${this.#maxSessions} egress tap sessions (egress.max_tap_sessions)`);
+    }
     const room = this.#rooms.liveRoom(req.room);
     if (!room || room.closed) {
       const exists = await this.#rooms.getRoom(req.room).then(() => true, () => false);
@@ -195,6 +253,11 @@ export class EgressTaps {
   async connect(id: string, req: z.infer<typeof ConnectSchema>): Promise<void> {
     const s = this.#session(id);
     for (const target of req.targets) {
+      // Media goes to the workers' hosts only, never to an address a caller picks.
+      const family = net.isIPv4(target.ip) ? 'ipv4' : net.isIPv6(target.ip) ? 'ipv6' : undefined;
+      if (!family || !this.#rtpHosts.check(target.ip, family)) throw new ApiError('permission_denied', `RTP target '${target.ip.slice(0, 64)}' is not an egress worker RTP host (egress.rtp_host, egress.worker_rtp_hosts)`);
+    }
+    for (const target of req.targets) {
       const send = s.sends.get(target.trackSid);
       if (!send) throw new ApiError('invalid_argument', `track '${target.trackSid}' is not part of this session`);
       await send.start(target);
@@ -234,11 +297,10 @@ export class EgressTaps {
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     try {
       if (req.method !== 'POST' && req.method !== 'DELETE') throw new ApiError('bad_route', `unsupported method ${req.method}`);
-      const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-      if (!m) throw new ApiError('unauthenticated', 'missing access token');
-      const claims = await this.#verifier.verify(m[1]!);
-      if (!claims.video?.roomRecord) throw new ApiError('permission_denied', 'the roomRecord grant is required');
-      const rest = url.pathname.slice(EGRESS_INTERNAL_PATH.length).split('/').filter(Boolean);
+      const presented = bearerToken(req);
+      if (!presented) throw new ApiError('unauthenticated', 'missing credential: Authorization: Bearer <egress worker secret>');
+      if (!isWorkerSecret(presented, this.#workerSecret)) throw new ApiError('unauthenticated', 'the internal egress API takes the egress workers\' credential (egress.worker_secret), not an access token');
+      const rest = pathSegments(url.pathname, EGRESS_INTERNAL_PATH);
       const body = req.method === 'POST' ? await readBody(req, 64 * 1024) : Buffer.alloc(0);
       const json = (): unknown => {
         try {
@@ -255,13 +317,10 @@ export class EgressTaps {
       if (rest.length === 1 && rest[0] === 'open' && req.method === 'POST') return sendJson(res, 200, await this.open(parse(OpenSchema)));
       // Room composite: the room as its layout sees it (src/egress/composite/roomSnapshot.ts).
       if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') {
-        let room: string;
-        try {
-          room = decodeURIComponent(rest[1]!);
-        } catch {
-          throw new ApiError('invalid_argument', 'the room name in the path is not valid percent-encoding');
-        }
-        return sendJson(res, 200, await this.#snapshots.snapshot(room, parse(SnapshotSchema).roomId));
+        const room = rest[1]!;
+        const body = parse(SnapshotSchema);
+        await this.#liveJob(body.egressId, room, true);
+        return sendJson(res, 200, await this.#snapshots.snapshot(room, body.roomId));
       }
       const [id, action] = rest;
       if (id && !action && req.method === 'DELETE') {
@@ -279,11 +338,30 @@ export class EgressTaps {
       }
       throw new ApiError('bad_route', `no such route: ${req.method} ${url.pathname}`);
     } catch (err) {
-      const apiErr = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
+      const apiErr =
+        err instanceof ApiError
+          ? err
+          : err instanceof HttpProblem
+            ? new ApiError(STATUS_CODES[err.status] ?? 'internal', err.message)
+            : new ApiError('internal', (err as Error).message);
       if (apiErr.status >= 500) this.#log.error({ err }, 'egress tap request failed');
       sendJson(res, apiErr.status, apiErr.toJSON());
     }
   }
+}
+
+/** A job is live while its record is STARTING or ACTIVE; its room and source are the queued job's. */
+export function liveEgressJobs(store: EgressStore, queue: Pick<EgressQueue, 'job'>): EgressJobs {
+  return {
+    async live(egressId) {
+      const info = await store.get(egressId);
+      if (!info || (info.status !== EgressStatus.EGRESS_STARTING && info.status !== EgressStatus.EGRESS_ACTIVE)) return undefined;
+      const job = await queue.job(egressId);
+      const source = SourceSchema.safeParse(job?.data.source);
+      if (!job || !source.success || job.data.roomName !== info.roomName) return undefined;
+      return { roomName: job.data.roomName, source: source.data };
+    },
+  };
 }
 
 /** What the Egress API asks of the rooms (request validation). */

@@ -103,7 +103,9 @@ export function encodedFile(out: EncodedFileOutput, v: TemplateValues, hasVideo:
   if (out.fileType === EncodedFileType.OGG && hasVideo) throw invalidArgument('file_type OGG holds audio only; use MP4 for audio and video', 'file_type');
   const ogg = out.fileType === EncodedFileType.OGG;
   const ext = ogg ? '.ogg' : '.mp4';
-  const template = out.filepath && !out.filepath.endsWith('/') ? out.filepath : `${out.filepath}{room_name}-{time}`;
+  // Default names carry the egress id ({time} has 1 s resolution: two egresses started together
+  // would otherwise get one name).
+  const template = out.filepath && !out.filepath.endsWith('/') ? out.filepath : `${out.filepath}{room_name}-{time}-{egress_id}`;
   const s3 = storageOf(out.output, defaults);
   return { filepath: withExtension(safeRelative(renderFilepath(template, v)), ext), fileType: ogg ? 'ogg' : 'mp4', ...(s3 ? { s3 } : {}) };
 }
@@ -267,7 +269,7 @@ export async function validateParticipant(req: ParticipantEgressRequest, lookup:
   const roomId = await roomOf(lookup, req.roomName);
   if (!req.identity) throw invalidArgument('identity is required', 'identity');
   const egressId = newId('EG_');
-  const v: TemplateValues = { roomName: req.roomName, roomId, identity: req.identity };
+  const v: TemplateValues = { roomName: req.roomName, roomId, egressId, identity: req.identity };
   const spec = buildSpec(egressId, req.roomName, roomId, { kind: 'participant', identity: req.identity, screenShare: req.screenShare }, outputsOf(req), v, true, req.options, s3);
   return { spec, info: initialInfo(spec, { case: 'participant', value: redactRequest(req) }) };
 }
@@ -285,7 +287,7 @@ export async function validateTrackComposite(req: TrackCompositeEgressRequest, l
   const video = req.videoTrackId ? find(req.videoTrackId, 'video', 'video_track_id') : undefined;
   const identity = (video ?? audio)!.identity;
   const egressId = newId('EG_');
-  const v: TemplateValues = { roomName: req.roomName, roomId, identity };
+  const v: TemplateValues = { roomName: req.roomName, roomId, egressId, identity };
   const source: EgressSource = {
     kind: 'track_composite',
     identity,
@@ -314,10 +316,10 @@ export async function validateTrack(req: TrackEgressRequest, lookup: EgressRoomL
   if (!track) throw notFound(`track '${req.trackId}' is not published in room '${req.roomName}'`);
   const out: DirectFileOutput = req.output.value;
   const ext = trackExtension(track.mimeType);
-  const v: TemplateValues = { roomName: req.roomName, roomId, identity: track.identity, trackId: req.trackId, trackType: track.kind, trackSource: '' };
-  const template = out.filepath && !out.filepath.endsWith('/') ? out.filepath : `${out.filepath}{room_name}-{track_id}-{time}`;
-  const s3Settings = storageOf(out.output, s3);
   const egressId = newId('EG_');
+  const v: TemplateValues = { roomName: req.roomName, roomId, egressId, identity: track.identity, trackId: req.trackId, trackType: track.kind, trackSource: '' };
+  const template = out.filepath && !out.filepath.endsWith('/') ? out.filepath : `${out.filepath}{room_name}-{track_id}-{time}-{egress_id}`;
+  const s3Settings = storageOf(out.output, s3);
   const spec: JobSpec = {
     egressId,
     roomName: req.roomName,

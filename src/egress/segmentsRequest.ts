@@ -2,7 +2,7 @@
 // Names follow LiveKit egress (pkg/config/output_segment.go, output_image.go): the playlist and
 // the live playlist share one folder; a segment prefix in another folder is a sub-folder of the
 // playlist's (or the playlist's folder when the playlist names none); the playlist defaults to the
-// segment prefix, then to `{room_name}-{time}`; the segment prefix defaults to the playlist's name.
+// segment prefix, then to `{room_name}-{time}-{egress_id}`; the segment prefix defaults to the playlist's name.
 // Every refusal names the field.
 import { ImageCodec, ImageFileSuffix, SegmentedFileProtocol, SegmentedFileSuffix, type ImageOutput, type SegmentedFileOutput } from '@livekit/protocol';
 import { ApiError, invalidArgument } from '../errors.ts';
@@ -74,9 +74,9 @@ export function segmentLayout(req: { prefix: string; playlist: string; live: str
   return layout;
 }
 
-/** `{room_name}-{time}`, made safe as one file name. */
+/** `{room_name}-{time}-{egress_id}`, made safe as one file name (unique per egress). */
 function defaultName(v: TemplateValues): string {
-  return relativeParts(renderFilepath('{room_name}-{time}', v), 'room_name').join('_') || 'egress';
+  return relativeParts(renderFilepath(v.egressId ? '{room_name}-{time}-{egress_id}' : '{room_name}-{time}', v), 'room_name').join('_') || 'egress';
 }
 
 export function segmentsFrom(out: SegmentedFileOutput, v: TemplateValues, defaults: S3Defaults): SegmentsSpec {

@@ -9,6 +9,9 @@ export class StreamUrlError extends Error {
 
 /** rtmp(s)://host[:port]/app[/…]/key, as LiveKit accepts (`mux://` and `twitch://` shorthands expanded). */
 export function normaliseStreamUrl(raw: string): string {
+  // The URL parser drops tabs and line breaks silently ("rt\tmp://" parses as rtmp://): a URL
+  // holding any control character is refused rather than guessed at.
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(raw)) throw new StreamUrlError('stream url must not contain control characters (tab, line break, …)');
   let text = raw.trim();
   if (text.startsWith('mux://')) text = `rtmps://global-live.mux.com:443/app/${text.slice('mux://'.length)}`;
   if (text.startsWith('twitch://')) text = `rtmp://live.twitch.tv/app/${text.slice('twitch://'.length)}`;
@@ -26,7 +29,8 @@ export function normaliseStreamUrl(raw: string): string {
   if (parts.length < 2) {
     throw new StreamUrlError(`stream url '${redactStreamUrl(text)}' must name an app and a stream key: rtmp://host/app/stream_key`);
   }
-  return text;
+  // What was checked is what FFmpeg gets: the parser's serialisation, not the caller's string.
+  return url.href;
 }
 
 /** The URL with its stream key (last path segment), password and query replaced. */
@@ -47,5 +51,10 @@ function fingerprint(secret: string): string {
 
 /** True when `candidate` names `real` (given as the real URL or as its redacted form). */
 export function sameStreamUrl(real: string, candidate: string): boolean {
-  return real === candidate || redactStreamUrl(real) === candidate;
+  if (real === candidate || redactStreamUrl(real) === candidate) return true;
+  try {
+    return normaliseStreamUrl(candidate) === real;
+  } catch {
+    return false;
+  }
 }

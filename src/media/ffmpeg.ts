@@ -46,13 +46,39 @@ export interface LaunchOptions {
   stdin?: 'control' | 'media';
   /** 'ignore' (default) or 'pipe': FFmpeg writes media to `pipe:1` for the caller to read. */
   stdout?: 'ignore' | 'pipe';
-  /** Strings (source URLs with credentials, stream keys) replaced by *** in logs and stderrTail. */
+  /** Strings (source URLs with credentials, stream keys) replaced by *** in logs and stderrTail; URL credentials are found by the launcher too. */
   secrets?: string[];
+}
+
+/**
+ * The credentials inside URL arguments: passwords (user:pass@) of any URL, and the stream key (last
+ * path segment) and query of an RTMP/SRT URL. Every launch redacts them, whether or not its caller
+ * remembered to list them.
+ */
+function urlSecrets(args: string[]): string[] {
+  const found: string[] = [];
+  for (const arg of args) {
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(arg)) continue;
+    let url: URL;
+    try {
+      url = new URL(arg);
+    } catch {
+      continue;
+    }
+    if (url.password) found.push(url.password, decodeURIComponent(url.password));
+    if (/^(rtmps?|rtmpt|srt):$/.test(url.protocol)) {
+      const segments = url.pathname.split('/').filter(Boolean);
+      if (segments.length >= 2) found.push(segments.at(-1)!);
+      if (url.search.length > 1) found.push(url.search.slice(1));
+    }
+  }
+  return found;
 }
 
 export function launchFfmpeg(args: string[], opts: LaunchOptions = {}): FfmpegProcess {
   const fullArgs = ['-hide_banner', '-loglevel', opts.logLevel ?? 'error', ...args];
-  const secrets = (opts.secrets ?? []).filter((x) => x.length > 0);
+  // Longest first: a secret inside another is not left half-shown.
+  const secrets = [...new Set([...(opts.secrets ?? []), ...urlSecrets(args)])].filter((x) => x.length > 0).sort((a, b) => b.length - a.length);
   const redact = (text: string) => secrets.reduce((t, x) => t.split(x).join('***'), text);
   const child: ChildProcess = spawn(opts.bin ?? 'ffmpeg', fullArgs, { stdio: ['pipe', opts.stdout ?? 'ignore', 'pipe'] });
   if (child.pid === undefined) {

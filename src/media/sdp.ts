@@ -7,6 +7,7 @@
 // Any offer we cannot serve raises SdpError with a sentence for the RFC 9457 `detail`.
 import sdpTransform, { type MediaAttributes, type MediaDescription, type SessionDescription } from 'sdp-transform';
 import type { types } from 'mediasoup';
+import { codecParametersProblem, fmtpEntryProblem } from './codecs.ts';
 
 export class SdpError extends Error {
   override name = 'SdpError';
@@ -310,6 +311,8 @@ export function negotiatePublish(offer: ParsedOffer, routerCodecs: types.RtpCode
       `m-line ${m.index} (${m.kind}): no supported codec offered (have ${[...new Set(offered)].join(', ') || 'none'}; ` +
         `supported: ${m.kind === 'audio' ? 'opus/48000/2' : 'VP8, H264 constrained baseline packetization-mode=1'})`,
     );
+    const codecProblem = codecParametersProblem(codec.mimeType, codec.parameters);
+    assert(!codecProblem, `m-line ${m.index} (${m.kind}): ${codecProblem}`);
     const extensions = keepExtensions(m);
     const has = (uri: string) => extensions.some((e) => e.uri === uri);
     const rtx = m.kind === 'video' ? rtxFor(codec, m) : undefined;
@@ -638,10 +641,15 @@ export function writeRtpInputSdp(streams: RtpInputStream[], address = '127.0.0.1
     timing: { start: 0, stop: 0 },
     media: streams.map((s) => {
       const [, codec = ''] = s.mimeType.split('/');
-      const fmtp = Object.entries(s.parameters ?? {})
-        .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
-        .map(([k, v]) => `${k}=${String(v)}`)
-        .join(';');
+      // Defence in depth: publishing already refused such parameters, but a line break or `;`
+      // written here would add SDP lines (another m-line, another port) for FFmpeg to obey.
+      if (!/^[A-Za-z0-9_.-]{1,32}$/.test(codec)) throw new SdpError(`codec name '${codec.slice(0, 40)}' cannot be written into an SDP`);
+      const entries = Object.entries(s.parameters ?? {}).filter((e): e is [string, string | number] => typeof e[1] === 'string' || typeof e[1] === 'number');
+      for (const [k, v] of entries) {
+        const problem = fmtpEntryProblem(k, v);
+        if (problem) throw new SdpError(`${s.mimeType}: ${problem}`);
+      }
+      const fmtp = entries.map(([k, v]) => `${k}=${String(v)}`).join(';');
       const m: MediaDescription = {
         type: s.kind,
         port: s.port,

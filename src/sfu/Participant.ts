@@ -15,6 +15,7 @@ import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, invalidArgument, notFound, permissionDenied } from '../errors.ts';
 import { newId } from '../ids.ts';
+import { rtpParametersProblem } from '../media/codecs.ts';
 import type { Logger } from '../logger.ts';
 import type { IceServer, LeaveReason, RequestData, ServerEventName, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
 
@@ -281,6 +282,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     }
     const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
     if (transport.appData.direction !== 'send') throw invalidArgument('tracks are published on a send transport');
+    // Codec parameters end up in the SDP egress FFmpeg reads: only known keys and plain values.
+    const codecProblem = rtpParametersProblem(req.rtpParameters);
+    if (codecProblem) throw invalidArgument(codecProblem, 'rtpParameters');
     const producer = await mediasoupCall(() =>
       transport.produce({
         kind: req.kind,

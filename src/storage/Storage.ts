@@ -11,12 +11,15 @@ import { z } from 'zod';
 import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../time.ts';
+import { MAX_NAME_SUFFIX, withNumberSuffix } from '../egress/outputPaths.ts';
 import { moveFileSync } from './move.ts';
-import { uploadFile } from './s3.ts';
+import { uploadFileAsNew } from './s3.ts';
 import { folderTarget, s3Target, type UploadTarget } from './UploadTarget.ts';
 
 export interface StoredFile {
   location: string;
+  /** The name it has (relative to the bucket or output folder): the asked one, or that name numbered when it was taken. */
+  name: string;
   size: number;
   /** The upload failed; the file waits in the backup folder for a retry. */
   backup: boolean;
@@ -44,6 +47,8 @@ export interface StorageOptions {
   outputDir: string;
   backupDir: string;
   pending: PendingUploads;
+  /** Seals and opens the S3 credentials of what waits in the Redis list (src/egress/jobSecrets.ts); none: kept as they are. */
+  secrets?: { seal(value: string): string; unseal(value: string): string };
   /**
    * Called when what waited in the backup folder finally reached S3: the recording file
    * (`output` 'file'), or the objects of another output with the location of each key.
@@ -70,8 +75,13 @@ export function contentType(file: string): string {
   return types[ext] ?? 'application/octet-stream';
 }
 
+const withS3 = <T extends { s3: S3Settings }>(p: T, f: (v: string) => string): T => ({
+  ...p,
+  s3: { ...p.s3, accessKey: f(p.s3.accessKey), secret: f(p.s3.secret), sessionToken: f(p.s3.sessionToken) },
+});
+
 export class Storage {
-  readonly #opts: Required<StorageOptions>;
+  readonly #opts: Required<Omit<StorageOptions, 'secrets'>> & Pick<StorageOptions, 'secrets'>;
   readonly #retrying = new Map<string, NodeJS.Timeout>();
   #closed = false;
 
@@ -79,11 +89,30 @@ export class Storage {
     this.#opts = { attempts: 3, retryBaseMs: 2000, ...opts };
   }
 
-  /** Where the worker writes a recording while it runs. */
-  localPath(egressId: string, filepath: string, s3: S3Settings | undefined): string {
-    const p = s3 ? path.join(this.#opts.outputDir, '.staging', egressId, path.basename(filepath)) : path.join(this.#opts.outputDir, filepath);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    return path.resolve(p);
+  /**
+   * Where the worker writes a recording while it runs, and the name it has. With S3, a staging
+   * file of this egress (the object's name is settled when it is uploaded); without, the file in
+   * the output folder, created here exclusively: `filepath`, or `filepath` numbered (`-1`, `-2`, …)
+   * when another file has that name, so no egress ever writes over another's recording.
+   */
+  localFile(egressId: string, filepath: string, s3: S3Settings | undefined): { file: string; name: string } {
+    if (s3) {
+      const file = path.resolve(this.#opts.outputDir, '.staging', egressId, path.basename(filepath));
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      return { file, name: filepath };
+    }
+    for (let n = 0; n <= MAX_NAME_SUFFIX; n++) {
+      const name = withNumberSuffix(filepath, n);
+      const file = path.resolve(this.#opts.outputDir, name);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      try {
+        fs.closeSync(fs.openSync(file, 'wx'));
+        return { file, name };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    throw new Error(`${filepath} and ${MAX_NAME_SUFFIX} numbered names after it all exist in the output folder`);
   }
 
   /** A fresh folder where an output that is stored piece by piece writes first (kept across a kill). */
@@ -112,7 +141,7 @@ export class Storage {
       return { ...o, file };
     });
     const pending: Pending = { egressId, output, dir, objects: moved, s3, host: os.hostname() };
-    await this.#opts.pending.putPendingUpload(pendingKey(pending), JSON.stringify(pending)).catch((err: unknown) =>
+    await this.#opts.pending.putPendingUpload(pendingKey(pending), this.#stored(pending)).catch((err: unknown) =>
       this.#opts.log.error({ egress: egressId, output, err: (err as Error).message }, 'could not record the pending upload; it is retried while this worker runs'),
     );
     this.#opts.log.warn({ egress: egressId, output, backup: dir, objects: moved.length }, 'S3 unreachable: output kept in the backup folder, retrying in the background');
@@ -123,14 +152,14 @@ export class Storage {
   /** Puts a finished local file where it belongs; never throws for an S3 failure (backup instead). */
   async store(egressId: string, file: string, filepath: string, s3: S3Settings | undefined): Promise<StoredFile> {
     const size = fs.statSync(file).size;
-    if (!s3) return { location: file, size, backup: false };
+    if (!s3) return { location: file, name: path.relative(path.resolve(this.#opts.outputDir), file).split(path.sep).join('/'), size, backup: false };
     let lastErr: unknown;
     for (let attempt = 0; attempt < this.#opts.attempts; attempt++) {
       if (attempt > 0) await sleep(1000 * 2 ** (attempt - 1));
       try {
-        const location = await uploadFile(s3, filepath, file, contentType(file));
+        const { key, location } = await uploadFileAsNew(s3, filepath, file, contentType(file));
         fs.rmSync(path.dirname(file), { recursive: true, force: true });
-        return { location, size, backup: false };
+        return { location, name: key, size, backup: false };
       } catch (err) {
         lastErr = err;
         this.#opts.log.warn({ egress: egressId, attempt: attempt + 1, err: (err as Error).message }, 'upload failed');
@@ -141,12 +170,18 @@ export class Storage {
     moveFileSync(file, backup);
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
     const pending: Pending = { egressId, file: backup, key: filepath, s3, host: os.hostname() };
-    await this.#opts.pending.putPendingUpload(egressId, JSON.stringify(pending)).catch((err: unknown) =>
+    await this.#opts.pending.putPendingUpload(egressId, this.#stored(pending)).catch((err: unknown) =>
       this.#opts.log.error({ egress: egressId, err: (err as Error).message }, 'could not record the pending upload; it is retried while this worker runs'),
     );
     this.#opts.log.warn({ egress: egressId, backup, err: (lastErr as Error | undefined)?.message }, 'S3 unreachable: recording kept in the backup folder, retrying in the background');
     this.#schedule(pending, this.#opts.retryBaseMs);
-    return { location: backup, size, backup: true };
+    return { location: backup, name: filepath, size, backup: true };
+  }
+
+  /** What waits, as Redis keeps it: the S3 credentials sealed. */
+  #stored(p: Pending): string {
+    const secrets = this.#opts.secrets;
+    return JSON.stringify(secrets ? withS3(p, (v) => secrets.seal(v)) : p);
   }
 
   /** Picks up the files this host left waiting (worker start-up). */
@@ -161,7 +196,15 @@ export class Storage {
         continue;
       }
       if (!parsed.success || parsed.data.host !== os.hostname() || this.#retrying.has(pendingKey(parsed.data))) continue;
-      this.#schedule(parsed.data, 0);
+      const secrets = this.#opts.secrets;
+      let pending: Pending;
+      try {
+        pending = secrets ? withS3(parsed.data, (v) => secrets.unseal(v)) : parsed.data;
+      } catch (err) {
+        this.#opts.log.error({ egress: parsed.data.egressId, err: (err as Error).message }, 'a pending upload cannot be opened; it stays in the backup folder');
+        continue;
+      }
+      this.#schedule(pending, 0);
       n++;
     }
     return n;
@@ -178,7 +221,7 @@ export class Storage {
   async #upload(p: Pending): Promise<{ location: string; output: string; locations: Map<string, string> } | undefined> {
     if (!('output' in p)) {
       if (!fs.existsSync(p.file)) return undefined;
-      const location = await uploadFile(p.s3, p.key, p.file, contentType(p.file));
+      const { location } = await uploadFileAsNew(p.s3, p.key, p.file, contentType(p.file));
       fs.rmSync(path.dirname(p.file), { recursive: true, force: true });
       return { location, output: 'file', locations: new Map([[p.key, location]]) };
     }

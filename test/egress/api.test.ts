@@ -92,6 +92,13 @@ describe('egress API refusals', () => {
     expect((await twirpError(egress.startWebEgress('https://example.com', file()))).code).toBe('unimplemented');
   });
 
+  it('dot-folders (the workers\' .staging) and stream URLs with control characters → invalid_argument', async () => {
+    const dot = await twirpError(egress.startParticipantEgress('api', 'alice', file('.staging/EG_other/rec')));
+    expect(dot).toEqual({ code: 'invalid_argument', message: "filepath '.staging/EG_other/rec' must not have a folder or file name starting with '.' ('.staging')" });
+    const tab = await twirpError(egress.startParticipantEgress('api', 'alice', { stream: new StreamOutput({ urls: ['rt\tmp://127.0.0.1/live/key'] }) }));
+    expect(tab).toEqual({ code: 'invalid_argument', message: 'stream url must not contain control characters (tab, line break, …)' });
+  });
+
   it('UpdateStream on an egress without a stream output → failed_precondition; stop twice → failed_precondition', async () => {
     const info = await egress.startParticipantEgress('api', 'alice', file('fp'));
     expect((await twirpError(egress.updateStream(info.egressId, ['rtmp://example.com/live/k']))).code).toBe('failed_precondition');

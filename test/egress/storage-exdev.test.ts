@@ -43,7 +43,7 @@ describe('backup folder on another file system', () => {
     });
     try {
       const s3 = { accessKey: 'a', secret: 'b', sessionToken: '', region: 'us-east-1', endpoint: `http://127.0.0.1:${await freePort()}`, bucket: 'x', forcePathStyle: true };
-      const local = storage.localPath('EG_exdev', 'rec/take.mp4', s3);
+      const local = storage.localFile('EG_exdev', 'rec/take.mp4', s3).file;
       fs.writeFileSync(local, Buffer.alloc(64 * 1024, 7));
       const stored = await storage.store('EG_exdev', local, 'rec/take.mp4', s3);
       expect(stored).toMatchObject({ backup: true, size: 64 * 1024 });

@@ -13,6 +13,7 @@
 import net from 'node:net';
 import WebSocket from 'ws';
 import { mintToken } from '../../src/auth/tokens.ts';
+import { deriveWorkerSecret } from '../../src/auth/workerCredential.ts';
 import { chromeWhepOffer, chromeWhipOffer, mutate as mutateSdp } from '../fixtures/sdp.ts';
 
 export interface FuzzTarget {
@@ -285,7 +286,8 @@ function adminToken(t: FuzzTarget, room = ROOMS[0]!): Promise<string> {
  * token; the one place to change when workers get their own credential.
  */
 export function internalApiAuth(t: FuzzTarget): Promise<string> {
-  return mintToken(t.apiKey, t.apiSecret, { identity: 'egress-worker', video: { roomRecord: true }, ttl: 3600 });
+  // The workers' credential as the gateway derives it when egress.worker_secret is unset.
+  return Promise.resolve(deriveWorkerSecret(t.apiSecret));
 }
 
 /**

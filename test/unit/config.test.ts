@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { deriveWorkerSecret } from '../../src/auth/workerCredential.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
 function yamlFile(text: string): string {
@@ -61,6 +62,17 @@ describe('config', () => {
       webhook: { urls: ['http://a.example/hook', 'https://b.example/x'] },
       room: { empty_timeout: 60 },
     });
+  });
+
+  it('gives egress workers their own credential: derived from the first API secret, or set', () => {
+    const derived = loadConfig({ env: { ROOMGATE_API_KEY: 'k1', ROOMGATE_API_SECRET: 's1' } }).egress.worker_secret;
+    expect(derived).toBe(deriveWorkerSecret('s1'));
+    expect(derived).not.toContain('s1');
+    expect(loadConfig({ env: { ROOMGATE_API_KEY: 'k1', ROOMGATE_API_SECRET: 's2' } }).egress.worker_secret).not.toBe(derived);
+    const set = 'w'.repeat(40);
+    const c = loadConfig({ env: { ROOMGATE_EGRESS_WORKER_SECRET: set, ROOMGATE_EGRESS_WORKER_RTP_HOSTS: '10.0.0.5, 172.28.0.0/24', ROOMGATE_EGRESS_MAX_TAP_SESSIONS: '8' } });
+    expect(c.egress).toMatchObject({ worker_secret: set, worker_rtp_hosts: ['10.0.0.5', '172.28.0.0/24'], max_tap_sessions: 8 });
+    expect(errorOf(() => loadConfig({ env: { ROOMGATE_EGRESS_WORKER_SECRET: 'short' } }))).toMatch(/^ROOMGATE_EGRESS_WORKER_SECRET: must be at least 32 characters/);
   });
 
   it('takes several key pairs from YAML, env overriding the file', () => {

@@ -2,8 +2,8 @@
 // and 3000 mutated offers only ever raise SdpError (a 422), never anything else.
 import sdpTransform from 'sdp-transform';
 import { describe, expect, it } from 'vitest';
-import { ROUTER_MEDIA_CODECS } from '../../src/media/codecs.ts';
-import { SdpError, negotiatePublish, parseOffer, parseSdpFrag, writeAnswer } from '../../src/media/sdp.ts';
+import { codecParametersProblem, ROUTER_MEDIA_CODECS } from '../../src/media/codecs.ts';
+import { SdpError, negotiatePublish, parseOffer, parseSdpFrag, writeAnswer, writeRtpInputSdp } from '../../src/media/sdp.ts';
 import { chromeWhipOffer, mutate } from '../fixtures/sdp.ts';
 
 const transport = {
@@ -64,5 +64,42 @@ describe('SDP ↔ mediasoup', () => {
     }
     expect(accepted).toBeGreaterThan(0);
     expect(accepted).toBeLessThan(3000);
+  });
+});
+
+describe('codec parameters (SDP injection)', () => {
+  const opus = { kind: 'audio' as const, port: 50000, rtcpPort: 50001, payloadType: 111, mimeType: 'audio/opus', clockRate: 48000, channels: 2 };
+
+  it('writeRtpInputSdp refuses a value holding a line break (an injected m-line)', () => {
+    const evil = { ...opus, parameters: { useinbandfec: '1\r\nm=audio 45000 RTP/AVP 0' } };
+    expect(() => writeRtpInputSdp([evil])).toThrow(SdpError);
+    expect(() => writeRtpInputSdp([{ ...opus, parameters: { useinbandfec: '1;minptime=1' } }])).toThrow(/not allowed/);
+    expect(() => writeRtpInputSdp([{ ...opus, parameters: { 'a=b': 1 } }])).toThrow(/not a valid fmtp name/);
+    expect(() => writeRtpInputSdp([{ ...opus, parameters: { 'k\n': 1 } }])).toThrow(SdpError);
+  });
+
+  it('writeRtpInputSdp writes plain parameters, base64 and lists included, one m-line per stream', () => {
+    const h264 = { kind: 'video' as const, port: 50002, rtcpPort: 50003, payloadType: 102, mimeType: 'video/H264', clockRate: 90000, parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'sprop-parameter-sets': 'Z0IAH5WoFAFuQA==,aM48gA==' } };
+    const sdp = writeRtpInputSdp([{ ...opus, parameters: { minptime: 10, useinbandfec: 1 } }, h264]);
+    expect(sdp).toContain('a=fmtp:111 minptime=10;useinbandfec=1\r\n');
+    expect(sdp).toContain('a=fmtp:102 packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets=Z0IAH5WoFAFuQA==,aM48gA==\r\n');
+    expect(sdpTransform.parse(sdp).media.map((m) => m.port)).toEqual([50000, 50002]);
+  });
+
+  it('allows per codec only the known fmtp keys, with plain values', () => {
+    expect(codecParametersProblem('audio/opus', { minptime: 10, useinbandfec: 1, stereo: 1, 'sprop-stereo': 1 })).toBeUndefined();
+    expect(codecParametersProblem('video/VP8', { 'x-google-start-bitrate': 1000, 'max-fr': 60 })).toBeUndefined();
+    expect(codecParametersProblem('video/rtx', { apt: 96 })).toBeUndefined();
+    expect(codecParametersProblem('audio/opus', { 'profile-level-id': '42e01f' })).toMatch(/"profile-level-id" is not allowed for audio\/opus/);
+    expect(codecParametersProblem('audio/opus', { 'x-google-start-bitrate': 1 })).toMatch(/not allowed/);
+    expect(codecParametersProblem('audio/opus', { useinbandfec: '1\nm=audio 1 RTP/AVP 0' })).toMatch(/value that is not allowed/);
+    expect(codecParametersProblem('audio/opus', { useinbandfec: 'a b' })).toMatch(/value that is not allowed/);
+    expect(codecParametersProblem('audio/opus', { 'use=inbandfec': 1 })).toMatch(/not a valid fmtp name/);
+    expect(codecParametersProblem('audio/opus', { minptime: Number.NaN })).toMatch(/value that is not allowed/);
+  });
+
+  it('a WHIP offer with an unknown fmtp key on its chosen codec is refused (SdpError, a 422)', () => {
+    const offer = chromeWhipOffer().replace('a=fmtp:111 minptime=10;useinbandfec=1', 'a=fmtp:111 minptime=10;useinbandfec=1;evil=m');
+    expect(() => negotiatePublish(parseOffer(offer), ROUTER_MEDIA_CODECS)).toThrow(/m-line 0 \(audio\): codec parameter "evil" is not allowed for audio\/opus/);
   });
 });

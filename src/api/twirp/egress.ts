@@ -126,9 +126,10 @@ export function egressService(deps: EgressServiceDeps): TwirpService {
         if (info.status !== EgressStatus.EGRESS_STARTING && info.status !== EgressStatus.EGRESS_ACTIVE) {
           throw new ApiError('failed_precondition', `egress '${info.egressId}' is ${EgressStatus[info.status]}; streams change only while it is starting or active`);
         }
-        const job = await queue.job(info.egressId);
-        if (!job?.data.stream) throw new ApiError('failed_precondition', `egress '${info.egressId}' has no stream output`);
-        const current = job.data.stream.urls;
+        const found = await queue.spec(info.egressId);
+        if (!found?.spec.stream) throw new ApiError('failed_precondition', `egress '${info.egressId}' has no stream output`);
+        const { job, spec } = found;
+        const current = found.spec.stream.urls;
         const add = checkUrls(req.addOutputUrls);
         for (const u of add) if (current.includes(u)) throw invalidArgument(`add_output_urls: '${redactStreamUrl(u)}' is already an output`, 'add_output_urls');
         const remove = req.removeOutputUrls.map((u) => {
@@ -137,10 +138,10 @@ export function egressService(deps: EgressServiceDeps): TwirpService {
           return real;
         });
         const urls = [...current.filter((u) => !remove.includes(u)), ...add];
-        if (urls.length === 0 && !job.data.file) {
+        if (urls.length === 0 && !spec.file) {
           throw invalidArgument('removing every stream url would leave the egress without outputs; use StopEgress', 'remove_output_urls');
         }
-        await job.updateData({ ...job.data, stream: { urls } });
+        await queue.updateSpec(job, { ...spec, stream: { urls } });
         const updated = await store.update(info.egressId, (i) => {
           for (const r of remove) {
             const shown = redactStreamUrl(r);

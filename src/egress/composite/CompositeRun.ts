@@ -137,7 +137,7 @@ export class CompositeRun {
       while (!signal.aborted) {
         let snap: RoomSnapshot;
         try {
-          snap = await this.#h.taps.roomSnapshot(this.#h.roomName, this.#h.roomId);
+          snap = await this.#h.taps.roomSnapshot(this.#h.egressId, this.#h.roomName, this.#h.roomId);
           gatewayFailures = 0;
         } catch (err) {
           if (++gatewayFailures > 60_000 / POLL_MS) throw new Error(`cannot reach the gateway: ${(err as Error).message}`);

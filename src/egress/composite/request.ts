@@ -31,10 +31,10 @@ export async function validateRoomComposite(req: RoomCompositeEgressRequest, loo
   if (req.audioOnly && req.videoOnly) throw invalidArgument('audio_only and video_only exclude each other', 'audio_only');
   if (req.customBaseUrl) throw new ApiError('unimplemented', 'custom_base_url (a web page template) needs a browser; roomgate composites with layout templates: put a module in templates/layouts/ and name it in layout');
   const o = outputsOf(req, req.output);
-  const v: TemplateValues = { roomName: req.roomName, roomId };
+  const egressId = newId('EG_');
+  const v: TemplateValues = { roomName: req.roomName, roomId, egressId };
   const outputs = encodedOutputs(o, v, !req.audioOnly, req.options, s3);
   if (req.videoOnly && outputs.file?.fileType === 'ogg') throw invalidArgument('file_type OGG holds audio only, and video_only asks for no audio', 'file_type');
-  const egressId = newId('EG_');
   const spec: JobSpec = {
     egressId,
     roomName: req.roomName,

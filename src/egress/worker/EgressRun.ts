@@ -14,7 +14,7 @@ import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status, type ImagesInfo,
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
-import type { Storage } from '../../storage/Storage.ts';
+import type { Storage, StoredFile } from '../../storage/Storage.ts';
 import type { EgressStore } from '../EgressStore.ts';
 import type { JobProgress, JobSpec } from '../EgressTypes.ts';
 import type { TapTrack } from '../EgressTaps.ts';
@@ -69,6 +69,8 @@ export class EgressRun {
   #limitTimer: NodeJS.Timeout | undefined;
   #mediaOffsetS = 0;
   #localFile: string | undefined;
+  /** The recording's name as it is stored (the asked one, numbered when that name was taken). */
+  #fileName: string | undefined;
   /** When RTP first started flowing: the recording's real start (FFmpeg's first output comes after probing). */
   #connectedAt = 0;
   /**
@@ -202,7 +204,10 @@ export class EgressRun {
     const info = await this.#write((i) => {
       i.status = EgressStatus.EGRESS_ACTIVE;
       i.startedAt = BigInt(this.#startedAt) * 1_000_000n;
-      for (const f of i.fileResults) f.startedAt = i.startedAt;
+      for (const f of i.fileResults) {
+        f.startedAt = i.startedAt;
+        if (this.#fileName) f.filename = this.#fileName;
+      }
       this.#liveResults(i);
     });
     if (info && info.status === EgressStatus.EGRESS_ACTIVE) this.#d.notify('egress_updated', info);
@@ -233,7 +238,7 @@ export class EgressRun {
       ...this.#images.flatMap((o, n) => (o.error ? [`image output ${n}: ${o.error}`] : [])),
     ];
 
-    let stored: { location: string; size: number; backup: boolean } | undefined;
+    let stored: StoredFile | undefined;
     if (this.#localFile && fs.existsSync(this.#localFile) && fs.statSync(this.#localFile).size > 0 && spec.file) {
       void this.#d.progress({ phase: 'uploading', ...this.#progressBase() }).catch(() => undefined);
       stored = await this.#d.storage.store(this.egressId, this.#localFile, spec.file.filepath, spec.file.s3);
@@ -276,7 +281,9 @@ export class EgressRun {
           f.endedAt = BigInt(this.#mediaOutAt || endedAt) * 1_000_000n;
           f.duration = f.endedAt - f.startedAt;
         }
+        if (this.#fileName) f.filename = this.#fileName;
         if (stored) {
+          f.filename = stored.name;
           f.size = BigInt(stored.size);
           f.location = stored.location;
           if (stored.backup) i.backupStorageUsed = true;
@@ -377,8 +384,10 @@ export class EgressRun {
   #openOutputs(): void {
     const { spec, storage } = this.#d;
     if (spec.file) {
-      this.#localFile = storage.localPath(spec.egressId, spec.file.filepath, spec.file.s3);
-      this.#fileSink = new FileSink(this.#localFile, spec.file.fileType === 'ogg' ? 'ogg' : 'mp4', this.#log);
+      const { file, name } = storage.localFile(spec.egressId, spec.file.filepath, spec.file.s3);
+      this.#localFile = file;
+      this.#fileName = name;
+      this.#fileSink = new FileSink(file, spec.file.fileType === 'ogg' ? 'ogg' : 'mp4', this.#log);
     }
     for (const url of spec.stream?.urls ?? []) this.#streams.set(url, new StreamDestination(url, this.#log, () => this.#persistSoon()));
     const onChange = () => this.#persistSoon();
@@ -483,14 +492,16 @@ export class EgressRun {
   async #runTrack(): Promise<void> {
     const { spec } = this.#d;
     const file = spec.file!;
-    this.#localFile = this.#d.storage.localPath(spec.egressId, file.filepath, file.s3);
+    const local = this.#d.storage.localFile(spec.egressId, file.filepath, file.s3);
+    this.#localFile = local.file;
+    this.#fileName = local.name;
     const session = await this.#attach();
     if (!session) return;
     this.#tapSession = session.sessionId;
     let ffmpeg: FfmpegProcess | undefined;
     try {
       const { sdpFile, targets } = await this.#plumb(session.tracks, 'track');
-      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
+      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, local.file, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
       // ACTIVE once FFmpeg writes media; the recording started when the RTP did (connect).
       ffmpeg.stdout!.on('data', (chunk: Buffer) => {
         if (!this.#startedAt && /out_time_us=[1-9]/.test(chunk.toString())) void this.#markActive();

@@ -13,10 +13,11 @@ import type { Config } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
 import { createMetrics } from '../../metrics.ts';
 import { connectRedis } from '../../store/redis.ts';
-import { Storage } from '../../storage/Storage.ts';
+import { Storage, type StoredFile } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { EgressStore, isFinal } from '../EgressStore.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
+import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
 import { EgressRun } from './EgressRun.ts';
 import { recoverPieces } from './recoverPieces.ts';
 import { TapClient } from './TapClient.ts';
@@ -25,8 +26,6 @@ import { nowNs } from '../../time.ts';
 export interface EgressWorkerOptions {
   redisUrl: string;
   gatewayUrl: string;
-  apiKey: string;
-  apiSecret: string;
   egress: Config['egress'];
   webhook: { urls: string[]; apiKey: string; apiSecret: string };
   log: Logger;
@@ -44,6 +43,8 @@ export class EgressWorker {
   readonly #storage: Storage;
   readonly #webhooks: WebhookNotifier;
   readonly #taps: TapClient;
+  /** Opens the job data's sealed secrets (src/egress/jobSecrets.ts). */
+  readonly #jobKey: Buffer;
   #worker!: Worker<JobSpec>;
   #bullConnection!: Redis;
   #used = 0;
@@ -57,11 +58,13 @@ export class EgressWorker {
     this.#subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectionName: 'roomgate-egress-control' });
     this.#subscriber.on('error', () => {});
     this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
-    this.#taps = new TapClient(opts.gatewayUrl, opts.apiKey, opts.apiSecret);
+    this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret);
+    this.#jobKey = jobDataKey(opts.egress.worker_secret);
     this.#storage = new Storage({
       outputDir: opts.egress.output_dir,
       backupDir: opts.egress.backup_dir,
       pending: this.#store,
+      secrets: { seal: (v) => seal(v, this.#jobKey), unseal: (v) => unseal(v, this.#jobKey) },
       log: opts.log,
       onUploaded: async (egressId, location, output, locations) => {
         await this.#store.update(
@@ -167,7 +170,12 @@ export class EgressWorker {
   async #process(job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
     const parsed = JobSpecSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid egress job: ${parsed.error.message}`);
-    const spec = parsed.data;
+    let spec: JobSpec;
+    try {
+      spec = unsealSpec(parsed.data, this.#jobKey);
+    } catch (err) {
+      throw new UnrecoverableError(`invalid egress job: ${(err as Error).message}`);
+    }
     const log = this.#log.child({ egress: spec.egressId });
     const info = await this.#store.get(spec.egressId);
     if (!info || isFinal(info.status)) return 'already ended';
@@ -228,7 +236,9 @@ export class EgressWorker {
    */
   async #recover(job: Job<JobSpec>, spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
     log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
-    let stored: { location: string; size: number; backup: boolean } | undefined;
+    // progress.localFile is this egress's own file (created exclusively, or its staging file), so
+    // what is stored and reported is its recording, never another egress's of the same name.
+    let stored: StoredFile | undefined;
     let note = '';
     const local = progress.localFile;
     if (local && progress.host === os.hostname() && fs.existsSync(local) && spec.file) {
@@ -262,6 +272,7 @@ export class EgressWorker {
           f.endedAt = BigInt(ended) * 1_000_000n;
         }
         if (stored) {
+          f.filename = stored.name;
           f.location = stored.location;
           f.size = BigInt(stored.size);
           if (stored.backup) i.backupStorageUsed = true;

@@ -1,5 +1,5 @@
-// The worker's side of the gateway's internal egress API (src/egress/EgressTaps.ts).
-import { mintToken } from '../../auth/tokens.ts';
+// The worker's side of the gateway's internal egress API (src/egress/EgressTaps.ts). It presents
+// the workers' own credential (egress.worker_secret), never a client token.
 import type { EgressSource } from '../EgressTypes.ts';
 import type { OpenResult } from '../EgressTaps.ts';
 import { EGRESS_INTERNAL_PATH } from '../EgressTaps.ts';
@@ -17,22 +17,11 @@ export class TapError extends Error {
 
 export class TapClient {
   readonly #base: string;
-  readonly #apiKey: string;
-  readonly #apiSecret: string;
-  #token: { value: string; expires: number } | undefined;
+  readonly #secret: string;
 
-  constructor(gatewayUrl: string, apiKey: string, apiSecret: string) {
+  constructor(gatewayUrl: string, workerSecret: string) {
     this.#base = `${gatewayUrl.replace(/\/+$/, '')}${EGRESS_INTERNAL_PATH}`;
-    this.#apiKey = apiKey;
-    this.#apiSecret = apiSecret;
-  }
-
-  async #auth(): Promise<string> {
-    if (!this.#token || this.#token.expires < Date.now() + 60_000) {
-      const value = await mintToken(this.#apiKey, this.#apiSecret, { identity: 'egress-worker', video: { roomRecord: true }, ttl: 600 });
-      this.#token = { value, expires: Date.now() + 600_000 };
-    }
-    return this.#token.value;
+    this.#secret = workerSecret;
   }
 
   async #call<T>(method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
@@ -40,7 +29,7 @@ export class TapClient {
     try {
       res = await fetch(`${this.#base}${path}`, {
         method,
-        headers: { Authorization: `Bearer ${await this.#auth()}`, 'Content-Type': 'application/json' },
+        headers: { Authorization: `Bearer ${this.#secret}`, 'Content-Type': 'application/json' },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(10_000),
       });
@@ -80,8 +69,8 @@ export class TapClient {
    * Room composite: who is in the room and what they send (src/egress/composite/roomSnapshot.ts).
    * `roomId` is the room instance recorded: a room of the same name created since reads as gone.
    */
-  roomSnapshot(room: string, roomId: string): Promise<RoomSnapshot> {
-    return this.#call('POST', `/room/${encodeURIComponent(room)}`, { roomId });
+  roomSnapshot(egressId: string, room: string, roomId: string): Promise<RoomSnapshot> {
+    return this.#call('POST', `/room/${encodeURIComponent(room)}`, { egressId, roomId });
   }
 
   close(sessionId: string): Promise<void> {

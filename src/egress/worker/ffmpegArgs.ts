@@ -25,7 +25,11 @@ export function rtpInput(sdpFile: string, timeoutS: number): string[] {
 /** Fragmented MP4: every fragment is complete on disk, so a crash leaves a playable file. */
 export const FRAGMENTED_MP4 = ['-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4'];
 
-/** Track egress: the codec as it is (-c copy) into the container its extension names. */
+/**
+ * Track egress: the codec as it is (-c copy) into the container its extension names. `-y` only
+ * because the worker has just created `file` itself, exclusively (Storage.localFile): it is this
+ * egress's own empty file, never another's recording.
+ */
 export function trackToFile(sdpFile: string, file: string, timeoutS: number): string[] {
   const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
   const container = ext === '.ogg' ? ['-f', 'ogg'] : ext === '.webm' ? ['-f', 'webm'] : FRAGMENTED_MP4;
@@ -82,6 +86,7 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
 const TS_READ = ['-fflags', '+genpts', '-scan_all_pmts', '0', '-fpsprobesize', '0', '-analyzeduration', '2000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
 const TS_INPUT = [...TS_READ, '-map', '0'];
 
+/** `file` was created exclusively for this egress (Storage.localFile): `-y` writes over nothing else. */
 export function fileSinkArgs(file: string, fileType: 'mp4' | 'ogg'): string[] {
   if (fileType === 'ogg') return [...TS_INPUT, '-vn', '-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg', '-y', file];
   // MPEG-TS carries AAC as ADTS; MP4 wants the raw AAC config.

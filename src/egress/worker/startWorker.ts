@@ -16,13 +16,10 @@ export function workerRedisUrl(config: Config): string {
 }
 
 export function startEgressWorker(config: Config, overrides: { redisUrl?: string; gatewayUrl?: string } = {}): Promise<EgressWorker> {
-  const [apiKey, apiSecret] = Object.entries(config.keys)[0]!;
-  const webhookKey = config.webhook.api_key ?? apiKey;
+  const webhookKey = config.webhook.api_key ?? Object.keys(config.keys)[0]!;
   return EgressWorker.start({
     redisUrl: overrides.redisUrl ?? workerRedisUrl(config),
     gatewayUrl: overrides.gatewayUrl ?? config.egress.gateway_url ?? `http://127.0.0.1:${config.port}`,
-    apiKey,
-    apiSecret,
     egress: config.egress,
     webhook: { urls: config.webhook.urls, apiKey: webhookKey, apiSecret: config.keys[webhookKey]! },
     log: moduleLogger('egress-worker', { pid: process.pid }),
