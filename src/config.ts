@@ -108,6 +108,8 @@ const schema = z.strictObject({
       backup_dir: z.string().min(1).optional(),
       /** Seconds without a lock renewal after which a worker's job counts as stalled (BullMQ lockDuration). */
       stall_timeout: z.int().min(2).max(3600).default(30),
+      /** Seconds between progress reports of an active egress (file duration/size, egress_updated); 0 = only on status changes. */
+      progress_interval: z.int().min(0).max(3600).default(10),
       /** Address the gateway sends RTP to: where this worker's FFmpeg listens (the worker's host). */
       rtp_host: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).default('127.0.0.1'),
       /** The gateway's API as the worker reaches it (default http://127.0.0.1:<port>). */
@@ -134,9 +136,18 @@ const schema = z.strictObject({
       stream_max_duration: 0,
       segment_max_duration: 0,
       stall_timeout: 30,
+      progress_interval: 10,
       rtp_host: '127.0.0.1',
       s3: { force_path_style: false },
     }),
+  console: z
+    .strictObject({
+      /** The operator's web console at /console (sign-in with an API key and secret). */
+      enabled: z.boolean().default(true),
+      /** Seconds a console sign-in lasts; the session cookie expires with it. */
+      session_ttl: z.int().min(10).max(7 * 24 * 3600).default(8 * 3600),
+    })
+    .default({ enabled: true, session_ttl: 8 * 3600 }),
   agents: z
     .strictObject({
       /** Seconds an agent worker has to accept or reject a job offer before it goes to another worker. */
@@ -204,6 +215,9 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_EGRESS_OUTPUT_DIR: { path: ['egress', 'output_dir'], kind: 'string' },
   ROOMGATE_EGRESS_BACKUP_DIR: { path: ['egress', 'backup_dir'], kind: 'string' },
   ROOMGATE_EGRESS_STALL_TIMEOUT: { path: ['egress', 'stall_timeout'], kind: 'int' },
+  ROOMGATE_EGRESS_PROGRESS_INTERVAL: { path: ['egress', 'progress_interval'], kind: 'int' },
+  ROOMGATE_CONSOLE_ENABLED: { path: ['console', 'enabled'], kind: 'bool' },
+  ROOMGATE_CONSOLE_SESSION_TTL: { path: ['console', 'session_ttl'], kind: 'int' },
   ROOMGATE_EGRESS_RTP_HOST: { path: ['egress', 'rtp_host'], kind: 'string' },
   ROOMGATE_EGRESS_GATEWAY_URL: { path: ['egress', 'gateway_url'], kind: 'string' },
   ROOMGATE_EGRESS_S3_BUCKET: { path: ['egress', 's3', 'bucket'], kind: 'string' },
