@@ -1,7 +1,9 @@
 // `roomgate start | token | help`. Parsing and process lifecycle only; the work is in main.ts.
 import { parseArgs } from 'node:util';
+import { ServerError } from 'livekit-server-sdk';
 import type { VideoGrant } from './auth/grants.ts';
 import { mintToken } from './auth/tokens.ts';
+import { OPS_COMMANDS, OPS_USAGE } from './cliOps.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { rootLogger, startGateway } from './main.ts';
 import { RedisUnavailableError } from './store/embeddedRedis.ts';
@@ -16,7 +18,7 @@ const USAGE = `Usage:
         --join (default)  --admin  --create  --list  --record  --ingress-admin   grants
         --no-publish  --no-subscribe  --no-data  --sources camera,microphone  --hidden  --recorder
         --api-key KEY --api-secret SECRET   (default: the configured key, or the dev key)
-`;
+${OPS_USAGE}`;
 
 function parseTtl(value: string): number {
   const m = /^(\d+)([smhd]?)$/.exec(value.trim());
@@ -120,6 +122,11 @@ async function main(): Promise<void> {
       return startCommand(rest);
     case 'token':
       return tokenCommand(rest);
+    case 'room':
+    case 'ingress':
+    case 'egress':
+    case 'dispatch':
+      return OPS_COMMANDS[command]!(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -140,6 +147,16 @@ main().catch((err: unknown) => {
   if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
     process.stderr.write(`roomgate: ${(err as Error).message}: the HTTP port is taken; set ROOMGATE_PORT\n`);
     process.exit(2);
+  }
+  // A server's answer (livekit-server-sdk's TwirpError): its code and message, no stack.
+  if (err instanceof ServerError) {
+    process.stderr.write(`roomgate: ${err.code ? `${err.code}: ` : ''}${err.message} (HTTP ${err.status})\n`);
+    process.exit(1);
+  }
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND') {
+    process.stderr.write(`roomgate: cannot reach the server: ${cause.message ?? cause.code} (set --url or LIVEKIT_URL)\n`);
+    process.exit(1);
   }
   process.stderr.write(`roomgate: failed to start: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
