@@ -253,6 +253,7 @@ export class ConsoleServer {
           c.last = json;
           c.res.write(`event: snapshot\ndata: ${json}\n\n`);
         }
+        if (this.#clients.size === 0) this.#stopTimers();
       })
       .catch((err: unknown) => {
         const msg = err instanceof Error ? err.message : String(err);
