@@ -3,9 +3,8 @@ import { parseArgs } from 'node:util';
 import { ServerError } from 'livekit-server-sdk';
 import type { VideoGrant } from './auth/grants.ts';
 import { mintToken } from './auth/tokens.ts';
-import { OPS_COMMANDS, OPS_USAGE } from './cliOps.ts';
+import { OPS_USAGE } from './cliOps.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { rootLogger, startGateway } from './main.ts';
 import { RedisUnavailableError } from './store/embeddedRedis.ts';
 
 const USAGE = `Usage:
@@ -95,6 +94,8 @@ async function tokenCommand(argv: string[]): Promise<void> {
 async function startCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, strict: true, options: { config: { type: 'string' } } });
   const config = loadConfig(values.config ? { configFile: values.config } : {});
+  // Loaded here: the other commands start faster without mediasoup, BullMQ and the S3 client.
+  const { rootLogger, startGateway } = await import('./main.ts');
   const gateway = await startGateway(config);
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
     case 'ingress':
     case 'egress':
     case 'dispatch':
-      return OPS_COMMANDS[command]!(rest);
+      return (await import('./cliOps.ts')).OPS_COMMANDS[command]!(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -153,9 +154,9 @@ main().catch((err: unknown) => {
     process.stderr.write(`roomgate: ${err.code ? `${err.code}: ` : ''}${err.message} (HTTP ${err.status})\n`);
     process.exit(1);
   }
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND') {
-    process.stderr.write(`roomgate: cannot reach the server: ${cause.message ?? cause.code} (set --url or LIVEKIT_URL)\n`);
+  if (err instanceof TypeError && err.message === 'fetch failed') {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    process.stderr.write(`roomgate: cannot reach the server: ${cause?.message ?? cause?.code ?? 'fetch failed'} (set --url or LIVEKIT_URL)\n`);
     process.exit(1);
   }
   process.stderr.write(`roomgate: failed to start: ${(err as Error).stack ?? String(err)}\n`);

@@ -263,7 +263,8 @@ async function waitForEgress(client: EgressClient, started: EgressInfo, duration
     stop().catch((err: unknown) => process.stderr.write(`roomgate: stop failed: ${(err as Error).message}\n`));
   };
   process.on('SIGINT', onSigint);
-  const deadline = durationS !== undefined ? Date.now() + durationS * 1000 : undefined;
+  // --duration counts recorded time: from the moment the egress is ACTIVE, not from the request.
+  let deadline: number | undefined;
   let last = '';
   try {
     for (;;) {
@@ -278,7 +279,10 @@ async function waitForEgress(client: EgressClient, started: EgressInfo, duration
         if (!json && tty) process.stderr.write('\n');
         return info;
       }
-      if (deadline !== undefined && Date.now() >= deadline && info.status === EgressStatus.EGRESS_ACTIVE) await stop();
+      if (info.status === EgressStatus.EGRESS_ACTIVE && durationS !== undefined) {
+        deadline ??= Date.now() + durationS * 1000;
+        if (Date.now() >= deadline) await stop();
+      }
       await sleep(1000);
     }
   } finally {

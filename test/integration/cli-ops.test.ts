@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchFfmpeg, type FfmpegProcess } from '../../src/media/ffmpeg.ts';
 import { API_KEY, API_SECRET } from '../helpers/gateway.ts';
-import { waitFor } from '../helpers/net.ts';
+import { freePort, waitFor } from '../helpers/net.ts';
 import { BIN, cleanEnv, spawnGateway, type SpawnedGateway } from '../helpers/spawnGateway.ts';
 
 let gw: SpawnedGateway;
@@ -75,7 +75,7 @@ describe('roomgate CLI operations', () => {
     const code = await new Promise<number | null>((resolve) => rec.once('exit', resolve));
     expect(code, err).toBe(0);
     const progress = err.split('\n').filter((l) => / ACTIVE /.test(l));
-    expect(progress.length).toBeGreaterThan(1);
+    expect(progress.length, err).toBeGreaterThan(1);
     expect(progress.at(-1)).toMatch(/^EG_\w+ {2}ACTIVE {2}[1-9]\d*\.\d s {2}\d+(\.\d)? (KiB|MiB)$/);
     const final = /^(EG_\w+) {2}COMPLETE {2}\d+\.\d s {2}\S+ \S+ {2}(\/\S+\.mp4)$/m.exec(out)!;
     expect(final, out).not.toBeNull();
@@ -92,7 +92,7 @@ describe('roomgate CLI operations', () => {
     expect(cli(['room', 'delete', 'demo']).stdout).toBe('room demo deleted\n');
   }, 240_000);
 
-  it('says what is wrong with bad input, without a stack trace', () => {
+  it('says what is wrong with bad input, without a stack trace', async () => {
     const badType = cli(['ingress', 'create', '--type', 'ftp', '--room', 'r', '--identity', 'i']);
     expect(badType.code).toBe(2);
     expect(badType.stderr).toBe("roomgate: --type must be rtmp, whip or url, got 'ftp'\n");
@@ -104,6 +104,11 @@ describe('roomgate CLI operations', () => {
     const unknownFlag = cli(['room', 'list', '--colour']);
     expect(unknownFlag.code).toBe(2);
     expect(unknownFlag.stderr).toMatch(/^roomgate: Unknown option '--colour'/);
+
+    const closed = await freePort();
+    const unreachable = spawnSync(process.execPath, [BIN, 'room', 'list', '--url', `http://127.0.0.1:${closed}`, '--api-key', API_KEY, '--api-secret', API_SECRET], { env: cleanEnv({}), encoding: 'utf8' });
+    expect(unreachable.status).toBe(1);
+    expect(unreachable.stderr).toMatch(/^roomgate: cannot reach the server: .*ECONNREFUSED.* \(set --url or LIVEKIT_URL\)\n$/);
 
     const wrongSecret = spawnSync(process.execPath, [BIN, 'room', 'list', '--url', gw.url, '--api-key', API_KEY, '--api-secret', 'wrong-secret-wrong-secret-wrong-secret'], { env: cleanEnv({}), encoding: 'utf8' });
     expect(wrongSecret.status).toBe(1);
