@@ -351,7 +351,7 @@ function renderIngress() {
             live && v ? h('div', { dataset: { health: 'video' } }, `${(v.mime_type ?? '').replace('video/', '')} ${v.width}×${v.height} · ${num(v.framerate).toFixed(1)} fps · ${kbps(v.average_bitrate)}`) : '',
             live && gop ? h('div', { dataset: { health: 'keyframe' } }, `keyframe every ${(gop / 1000).toFixed(1)} s`) : '',
             live && handling ? h('div', { dataset: { health: 'bframes' } }, handling) : '',
-            live && a ? h('div', {}, `${(a.mime_type ?? '').replace('audio/', '')} ${a.channels} ch · ${kbps(a.average_bitrate)}`, level !== undefined ? ` · level ${Math.round(level * 100)}%` : ' · silent') : '',
+            live && a ? h('div', {}, `${(a.mime_type ?? '').replace('audio/', '')} ${a.channels} ch · ${kbps(a.average_bitrate)}`, level !== undefined ? ` · level ${Math.round(level * 100)}%` : '') : '',
             live && gop > 2500 ? h('div', { class: 'warn', dataset: { warning: 'keyframe' } }, `Keyframe interval ${(gop / 1000).toFixed(1)} s: new viewers wait that long for a picture. Set OBS's Keyframe Interval to 2 s.`) : ''),
           h('td', {},
             i.input_type !== 'URL_INPUT' ? h('button', { onclick: () => showObs(i) }, 'OBS settings') : '', ' ',
