@@ -1,9 +1,10 @@
 // `roomgate start | token | help`. Parsing and process lifecycle only; the work is in main.ts.
 import { parseArgs } from 'node:util';
+import { ServerError } from 'livekit-server-sdk';
 import type { VideoGrant } from './auth/grants.ts';
 import { mintToken } from './auth/tokens.ts';
+import { OPS_USAGE } from './cliOps.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { rootLogger, startGateway } from './main.ts';
 import { RedisUnavailableError } from './store/embeddedRedis.ts';
 
 const USAGE = `Usage:
@@ -16,7 +17,7 @@ const USAGE = `Usage:
         --join (default)  --admin  --create  --list  --record  --ingress-admin   grants
         --no-publish  --no-subscribe  --no-data  --sources camera,microphone  --hidden  --recorder
         --api-key KEY --api-secret SECRET   (default: the configured key, or the dev key)
-`;
+${OPS_USAGE}`;
 
 function parseTtl(value: string): number {
   const m = /^(\d+)([smhd]?)$/.exec(value.trim());
@@ -93,6 +94,8 @@ async function tokenCommand(argv: string[]): Promise<void> {
 async function startCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, strict: true, options: { config: { type: 'string' } } });
   const config = loadConfig(values.config ? { configFile: values.config } : {});
+  // Loaded here: the other commands start faster without mediasoup, BullMQ and the S3 client.
+  const { rootLogger, startGateway } = await import('./main.ts');
   const gateway = await startGateway(config);
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
@@ -120,6 +123,11 @@ async function main(): Promise<void> {
       return startCommand(rest);
     case 'token':
       return tokenCommand(rest);
+    case 'room':
+    case 'ingress':
+    case 'egress':
+    case 'dispatch':
+      return (await import('./cliOps.ts')).OPS_COMMANDS[command]!(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -140,6 +148,16 @@ main().catch((err: unknown) => {
   if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
     process.stderr.write(`roomgate: ${(err as Error).message}: the HTTP port is taken; set ROOMGATE_PORT\n`);
     process.exit(2);
+  }
+  // A server's answer (livekit-server-sdk's TwirpError): its code and message, no stack.
+  if (err instanceof ServerError) {
+    process.stderr.write(`roomgate: ${err.code ? `${err.code}: ` : ''}${err.message} (HTTP ${err.status})\n`);
+    process.exit(1);
+  }
+  if (err instanceof TypeError && err.message === 'fetch failed') {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    process.stderr.write(`roomgate: cannot reach the server: ${cause?.message ?? cause?.code ?? 'fetch failed'} (set --url or LIVEKIT_URL)\n`);
+    process.exit(1);
   }
   process.stderr.write(`roomgate: failed to start: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);

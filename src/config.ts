@@ -142,6 +142,8 @@ const schema = z.strictObject({
       stall_timeout: z.int().min(2).max(3600).default(30),
       /** Seconds a stopping worker gives running egresses to finish (COMPLETE, uploaded) before ending them FAILED. */
       drain_timeout: z.int().min(1).max(3600).default(30),
+      /** Seconds between progress reports of an active egress (file duration/size, egress_updated); 0 = only on status changes. */
+      progress_interval: z.int().min(0).max(3600).default(10),
       /** Address the gateway sends RTP to: where this worker's FFmpeg listens (the worker's host). */
       rtp_host: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).default('127.0.0.1'),
       /** The gateway's API as the worker reaches it (default http://127.0.0.1:<port>). */
@@ -175,11 +177,20 @@ const schema = z.strictObject({
       segment_max_duration: 0,
       stall_timeout: 30,
       drain_timeout: 30,
+      progress_interval: 10,
       rtp_host: '127.0.0.1',
       worker_rtp_hosts: [],
       max_tap_sessions: 512,
       s3: { force_path_style: false },
     }),
+  console: z
+    .strictObject({
+      /** The operator's web console at /console (sign-in with an API key and secret). */
+      enabled: z.boolean().default(true),
+      /** Seconds a console sign-in lasts; the session cookie expires with it. */
+      session_ttl: z.int().min(10).max(7 * 24 * 3600).default(8 * 3600),
+    })
+    .default({ enabled: true, session_ttl: 8 * 3600 }),
   agents: z
     .strictObject({
       /** Seconds an agent worker has to accept or reject a job offer before it goes to another worker. */
@@ -254,6 +265,9 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_EGRESS_BACKUP_DIR: { path: ['egress', 'backup_dir'], kind: 'string' },
   ROOMGATE_EGRESS_STALL_TIMEOUT: { path: ['egress', 'stall_timeout'], kind: 'int' },
   ROOMGATE_EGRESS_DRAIN_TIMEOUT: { path: ['egress', 'drain_timeout'], kind: 'int' },
+  ROOMGATE_EGRESS_PROGRESS_INTERVAL: { path: ['egress', 'progress_interval'], kind: 'int' },
+  ROOMGATE_CONSOLE_ENABLED: { path: ['console', 'enabled'], kind: 'bool' },
+  ROOMGATE_CONSOLE_SESSION_TTL: { path: ['console', 'session_ttl'], kind: 'int' },
   ROOMGATE_EGRESS_RTP_HOST: { path: ['egress', 'rtp_host'], kind: 'string' },
   ROOMGATE_EGRESS_GATEWAY_URL: { path: ['egress', 'gateway_url'], kind: 'string' },
   ROOMGATE_EGRESS_WORKER_SECRET: { path: ['egress', 'worker_secret'], kind: 'string' },

@@ -1,6 +1,7 @@
 // Start-up and shutdown of one gateway, nothing else. The CLI (src/cli.ts) calls startGateway;
 // tests call it too, several per process, each with its own ports, Redis and data dir.
 import { isIP, type AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { TokenVerifier, mintToken } from './auth/tokens.ts';
@@ -40,6 +41,8 @@ import { AgentDispatcher } from './agents/server/AgentDispatcher.ts';
 import { AgentServer } from './agents/server/AgentServer.ts';
 import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, AGENT_PATH } from './agents/protocol.ts';
 import { agentDispatchService } from './api/twirp/agentDispatch.ts';
+import { CONSOLE_PATH, ConsoleServer } from './console/ConsoleServer.ts';
+import { newSecret } from './ids.ts';
 
 export interface Gateway {
   readonly config: Config;
@@ -313,6 +316,43 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         webhooks,
       }),
     );
+    const costs = {
+      track: config.egress.cost_track,
+      track_composite: config.egress.cost_track_composite,
+      participant: config.egress.cost_participant,
+      room_composite: config.egress.cost_room_composite,
+    };
+    const consoleServer = config.console.enabled
+      ? new ConsoleServer({
+          keys: config.keys,
+          sessionTtl: config.console.session_ttl,
+          twirp,
+          live: {
+            activeSpeakers: (room) => rooms.liveRoom(room)?.activeSpeakers.map((s) => ({ identity: s.identity, level: s.level })) ?? [],
+            ingressHealth: (id) => {
+              const live = ingressSessions.live(id);
+              return live ? { videoHandling: live.videoHandling, keyframeIntervalMs: live.keyframeIntervalMs } : undefined;
+            },
+            queue: async () => {
+              const o = await egressQueue.overview();
+              // Load as the workers count it: each running job reserves its kind's cost (this gateway's settings).
+              const workers = o.workers.map((w) => {
+                const jobs = o.activeJobs.filter((j) => j.worker === w.name);
+                return { ...w, jobs: jobs.map((j) => j.egressId), reservedCpu: jobs.reduce((n, j) => n + costs[j.kind], 0) };
+              });
+              return { ...o, workers, maxCpu: config.egress.max_cpu };
+            },
+          },
+          previewToken: (room) =>
+            mintToken(agentKey, config.keys[agentKey]!, {
+              identity: `console-preview-${newSecret(48)}`,
+              video: { roomJoin: true, room, canSubscribe: true, canPublish: false, canPublishData: false, hidden: true },
+              ttl: 60,
+            }),
+          log: moduleLogger('console'),
+        })
+      : undefined;
+    if (consoleServer) undo.push(() => consoleServer.close());
     const egressTaps = new EgressTaps({
       rooms,
       jobs: liveEgressJobs(egressStore, egressQueue),
@@ -336,6 +376,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
         { prefix: WHEP_PATH, handle: (req, res, url) => whep.handle(req, res, url) },
         { prefix: PLAY_PATH, handle: (req, res) => servePlayPage(req, res) },
         { prefix: EGRESS_INTERNAL_PATH, handle: (req, res, url) => egressTaps.handle(req, res, url) },
+        ...(consoleServer ? [{ prefix: CONSOLE_PATH, handle: (req: IncomingMessage, res: ServerResponse, url: URL) => consoleServer.handle(req, res, url) }] : []),
       ],
       metrics,
       log: moduleLogger('http'),

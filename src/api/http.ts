@@ -125,7 +125,8 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HttpServer
   }
   if (url.pathname === '/sdk/roomgate.js' && req.method === 'GET') {
     const js = await deps.sdk();
-    res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache' });
+    // A public module: pages on other origins import it (`<script type="module">` fetches in CORS mode).
+    res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache', 'Access-Control-Allow-Origin': '*' });
     res.end(js);
     return;
   }

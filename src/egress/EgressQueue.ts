@@ -6,6 +6,14 @@ import { Redis } from 'ioredis';
 import { BULL_PREFIX, CONTROL_CHANNEL, EGRESS_QUEUE, type ControlMessage, type JobSpec } from './EgressTypes.ts';
 import { sealSpec, unsealSpec } from './jobSecrets.ts';
 
+export interface QueueOverview {
+  waiting: number;
+  active: number;
+  /** Connected BullMQ workers; `name` is `host:pid` (the worker's `:w:` client name suffix). */
+  workers: { name: string; addr: string; ageSeconds: number }[];
+  activeJobs: { egressId: string; kind: JobSpec['source']['kind']; worker: string }[];
+}
+
 export class EgressQueue {
   readonly #queue: Queue<JobSpec>;
   readonly #connection: Redis;
@@ -58,6 +66,22 @@ export class EgressQueue {
     } catch {
       return false; // a worker took it between the two calls: it hears the stop message instead
     }
+  }
+
+  /** Waiting and active jobs and the connected workers, for the operator's console. */
+  async overview(): Promise<QueueOverview> {
+    const counts = await this.#queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+    const [workers, active] = await Promise.all([this.#queue.getWorkers(), this.#queue.getActive(0, 199)]);
+    return {
+      waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),
+      active: counts.active ?? 0,
+      workers: workers.map((w) => {
+        const raw = w.rawname ?? '';
+        const at = raw.indexOf(':w:');
+        return { name: at >= 0 ? raw.slice(at + 3) : raw, addr: w.addr ?? '', ageSeconds: Number(w.age ?? 0) };
+      }),
+      activeJobs: active.map((j) => ({ egressId: j.id ?? '', kind: j.data.source.kind, worker: j.processedBy ?? '' })),
+    };
   }
 
   async control(message: ControlMessage): Promise<void> {

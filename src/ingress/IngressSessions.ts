@@ -56,6 +56,8 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   #ended = false;
   #gopMs = 0;
   readonly #owner: IngressSessions;
+  /** How the video reaches the room (the console's health view): copied, re-encoded for B-frames, or transcoded. */
+  videoHandling: 'passthrough' | 'bframes_reencoded' | 'transcoded' | undefined;
 
   constructor(owner: IngressSessions, info: IngressInfo, protocol: IngressProtocol, log: Logger) {
     super();
@@ -79,6 +81,11 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
 
   get state(): IngressState {
     return this.#state.clone();
+  }
+
+  /** The last measured keyframe interval, ms (0 before the first measurement). */
+  get keyframeIntervalMs(): number {
+    return this.#gopMs;
   }
 
   get participant(): Participant | undefined {

@@ -108,6 +108,9 @@ export function workerEnv(gw: Gateway, extra: Record<string, string> = {}): Reco
     ROOMGATE_RTMP_ENABLED: 'false',
     ROOMGATE_DATA_DIR: gw.config.data_dir,
     ROOMGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    // Periodic progress webhooks would interleave with the status sequences tests assert; the
+    // progress test turns them on.
+    ROOMGATE_EGRESS_PROGRESS_INTERVAL: '0',
     ...extra,
   };
 }

@@ -71,6 +71,31 @@ export class TwirpRouter {
     this.#services.set(service.name, service);
   }
 
+  /**
+   * Calls a method in-process with already-verified claims (the console's server side): the same
+   * handler, grant checks and validation as over HTTP, JSON in and out. Throws ApiError.
+   */
+  async invoke(serviceName: string, methodName: string, json: unknown, claims: Claims): Promise<unknown> {
+    const m = this.#services.get(serviceName)?.methods[methodName];
+    if (!m) throw new ApiError('bad_route', `no such method: ${serviceName}/${methodName}`);
+    const log = this.#log.child({ rpc: `${serviceName}/${methodName}`, via: 'console' });
+    const started = process.hrtime.bigint();
+    const label = { service: serviceName, method: methodName };
+    let code = 'ok';
+    try {
+      const input = decode(m.input, Buffer.from(JSON.stringify(json ?? {})), 'json');
+      const output = await m.handle(input, { claims, log });
+      return output.toJson({ useProtoFieldName: true, emitDefaultValues: true });
+    } catch (err) {
+      const apiErr = toApiError(err, log);
+      code = apiErr.code;
+      throw apiErr;
+    } finally {
+      this.#metrics.twirpRequests.inc({ ...label, code });
+      this.#metrics.twirpDuration.observe(label, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  }
+
   /** Handles a request under TWIRP_PREFIX; never throws. */
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const [serviceName = '', methodName = '', ...rest] = url.pathname.slice(TWIRP_PREFIX.length).split('/');

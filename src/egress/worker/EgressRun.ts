@@ -44,6 +44,8 @@ export interface RunDeps {
   workDir: string;
   /** Seconds of media before LIMIT_REACHED (0 = none). */
   maxDuration: number;
+  /** Seconds between progress writes while ACTIVE (file duration/size + egress_updated); 0 = none. */
+  progressInterval?: number;
   log: Logger;
 }
 
@@ -67,6 +69,7 @@ export class EgressRun {
   #images: ImageOutput[] = [];
   #persistTimer: NodeJS.Timeout | undefined;
   #limitTimer: NodeJS.Timeout | undefined;
+  #progressTimer: NodeJS.Timeout | undefined;
   #mediaOffsetS = 0;
   #localFile: string | undefined;
   /** The recording's name as it is stored (the asked one, numbered when that name was taken). */
@@ -128,6 +131,7 @@ export class EgressRun {
       this.#log.error({ err: (err as Error).message }, 'egress failed');
     } finally {
       clearTimeout(this.#limitTimer);
+      clearInterval(this.#progressTimer);
       await this.#finish();
       fs.rmSync(this.#d.workDir, { recursive: true, force: true });
     }
@@ -211,6 +215,29 @@ export class EgressRun {
       this.#liveResults(i);
     });
     if (info && info.status === EgressStatus.EGRESS_ACTIVE) this.#d.notify('egress_updated', info);
+    const every = this.#d.progressInterval ?? 0;
+    if (every > 0 && !this.#stop.signal.aborted) {
+      this.#progressTimer = setInterval(() => void this.#reportProgress().catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'egress progress report failed')), every * 1000);
+    }
+  }
+
+  /**
+   * While ACTIVE, apps see the recording grow as LiveKit shows it: the file's duration and size so
+   * far in EgressInfo, and an egress_updated webhook carrying them.
+   */
+  async #reportProgress(): Promise<void> {
+    if (this.#stop.signal.aborted) return;
+    const size = this.#localFile && fs.existsSync(this.#localFile) ? fs.statSync(this.#localFile).size : 0;
+    const durationNs = BigInt(Math.max(0, Date.now() - this.#startedAt)) * 1_000_000n;
+    const info = await this.#write((i) => {
+      if (i.status !== EgressStatus.EGRESS_ACTIVE) return;
+      for (const f of i.fileResults) {
+        f.duration = durationNs;
+        f.size = BigInt(size);
+      }
+      this.#liveResults(i);
+    });
+    if (info?.status === EgressStatus.EGRESS_ACTIVE && !this.#stop.signal.aborted) this.#d.notify('egress_updated', info);
   }
 
   async #finish(): Promise<void> {

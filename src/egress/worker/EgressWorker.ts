@@ -98,6 +98,8 @@ export class EgressWorker {
     w.#worker = new Worker<JobSpec>(EGRESS_QUEUE, processor, {
       connection: w.#bullConnection,
       prefix: BULL_PREFIX,
+      // Named, so the queue's overview (the console) can tell which worker holds which job.
+      name: `${os.hostname()}:${process.pid}`,
       concurrency: opts.concurrency ?? 32,
       lockDuration: stallMs,
       stalledInterval: Math.max(1000, Math.floor(stallMs / 2)),
@@ -207,6 +209,7 @@ export class EgressWorker {
       rtpHost: this.#opts.egress.rtp_host,
       workDir: path.join(os.tmpdir(), `roomgate-egress-${process.pid}-${spec.egressId}`),
       maxDuration: this.#maxDuration(spec),
+      progressInterval: this.#opts.egress.progress_interval,
       log,
     });
     this.#runs.set(spec.egressId, run);

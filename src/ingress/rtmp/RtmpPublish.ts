@@ -190,14 +190,17 @@ export class RtmpPublish {
       const codec = probe.videoCodec!;
       if (transcode) {
         plan.video = videoLayers(info.video, probe.avc?.height);
+        this.#session.videoHandling = 'transcoded';
       } else if (codec !== H264_CODEC_ID) {
         this.#fail(`video codec ${videoCodecName(codec)} cannot be passed through: send H.264 (or create the ingress with enableTranscoding)`);
         return undefined;
       } else if (probe.bframes) {
         this.#log.warn('the stream has B-frames, which WebRTC cannot play: re-encoding the video without them (turn B-frames off in the encoder to avoid this)');
         plan.video = [sameSizeLayer(probe.avc?.width, probe.avc?.height, this.#framerate)];
+        this.#session.videoHandling = 'bframes_reencoded';
       } else {
         plan.video = 'copy';
+        this.#session.videoHandling = 'passthrough';
       }
     }
     if (audio) plan.audio = 'opus';
