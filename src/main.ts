@@ -15,6 +15,9 @@ import { configureLogger, moduleLogger, rootLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { iceServersFor } from './signaling/iceServers.ts';
 import { SIGNALING_PATH, SignalingServer } from './signaling/server.ts';
+import { LIVEKIT_RTC_PATH, LiveKitSignaling } from './livekit/LiveKitSignaling.ts';
+import { isLiveKitUpgrade } from './livekit/signal.ts';
+import { LIVEKIT_DEMO_PATH, LIVEKIT_SDK_PATH, serveLiveKitDemo } from './livekit/demo.ts';
 import { RoomManager, permissionFromClaims } from './sfu/RoomManager.ts';
 import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
@@ -221,6 +224,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const signalingServer = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
     signaling = signalingServer;
     undo.push(() => signalingServer.close());
+    // Stock LiveKit clients on the same path, told apart at the upgrade.
+    const livekitSignaling = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
+    undo.push(() => livekitSignaling.close());
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
     undo.push(() => rooms.close());
 
@@ -298,12 +304,16 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const server = createHttpServer({
       twirp,
       upgrade: (req, socket, head, url) => {
+        if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekitSignaling.handleUpgrade(req, socket, head, url);
         if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
         if (url.pathname === AGENT_PATH) return agentServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
       routes: [
         { prefix: WHIP_PATH, handle: (req, res, url) => whip.handle(req, res, url) },
+        { prefix: LIVEKIT_RTC_PATH, handle: (req, res, url) => livekitSignaling.handleHttp(req, res, url) },
+        { prefix: LIVEKIT_DEMO_PATH, handle: serveLiveKitDemo },
+        { prefix: LIVEKIT_SDK_PATH, handle: serveLiveKitDemo },
         { prefix: WHEP_PATH, handle: (req, res, url) => whep.handle(req, res, url) },
         { prefix: PLAY_PATH, handle: (req, res) => servePlayPage(req, res) },
         { prefix: EGRESS_INTERNAL_PATH, handle: (req, res, url) => egressTaps.handle(req, res, url) },
@@ -357,6 +367,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       agents.close();
       rooms.close();
       signalingServer.close();
+      livekitSignaling.close();
       agentServer.close();
     });
     const port = (server.address() as AddressInfo).port;
