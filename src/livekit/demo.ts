@@ -3,21 +3,21 @@
 // is a development dependency: without it the page still loads and the bundle answers 404.
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 export const LIVEKIT_DEMO_PATH = '/lk';
 export const LIVEKIT_SDK_PATH = '/sdk/livekit-client.js';
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PAGE = fileURLToPath(new URL('../../templates/livekit/index.html', import.meta.url));
 let bundle: Promise<string> | undefined;
 
 function livekitClient(): Promise<string> {
   bundle ??= (async () => {
-    const entry = createRequire(import.meta.url).resolve('livekit-client');
+    // Re-exported through esbuild's resolver, which picks the package's ES module build.
     const out = await build({
-      entryPoints: [entry],
+      stdin: { contents: "export * from 'livekit-client';", resolveDir: ROOT, loader: 'js' },
       bundle: true,
       format: 'esm',
       platform: 'browser',

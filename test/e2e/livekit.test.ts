@@ -1,0 +1,223 @@
+// Stock livekit-client 2.23.0 (npm, bundled by the gateway for its /lk demo page) in headless Debian
+// Chromium with fake devices, against a real gateway on loopback: two LiveKit participants publish
+// and decode each other, exchange data, and meet a roomgate-SDK participant; bad input over the
+// same protocol gets a reason, never a crash.
+import {
+  AddTrackRequest,
+  DataPacket_Kind,
+  SessionDescription,
+  SignalRequest,
+  SignalResponse,
+  SimulcastCodec,
+  TrackType,
+  type RequestResponse,
+} from '@livekit/protocol';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
+import type { Gateway } from '../../src/main.ts';
+import { launchChromium } from '../helpers/chromium.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
+import { waitFor } from '../helpers/net.ts';
+import { join, joinToken, nextEvent } from '../helpers/participants.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+
+let redis: TestRedis;
+let gw: Gateway;
+let browser: Browser;
+const nodes: NodeParticipant[] = [];
+
+interface Stat {
+  identity: string;
+  kind: string;
+  packetsReceived: number;
+  framesDecoded: number;
+  width: number;
+  elementWidth: number;
+}
+interface Lk {
+  events: { name: string; data: unknown }[];
+  chat: { from: string | null; text: string; topic: string | null; kind: number }[];
+  mediaStats(): Promise<Stat[]>;
+  sendChat(text: string, opts?: Record<string, unknown>): Promise<void>;
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
+  browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
+});
+
+afterAll(async () => {
+  await Promise.all(nodes.map((n) => n.leave().catch(() => undefined)));
+  await browser?.close();
+  await gw?.close();
+  await redis?.stop();
+});
+
+async function openLk(room: string, identity: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (err) => {
+    pageErrors.push(err.message);
+    console.error(`[${identity}] page error:`, err.message);
+  });
+  if (process.env.LK_DEBUG) page.on('console', (m) => console.log(`[${identity}] ${m.text()}`));
+  const token = await joinToken(room, identity);
+  await page.goto(`${gw.url}/lk?room=${room}&identity=${identity}&autojoin=1&token=${token}`);
+  await waitFor(
+    async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))),
+    45_000,
+    `${identity} joined and published`,
+  );
+  expect(pageErrors).toEqual([]);
+  const error = await page.evaluate(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'error'));
+  expect(error).toBeUndefined();
+  return page;
+}
+
+const stats = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.mediaStats());
+const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.chat);
+
+/** Waits until `page` decodes video and receives audio from `other`, then sees both grow. */
+async function expectMediaFrom(page: Page, other: string, audio = true): Promise<void> {
+  const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
+  const first = await waitFor(
+    async () => {
+      const s = await stats(page);
+      const v = pick(s, 'video');
+      const a = pick(s, 'audio');
+      return v && v.framesDecoded > 0 && v.elementWidth > 0 && (!audio || (a && a.packetsReceived > 0)) ? { v, a } : undefined;
+    },
+    40_000,
+    `decoded media from ${other}`,
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  const later = await stats(page);
+  expect(pick(later, 'video')!.framesDecoded).toBeGreaterThan(first.v.framesDecoded);
+  if (audio) expect(pick(later, 'audio')!.packetsReceived).toBeGreaterThan(first.a!.packetsReceived);
+}
+
+describe('stock livekit-client in headless Chromium', () => {
+  it('two LiveKit participants decode each other and exchange data with a topic', async () => {
+    const alice = await openLk('lk-room', 'alice');
+    const bob = await openLk('lk-room', 'bob');
+    await expectMediaFrom(alice, 'bob');
+    await expectMediaFrom(bob, 'alice');
+
+    // The camera went up as VP8 simulcast with its layers in TrackInfo.
+    const listed = await gw.rooms.listParticipants('lk-room');
+    const cam = listed.find((p) => p.identity === 'alice')!.tracks.find((t) => t.type === 1);
+    expect(cam?.mimeType).toBe('video/VP8');
+    expect(cam?.simulcast).toBe(true);
+    expect(cam?.layers.length).toBeGreaterThan(1);
+
+    await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hello bob', { topic: 'greetings' }));
+    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
+    expect((await chat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
+
+    await bob.close();
+    await alice.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'bob'));
+    await alice.close();
+  });
+
+  it('a LiveKit client and a roomgate-SDK participant receive each other\'s media and data', async () => {
+    const node = await join(gw.url, 'mixed-room', 'node');
+    nodes.push(node);
+    await node.publishFromFfmpeg({ kind: 'video', source: 'camera', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'] });
+    await node.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
+    const rtp = new Map<string, number>();
+    const count = (t: RemoteTrack) => {
+      if (t.participantIdentity === 'carol') t.track.onReceiveRtp.subscribe(() => rtp.set(t.kind, (rtp.get(t.kind) ?? 0) + 1));
+    };
+    node.on('trackSubscribed', count);
+
+    const carol = await openLk('mixed-room', 'carol');
+    await expectMediaFrom(carol, 'node');
+    await waitFor(() => ((rtp.get('video') ?? 0) > 30 && (rtp.get('audio') ?? 0) > 30 ? true : undefined), 30_000, 'carol\'s RTP at the Node participant');
+
+    const fromCarol = nextEvent(node, 'dataReceived', (m) => m.topic === 'chat', 15_000);
+    await carol.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hi node'));
+    const [msg] = await fromCarol;
+    expect(new TextDecoder().decode(msg.payload)).toBe('hi node');
+    expect(msg.from).toBe('carol');
+
+    await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
+    await waitFor(async () => (await chat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
+    expect((await chat(carol)).find((m) => m.text === 'hi carol')).toMatchObject({ from: 'node', topic: 'chat' });
+    await carol.close();
+  });
+});
+
+describe('bad input on LiveKit signaling', () => {
+  /** A WebSocket speaking the protocol's framing directly, to send what no client would. */
+  async function rawSession(identity: string) {
+    const token = await joinToken('bad-room', identity);
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/rtc?access_token=${token}&sdk=js&protocol=17&auto_subscribe=1`);
+    const frames: SignalResponse[] = [];
+    ws.on('message', (data: Buffer) => frames.push(SignalResponse.fromBinary(data)));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    await waitFor(() => frames.find((f) => f.message.case === 'join'), 10_000, 'join response');
+    const next = async (what: string) => {
+      const seen = frames.length;
+      return waitFor(() => frames.slice(seen).find((f) => f.message.case === 'requestResponse')?.message.value as RequestResponse | undefined, 10_000, what);
+    };
+    return { ws, frames, next };
+  }
+
+  it('answers malformed frames, unknown requests, unsupported codecs and unknown cids with a reason and stays up', async () => {
+    const s = await rawSession('mallory');
+
+    let answer = s.next('malformed protobuf');
+    s.ws.send(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
+    expect((await answer).message).toMatch(/not a valid SignalRequest/);
+
+    answer = s.next('unknown request type');
+    s.ws.send(Buffer.from([0x98, 0x06, 0x01])); // field 99
+    expect((await answer).message).toMatch(/no known message/);
+
+    answer = s.next('text frame');
+    s.ws.send('{"offer":{}}');
+    expect((await answer).message).toMatch(/binary protobuf/);
+
+    answer = s.next('unsupported codec');
+    const av1 = new AddTrackRequest({ cid: 'v1', type: TrackType.VIDEO, simulcastCodecs: [new SimulcastCodec({ codec: 'av1', cid: 'v1' })] });
+    s.ws.send(new SignalRequest({ message: { case: 'addTrack', value: av1 } }).toBinary());
+    const refused = await answer;
+    expect(refused.message).toMatch(/codec 'av1' is not supported/);
+    expect(refused.request.case).toBe('addTrack');
+
+    answer = s.next('bad SDP');
+    s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: 'not sdp', id: 1 }) } }).toBinary());
+    expect((await answer).message).toMatch(/not SDP/);
+
+    // Still in the room, and the gateway still answers.
+    expect((await gw.rooms.listParticipants('bad-room')).map((p) => p.identity)).toEqual(['mallory']);
+    const left = new Promise<number>((resolve) => s.ws.once('close', (code) => resolve(code)));
+    s.ws.send(new SignalRequest({ message: { case: 'leave', value: {} as never } }).toBinary());
+    expect(await left).toBe(1000);
+    await waitFor(async () => ((await gw.rooms.listParticipants('bad-room')).length === 0 ? true : undefined), 5000, 'mallory gone');
+  });
+
+  it('refuses a bad token at the upgrade, and sends v1 clients back to v0 with 404s', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/rtc?access_token=nope&sdk=js&protocol=17`);
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('open', () => reject(new Error('opened with a bad token')));
+      ws.once('error', () => undefined);
+    });
+    expect(status).toBe(401);
+    const token = await joinToken('bad-room', 'v1');
+    const v1 = await fetch(`${gw.url}/rtc/v1/validate?access_token=${token}`);
+    expect(v1.status).toBe(404);
+    expect(await v1.text()).not.toContain('requested room does not exist');
+    const v0 = await fetch(`${gw.url}/rtc/validate?access_token=${token}`);
+    expect(v0.status).toBe(200);
+    const bad = await fetch(`${gw.url}/rtc/validate?access_token=nope`);
+    expect(bad.status).toBe(401);
+  });
+});
