@@ -60,6 +60,7 @@ import {
   preferredLayer,
   requestError,
   serverInfo,
+  iceServers,
   speakers,
   tokenFrom,
   type PendingTrack,
@@ -177,7 +178,7 @@ class LiveKitConnection {
         const held = this.#sessions.get(key);
         if (held && this.#opts.rooms.resume(claims, held)) {
           this.#session = held;
-          held.resumeOn(this);
+          await held.resumeOn(this);
         }
       }
       if (!this.#session) {
@@ -275,6 +276,8 @@ class LiveKitSession implements SignalSink, DataPath {
     connected: false,
     version: 0,
     sections: new Map<string, PublisherSection>(),
+    /** The client's ICE username fragment; a new one in an offer is an ICE restart. */
+    remoteUfrag: '',
   };
   readonly #sub = {
     transportId: '',
@@ -347,16 +350,21 @@ class LiveKitSession implements SignalSink, DataPath {
     });
   }
 
-  /** A new socket took this session over (`reconnect=1`). */
-  resumeOn(conn: LiveKitConnection): void {
+  /**
+   * A new socket took this session over (`reconnect=1`). The client restarts ICE on its publisher
+   * with its next offer and waits for a subscriber offer with new ICE credentials: restart ours and
+   * offer again what it may have missed while away.
+   */
+  async resumeOn(conn: LiveKitConnection): Promise<void> {
     const old = this.#conn;
     this.#conn = conn;
     if (old && old !== conn) old.ws.close(4409, 'session resumed on another connection');
     this.#send({
       case: 'reconnect',
-      value: new ReconnectResponse({ iceServers: [], serverInfo: serverInfo(this.#opts.nodeId) }),
+      value: new ReconnectResponse({ iceServers: iceServers(this.#opts.iceServers(this.#p.identity)), serverInfo: serverInfo(this.#opts.nodeId) }),
     });
-    // The client may have missed offers while away: offer again what the subscriber has.
+    const { iceParameters } = await this.#p.restartIce({ transportId: this.#sub.transportId });
+    this.#sub.local = { ...this.#sub.local, iceUfrag: iceParameters.usernameFragment, icePwd: iceParameters.password };
     this.#sub.inFlight = undefined;
     this.#negotiate();
   }
@@ -562,6 +570,12 @@ class LiveKitSession implements SignalSink, DataPath {
       if (t.sctpParameters) this.#pub.sctp = { port: t.sctpParameters.port, maxMessageSize: t.sctpParameters.maxMessageSize };
     }
     const transportId = this.#pub.transportId;
+    if (this.#pub.remoteUfrag && this.#pub.remoteUfrag !== offer.iceUfrag) {
+      // An ICE restart (the client resuming): answer with fresh credentials too.
+      const { iceParameters } = await p.restartIce({ transportId });
+      this.#pub.local = { ...this.#pub.local!, iceUfrag: iceParameters.usernameFragment, icePwd: iceParameters.password };
+    }
+    this.#pub.remoteUfrag = offer.iceUfrag;
     if (!this.#pub.connected) {
       // We answer setup:passive, so the client is the DTLS client whatever it offered.
       await p.connectTransport({ transportId, dtlsParameters: { role: 'client', fingerprints: offer.fingerprints } });

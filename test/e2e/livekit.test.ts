@@ -117,10 +117,19 @@ describe('stock livekit-client in headless Chromium', () => {
     await waitFor(async () => (await chat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
     expect((await chat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
 
+    // RoomService SendData reaches a LiveKit client as a user packet without a sender.
+    await gw.rooms.sendData('lk-room', { data: new TextEncoder().encode('from the server'), topic: 'ops', destinationIdentities: ['bob'], destinationSids: [] });
+    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
+    expect((await chat(bob)).find((m) => m.text === 'from the server')).toMatchObject({ from: null, topic: 'ops' });
+
+    // A mute is a signal request; the other side sees the track muted.
+    await alice.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMicrophoneEnabled(on: boolean): Promise<unknown> } } } }).lk.room.localParticipant.setMicrophoneEnabled(false));
+    await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:audio'), undefined, { timeout: 15_000 });
+
     await bob.close();
     await alice.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'bob'));
     await alice.close();
-  });
+  }, 150_000);
 
   it('a LiveKit client and a roomgate-SDK participant receive each other\'s media and data', async () => {
     const node = await join(gw.url, 'mixed-room', 'node');
@@ -147,7 +156,7 @@ describe('stock livekit-client in headless Chromium', () => {
     await waitFor(async () => (await chat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
     expect((await chat(carol)).find((m) => m.text === 'hi carol')).toMatchObject({ from: 'node', topic: 'chat' });
     await carol.close();
-  });
+  }, 150_000);
 });
 
 describe('bad input on LiveKit signaling', () => {
@@ -201,7 +210,7 @@ describe('bad input on LiveKit signaling', () => {
     s.ws.send(new SignalRequest({ message: { case: 'leave', value: {} as never } }).toBinary());
     expect(await left).toBe(1000);
     await waitFor(async () => ((await gw.rooms.listParticipants('bad-room')).length === 0 ? true : undefined), 5000, 'mallory gone');
-  });
+  }, 60_000);
 
   it('refuses a bad token at the upgrade, and sends v1 clients back to v0 with 404s', async () => {
     const status = await new Promise<number>((resolve, reject) => {
