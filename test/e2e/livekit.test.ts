@@ -126,6 +126,16 @@ describe('stock livekit-client in headless Chromium', () => {
     await alice.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMicrophoneEnabled(on: boolean): Promise<unknown> } } } }).lk.room.localParticipant.setMicrophoneEnabled(false));
     await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:audio'), undefined, { timeout: 15_000 });
 
+    // Drop bob's signaling WebSocket: the client resumes the same session (reconnect=1) with its
+    // tracks, and media keeps flowing both ways.
+    type LkRoom = { lk: { room: { localParticipant: { sid: string }; simulateScenario(s: string): Promise<void> } } };
+    const sid = await bob.evaluate(() => (window as unknown as LkRoom).lk.room.localParticipant.sid);
+    await bob.evaluate(() => (window as unknown as LkRoom).lk.room.simulateScenario('signal-reconnect'));
+    await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'reconnected'), undefined, { timeout: 30_000 });
+    expect((await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'bob')?.sid).toBe(sid);
+    await expectMediaFrom(alice, 'bob');
+    await expectMediaFrom(bob, 'alice', false); // alice's microphone is muted
+
     await bob.close();
     await alice.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'bob'));
     await alice.close();
