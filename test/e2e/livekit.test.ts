@@ -56,7 +56,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function openLk(room: string, identity: string): Promise<Page> {
+async function openLk(room: string, identity: string, grant: Record<string, boolean> = {}): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
   const pageErrors: string[] = [];
   page.on('pageerror', (err) => {
@@ -64,7 +64,7 @@ async function openLk(room: string, identity: string): Promise<Page> {
     console.error(`[${identity}] page error:`, err.message);
   });
   if (process.env.LK_DEBUG) page.on('console', (m) => console.log(`[${identity}] ${m.text()}`));
-  const token = await joinToken(room, identity);
+  const token = await joinToken(room, identity, grant);
   await page.goto(`${gw.url}/lk?room=${room}&identity=${identity}&autojoin=1&token=${token}`);
   await waitFor(
     async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))),
@@ -113,6 +113,29 @@ describe('stock livekit-client in headless Chromium', () => {
     expect(cam?.simulcast).toBe(true);
     expect(cam?.layers.length).toBeGreaterThan(1);
 
+    // UpdateTrackSettings: bob asks for alice's lowest simulcast layer and gets a small picture.
+    type Pub = { setVideoQuality(q: number): void };
+    type LkRooms = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): Pub } } } };
+    await bob.evaluate(() => (window as unknown as LkRooms).lk.room.getParticipantByIdentity('alice').getTrackPublication('camera').setVideoQuality(0));
+    const small = await waitFor(
+      async () => {
+        const v = (await stats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
+        return v && v.width > 0 && v.width <= 400 ? v : undefined;
+      },
+      30_000,
+      'lowest simulcast layer at bob',
+    );
+    expect(small.width).toBeLessThanOrEqual(cam!.layers.map((l) => l.width).sort((a, b) => a - b)[0]!);
+
+    // Without canUpdateOwnMetadata the request is refused with the server's reason.
+    const refused = await alice.evaluate(() =>
+      (window as unknown as { lk: { room: { localParticipant: { setMetadata(m: string): Promise<void> } } } }).lk.room.localParticipant.setMetadata('x').then(
+        () => 'accepted',
+        (err: Error) => err.message,
+      ),
+    );
+    expect(refused).toMatch(/canUpdateOwnMetadata/);
+
     await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hello bob', { topic: 'greetings' }));
     await waitFor(async () => (await chat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
     expect((await chat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
@@ -152,7 +175,7 @@ describe('stock livekit-client in headless Chromium', () => {
     };
     node.on('trackSubscribed', count);
 
-    const carol = await openLk('mixed-room', 'carol');
+    const carol = await openLk('mixed-room', 'carol', { canUpdateOwnMetadata: true });
     await expectMediaFrom(carol, 'node');
     await waitFor(() => ((rtp.get('video') ?? 0) > 30 && (rtp.get('audio') ?? 0) > 30 ? true : undefined), 30_000, 'carol\'s RTP at the Node participant');
 
@@ -161,6 +184,11 @@ describe('stock livekit-client in headless Chromium', () => {
     const [msg] = await fromCarol;
     expect(new TextDecoder().decode(msg.payload)).toBe('hi node');
     expect(msg.from).toBe('carol');
+
+    // setMetadata resolves once carol's own update comes back; the Node participant sees it too.
+    const updated = nextEvent(node, 'participantUpdated', (p) => p.identity === 'carol' && p.metadata === 'on stage', 15_000);
+    await carol.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMetadata(m: string): Promise<void> } } } }).lk.room.localParticipant.setMetadata('on stage'));
+    await updated;
 
     await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
     await waitFor(async () => (await chat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
