@@ -224,14 +224,6 @@ export function preferredLayer(settings: { quality: VideoQuality; width: number;
   return Math.min(top, QUALITY_LAYER[settings.quality] ?? top);
 }
 
-/** The quality of a simulcast encoding by its RID as livekit-client names them (q, h, f). */
-export function ridQuality(rid: string | undefined, index: number): VideoQuality {
-  if (rid === 'q') return VideoQuality.LOW;
-  if (rid === 'h') return VideoQuality.MEDIUM;
-  if (rid === 'f') return VideoQuality.HIGH;
-  return [VideoQuality.LOW, VideoQuality.MEDIUM, VideoQuality.HIGH][Math.min(index, 2)]!;
-}
-
 const REASON: Partial<Record<string, RequestResponse_Reason>> = {
   permission_denied: RequestResponse_Reason.NOT_ALLOWED,
   not_found: RequestResponse_Reason.NOT_FOUND,

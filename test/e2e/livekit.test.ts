@@ -193,9 +193,49 @@ describe('stock livekit-client in headless Chromium', () => {
     await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
     await waitFor(async () => (await chat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
     expect((await chat(carol)).find((m) => m.text === 'hi carol')).toMatchObject({ from: 'node', topic: 'chat' });
+
+    // livekit-client unpublishes by renegotiating (its m-line goes inactive): the track leaves the room.
+    const cam = (await gw.rooms.listParticipants('mixed-room')).find((p) => p.identity === 'carol')!.tracks.find((t) => t.type === 1)!;
+    const unpublished = nextEvent(node, 'trackUnpublished', (identity, sid) => identity === 'carol' && sid === cam.sid, 20_000);
+    await carol.evaluate(async () => {
+      const lp = (window as unknown as { lk: { room: { localParticipant: { getTrackPublication(s: string): { track: unknown }; unpublishTrack(t: unknown): Promise<unknown> } } } }).lk.room.localParticipant;
+      await lp.unpublishTrack(lp.getTrackPublication('camera').track);
+    });
+    await unpublished;
     await carol.close();
   }, 150_000);
 });
+
+/**
+ * A publisher offer with VP9 only, as a client that ignored enabled_publish_codecs would send;
+ * `ghost` adds a VP8 m-line for a track no add_track announced.
+ */
+function vp9Offer(ghost = false): string {
+  const media = (mid: string, pt: number, codec: string, track: string, ssrc: number) => [
+    `m=video 9 UDP/TLS/RTP/SAVPF ${pt}`,
+    'c=IN IP4 0.0.0.0',
+    'a=ice-ufrag:Ab12',
+    'a=ice-pwd:hQ3lJYk0wC4gkWm1nL3x2B7a',
+    'a=fingerprint:sha-256 5A:1F:0B:6C:22:0E:91:3B:7D:AF:25:8C:61:E4:02:97:C3:11:5B:88:0D:F2:6E:41:A9:3C:74:D0:B8:25:9E:16',
+    'a=setup:actpass',
+    `a=mid:${mid}`,
+    'a=sendonly',
+    `a=msid:s ${track}`,
+    'a=rtcp-mux',
+    `a=rtpmap:${pt} ${codec}/90000`,
+    `a=ssrc:${ssrc} cname:c`,
+  ];
+  return [
+    'v=0',
+    'o=- 1 2 IN IP4 127.0.0.1',
+    's=-',
+    't=0 0',
+    `a=group:BUNDLE ${ghost ? '0 1' : '0'}`,
+    ...media('0', 98, 'VP9', 'vp9-cam', 4242),
+    ...(ghost ? media('1', 96, 'VP8', 'ghost', 4343) : []),
+    '',
+  ].join('\r\n');
+}
 
 describe('bad input on LiveKit signaling', () => {
   /** A WebSocket speaking the protocol's framing directly, to send what no client would. */
@@ -237,6 +277,22 @@ describe('bad input on LiveKit signaling', () => {
     const refused = await answer;
     expect(refused.message).toMatch(/codec 'av1' is not supported/);
     expect(refused.request.case).toBe('addTrack');
+
+    // An offer whose only video codec the rooms cannot carry: that m-line is rejected (port 0) with a reason.
+    s.ws.send(new SignalRequest({ message: { case: 'addTrack', value: new AddTrackRequest({ cid: 'vp9-cam', type: TrackType.VIDEO }) } }).toBinary());
+    await waitFor(() => s.frames.find((f) => f.message.case === 'trackPublished'), 10_000, 'track_published');
+    answer = s.next('unsupported codec in the offer');
+    const seen = s.frames.length;
+    s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: vp9Offer(), id: 2 }) } }).toBinary());
+    expect((await answer).message).toMatch(/no supported codec offered \(have VP9/);
+    const sdpAnswer = await waitFor(() => s.frames.slice(seen).find((f) => f.message.case === 'answer')?.message.value as SessionDescription | undefined, 10_000, 'answer');
+    expect(sdpAnswer.sdp).toMatch(/m=video 0 /);
+    expect(sdpAnswer.id).toBe(2);
+
+    // A re-offer adding an m-line for a track no add_track announced: rejected with a reason.
+    answer = s.next('unknown cid');
+    s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: vp9Offer(true), id: 3 }) } }).toBinary());
+    expect((await answer).message).toMatch(/no add_track for track 'ghost'/);
 
     answer = s.next('bad SDP');
     s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: 'not sdp', id: 1 }) } }).toBinary());
