@@ -48,7 +48,7 @@ import {
 import type { DataPath, Participant, RoomData, SignalSink } from '../sfu/Participant.ts';
 import type { RoomImpl } from '../sfu/Room.ts';
 import type { ActiveSpeaker, IceServer, LeaveReason, ServerEventName, ServerEvents } from '../signaling/protocol.ts';
-import type { RoomJoiner } from '../signaling/server.ts';
+import { closeReason, type RoomJoiner } from '../signaling/server.ts';
 import { dcepOpen, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
   decodeRequest,
@@ -200,7 +200,7 @@ class LiveKitConnection {
       if (!(err instanceof ApiError)) this.#opts.log.error({ err }, 'livekit join failed');
       // The first frame a client reads: a leave with the reason, which it reports as a join error.
       this.send({ case: 'leave', value: leaveRequest('JOIN_FAILURE') });
-      this.ws.close(1008, apiErr.message.slice(0, 120));
+      this.ws.close(1008, closeReason(apiErr.message));
       return;
     }
     this.ws.off('message', buffer);
