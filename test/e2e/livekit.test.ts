@@ -140,6 +140,12 @@ describe('stock livekit-client in headless Chromium', () => {
     await waitFor(async () => (await chat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
     expect((await chat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
 
+    // An RPC round trip: request, ack and response are DataPackets relayed to their destination.
+    type Rpc = { lk: { room: { registerRpcMethod(m: string, h: (d: { payload: string; callerIdentity: string }) => Promise<string>): void; localParticipant: { performRpc(p: { destinationIdentity: string; method: string; payload: string }): Promise<string> } } } };
+    await bob.evaluate(() => (window as unknown as Rpc).lk.room.registerRpcMethod('greet', async (d) => `hi ${d.payload} from bob, called by ${d.callerIdentity}`));
+    const reply = await alice.evaluate(() => (window as unknown as Rpc).lk.room.localParticipant.performRpc({ destinationIdentity: 'bob', method: 'greet', payload: 'alice' }));
+    expect(reply).toBe('hi alice from bob, called by alice');
+
     // RoomService SendData reaches a LiveKit client as a user packet without a sender.
     await gw.rooms.sendData('lk-room', { data: new TextEncoder().encode('from the server'), topic: 'ops', destinationIdentities: ['bob'], destinationSids: [] });
     await waitFor(async () => (await chat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
@@ -184,6 +190,15 @@ describe('stock livekit-client in headless Chromium', () => {
     const [msg] = await fromCarol;
     expect(new TextDecoder().decode(msg.payload)).toBe('hi node');
     expect(msg.from).toBe('carol');
+
+    // UpdateSubscription: carol unsubscribes from the Node participant's video (its m-line goes
+    // inactive in the next subscriber offer) and subscribes again (a new m-line), decoding again.
+    type Sub = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): { setSubscribed(on: boolean): void } } } } };
+    await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(false));
+    await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackUnsubscribed' && e.data === 'node:video'), undefined, { timeout: 20_000 });
+    await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(true));
+    await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.filter((e) => e.name === 'trackSubscribed' && e.data === 'node:video').length === 2, undefined, { timeout: 20_000 });
+    await expectMediaFrom(carol, 'node');
 
     // setMetadata resolves once carol's own update comes back; the Node participant sees it too.
     const updated = nextEvent(node, 'participantUpdated', (p) => p.identity === 'carol' && p.metadata === 'on stage', 15_000);
