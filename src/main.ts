@@ -140,10 +140,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
     let rtmpServer: RtmpIngestServer | undefined;
     let signaling: SignalingServer | undefined; // created below; the gauge reads it when scraped
+    let livekitSignaling: LiveKitSignaling | undefined;
     const metrics = createMetrics({
       activeRooms: () => rooms.activeRooms,
       participants: () => rooms.participantCount,
-      connections: () => signaling?.connectionCount ?? 0,
+      connections: () => (signaling?.connectionCount ?? 0) + (livekitSignaling?.connectionCount ?? 0),
     });
     const webhookKey = config.webhook.api_key ?? Object.keys(config.keys)[0]!;
     const webhooks = new WebhookNotifier({
@@ -225,8 +226,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     signaling = signalingServer;
     undo.push(() => signalingServer.close());
     // Stock LiveKit clients on the same path, told apart at the upgrade.
-    const livekitSignaling = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
-    undo.push(() => livekitSignaling.close());
+    const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
+    livekitSignaling = livekit;
+    undo.push(() => livekit.close());
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
     undo.push(() => rooms.close());
 
@@ -304,14 +306,14 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const server = createHttpServer({
       twirp,
       upgrade: (req, socket, head, url) => {
-        if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekitSignaling.handleUpgrade(req, socket, head, url);
+        if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekit.handleUpgrade(req, socket, head, url);
         if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
         if (url.pathname === AGENT_PATH) return agentServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
       routes: [
         { prefix: WHIP_PATH, handle: (req, res, url) => whip.handle(req, res, url) },
-        { prefix: LIVEKIT_RTC_PATH, handle: (req, res, url) => livekitSignaling.handleHttp(req, res, url) },
+        { prefix: LIVEKIT_RTC_PATH, handle: (req, res, url) => livekit.handleHttp(req, res, url) },
         { prefix: LIVEKIT_DEMO_PATH, handle: serveLiveKitDemo },
         { prefix: LIVEKIT_SDK_PATH, handle: serveLiveKitDemo },
         { prefix: WHEP_PATH, handle: (req, res, url) => whep.handle(req, res, url) },
@@ -367,7 +369,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       agents.close();
       rooms.close();
       signalingServer.close();
-      livekitSignaling.close();
+      livekit.close();
       agentServer.close();
     });
     const port = (server.address() as AddressInfo).port;
