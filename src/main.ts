@@ -16,6 +16,9 @@ import { configureLogger, moduleLogger, rootLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { iceServersFor } from './signaling/iceServers.ts';
 import { SIGNALING_PATH, SignalingServer } from './signaling/server.ts';
+import { LIVEKIT_RTC_PATH, LiveKitSignaling } from './livekit/LiveKitSignaling.ts';
+import { isLiveKitUpgrade } from './livekit/signal.ts';
+import { LIVEKIT_DEMO_PATH, LIVEKIT_SDK_PATH, serveLiveKitDemo } from './livekit/demo.ts';
 import { RoomManager, permissionFromClaims } from './sfu/RoomManager.ts';
 import { WorkerPool } from './sfu/WorkerPool.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embeddedRedis.ts';
@@ -147,10 +150,11 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
 
     let rtmpServer: RtmpIngestServer | undefined;
     let signaling: SignalingServer | undefined; // created below; the gauge reads it when scraped
+    let livekitSignaling: LiveKitSignaling | undefined;
     const metrics = createMetrics({
       activeRooms: () => rooms.activeRooms,
       participants: () => rooms.participantCount,
-      connections: () => signaling?.connectionCount ?? 0,
+      connections: () => (signaling?.connectionCount ?? 0) + (livekitSignaling?.connectionCount ?? 0),
     });
     const webhookKey = config.webhook.api_key ?? Object.keys(config.keys)[0]!;
     const webhooks = new WebhookNotifier({
@@ -231,6 +235,10 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const signalingServer = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
     signaling = signalingServer;
     undo.push(() => signalingServer.close());
+    // Stock LiveKit clients on the same path, told apart at the upgrade.
+    const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
+    livekitSignaling = livekit;
+    undo.push(() => livekit.close());
     // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
     undo.push(() => rooms.close());
 
@@ -367,12 +375,16 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     const server = createHttpServer({
       twirp,
       upgrade: (req, socket, head, url) => {
+        if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekit.handleUpgrade(req, socket, head, url);
         if (url.pathname === SIGNALING_PATH) return signalingServer.handleUpgrade(req, socket, head, url);
         if (url.pathname === AGENT_PATH) return agentServer.handleUpgrade(req, socket, head, url);
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       },
       routes: [
         { prefix: WHIP_PATH, handle: (req, res, url) => whip.handle(req, res, url) },
+        { prefix: LIVEKIT_RTC_PATH, handle: (req, res, url) => livekit.handleHttp(req, res, url) },
+        { prefix: LIVEKIT_DEMO_PATH, handle: serveLiveKitDemo },
+        { prefix: LIVEKIT_SDK_PATH, handle: serveLiveKitDemo },
         { prefix: WHEP_PATH, handle: (req, res, url) => whep.handle(req, res, url) },
         { prefix: PLAY_PATH, handle: (req, res) => servePlayPage(req, res) },
         { prefix: EGRESS_INTERNAL_PATH, handle: (req, res, url) => egressTaps.handle(req, res, url) },
@@ -427,6 +439,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       agents.close();
       rooms.close();
       signalingServer.close();
+      livekit.close();
       agentServer.close();
     });
     const port = (server.address() as AddressInfo).port;

@@ -74,6 +74,21 @@ export interface OfferedMedia {
   /** RIDs the offerer sends (a=simulcast:send), in order. */
   sendRids: string[];
   cname?: string;
+  /** The sender's MediaStreamTrack id (second part of a=msid), which LiveKit clients call the cid. */
+  trackId?: string;
+}
+
+/** An offered m=application (SCTP data channels), kept apart from the RTP m-lines. */
+export interface OfferedData {
+  index: number;
+  mid: string;
+}
+
+export interface ParseOfferOptions {
+  /** Accept one m=application (SCTP) line; it is returned as `data`. Default false (WHIP/WHEP). */
+  allowData?: boolean;
+  /** Most m-lines accepted; default 8. */
+  maxMedia?: number;
 }
 
 export interface ParsedOffer {
@@ -82,6 +97,7 @@ export interface ParsedOffer {
   fingerprints: DtlsFingerprint[];
   setup: 'actpass' | 'active';
   media: OfferedMedia[];
+  data?: OfferedData;
 }
 
 function assert(cond: unknown, message: string): asserts cond {
@@ -94,7 +110,7 @@ const TOKEN = /^[\x21-\x7e]{1,256}$/;
  * Parses an offer and checks the WebRTC parts every use needs: BUNDLE of all m-lines, rtcp-mux, one
  * ICE ufrag/pwd and DTLS fingerprint, a usable setup role, and RTP audio/video m-lines only.
  */
-export function parseOffer(text: string): ParsedOffer {
+export function parseOffer(text: string, opts: ParseOfferOptions = {}): ParsedOffer {
   assert(typeof text === 'string' && text.length > 0, 'the body is empty');
   assert(Buffer.byteLength(text) <= MAX_SDP_BYTES, `the offer is larger than ${MAX_SDP_BYTES} bytes`);
   assert(/^v=0\r?\n/.test(text), "the body is not SDP (it must start with 'v=0')");
@@ -106,7 +122,7 @@ export function parseOffer(text: string): ParsedOffer {
   }
   const media = Array.isArray(session.media) ? session.media : [];
   assert(media.length > 0, 'the offer has no m-line');
-  assert(media.length <= 8, 'the offer has too many m-lines');
+  assert(media.length <= (opts.maxMedia ?? 8), 'the offer has too many m-lines');
 
   const first = media[0]!;
   // sdp-transform turns all-digit values into numbers (a ufrag such as "1234" included).
@@ -133,17 +149,30 @@ export function parseOffer(text: string): ParsedOffer {
   const bundled = new Set(String(bundle.mids).split(' '));
 
   const seenMids = new Set<string>();
-  const out: OfferedMedia[] = media.map((m, index) => {
-    assert(m.type === 'audio' || m.type === 'video', `m-line ${index}: media type '${m.type}' is not supported (audio and video only)`);
-    assert(/UDP\/TLS\/RTP\/SAVPF/i.test(String(m.protocol)), `m-line ${index}: protocol '${m.protocol}' is not UDP/TLS/RTP/SAVPF`);
+  const midOf = (m: MediaDescription, index: number) => {
     // sdp-transform turns a numeric mid ("0") into a number.
     const mid = typeof m.mid === 'string' || typeof m.mid === 'number' ? String(m.mid) : '';
     assert(mid.length > 0 && mid.length <= 32 && TOKEN.test(mid), `m-line ${index}: a=mid is missing`);
     assert(!seenMids.has(mid), `m-line ${index}: a=mid:${mid} is used twice`);
     seenMids.add(mid);
-    assert(bundled.has(mid), `m-line ${index}: mid ${mid} is not in the BUNDLE group`);
+    // A rejected m-line (port 0) stays in later offers, outside the BUNDLE group.
+    assert(m.port === 0 || bundled.has(mid), `m-line ${index}: mid ${mid} is not in the BUNDLE group`);
+    return mid;
+  };
+  let data: OfferedData | undefined;
+  const rtpLines = media.flatMap((m, index) => {
+    if (m.type !== 'application' || !opts.allowData) return [{ m, index }];
+    assert(!data, `m-line ${index}: only one m=application line is supported`);
+    assert(/^UDP\/DTLS\/SCTP$/i.test(String(m.protocol)), `m-line ${index}: protocol '${m.protocol}' is not UDP/DTLS/SCTP`);
+    data = { index, mid: midOf(m, index) };
+    return [];
+  });
+  const out: OfferedMedia[] = rtpLines.map(({ m, index }) => {
+    assert(m.type === 'audio' || m.type === 'video', `m-line ${index}: media type '${m.type}' is not supported (audio and video only)`);
+    assert(/UDP\/TLS\/RTP\/SAVPF/i.test(String(m.protocol)), `m-line ${index}: protocol '${m.protocol}' is not UDP/TLS/RTP/SAVPF`);
+    const mid = midOf(m, index);
     assert(m.rtcpMux === 'rtcp-mux', `m-line ${index}: a=rtcp-mux is required`);
-    const direction = m.direction ?? 'sendrecv';
+    const direction = m.port === 0 ? 'inactive' : (m.direction ?? 'sendrecv');
     assert(['sendonly', 'recvonly', 'sendrecv', 'inactive'].includes(direction), `m-line ${index}: bad direction`);
     return {
       index,
@@ -157,9 +186,10 @@ export function parseOffer(text: string): ParsedOffer {
       ssrcs: offeredSsrcs(m),
       sendRids: offeredRids(m),
       ...cnameOf(m),
+      ...msidTrackOf(m),
     };
   });
-  return { iceUfrag, icePwd, fingerprints: [{ algorithm, value: fp.hash.toUpperCase() }], setup, media: out };
+  return { iceUfrag, icePwd, fingerprints: [{ algorithm, value: fp.hash.toUpperCase() }], setup, media: out, ...(data ? { data } : {}) };
 }
 
 function parseFmtp(config: string): Record<string, string | number> {
@@ -218,6 +248,14 @@ function offeredRids(m: MediaDescription): string[] {
     .split(';')
     .map((alt) => alt.split(',')[0]!.replace(/^~/, ''))
     .filter((rid) => sendRids.has(rid) && /^[A-Za-z0-9_-]{1,16}$/.test(rid));
+}
+
+function msidTrackOf(m: MediaDescription): { trackId?: string } {
+  // sdp-transform 3 parses a=msid into a list of {id, appdata}; older typings call it a string.
+  const msid = (m as unknown as { msid?: unknown }).msid;
+  const first = Array.isArray(msid) ? (msid[0] as { appdata?: unknown } | undefined) : undefined;
+  const track = first?.appdata === undefined ? '' : String(first.appdata);
+  return TOKEN.test(track) ? { trackId: track } : {};
 }
 
 function cnameOf(m: MediaDescription): { cname?: string } {
@@ -304,6 +342,17 @@ export function negotiatePublish(offer: ParsedOffer, routerCodecs: types.RtpCode
   assert(new Set(ssrcs).size === ssrcs.length, 'the same SSRC appears twice in the offer');
   return offer.media.map((m) => {
     assert(m.direction === 'sendonly' || m.direction === 'sendrecv', `m-line ${m.index} (${m.kind}) is ${m.direction}: a WHIP offer must be sendonly`);
+    return negotiateSendMedia(m, routerCodecs);
+  });
+}
+
+/**
+ * One offered sending m-line as a Producer: the first codec the router carries (RED, AV1 and other
+ * codecs mediasoup cannot route are left out of the answer), its RTX, the header extensions and
+ * feedback mediasoup acts on, and the encodings (simulcast by RID or SSRC, or one stream).
+ */
+export function negotiateSendMedia(m: OfferedMedia, routerCodecs: types.RtpCodecCapability[]): PublishMedia {
+  {
     const codec = m.codecs.find((c) => routable(c, routerCodecs));
     const offered = m.codecs.filter((c) => !/\/(rtx|red|ulpfec|flexfec-03|cn|telephone-event)$/i.test(c.mimeType)).map((c) => c.mimeType.split('/')[1]);
     assert(
@@ -354,7 +403,7 @@ export function negotiatePublish(offer: ParsedOffer, routerCodecs: types.RtpCode
       rtpParameters,
       answer: { mid: m.mid, kind: m.kind, direction: 'recvonly', codecs, extensions, recvRids: rids },
     };
-  });
+  }
 }
 
 // ---- WHEP: play ---------------------------------------------------------------------------------
@@ -521,55 +570,171 @@ export function writeAnswer(offer: ParsedOffer, media: AnswerMedia[], transport:
     groups: [{ type: 'BUNDLE', mids: mids.join(' ') }],
     msidSemantic: { semantic: 'WMS', token: '*' },
     fingerprint: { type: fp.algorithm, hash: fp.value },
-    media: media.map((m): MediaDescription => {
-      const attrs: MediaDescription & MediaAttributes = {
-        type: m.kind,
-        port: firstCandidate?.port ?? 9,
-        protocol: 'UDP/TLS/RTP/SAVPF',
-        payloads: m.codecs.map((c) => c.payloadType).join(' '),
-        connection: { version: ipVer, ip: firstCandidate?.ip ?? '0.0.0.0' },
-        mid: m.mid,
-        direction: m.direction,
-        iceUfrag: transport.iceUfrag,
-        icePwd: transport.icePwd,
-        setup: 'passive',
-        candidates: candidateLines(transport.candidates),
-        endOfCandidates: 'end-of-candidates',
-        rtcpMux: 'rtcp-mux',
-        rtcpRsize: 'rtcp-rsize',
-        rtp: m.codecs.map((c) => ({
-          payload: c.payloadType,
-          codec: c.mimeType.split('/')[1]!,
-          rate: c.clockRate,
-          ...(c.channels && c.channels > 1 ? { encoding: c.channels } : {}),
-        })),
-        fmtp: m.codecs
-          .filter((c) => Object.keys(c.parameters).length > 0)
-          .map((c) => ({ payload: c.payloadType, config: Object.entries(c.parameters).map(([k, v]) => `${k}=${v}`).join(';') })),
-        rtcpFb: m.codecs.flatMap((c) => c.rtcpFeedback.map((fb) => ({ payload: c.payloadType, type: fb.type, ...(fb.parameter ? { subtype: fb.parameter } : {}) }))),
-        ext: m.extensions.map((e) => ({ value: e.id, uri: e.uri })),
-      };
-      if (m.recvRids.length > 0) {
-        attrs.rids = m.recvRids.map((id) => ({ id, direction: 'recv' }));
-        attrs.simulcast = { dir1: 'recv', list1: m.recvRids.join(';') };
-      }
-      if (m.send) {
-        const { ssrc, rtxSsrc, cname } = m.send;
-        const streamId = m.send.streamId.replace(/[^\w-]/g, '-');
-        const trackId = m.send.trackId.replace(/[^\w-]/g, '-');
-        // sdp-transform 3 keeps a=msid as a list ({id, appdata}); its 2.x typings still say string.
-        (attrs as unknown as { msid: { id: string; appdata: string }[] }).msid = [{ id: streamId, appdata: trackId }];
-        attrs.ssrcs = [{ id: ssrc, attribute: 'cname', value: cname }, { id: ssrc, attribute: 'msid', value: `${streamId} ${trackId}` }];
-        if (rtxSsrc) {
-          attrs.ssrcs.push({ id: rtxSsrc, attribute: 'cname', value: cname }, { id: rtxSsrc, attribute: 'msid', value: `${streamId} ${trackId}` });
-          attrs.ssrcGroups = [{ semantics: 'FID', ssrcs: `${ssrc} ${rtxSsrc}` }];
-        }
-      }
-      return attrs;
-    }),
+    media: media.map((m) => rtpSection(m, transport, 'passive')),
   };
   void offer;
   return sdpTransform.write(session);
+}
+
+/** One RTP m-line of a description we write: candidates, the codecs and extensions given, our SSRC and msid when sending. */
+function rtpSection(m: AnswerMedia, transport: AnswerTransport, setup: 'passive' | 'actpass', port?: number): MediaDescription {
+  const firstCandidate = transport.candidates[0];
+  const ipVer = firstCandidate?.ip.includes(':') ? 6 : 4;
+  const attrs: MediaDescription & MediaAttributes = {
+    type: m.kind,
+    port: port ?? firstCandidate?.port ?? 9,
+    protocol: 'UDP/TLS/RTP/SAVPF',
+    payloads: m.codecs.map((c) => c.payloadType).join(' '),
+    connection: { version: ipVer, ip: firstCandidate?.ip ?? '0.0.0.0' },
+    mid: m.mid,
+    direction: m.direction,
+    iceUfrag: transport.iceUfrag,
+    icePwd: transport.icePwd,
+    setup,
+    candidates: candidateLines(transport.candidates),
+    endOfCandidates: 'end-of-candidates',
+    rtcpMux: 'rtcp-mux',
+    rtcpRsize: 'rtcp-rsize',
+    rtp: m.codecs.map((c) => ({
+      payload: c.payloadType,
+      codec: c.mimeType.split('/')[1]!,
+      rate: c.clockRate,
+      ...(c.channels && c.channels > 1 ? { encoding: c.channels } : {}),
+    })),
+    fmtp: m.codecs
+      .filter((c) => Object.keys(c.parameters).length > 0)
+      .map((c) => ({ payload: c.payloadType, config: Object.entries(c.parameters).map(([k, v]) => `${k}=${v}`).join(';') })),
+    rtcpFb: m.codecs.flatMap((c) => c.rtcpFeedback.map((fb) => ({ payload: c.payloadType, type: fb.type, ...(fb.parameter ? { subtype: fb.parameter } : {}) }))),
+    ext: m.extensions.map((e) => ({ value: e.id, uri: e.uri })),
+  };
+  if (m.recvRids.length > 0) {
+    attrs.rids = m.recvRids.map((id) => ({ id, direction: 'recv' }));
+    attrs.simulcast = { dir1: 'recv', list1: m.recvRids.join(';') };
+  }
+  if (m.send) {
+    const { ssrc, rtxSsrc, cname } = m.send;
+    // '|' stays: LiveKit clients read the publisher's participant sid from a stream id "PA_x|TR_y".
+    const streamId = m.send.streamId.replace(/[^\w|-]/g, '-');
+    const trackId = m.send.trackId.replace(/[^\w-]/g, '-');
+    // sdp-transform 3 keeps a=msid as a list ({id, appdata}); its 2.x typings still say string.
+    (attrs as unknown as { msid: { id: string; appdata: string }[] }).msid = [{ id: streamId, appdata: trackId }];
+    attrs.ssrcs = [{ id: ssrc, attribute: 'cname', value: cname }, { id: ssrc, attribute: 'msid', value: `${streamId} ${trackId}` }];
+    if (rtxSsrc) {
+      attrs.ssrcs.push({ id: rtxSsrc, attribute: 'cname', value: cname }, { id: rtxSsrc, attribute: 'msid', value: `${streamId} ${trackId}` });
+      attrs.ssrcGroups = [{ semantics: 'FID', ssrcs: `${ssrc} ${rtxSsrc}` }];
+    }
+  }
+  return attrs;
+}
+
+// ---- two PeerConnections per participant (LiveKit clients) --------------------------------------
+//
+// A LiveKit client publishes on one PeerConnection (it offers, we answer) and receives on another
+// (we offer, it answers). Both carry an m=application line for SCTP data channels, and m-lines
+// we cannot take are rejected with port 0 rather than failing the whole description.
+
+export interface SctpSettings {
+  port: number;
+  maxMessageSize: number;
+}
+
+export type DescriptionSection =
+  | { type: 'rtp'; media: AnswerMedia }
+  | { type: 'data'; mid: string; sctp: SctpSettings }
+  /** A refused m-line: port 0, the first offered payload type (RFC 3264 §6). */
+  | { type: 'rejected'; mid: string; kind: MediaKind | 'application'; payload: string };
+
+/**
+ * A whole offer (setup actpass) or answer (setup passive) in the sections' order. ICE-lite with all
+ * candidates in every m-line: the server never trickles.
+ */
+export function writeDescription(kind: 'offer' | 'answer', sections: DescriptionSection[], transport: AnswerTransport, sessionId: string, version = 1): string {
+  const fp = transport.fingerprints.find((f) => f.algorithm === 'sha-256') ?? transport.fingerprints[0];
+  assert(fp, 'no local DTLS fingerprint');
+  const setup = kind === 'offer' ? 'actpass' : 'passive';
+  const firstCandidate = transport.candidates[0];
+  const ipVer = firstCandidate?.ip.includes(':') ? 6 : 4;
+  const live = sections.filter((s) => s.type !== 'rejected').map((s) => (s.type === 'rtp' ? s.media.mid : s.mid));
+  const session: SessionDescription = {
+    version: 0,
+    origin: { username: '-', sessionId, sessionVersion: version, netType: 'IN', ipVer, address: firstCandidate?.ip ?? '127.0.0.1' },
+    name: '-',
+    timing: { start: 0, stop: 0 },
+    icelite: 'ice-lite',
+    ...(live.length > 0 ? { groups: [{ type: 'BUNDLE', mids: live.join(' ') }] } : {}),
+    msidSemantic: { semantic: 'WMS', token: '*' },
+    fingerprint: { type: fp.algorithm, hash: fp.value },
+    media: sections.map((s): MediaDescription => {
+      if (s.type === 'rtp') return rtpSection(s.media, transport, setup);
+      if (s.type === 'rejected') {
+        return {
+          type: s.kind,
+          port: 0,
+          protocol: s.kind === 'application' ? 'UDP/DTLS/SCTP' : 'UDP/TLS/RTP/SAVPF',
+          payloads: s.payload,
+          connection: { version: ipVer, ip: '0.0.0.0' },
+          mid: s.mid,
+          direction: 'inactive',
+          rtp: [],
+          fmtp: [],
+        };
+      }
+      const attrs: MediaDescription & MediaAttributes = {
+        type: 'application',
+        port: firstCandidate?.port ?? 9,
+        protocol: 'UDP/DTLS/SCTP',
+        payloads: 'webrtc-datachannel',
+        connection: { version: ipVer, ip: firstCandidate?.ip ?? '0.0.0.0' },
+        mid: s.mid,
+        iceUfrag: transport.iceUfrag,
+        icePwd: transport.icePwd,
+        setup,
+        candidates: candidateLines(transport.candidates),
+        endOfCandidates: 'end-of-candidates',
+        sctpPort: s.sctp.port,
+        maxMessageSize: s.sctp.maxMessageSize,
+        rtp: [],
+        fmtp: [],
+      };
+      return attrs;
+    }),
+  };
+  return sdpTransform.write(session);
+}
+
+/** What we need from a LiveKit client's answer to our offer: its DTLS identity and role. */
+export interface ParsedAnswer {
+  fingerprints: DtlsFingerprint[];
+  /** The answerer's DTLS role: `active` makes it the DTLS client. */
+  setup: 'active' | 'passive';
+  /** mids the answerer accepted (port ≠ 0). */
+  acceptedMids: string[];
+}
+
+export function parseAnswer(text: string): ParsedAnswer {
+  assert(typeof text === 'string' && text.length > 0, 'the answer is empty');
+  assert(Buffer.byteLength(text) <= MAX_SDP_BYTES, `the answer is larger than ${MAX_SDP_BYTES} bytes`);
+  assert(/^v=0\r?\n/.test(text), "the answer is not SDP (it must start with 'v=0')");
+  let session: SessionDescription;
+  try {
+    session = sdpTransform.parse(text);
+  } catch (err) {
+    throw new SdpError(`the SDP does not parse: ${(err as Error).message}`);
+  }
+  const media = Array.isArray(session.media) ? session.media : [];
+  const first = media[0];
+  const fp = first?.fingerprint ?? session.fingerprint;
+  assert(
+    fp && typeof fp.type === 'string' && typeof fp.hash === 'string' && /^[0-9A-Fa-f:]{20,}$/.test(fp.hash),
+    'the answer has no valid a=fingerprint',
+  );
+  const setup = String(first?.setup ?? session.setup ?? 'active');
+  assert(setup === 'active' || setup === 'passive', `a=setup:${setup} is not a valid answer role`);
+  return {
+    fingerprints: [{ algorithm: fp.type.toLowerCase(), value: fp.hash.toUpperCase() }],
+    setup,
+    acceptedMids: media.filter((m) => m.port !== 0 && m.mid !== undefined).map((m) => String(m.mid)),
+  };
 }
 
 // ---- trickle-ice-sdpfrag (RFC 8840) ---------------------------------------------------------------

@@ -10,6 +10,7 @@ import {
   TrackInfo,
   TrackSource,
   TrackType,
+  type VideoLayer,
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
@@ -25,6 +26,34 @@ export interface SignalSink {
   close(reason: LeaveReason): void;
   /** A newer connection resumed this participant's session: end this one without leaving. */
   superseded(): void;
+}
+
+/** A data message the room delivers to one participant. */
+export interface RoomData {
+  /** The user payload; absent for a LiveKit-only packet (chat, streams, RPC) that only LiveKit clients read. */
+  payload?: Uint8Array;
+  topic?: string;
+  /** Sender identity and sid; absent for RoomService SendData and hidden senders. */
+  from?: string;
+  fromSid?: string;
+  reliable: boolean;
+  /** The sender's LiveKit DataPacket when it came from a LiveKit client, for LiveKit recipients. */
+  packet?: Uint8Array;
+}
+
+/** What a participant's own data channel message asks the room to deliver. */
+export interface InboundData extends Omit<RoomData, 'from' | 'fromSid'> {
+  destinations: string[];
+}
+
+/**
+ * A participant whose client frames data in its own protocol (LiveKit clients): the room reads its
+ * messages through `read` and hands it messages through `deliver` instead of opening the roomgate
+ * data channel towards it.
+ */
+export interface DataPath {
+  read(message: Buffer): InboundData | undefined;
+  deliver(message: RoomData): void;
 }
 
 export interface TransportSettings {
@@ -109,6 +138,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #rtpCapabilities: types.RtpCapabilities | undefined;
   #sink: SignalSink | undefined;
   #closed = false;
+  /** Set by a signaling edge whose clients frame data themselves; see DataPath. */
+  dataPath: DataPath | undefined;
 
   constructor(init: ParticipantInit) {
     super();
@@ -270,16 +301,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return { iceParameters: await this.#transport(transportId).restartIce() };
   }
 
-  async publishTrack(req: RequestData<'publishTrack'>): Promise<{ trackSid: string }> {
-    if (!this.#permission.canPublish) throw permissionDenied('this participant may not publish tracks (canPublish is false)');
-    const allowed = this.#permission.canPublishSources;
-    if (allowed.length > 0 && !allowed.includes(SOURCE_BY_NAME[req.source])) {
-      throw permissionDenied(`this participant may not publish '${req.source}' (allowed: ${sourceNames(allowed).join(', ')})`);
-    }
-    if (SOURCE_KIND[req.source] !== req.kind) throw invalidArgument(`source '${req.source}' must be a ${SOURCE_KIND[req.source]} track`);
-    if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[req.source])) {
-      throw new ApiError('failed_precondition', `a '${req.source}' track is already published; unpublish it first`);
-    }
+  /**
+   * `given` carries what a LiveKit client settled before its offer: the sid it was promised in
+   * track_published, and its simulcast layers for TrackInfo.
+   */
+  async publishTrack(req: RequestData<'publishTrack'>, given: { sid?: string; layers?: VideoLayer[] } = {}): Promise<{ trackSid: string }> {
+    this.checkPublish(req.source, req.kind);
     const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
     if (transport.appData.direction !== 'send') throw invalidArgument('tracks are published on a send transport');
     // Codec parameters end up in the SDP egress FFmpeg reads: only known keys and plain values.
@@ -294,7 +321,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     );
     const encodings = producer.rtpParameters.encodings ?? [];
     const info = new TrackInfo({
-      sid: newId('TR_'),
+      sid: given.sid ?? newId('TR_'),
       type: req.kind === 'audio' ? TrackType.AUDIO : TrackType.VIDEO,
       name: req.name ?? req.source,
       source: SOURCE_BY_NAME[req.source],
@@ -303,6 +330,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       mimeType: producer.rtpParameters.codecs[0]?.mimeType ?? '',
       width: req.width ?? 0,
       height: req.height ?? 0,
+      layers: given.layers ?? [],
     });
     const track: PublishedTrack = { info, producer, ownerIdentity: this.identity };
     this.#tracks.set(info.sid, track);
@@ -312,6 +340,19 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#log.info({ track: info.sid, kind: req.kind, source: req.source, simulcast: info.simulcast }, 'track published');
     this.safeEmit('@trackpublished', track);
     return { trackSid: info.sid };
+  }
+
+  /** Throws unless this participant may publish a `kind` track from `source` now (grants, one per source). */
+  checkPublish(source: TrackSourceName, kind: 'audio' | 'video'): void {
+    if (!this.#permission.canPublish) throw permissionDenied('this participant may not publish tracks (canPublish is false)');
+    const allowed = this.#permission.canPublishSources;
+    if (allowed.length > 0 && !allowed.includes(SOURCE_BY_NAME[source])) {
+      throw permissionDenied(`this participant may not publish '${source}' (allowed: ${sourceNames(allowed).join(', ')})`);
+    }
+    if (SOURCE_KIND[source] !== kind) throw invalidArgument(`source '${source}' must be a ${SOURCE_KIND[source]} track`);
+    if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[source])) {
+      throw new ApiError('failed_precondition', `a '${source}' track is already published; unpublish it first`);
+    }
   }
 
   unpublishTrack({ trackSid }: RequestData<'unpublishTrack'>): void {

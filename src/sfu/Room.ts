@@ -199,7 +199,8 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   /** A participant can now receive (capabilities known and/or recv transport created). */
   async #onReady(p: Participant): Promise<void> {
     for (const o of this.#visibleOthers(p)) for (const t of o.tracks) this.#subscribe(p, t);
-    if (p.recvTransport && !this.#relays.has(p.identity)) {
+    // A participant with its own data path gets data through it, not the relay channel.
+    if (p.recvTransport && !p.dataPath && !this.#relays.has(p.identity)) {
       try {
         const relay = await this.#media.dataRelay.produceData({ label: 'roomgate', protocol: 'roomgate-data-v1' });
         if (p.closed || this.#relays.has(p.identity)) {
@@ -223,6 +224,13 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     const consumer = await this.#media.dataRelay.consumeData({ dataProducerId: dp.id });
     consumer.on('message', (message: Buffer) => {
       if (!p.permission.canPublishData) return; // revoked since the channel opened
+      if (p.dataPath) {
+        const read = p.dataPath.read(message);
+        if (!read) return;
+        const { destinations, ...data } = read;
+        this.deliver(data.payload, data.topic, destinations, p.identity, !p.hidden, { reliable: data.reliable, ...(data.packet ? { packet: data.packet } : {}), fromSid: p.sid });
+        return;
+      }
       const decoded = decodeData(message);
       if (!decoded) return; // not an envelope: dropped, like any malformed input
       // A hidden sender stays anonymous; its own echo is still skipped by identity.
@@ -230,14 +238,37 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     });
   }
 
-  /** Delivers a data message to everyone (or the named identities) but its sender. Returns recipients. */
-  deliver(payload: Uint8Array, topic: string | undefined, destinations: string[], from?: string, showSender = true): number {
-    const frame = encodeData({ ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }, payload);
+  /**
+   * Delivers a data message to everyone (or the named identities) but its sender. Returns recipients.
+   * `payload` undefined is a LiveKit-only packet (`extra.packet`), which only LiveKit clients read.
+   */
+  deliver(
+    payload: Uint8Array | undefined,
+    topic: string | undefined,
+    destinations: string[],
+    from?: string,
+    showSender = true,
+    extra: { reliable?: boolean; packet?: Uint8Array; fromSid?: string } = {},
+  ): number {
+    const frame = payload ? encodeData({ ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }, payload) : undefined;
     let count = 0;
-    for (const [identity, relay] of this.#relays) {
+    for (const p of this.#participants.values()) {
+      const identity = p.identity;
       if (identity === from) continue;
       if (destinations.length > 0 && !destinations.includes(identity)) continue;
-      if (relay.closed) continue;
+      if (p.dataPath) {
+        p.dataPath.deliver({
+          ...(payload ? { payload } : {}),
+          ...(topic ? { topic } : {}),
+          ...(from && showSender ? { from, ...(extra.fromSid ? { fromSid: extra.fromSid } : {}) } : {}),
+          reliable: extra.reliable ?? true,
+          ...(extra.packet ? { packet: extra.packet } : {}),
+        });
+        count++;
+        continue;
+      }
+      const relay = this.#relays.get(identity);
+      if (!frame || !relay || relay.closed) continue;
       relay.send(Buffer.from(frame));
       count++;
     }

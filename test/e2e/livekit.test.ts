@@ -1,0 +1,341 @@
+// Stock livekit-client 2.23.0 (npm, bundled by the gateway for its /lk demo page) in headless Debian
+// Chromium with fake devices, against a real gateway on loopback: two LiveKit participants publish
+// and decode each other, exchange data, and meet a roomgate-SDK participant; bad input over the
+// same protocol gets a reason, never a crash.
+import {
+  AddTrackRequest,
+  DataPacket_Kind,
+  SessionDescription,
+  SignalRequest,
+  SignalResponse,
+  SimulcastCodec,
+  TrackType,
+  type RequestResponse,
+} from '@livekit/protocol';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
+import type { Gateway } from '../../src/main.ts';
+import { launchChromium } from '../helpers/chromium.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
+import { waitFor } from '../helpers/net.ts';
+import { join, joinToken, nextEvent } from '../helpers/participants.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+
+let redis: TestRedis;
+let gw: Gateway;
+let browser: Browser;
+const nodes: NodeParticipant[] = [];
+
+interface Stat {
+  identity: string;
+  kind: string;
+  packetsReceived: number;
+  framesDecoded: number;
+  width: number;
+  elementWidth: number;
+}
+interface Lk {
+  events: { name: string; data: unknown }[];
+  chat: { from: string | null; text: string; topic: string | null; kind: number }[];
+  mediaStats(): Promise<Stat[]>;
+  sendChat(text: string, opts?: Record<string, unknown>): Promise<void>;
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
+  browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
+});
+
+afterAll(async () => {
+  await Promise.all(nodes.map((n) => n.leave().catch(() => undefined)));
+  await browser?.close();
+  await gw?.close();
+  await redis?.stop();
+});
+
+async function openLk(room: string, identity: string, grant: Record<string, boolean> = {}): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (err) => {
+    pageErrors.push(err.message);
+    console.error(`[${identity}] page error:`, err.message);
+  });
+  if (process.env.LK_DEBUG) page.on('console', (m) => console.log(`[${identity}] ${m.text()}`));
+  const token = await joinToken(room, identity, grant);
+  await page.goto(`${gw.url}/lk?room=${room}&identity=${identity}&autojoin=1&token=${token}`);
+  await waitFor(
+    async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))),
+    45_000,
+    `${identity} joined and published`,
+  );
+  expect(pageErrors).toEqual([]);
+  const error = await page.evaluate(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'error'));
+  expect(error).toBeUndefined();
+  return page;
+}
+
+const stats = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.mediaStats());
+const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.chat);
+
+/** Waits until `page` decodes video and receives audio from `other`, then sees both grow. */
+async function expectMediaFrom(page: Page, other: string, audio = true): Promise<void> {
+  const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
+  const first = await waitFor(
+    async () => {
+      const s = await stats(page);
+      const v = pick(s, 'video');
+      const a = pick(s, 'audio');
+      return v && v.framesDecoded > 0 && v.elementWidth > 0 && (!audio || (a && a.packetsReceived > 0)) ? { v, a } : undefined;
+    },
+    40_000,
+    `decoded media from ${other}`,
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  const later = await stats(page);
+  expect(pick(later, 'video')!.framesDecoded).toBeGreaterThan(first.v.framesDecoded);
+  if (audio) expect(pick(later, 'audio')!.packetsReceived).toBeGreaterThan(first.a!.packetsReceived);
+}
+
+describe('stock livekit-client in headless Chromium', () => {
+  it('two LiveKit participants decode each other and exchange data with a topic', async () => {
+    const alice = await openLk('lk-room', 'alice');
+    const bob = await openLk('lk-room', 'bob');
+    await expectMediaFrom(alice, 'bob');
+    await expectMediaFrom(bob, 'alice');
+
+    // The camera went up as VP8 simulcast with its layers in TrackInfo.
+    const listed = await gw.rooms.listParticipants('lk-room');
+    const cam = listed.find((p) => p.identity === 'alice')!.tracks.find((t) => t.type === 1);
+    expect(cam?.mimeType).toBe('video/VP8');
+    expect(cam?.simulcast).toBe(true);
+    expect(cam?.layers.length).toBeGreaterThan(1);
+
+    // UpdateTrackSettings: bob asks for alice's lowest simulcast layer and gets a small picture.
+    type Pub = { setVideoQuality(q: number): void };
+    type LkRooms = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): Pub } } } };
+    await bob.evaluate(() => (window as unknown as LkRooms).lk.room.getParticipantByIdentity('alice').getTrackPublication('camera').setVideoQuality(0));
+    const small = await waitFor(
+      async () => {
+        const v = (await stats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
+        return v && v.width > 0 && v.width <= 400 ? v : undefined;
+      },
+      30_000,
+      'lowest simulcast layer at bob',
+    );
+    expect(small.width).toBeLessThanOrEqual(cam!.layers.map((l) => l.width).sort((a, b) => a - b)[0]!);
+
+    // Without canUpdateOwnMetadata the request is refused with the server's reason.
+    const refused = await alice.evaluate(() =>
+      (window as unknown as { lk: { room: { localParticipant: { setMetadata(m: string): Promise<void> } } } }).lk.room.localParticipant.setMetadata('x').then(
+        () => 'accepted',
+        (err: Error) => err.message,
+      ),
+    );
+    expect(refused).toMatch(/canUpdateOwnMetadata/);
+
+    await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hello bob', { topic: 'greetings' }));
+    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
+    expect((await chat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
+
+    // An RPC round trip: request, ack and response are DataPackets relayed to their destination.
+    type Rpc = { lk: { room: { registerRpcMethod(m: string, h: (d: { payload: string; callerIdentity: string }) => Promise<string>): void; localParticipant: { performRpc(p: { destinationIdentity: string; method: string; payload: string }): Promise<string> } } } };
+    await bob.evaluate(() => (window as unknown as Rpc).lk.room.registerRpcMethod('greet', async (d) => `hi ${d.payload} from bob, called by ${d.callerIdentity}`));
+    const reply = await alice.evaluate(() => (window as unknown as Rpc).lk.room.localParticipant.performRpc({ destinationIdentity: 'bob', method: 'greet', payload: 'alice' }));
+    expect(reply).toBe('hi alice from bob, called by alice');
+
+    // RoomService SendData reaches a LiveKit client as a user packet without a sender.
+    await gw.rooms.sendData('lk-room', { data: new TextEncoder().encode('from the server'), topic: 'ops', destinationIdentities: ['bob'], destinationSids: [] });
+    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
+    expect((await chat(bob)).find((m) => m.text === 'from the server')).toMatchObject({ from: null, topic: 'ops' });
+
+    // A mute is a signal request; the other side sees the track muted.
+    await alice.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMicrophoneEnabled(on: boolean): Promise<unknown> } } } }).lk.room.localParticipant.setMicrophoneEnabled(false));
+    await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:audio'), undefined, { timeout: 15_000 });
+
+    // Drop bob's signaling WebSocket: the client resumes the same session (reconnect=1) with its
+    // tracks, and media keeps flowing both ways.
+    type LkRoom = { lk: { room: { localParticipant: { sid: string }; simulateScenario(s: string): Promise<void> } } };
+    const sid = await bob.evaluate(() => (window as unknown as LkRoom).lk.room.localParticipant.sid);
+    await bob.evaluate(() => (window as unknown as LkRoom).lk.room.simulateScenario('signal-reconnect'));
+    await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'reconnected'), undefined, { timeout: 30_000 });
+    expect((await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'bob')?.sid).toBe(sid);
+    await expectMediaFrom(alice, 'bob');
+    await expectMediaFrom(bob, 'alice', false); // alice's microphone is muted
+
+    await bob.close();
+    await alice.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'bob'));
+    await alice.close();
+  }, 150_000);
+
+  it('a LiveKit client and a roomgate-SDK participant receive each other\'s media and data', async () => {
+    const node = await join(gw.url, 'mixed-room', 'node');
+    nodes.push(node);
+    await node.publishFromFfmpeg({ kind: 'video', source: 'camera', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'] });
+    await node.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
+    const rtp = new Map<string, number>();
+    const count = (t: RemoteTrack) => {
+      if (t.participantIdentity === 'carol') t.track.onReceiveRtp.subscribe(() => rtp.set(t.kind, (rtp.get(t.kind) ?? 0) + 1));
+    };
+    node.on('trackSubscribed', count);
+
+    const carol = await openLk('mixed-room', 'carol', { canUpdateOwnMetadata: true });
+    await expectMediaFrom(carol, 'node');
+    await waitFor(() => ((rtp.get('video') ?? 0) > 30 && (rtp.get('audio') ?? 0) > 30 ? true : undefined), 30_000, 'carol\'s RTP at the Node participant');
+
+    const fromCarol = nextEvent(node, 'dataReceived', (m) => m.topic === 'chat', 15_000);
+    await carol.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hi node'));
+    const [msg] = await fromCarol;
+    expect(new TextDecoder().decode(msg.payload)).toBe('hi node');
+    expect(msg.from).toBe('carol');
+
+    // UpdateSubscription: carol unsubscribes from the Node participant's video (its m-line goes
+    // inactive in the next subscriber offer) and subscribes again (a new m-line), decoding again.
+    type Sub = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): { setSubscribed(on: boolean): void } } } } };
+    await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(false));
+    await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackUnsubscribed' && e.data === 'node:video'), undefined, { timeout: 20_000 });
+    await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(true));
+    await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.filter((e) => e.name === 'trackSubscribed' && e.data === 'node:video').length === 2, undefined, { timeout: 20_000 });
+    await expectMediaFrom(carol, 'node');
+
+    // setMetadata resolves once carol's own update comes back; the Node participant sees it too.
+    const updated = nextEvent(node, 'participantUpdated', (p) => p.identity === 'carol' && p.metadata === 'on stage', 15_000);
+    await carol.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMetadata(m: string): Promise<void> } } } }).lk.room.localParticipant.setMetadata('on stage'));
+    await updated;
+
+    await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
+    await waitFor(async () => (await chat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
+    expect((await chat(carol)).find((m) => m.text === 'hi carol')).toMatchObject({ from: 'node', topic: 'chat' });
+
+    // livekit-client unpublishes by renegotiating (its m-line goes inactive): the track leaves the room.
+    const cam = (await gw.rooms.listParticipants('mixed-room')).find((p) => p.identity === 'carol')!.tracks.find((t) => t.type === 1)!;
+    const unpublished = nextEvent(node, 'trackUnpublished', (identity, sid) => identity === 'carol' && sid === cam.sid, 20_000);
+    await carol.evaluate(async () => {
+      const lp = (window as unknown as { lk: { room: { localParticipant: { getTrackPublication(s: string): { track: unknown }; unpublishTrack(t: unknown): Promise<unknown> } } } }).lk.room.localParticipant;
+      await lp.unpublishTrack(lp.getTrackPublication('camera').track);
+    });
+    await unpublished;
+    await carol.close();
+  }, 150_000);
+});
+
+/**
+ * A publisher offer with VP9 only, as a client that ignored enabled_publish_codecs would send;
+ * `ghost` adds a VP8 m-line for a track no add_track announced.
+ */
+function vp9Offer(ghost = false): string {
+  const media = (mid: string, pt: number, codec: string, track: string, ssrc: number) => [
+    `m=video 9 UDP/TLS/RTP/SAVPF ${pt}`,
+    'c=IN IP4 0.0.0.0',
+    'a=ice-ufrag:Ab12',
+    'a=ice-pwd:hQ3lJYk0wC4gkWm1nL3x2B7a',
+    'a=fingerprint:sha-256 5A:1F:0B:6C:22:0E:91:3B:7D:AF:25:8C:61:E4:02:97:C3:11:5B:88:0D:F2:6E:41:A9:3C:74:D0:B8:25:9E:16',
+    'a=setup:actpass',
+    `a=mid:${mid}`,
+    'a=sendonly',
+    `a=msid:s ${track}`,
+    'a=rtcp-mux',
+    `a=rtpmap:${pt} ${codec}/90000`,
+    `a=ssrc:${ssrc} cname:c`,
+  ];
+  return [
+    'v=0',
+    'o=- 1 2 IN IP4 127.0.0.1',
+    's=-',
+    't=0 0',
+    `a=group:BUNDLE ${ghost ? '0 1' : '0'}`,
+    ...media('0', 98, 'VP9', 'vp9-cam', 4242),
+    ...(ghost ? media('1', 96, 'VP8', 'ghost', 4343) : []),
+    '',
+  ].join('\r\n');
+}
+
+describe('bad input on LiveKit signaling', () => {
+  /** A WebSocket speaking the protocol's framing directly, to send what no client would. */
+  async function rawSession(identity: string) {
+    const token = await joinToken('bad-room', identity);
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/rtc?access_token=${token}&sdk=js&protocol=17&auto_subscribe=1`);
+    const frames: SignalResponse[] = [];
+    ws.on('message', (data: Buffer) => frames.push(SignalResponse.fromBinary(data)));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    await waitFor(() => frames.find((f) => f.message.case === 'join'), 10_000, 'join response');
+    const next = async (what: string) => {
+      const seen = frames.length;
+      return waitFor(() => frames.slice(seen).find((f) => f.message.case === 'requestResponse')?.message.value as RequestResponse | undefined, 10_000, what);
+    };
+    return { ws, frames, next };
+  }
+
+  it('answers malformed frames, unknown requests, unsupported codecs and unknown cids with a reason and stays up', async () => {
+    const s = await rawSession('mallory');
+
+    let answer = s.next('malformed protobuf');
+    s.ws.send(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
+    expect((await answer).message).toMatch(/not a valid SignalRequest/);
+
+    answer = s.next('unknown request type');
+    s.ws.send(Buffer.from([0x98, 0x06, 0x01])); // field 99
+    expect((await answer).message).toMatch(/no known message/);
+
+    answer = s.next('text frame');
+    s.ws.send('{"offer":{}}');
+    expect((await answer).message).toMatch(/binary protobuf/);
+
+    answer = s.next('unsupported codec');
+    const av1 = new AddTrackRequest({ cid: 'v1', type: TrackType.VIDEO, simulcastCodecs: [new SimulcastCodec({ codec: 'av1', cid: 'v1' })] });
+    s.ws.send(new SignalRequest({ message: { case: 'addTrack', value: av1 } }).toBinary());
+    const refused = await answer;
+    expect(refused.message).toMatch(/codec 'av1' is not supported/);
+    expect(refused.request.case).toBe('addTrack');
+
+    // An offer whose only video codec the rooms cannot carry: that m-line is rejected (port 0) with a reason.
+    s.ws.send(new SignalRequest({ message: { case: 'addTrack', value: new AddTrackRequest({ cid: 'vp9-cam', type: TrackType.VIDEO }) } }).toBinary());
+    await waitFor(() => s.frames.find((f) => f.message.case === 'trackPublished'), 10_000, 'track_published');
+    answer = s.next('unsupported codec in the offer');
+    const seen = s.frames.length;
+    s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: vp9Offer(), id: 2 }) } }).toBinary());
+    expect((await answer).message).toMatch(/no supported codec offered \(have VP9/);
+    const sdpAnswer = await waitFor(() => s.frames.slice(seen).find((f) => f.message.case === 'answer')?.message.value as SessionDescription | undefined, 10_000, 'answer');
+    expect(sdpAnswer.sdp).toMatch(/m=video 0 /);
+    expect(sdpAnswer.id).toBe(2);
+
+    // A re-offer adding an m-line for a track no add_track announced: rejected with a reason.
+    answer = s.next('unknown cid');
+    s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: vp9Offer(true), id: 3 }) } }).toBinary());
+    expect((await answer).message).toMatch(/no add_track for track 'ghost'/);
+
+    answer = s.next('bad SDP');
+    s.ws.send(new SignalRequest({ message: { case: 'offer', value: new SessionDescription({ type: 'offer', sdp: 'not sdp', id: 1 }) } }).toBinary());
+    expect((await answer).message).toMatch(/not SDP/);
+
+    // Still in the room, and the gateway still answers.
+    expect((await gw.rooms.listParticipants('bad-room')).map((p) => p.identity)).toEqual(['mallory']);
+    const left = new Promise<number>((resolve) => s.ws.once('close', (code) => resolve(code)));
+    s.ws.send(new SignalRequest({ message: { case: 'leave', value: {} as never } }).toBinary());
+    expect(await left).toBe(1000);
+    await waitFor(async () => ((await gw.rooms.listParticipants('bad-room')).length === 0 ? true : undefined), 5000, 'mallory gone');
+  }, 60_000);
+
+  it('refuses a bad token at the upgrade, and sends v1 clients back to v0 with 404s', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/rtc?access_token=nope&sdk=js&protocol=17`);
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('open', () => reject(new Error('opened with a bad token')));
+      ws.once('error', () => undefined);
+    });
+    expect(status).toBe(401);
+    const token = await joinToken('bad-room', 'v1');
+    const v1 = await fetch(`${gw.url}/rtc/v1/validate?access_token=${token}`);
+    expect(v1.status).toBe(404);
+    expect(await v1.text()).not.toContain('requested room does not exist');
+    const v0 = await fetch(`${gw.url}/rtc/validate?access_token=${token}`);
+    expect(v0.status).toBe(200);
+    const bad = await fetch(`${gw.url}/rtc/validate?access_token=nope`);
+    expect(bad.status).toBe(401);
+  });
+});
