@@ -33,7 +33,7 @@ export const SnapshotSchema = z.object({ roomId: z.string().optional() });
 export const ConnectSchema = z.object({
   targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
   /** How cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
-  replay: z.enum(['preroll', 'squash']).default('squash'),
+  replay: z.enum(['preroll', 'squash', 'live']).default('squash'),
 });
 
 export interface TapTrack {
@@ -198,7 +198,7 @@ export class EgressTaps {
       room.off('@close', onClose);
     };
     this.#sessions.set(session.id, session);
-    this.#log.debug({ egress: req.egressId, session: session.id, tracks: tracks.map((t) => t.trackSid) }, 'egress tap opened');
+    this.#log.debug({ egress: req.egressId, session: session.id, tracks: tracks.map((t) => t.trackSid), cached: tracks.filter((t) => t.cached).map((t) => t.trackSid) }, 'egress tap opened');
     return { state: 'ready', sessionId: session.id, version: session.version, tracks };
   }
 

@@ -5,12 +5,13 @@
 // The cached pictures are older than the request. `preroll` keeps their timestamps: a copied
 // recording (track egress) starts with them, up to one keyframe interval before the request.
 // `squash` stamps them all within a few ticks before the newest one: an encoder gets the picture
-// of now at once, decodes the ones before it to get there, and keeps its audio in sync.
+// of now at once, decodes the ones before it to get there, and keeps its audio in sync. `live`
+// sends no cached picture: the worker starts at the source's next keyframe.
 import dgram from 'node:dgram';
 import { parseRtp, rewriteRtp } from '../media/rtp.ts';
 import type { TrackRelay } from '../media/rtpRelay.ts';
 
-export type ReplayMode = 'preroll' | 'squash';
+export type ReplayMode = 'preroll' | 'squash' | 'live';
 
 /**
  * Replay pace: this many packets per millisecond at most (about 35 MB/s). FFmpeg reads its socket
@@ -54,7 +55,7 @@ export class RelayFeed {
   /** Sends the cached pictures, then every live packet, to the worker. */
   start(target: { ip: string; port: number }, mode: ReplayMode): void {
     if (this.#closed || this.#unsubscribe) return;
-    const cached = this.#relay.recent();
+    const cached = mode === 'live' ? [] : this.#relay.recent();
     const queue: Buffer[] = [];
     let replaying = true;
     const send = (p: Buffer, timestamp?: number) => {

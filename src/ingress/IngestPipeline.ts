@@ -46,7 +46,8 @@ const RTCP_FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { t
 
 /** RTP and RTCP from several local senders re-sent from one socket pair. */
 class UdpFunnel {
-  readonly rtp = dgram.createSocket('udp4');
+  // Room for a few seconds of a stream while the event loop is busy (a keyframe is tens of kB).
+  readonly rtp = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
   readonly rtcp = dgram.createSocket('udp4');
 
   /** Packets of one SSRC (the top layer) also go to this cache. */

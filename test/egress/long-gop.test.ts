@@ -29,12 +29,13 @@ let egress: EgressClient;
 let ingress: IngressClient;
 let clip: string;
 const running = new Set<FfmpegProcess>();
-const { status } = egressLookups(() => egress);
+const { info } = egressLookups(() => egress);
 
 beforeAll(async () => {
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_RTMP_ENABLED: 'true', ROOMGATE_RTMP_PORT: String(await freePort()) });
-  worker = await inProcessWorker(gw);
+  // Room for the three egresses of one case at once (the default is 80 % of the cores).
+  worker = await inProcessWorker(gw, { ROOMGATE_EGRESS_MAX_CPU: '8' });
   egress = new EgressClient(gw.url, API_KEY, API_SECRET);
   ingress = new IngressClient(gw.url, API_KEY, API_SECRET);
   clip = await obsClip(OBS_NO_BFRAMES);
@@ -80,7 +81,11 @@ async function record(start: () => Promise<EgressInfo>, seconds: number, label: 
   await sleep(seconds * 1000);
   const stopAt = Date.now();
   await egress.stopEgress(started.egressId);
-  const ended = await status(started.egressId, EgressStatus.EGRESS_COMPLETE, 60_000);
+  const ended = await waitFor(async () => {
+    const i = await info(started.egressId);
+    return i && i.status >= EgressStatus.EGRESS_COMPLETE ? i : undefined;
+  }, 60_000, `${label} to end`);
+  expect(`${EgressStatus[ended.status]} ${ended.error}`, label).toBe(`EGRESS_COMPLETE `);
   const file = ended.fileResults[0]!.location;
   expect(fs.existsSync(file), `${label}: file at ${file}`).toBe(true);
   expect(decodeErrors(file), `${label}: full decode`).toBe('');

@@ -433,7 +433,10 @@ export class EgressRun {
         });
         // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
         await sleep(120);
-        await this.#d.taps.connect(session.sessionId, input.targets, 'squash');
+        // An encode wants the picture of now (older cached ones squashed just before it). A copy
+        // beside audio starts at the next keyframe: cached pictures, older than the audio, came out
+        // of the TS muxer with non-monotonic times (a known limitation, README).
+        await this.#d.taps.connect(session.sessionId, input.targets, isPassthrough(plan) ? 'live' : 'squash');
         this.#connectedAt ||= Date.now();
         const why = await this.#watch(session.sessionId, session.version, ffmpeg, false);
         if (why === 'changed') this.#log.info('source tracks changed; re-attaching');
@@ -496,7 +499,7 @@ export class EgressRun {
       const plumbed = await this.#plumb(session.tracks, 'track', TRACK_GATE);
       input = plumbed.input;
       const { sdpFile } = plumbed;
-      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
+      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe', logLevel: 'info' });
       // ACTIVE once FFmpeg writes media; the recording started when the RTP did (connect).
       ffmpeg.stdout!.on('data', (chunk: Buffer) => {
         if (!this.#startedAt && /out_time_us=[1-9]/.test(chunk.toString())) void this.#markActive();
@@ -515,6 +518,7 @@ export class EgressRun {
       this.#tapSession = undefined;
     }
     const code = await ffmpeg.exited;
+    this.#log.debug({ code, stderr: ffmpeg.stderrTail() }, 'track recorder ended');
     if (code !== 0 && !this.#startedAt) throw new Error(`track recorder failed: ${ffmpeg.stderrTail().split('\n').slice(-3).join(' ')}`);
   }
 }

@@ -34,8 +34,9 @@ export interface TapInputOptions {
 
 /** Sender reports go to FFmpeg this often (and once before a stream's first packet). */
 const SR_INTERVAL_MS = 1000;
-/** The first report is read before the first packet (FFmpeg reads RTP before RTCP when both wait). */
-const FIRST_PACKET_DELAY_MS = 20;
+/** A stream starts this long after its first picture: a replayed keyframe interval has arrived by then. */
+const FIRST_PACKET_DELAY_MS = 150;
+const FIRST_PACKET_GAP_MS = 10;
 /** How long to wait for FFmpeg to bind its ports before sending anyway (a start under heavy load). */
 const RECEIVER_DEADLINE_MS = 10_000;
 /** Bound of what a stream holds while it waits (bytes). */
@@ -71,6 +72,10 @@ class Lane {
   /** Index in `held` where the picture being received starts (video). */
   #pictureStart = 0;
   ssrc = 0;
+  refused = 0;
+  received = 0;
+  gaps = 0;
+  lastSeq: number | undefined;
   lastTs: number | undefined;
   lastAt = 0;
   packets = 0;
@@ -168,7 +173,17 @@ export class TapInput {
     for (const lane of this.#lanes) {
       const from = lane.track.from;
       lane.inRtp.on('message', (m, rinfo) => {
-        if (this.#closed || rinfo.address !== from.ip || rinfo.port !== from.port) return;
+        if (this.#closed) return;
+        if (rinfo.address !== from.ip || rinfo.port !== from.port) {
+          if (lane.refused++ === 0) this.#o.log.warn({ track: lane.track.trackSid, from: `${rinfo.address}:${rinfo.port}`, expected: `${from.ip}:${from.port}` }, 'RTP from an unexpected sender dropped');
+          return;
+        }
+        const h = parseRtp(m);
+        if (h) {
+          if (lane.lastSeq !== undefined && ((h.seq - lane.lastSeq) & 0xffff) > 1 && ((h.seq - lane.lastSeq) & 0xffff) < 0x8000) lane.gaps += ((h.seq - lane.lastSeq) & 0xffff) - 1;
+          lane.lastSeq = h.seq;
+          lane.received++;
+        }
         this.#receive(lane, m, Date.now());
       });
       // The gateway's reports describe its clocks, not ours (see above): drained, not passed on.
@@ -226,21 +241,33 @@ export class TapInput {
     }
   }
 
-  /** First report now, then what is held, then everything as it comes. */
+  /**
+   * Once FFmpeg listens and a moment has passed (a replayed keyframe interval arrives as a burst
+   * within it): the first report, mapping the newest timestamp held to its arrival (cached
+   * pictures are older than their arrival), then what is held, then everything as it comes.
+   */
   #start(lane: Lane, delayMs: number): void {
     if (lane.state !== 'wait') return;
     lane.state = 'starting';
-    const first = lane.held.map((h) => parseRtp(h.packet)).find((h) => h !== undefined);
-    if (first) this.#note(lane, first.ssrc, first.timestamp, lane.held[0]!.at, 0);
-    this.#report(lane);
+    const report = () => {
+      if (this.#closed) return;
+      for (const h of lane.held) {
+        const r = parseRtp(h.packet);
+        if (r) this.#note(lane, r.ssrc, r.timestamp, h.at, 0);
+      }
+      this.#report(lane);
+      // RTCP is read before RTP when both wait (FFmpeg's rtp_read), and the gap makes sure of it.
+      this.#timers.push(setTimeout(go, FIRST_PACKET_GAP_MS));
+    };
     const go = () => {
       if (this.#closed) return;
       lane.state = 'open';
+      this.#o.log.debug({ track: lane.track.trackSid, kind: lane.track.kind, held: lane.held.length }, 'RTP input open');
       for (const h of lane.clearHeld()) this.#forward(lane, h.packet, h.at);
     };
     const later = () => {
-      if (delayMs > 0) this.#timers.push(setTimeout(go, delayMs));
-      else go();
+      if (delayMs > 0) this.#timers.push(setTimeout(report, delayMs));
+      else report();
     };
     if (this.#receiverReady) later();
     else this.#onReady.push(later);
@@ -292,6 +319,7 @@ export class TapInput {
   close(): void {
     if (this.#closed) return;
     this.#onReady.length = 0;
+    for (const l of this.#lanes) this.#o.log.debug({ track: l.track.trackSid, received: l.received, lost: l.gaps, refused: l.refused }, 'RTP input closed');
     this.#closed = true;
     for (const t of this.#timers) clearTimeout(t);
     for (const l of this.#lanes) {

@@ -35,8 +35,6 @@ const STALL_MS = 15_000;
 const MAX_PENDING = 16 * 1024 * 1024;
 /** The video since the last keyframe is kept up to this size (OBS's 8.3 s at 2500 kb/s: 2.6 MB). */
 const MAX_GOP_BYTES = 8 * 1024 * 1024;
-/** A pipeline starts with the kept pictures when they span at most this (else: at the next keyframe). */
-const MAX_PRIMING_MS = 2000;
 /** Pipeline restarts for tracks that came late, at most (a publisher flapping its tracks is not followed). */
 const MAX_RESTARTS = 2;
 
@@ -73,7 +71,7 @@ export class RtmpPublish {
   #measuredFps = 0;
   #teardownDone: Promise<void> | undefined;
   /** FLV tags of the video since its last keyframe: a (re)started pipeline begins with them. */
-  #gop: { tags: Buffer[]; bytes: number; firstDts: number; lastDts: number } | undefined;
+  #gop: { tags: Buffer[]; bytes: number } | undefined;
   #restarts = 0;
   #restarting = false;
 
@@ -164,13 +162,12 @@ export class RtmpPublish {
   }
 
   #keep(p: AVPacket): void {
-    if (p.flags === PKT.KEYFRAME) this.#gop = { tags: [], bytes: 0, firstDts: p.dts, lastDts: p.dts };
+    if (p.flags === PKT.KEYFRAME) this.#gop = { tags: [], bytes: 0 };
     const gop = this.#gop;
     if (!gop) return;
     const tag = Flv.createMessage(p);
     gop.tags.push(tag);
     gop.bytes += tag.length;
-    gop.lastDts = p.dts;
     if (gop.bytes > MAX_GOP_BYTES) this.#gop = undefined;
   }
 
@@ -236,9 +233,11 @@ export class RtmpPublish {
     const transcode = info.enableTranscoding === true;
     const plan: IngestPlan = {
       // The stream headers come first and the onMetaData we write carries the picture size (read with
-      // flv_metadata), so FFmpeg needs no probing: it starts on the first packets.
+      // flv_metadata), so FFmpeg needs no probing: it starts on the first packets. Those it probed
+      // are kept (no -fflags nobuffer, which drops them): the first is the keyframe, and without it
+      // the video would wait for the next one (8.3 s with OBS's defaults).
       input: [
-        '-fflags', '+nobuffer', '-flags', 'low_delay', '-probesize', '4096', '-analyzeduration', '1',
+        '-flags', 'low_delay', '-probesize', '4096', '-analyzeduration', '1',
         '-f', 'flv', '-flv_metadata', '1', '-i', 'pipe:0',
       ],
       stdin: true,
@@ -293,12 +292,13 @@ export class RtmpPublish {
     // only to streams that exist, and its RTP muxer refuses a video stream without dimensions.
     for (const h of [plan.audio ? b.flvAudioHeader : null, plan.video ? b.flvVideoHeader : null]) if (h) pipeline.write(h);
     if (plan.video && this.#probe.avc) pipeline.write(metadataTag({ width: this.#probe.avc.width, height: this.#probe.avc.height }));
-    // Starting mid-GOP would only send undecodable frames. The pictures since the last keyframe go
-    // first when they are few (the decision comes right after the first keyframe, a restart right
-    // after the late track's): a long burst would push the subscribers' playout delay up, so
-    // otherwise the pipeline starts at the next keyframe.
+    // Starting mid-GOP would only send undecodable frames, and the next keyframe may be a whole
+    // interval away (OBS: 8.3 s). So the pictures since the last keyframe go first: few when the
+    // pipeline starts at once (the decision comes right after the first keyframe, a restart right
+    // after the late track's), more when the machine is slow to start it; they reach the room as
+    // one burst before the live pictures, once, at the start of the stream.
     const gop = this.#gop;
-    const prime = plan.video !== undefined && gop !== undefined && gop.lastDts - gop.firstDts <= MAX_PRIMING_MS;
+    const prime = plan.video !== undefined && gop !== undefined;
     if (prime) for (const tag of gop.tags) pipeline.write(tag);
     this.#feed = { pipeline, plan, keyed: plan.video === undefined || prime };
   }
