@@ -33,7 +33,7 @@ export const SnapshotSchema = z.object({ roomId: z.string().optional() });
 export const ConnectSchema = z.object({
   targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
   /** How cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
-  replay: z.enum(['preroll', 'squash', 'live']).default('squash'),
+  replay: z.enum(['preroll', 'live']).default('live'),
 });
 
 export interface TapTrack {

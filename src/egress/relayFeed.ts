@@ -2,16 +2,16 @@
 // keyframe interval and then the live packets from its own UDP socket, so the worker's first
 // packet is a decodable picture whatever the source's keyframe interval.
 //
-// The cached pictures are older than the request. `preroll` keeps their timestamps: a copied
-// recording (track egress) starts with them, up to one keyframe interval before the request.
-// `squash` stamps them all within a few ticks before the newest one: an encoder gets the picture
-// of now at once, decodes the ones before it to get there, and keeps its audio in sync. `live`
-// sends no cached picture: the worker starts at the source's next keyframe.
+// The cached pictures are older than the request. `preroll` sends them with their own times: a
+// copied recording (track egress) starts with them, up to one keyframe interval before the request.
+// `live` sends none: the worker starts at the source's next keyframe. (Encoders and the compositor
+// use `live` for now: with the cached pictures stamped just before the newest one, the encoder's
+// output had non-monotonic times — see the README's known limitations.)
 import dgram from 'node:dgram';
-import { parseRtp, rewriteRtp } from '../media/rtp.ts';
+import { rewriteRtp } from '../media/rtp.ts';
 import type { TrackRelay } from '../media/rtpRelay.ts';
 
-export type ReplayMode = 'preroll' | 'squash' | 'live';
+export type ReplayMode = 'preroll' | 'live';
 
 /**
  * Replay pace: this many packets per millisecond at most (about 35 MB/s). FFmpeg reads its socket
@@ -58,17 +58,16 @@ export class RelayFeed {
     const cached = mode === 'live' ? [] : this.#relay.recent();
     const queue: Buffer[] = [];
     let replaying = true;
-    const send = (p: Buffer, timestamp?: number) => {
+    const send = (p: Buffer) => {
       if (this.#closed) return;
-      this.#socket.send(rewriteRtp(p, { payloadType: this.#payloadType, ssrc: this.#ssrc, ...(timestamp !== undefined ? { timestamp } : {}) }), target.port, target.ip);
+      this.#socket.send(rewriteRtp(p, { payloadType: this.#payloadType, ssrc: this.#ssrc }), target.port, target.ip);
     };
     // Subscribed in the same turn as the snapshot: the live packets continue it without a gap.
     this.#unsubscribe = this.#relay.subscribe((p) => (replaying ? queue.push(p) : send(p)));
-    const stamps = mode === 'squash' ? squashedStamps(cached) : undefined;
     let i = 0;
     const next = () => {
       if (this.#closed) return;
-      for (const end = Math.min(cached.length, i + REPLAY_BATCH); i < end; i++) send(cached[i]!, stamps?.[i]);
+      for (const end = Math.min(cached.length, i + REPLAY_BATCH); i < end; i++) send(cached[i]!);
       if (i < cached.length) {
         setTimeout(next, 1);
         return;
@@ -85,20 +84,4 @@ export class RelayFeed {
     this.#unsubscribe?.();
     this.#socket.close();
   }
-}
-
-/** New timestamps for cached packets: picture k of n gets (newest − (n−1−k)), one tick apart. */
-function squashedStamps(packets: Buffer[]): number[] | undefined {
-  const ts = packets.map((p) => parseRtp(p)?.timestamp ?? 0);
-  if (ts.length === 0) return undefined;
-  const newest = ts[ts.length - 1]!;
-  let pictures = 0;
-  for (let i = 1; i < ts.length; i++) if (ts[i] !== ts[i - 1]) pictures++;
-  const out: number[] = [];
-  let k = 0;
-  for (let i = 0; i < ts.length; i++) {
-    if (i > 0 && ts[i] !== ts[i - 1]) k++;
-    out.push((newest - (pictures - k)) >>> 0);
-  }
-  return out;
 }

@@ -305,7 +305,7 @@ export class CompositeRun {
     });
     await sleep(120, h.signal);
     try {
-      await h.taps.connect(opened.sessionId, input.targets, 'squash');
+      await h.taps.connect(opened.sessionId, input.targets, 'live');
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'could not connect the room tap');
     }

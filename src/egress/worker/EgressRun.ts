@@ -433,10 +433,9 @@ export class EgressRun {
         });
         // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
         await sleep(120);
-        // An encode wants the picture of now (older cached ones squashed just before it). A copy
-        // beside audio starts at the next keyframe: cached pictures, older than the audio, came out
-        // of the TS muxer with non-monotonic times (a known limitation, README).
-        await this.#d.taps.connect(session.sessionId, input.targets, isPassthrough(plan) ? 'live' : 'squash');
+        // From the source's next keyframe: cached pictures before the audio came out of the encoder
+        // with non-monotonic times (a known limitation, README).
+        await this.#d.taps.connect(session.sessionId, input.targets, 'live');
         this.#connectedAt ||= Date.now();
         const why = await this.#watch(session.sessionId, session.version, ffmpeg, false);
         if (why === 'changed') this.#log.info('source tracks changed; re-attaching');

@@ -65,7 +65,7 @@ export class TapClient {
   }
 
   /** `replay`: how the cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
-  connect(sessionId: string, targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[], replay: 'preroll' | 'squash' | 'live' = 'squash'): Promise<void> {
+  connect(sessionId: string, targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[], replay: 'preroll' | 'live' = 'live'): Promise<void> {
     return this.#call('POST', `/${sessionId}/connect`, { targets, replay });
   }
 
