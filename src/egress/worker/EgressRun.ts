@@ -498,7 +498,7 @@ export class EgressRun {
       const plumbed = await this.#plumb(session.tracks, 'track', TRACK_GATE);
       input = plumbed.input;
       const { sdpFile } = plumbed;
-      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe', logLevel: 'info' });
+      ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, this.#localFile, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
       // ACTIVE once FFmpeg writes media; the recording started when the RTP did (connect).
       ffmpeg.stdout!.on('data', (chunk: Buffer) => {
         if (!this.#startedAt && /out_time_us=[1-9]/.test(chunk.toString())) void this.#markActive();
@@ -517,7 +517,7 @@ export class EgressRun {
       this.#tapSession = undefined;
     }
     const code = await ffmpeg.exited;
-    this.#log.debug({ code, stderr: ffmpeg.stderrTail() }, 'track recorder ended');
+    this.#log.debug({ code, stderr: ffmpeg.stderrTail().split('\n').slice(-3).join(' | ') }, 'track recorder ended');
     if (code !== 0 && !this.#startedAt) throw new Error(`track recorder failed: ${ffmpeg.stderrTail().split('\n').slice(-3).join(' ')}`);
   }
 }
