@@ -7,6 +7,9 @@
 // closes, so a killed worker stops receiving RTP (and its orphaned FFmpeg times out). When the
 // source's tracks change (republish, leave/rejoin, producer replaced) the session's `version` moves
 // on and the worker re-attaches.
+// A server-fed video track (RTMP/URL ingress) is sent from the gateway's keyframe cache instead of a
+// consumer (src/egress/relayFeed.ts): its source cannot answer a keyframe request. Each track names
+// the address its RTP comes from, so the worker accepts nothing else.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { BlockList } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
@@ -19,6 +22,8 @@ import { ApiError, type TwirpCode } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
+import { relayOf } from '../media/rtpRelay.ts';
+import { RelayFeed } from './relayFeed.ts';
 import type { Participant, PublishedTrack } from '../sfu/Participant.ts';
 import type { RoomImpl } from '../sfu/Room.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
@@ -35,6 +40,8 @@ export const OpenSchema = z.object({ egressId: z.string(), room: z.string(), sou
 export const SnapshotSchema = z.object({ egressId: z.string(), roomId: z.string().optional() });
 export const ConnectSchema = z.object({
   targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
+  /** How cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
+  replay: z.enum(['preroll', 'live']).default('live'),
 });
 
 export interface TapTrack {
@@ -42,6 +49,10 @@ export interface TapTrack {
   identity: string;
   kind: 'audio' | 'video';
   codec: RtpSend['codec'];
+  /** Where this track's RTP (and RTCP) comes from: the worker accepts packets from there only. */
+  from: { ip: string; port: number; rtcpPort: number };
+  /** Sent from the keyframe cache: starts at once, and a keyframe request does nothing. */
+  cached: boolean;
 }
 
 export type OpenResult =
@@ -73,6 +84,7 @@ interface Session {
   room: RoomImpl;
   source: EgressSource;
   sends: Map<string, RtpSend>;
+  feeds: Map<string, RelayFeed>;
   version: number;
   lastSeen: number;
   detach: () => void;
@@ -202,6 +214,7 @@ export class EgressTaps {
       room,
       source: req.source,
       sends: new Map(),
+      feeds: new Map(),
       version: 0,
       lastSeen: Date.now(),
       detach: () => undefined,
@@ -213,10 +226,18 @@ export class EgressTaps {
         session.sends.set(t.info.sid, send);
         // Producer replaced or closed: the worker re-attaches to whatever the source has then.
         send.consumer.observer.once('close', () => this.#bump(session));
-        tracks.push({ trackSid: t.info.sid, identity: t.ownerIdentity, kind: t.producer.kind, codec: send.codec });
+        const relay = t.producer.kind === 'video' ? relayOf(t.producer) : undefined;
+        let from = { ip: send.transport.tuple.localIp, port: send.transport.tuple.localPort, rtcpPort: send.transport.rtcpTuple?.localPort ?? send.transport.tuple.localPort };
+        if (relay) {
+          const feed = await RelayFeed.open(this.#listenIp, relay, send.codec.payloadType, send.consumer.rtpParameters.encodings?.[0]?.ssrc ?? 1);
+          session.feeds.set(t.info.sid, feed);
+          from = { ip: this.#listenIp, port: feed.port, rtcpPort: feed.port };
+        }
+        tracks.push({ trackSid: t.info.sid, identity: t.ownerIdentity, kind: t.producer.kind, codec: send.codec, from, cached: relay !== undefined });
       }
     } catch (err) {
       for (const s of session.sends.values()) s.close();
+      for (const f of session.feeds.values()) f.close();
       throw err;
     }
     const owner = 'identity' in req.source ? req.source.identity : undefined;
@@ -235,7 +256,7 @@ export class EgressTaps {
       room.off('@close', onClose);
     };
     this.#sessions.set(session.id, session);
-    this.#log.debug({ egress: req.egressId, session: session.id, tracks: tracks.map((t) => t.trackSid) }, 'egress tap opened');
+    this.#log.debug({ egress: req.egressId, session: session.id, tracks: tracks.map((t) => t.trackSid), cached: tracks.filter((t) => t.cached).map((t) => t.trackSid) }, 'egress tap opened');
     return { state: 'ready', sessionId: session.id, version: session.version, tracks };
   }
 
@@ -260,7 +281,9 @@ export class EgressTaps {
     for (const target of req.targets) {
       const send = s.sends.get(target.trackSid);
       if (!send) throw new ApiError('invalid_argument', `track '${target.trackSid}' is not part of this session`);
-      await send.start(target);
+      const feed = s.feeds.get(target.trackSid);
+      if (feed) feed.start(target, req.replay);
+      else await send.start(target);
     }
   }
 
@@ -272,7 +295,9 @@ export class EgressTaps {
 
   async keyframe(id: string): Promise<void> {
     const s = this.#session(id);
-    for (const send of s.sends.values()) if (send.consumer.kind === 'video' && !send.consumer.closed) await send.consumer.requestKeyFrame().catch(() => undefined);
+    for (const [sid, send] of s.sends) {
+      if (send.consumer.kind === 'video' && !send.consumer.closed && !s.feeds.has(sid)) await send.consumer.requestKeyFrame().catch(() => undefined);
+    }
   }
 
   closeSession(id: string): void {
@@ -284,6 +309,7 @@ export class EgressTaps {
     if (!this.#sessions.delete(s.id)) return;
     s.detach();
     for (const send of s.sends.values()) send.close();
+    for (const feed of s.feeds.values()) feed.close();
   }
 
   close(): void {

@@ -7,12 +7,16 @@
 //
 // PlainTransports run in comedia mode: they lock onto the first sender's address, so all layers
 // of a simulcast track go through one local UDP socket (UdpFunnel) and reach mediasoup from one port.
+// The funnel also keeps the top layer's last keyframe interval (src/media/rtpRelay.ts): these
+// streams cannot make a keyframe on request, and an egress starts from the cache at once.
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import type { TrackInfo } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { launchFfmpeg, type FfmpegProcess } from '../media/ffmpeg.ts';
+import { parseRtp } from '../media/rtp.ts';
+import { attachRelay, KeyframeCache } from '../media/rtpRelay.ts';
 import type { IngressSession } from './IngressSessions.ts';
 import type { VideoLayer } from './videoLayers.ts';
 
@@ -42,11 +46,16 @@ const RTCP_FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { t
 
 /** RTP and RTCP from several local senders re-sent from one socket pair. */
 class UdpFunnel {
-  readonly rtp = dgram.createSocket('udp4');
+  // Room for a few seconds of a stream while the event loop is busy (a keyframe is tens of kB).
+  readonly rtp = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
   readonly rtcp = dgram.createSocket('udp4');
 
-  static async open(target: { rtp: number; rtcp: number }): Promise<UdpFunnel> {
+  /** Packets of one SSRC (the top layer) also go to this cache. */
+  #cache: { ssrc: number; cache: KeyframeCache } | undefined;
+
+  static async open(target: { rtp: number; rtcp: number }, cache?: { ssrc: number; cache: KeyframeCache }): Promise<UdpFunnel> {
     const f = new UdpFunnel();
+    f.#cache = cache;
     try {
       await Promise.all(
         [f.rtp, f.rtcp].map(
@@ -66,7 +75,12 @@ class UdpFunnel {
       throw err;
     }
     // FFmpeg's packets are re-sent from this single port; mediasoup's own RTCP back to us is dropped.
-    f.rtp.on('message', (m, from) => from.port !== target.rtp && f.rtp.send(m, target.rtp, '127.0.0.1'));
+    f.rtp.on('message', (m, from) => {
+      if (from.port === target.rtp) return;
+      f.rtp.send(m, target.rtp, '127.0.0.1');
+      const c = f.#cache;
+      if (c && parseRtp(m)?.ssrc === c.ssrc) c.cache.push(m);
+    });
     f.rtcp.on('message', (m, from) => from.port !== target.rtcp && f.rtcp.send(m, target.rtcp, '127.0.0.1'));
     return f;
   }
@@ -76,6 +90,7 @@ class UdpFunnel {
   }
 
   close(): void {
+    this.#cache?.cache.clear();
     for (const s of [this.rtp, this.rtcp]) {
       try {
         s.close();
@@ -92,6 +107,7 @@ const ssrc = () => randomInt(1, 2 ** 31);
 export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
   readonly #session: IngressSession;
   readonly #funnels: UdpFunnel[] = [];
+  readonly #transports: types.PlainTransport[] = [];
   #ffmpeg: FfmpegProcess | undefined;
   #stopping = false;
   /** Track infos once published. */
@@ -132,7 +148,8 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
     const live = () => {
       if (session.ended) throw new Error('the ingress session ended while its pipeline was starting');
     };
-    const participant = await session.joinRoom();
+    // A restarted pipeline (a track that came late, RtmpPublish) publishes as the same participant.
+    const participant = session.participant ?? (await session.joinRoom());
     const router = session.router!;
     const outputs: string[] = [];
     const transports: types.PlainTransport[] = [];
@@ -140,6 +157,7 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
     const transport = async () => {
       const t = await router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
       transports.push(t);
+      this.#transports.push(t);
       participant.adoptSendTransport(t);
       live();
       return { t, rtp: t.tuple.localPort, rtcp: t.rtcpTuple!.localPort };
@@ -149,12 +167,10 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
       const { t, rtp, rtcp } = await transport();
       const layers = plan.video === 'copy' ? [undefined] : plan.video;
       const ssrcs = layers.map(() => ssrc());
-      let target = { rtp, rtcp };
-      if (layers.length > 1) {
-        const funnel = await UdpFunnel.open({ rtp, rtcp });
-        this.#funnels.push(funnel);
-        target = funnel.ports;
-      }
+      const cache = new KeyframeCache('video/H264');
+      const funnel = await UdpFunnel.open({ rtp, rtcp }, { ssrc: ssrcs[ssrcs.length - 1]!, cache });
+      this.#funnels.push(funnel);
+      const target = funnel.ports;
       if (plan.video === 'copy') {
         outputs.push('-map', '0:v:0', '-c:v', 'copy', '-bsf:v', 'h264_mp4toannexb');
         outputs.push('-f', 'rtp', '-payload_type', String(PT.h264), '-ssrc', String(ssrcs[0]), rtpUrl(target.rtp, target.rtcp));
@@ -194,7 +210,9 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
           encodings: ssrcs.map((s) => ({ ssrc: s })),
         },
       });
-      this.#track(participant.track(trackSid)?.info);
+      const published = participant.track(trackSid);
+      if (published) attachRelay(published.producer, cache);
+      this.#track(published?.info);
       live();
     }
 
@@ -252,10 +270,14 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
     return this.#ffmpeg?.write(chunk) ?? false;
   }
 
-  /** Stops FFmpeg and the funnels; the transports close with the participant (IngressSession.end). */
-  async stop(): Promise<void> {
+  /**
+   * Stops FFmpeg and the funnels. The transports close with the participant (IngressSession.end),
+   * or here with `unpublish` (a pipeline replaced by one with more tracks): its tracks leave the room.
+   */
+  async stop(opts: { unpublish?: boolean } = {}): Promise<void> {
     this.#stopping = true;
     await this.#ffmpeg?.stop(1000);
     for (const f of this.#funnels.splice(0)) f.close();
+    if (opts.unpublish) for (const t of this.#transports.splice(0)) t.close();
   }
 }

@@ -132,9 +132,15 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   /** Media is in the room: PUBLISHING, and the ingress_started webhook. */
   publishing(tracks: TrackInfo[]): void {
     if (this.#ended) return;
+    const again = this.#state.status === IngressState_Status.ENDPOINT_PUBLISHING;
     this.#state.status = IngressState_Status.ENDPOINT_PUBLISHING;
     this.#state.tracks = tracks.map((t) => t.clone());
     this.#save();
+    // The tracks changed while publishing (a track that came late): the state, not a second start.
+    if (again) {
+      this.log.info({ tracks: tracks.map((t) => t.sid) }, 'ingress tracks changed');
+      return;
+    }
     this.#owner.webhook('ingress_started', this);
     this.log.info({ tracks: tracks.map((t) => t.sid) }, 'ingress publishing');
   }

@@ -795,8 +795,10 @@ export interface RtpInputStream {
 /**
  * The SDP an RTP receiver (FFmpeg `-i in.sdp`) reads to receive PlainTransport consumers: one
  * m-line per stream, plain RTP/AVP (no SRTP, no rtcp-mux), fmtp copied from the consumer's codec.
+ * `sources`: the only senders the receiver accepts (a=source-filter; FFmpeg binds its RTP sockets
+ * to every interface whatever the address, and drops packets from anyone else).
  */
-export function writeRtpInputSdp(streams: RtpInputStream[], address = '127.0.0.1', name = 'roomgate'): string {
+export function writeRtpInputSdp(streams: RtpInputStream[], address = '127.0.0.1', name = 'roomgate', sources: string[] = []): string {
   const ipVer = address.includes(':') ? 6 : 4;
   const session: SessionDescription = {
     version: 0,
@@ -804,6 +806,7 @@ export function writeRtpInputSdp(streams: RtpInputStream[], address = '127.0.0.1
     name,
     connection: { version: ipVer, ip: address },
     timing: { start: 0, stop: 0 },
+    ...(sources.length > 0 ? { sourceFilter: { filterMode: 'incl' as const, netType: 'IN', addressTypes: `IP${ipVer}`, destAddress: address, srcList: sources.join(' ') } } : {}),
     media: streams.map((s) => {
       const [, codec = ''] = s.mimeType.split('/');
       // Defence in depth: publishing already refused such parameters, but a line break or `;`

@@ -10,12 +10,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import { firstPts } from '../../media/mpegts.ts';
-import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
+import { writeRtpInputSdp } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
 import type { EncodingSpec } from '../EgressTypes.ts';
 import type { TapTrack } from '../EgressTaps.ts';
 import type { TapClient } from '../worker/TapClient.ts';
-import { udpPortPair } from '../worker/udpPorts.ts';
+import { TapInput } from '../worker/tapInput.ts';
 import { compositorArgs, slotSelector } from './filterGraph.ts';
 import { selectionFor, stageFor, type Selection, type Stage } from './stage.ts';
 import { loadLayout, resolveLayout } from './templates.ts';
@@ -39,6 +39,11 @@ const GONE_GRACE_MS = 500;
 /** How long the last compositor may take to flush after StopEgress (its inputs still flow). */
 const STOP_GRACE_MS = 5000;
 const MAX_FAILED_STARTS = 4;
+/**
+ * The compositor's RTP input (tapInput.ts): each tile's video starts at a picture; audio waits a
+ * moment for the first one, so FFmpeg's probe sees the pictures' sizes, then goes on regardless.
+ */
+const COMPOSITOR_GATE = { holdAudioMs: 2000, gateTimeoutMs: 3000 };
 /**
  * FFmpeg reads one interactive command per 100 ms (the first within 100 ms): switching n slots on
  * one frame takes commands stamped n reads ahead, plus a margin for its main loop. A command read
@@ -79,6 +84,8 @@ interface Compositor {
   selection: Selection;
   applied: Selection;
   ffmpeg: FfmpegProcess;
+  /** The worker's end of the tap (tapInput.ts), feeding FFmpeg. */
+  input: TapInput;
   sessionId: string | undefined;
   startedAt: number;
   /** Wall clock (ms) from which this run renders; 0: from its first frame. */
@@ -254,19 +261,20 @@ export class CompositeRun {
     const videos = videoSids.map((sid) => tracks.find((t) => t.trackSid === sid)).filter((t): t is TapTrack => t !== undefined);
     const audios = audioSids.map((sid) => tracks.find((t) => t.trackSid === sid)).filter((t): t is TapTrack => t !== undefined);
     const ordered = [...videos, ...audios];
-    const streams: RtpInputStream[] = [];
-    const targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[] = [];
-    for (const t of ordered) {
-      const ports = await udpPortPair(h.rtpHost);
-      streams.push({ ...t.codec, ...ports });
-      targets.push({ trackSid: t.trackSid, ip: h.rtpHost, ...ports });
+    let input: TapInput;
+    try {
+      input = await TapInput.open({ host: h.rtpHost, tracks: ordered, ...COMPOSITOR_GATE, log: this.#log });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'could not open the RTP input');
+      await h.taps.close(opened.sessionId).catch(() => undefined);
+      return undefined;
     }
     const dir = path.join(h.workDir, `compositor-${n}`);
     fs.mkdirSync(dir, { recursive: true });
     let sdpFile: string | undefined;
-    if (streams.length > 0) {
+    if (ordered.length > 0) {
       sdpFile = path.join(dir, 'input.sdp');
-      fs.writeFileSync(sdpFile, writeRtpInputSdp(streams, h.rtpHost));
+      fs.writeFileSync(sdpFile, writeRtpInputSdp(input.streams, '127.0.0.1', 'roomgate', ['127.0.0.1']));
     }
     // Only a handover cuts: the first run's output starts as soon as it can (the recording starts
     // at its first frame); a later run must not show what the old one already showed.
@@ -280,7 +288,7 @@ export class CompositeRun {
       RTP_TIMEOUT_S,
     );
     const ffmpeg = launchFfmpeg(args, { stdout: 'pipe', log: this.#log });
-    const c: Compositor = { key, stage, selection, applied: [...selection], ffmpeg, sessionId: opened.sessionId, startedAt: Date.now(), cutAtMs: cutAtUs / 1000, producing: false, forwarding: false, lastOutputAt: 0, buffered: [] };
+    const c: Compositor = { key, stage, selection, applied: [...selection], ffmpeg, input, sessionId: opened.sessionId, startedAt: Date.now(), cutAtMs: cutAtUs / 1000, producing: false, forwarding: false, lastOutputAt: 0, buffered: [] };
     this.#log.info({ run: n, tiles: plan.tiles.length, videos: videos.length, audios: audios.length, choices: stage.slots.reduce((k, sl) => k + sl.candidates.length, 0), handover }, 'compositor started');
     ffmpeg.stdout!.on('data', (chunk: Buffer) => {
       c.lastOutputAt = Date.now();
@@ -297,7 +305,7 @@ export class CompositeRun {
     });
     await sleep(120, h.signal);
     try {
-      await h.taps.connect(opened.sessionId, targets);
+      await h.taps.connect(opened.sessionId, input.targets, 'live');
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'could not connect the room tap');
     }
@@ -350,6 +358,7 @@ export class CompositeRun {
     // Retiring the one that feeds the outputs (at the end): let it flush into them.
     if (!c.forwarding) c.ffmpeg.stdout?.removeAllListeners('data');
     await c.ffmpeg.stop(graceMs);
+    c.input.close();
     if (c.sessionId) await this.#h.taps.close(c.sessionId).catch(() => undefined);
     c.sessionId = undefined;
   }

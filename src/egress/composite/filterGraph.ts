@@ -152,8 +152,11 @@ export function compositorArgs(sdpFile: string | undefined, g: CompositeGraphInp
       '-protocol_whitelist', 'file,udp,rtp',
       '-use_wallclock_as_timestamps', '1',
       '-listen_timeout', String(timeoutS),
-      '-analyzeduration', '100000', '-probesize', '100000', '-fpsprobesize', '0',
-      '-fflags', 'nobuffer', '-reorder_queue_size', '64',
+      // The RTP input passes each video on from a keyframe (tapInput.ts): the probe ends once every
+      // stream has shown its parameters; the bound is for a tile whose keyframe is late.
+      '-analyzeduration', '1000000', '-probesize', '5000000', '-fpsprobesize', '0', '-buffer_size', String(4 * 1024 * 1024),
+      // Probed packets are kept (no nobuffer): they hold each tile's first keyframe.
+      '-reorder_queue_size', '64',
       // A camera changing resolution must not rebuild the graph: that would reset the slots'
       // selectors to their start (the scalers take the new size as it comes).
       '-reinit_filter', '0',

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status, type ImagesInfo, type SegmentsInfo } from '@livekit/protocol';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
-import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
+import { writeRtpInputSdp } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
 import type { Storage, StoredFile } from '../../storage/Storage.ts';
 import type { EgressStore } from '../EgressStore.ts';
@@ -23,7 +23,7 @@ import { HlsOutput } from './hlsOutput.ts';
 import { ImageOutput } from './imageOutput.ts';
 import { FileSink, StreamDestination, type Sink } from './outputs.ts';
 import { TapError, type TapClient } from './TapClient.ts';
-import { udpPortPair } from './udpPorts.ts';
+import { TapInput } from './tapInput.ts';
 import { CompositeRun } from '../composite/CompositeRun.ts';
 import { sleep } from '../../time.ts';
 
@@ -52,6 +52,13 @@ export interface RunDeps {
 /** Seconds without RTP after which FFmpeg ends by itself (muted long, unpublished, gateway gone). */
 const ENCODER_RTP_TIMEOUT_S = 5;
 const TRACK_RTP_TIMEOUT_S = 30;
+/**
+ * How the worker's RTP input waits for a picture (tapInput.ts). The encoder ends by itself after
+ * ENCODER_RTP_TIMEOUT_S without packets, so it gets audio and video before then; a copy waits
+ * longer for a keyframe rather than record undecodable pictures.
+ */
+const ENCODER_GATE = { holdAudioMs: 3000, gateTimeoutMs: 4000 };
+const TRACK_GATE = { holdAudioMs: 0, gateTimeoutMs: (TRACK_RTP_TIMEOUT_S - 5) * 1000 };
 /** An encoder that dies this many times in a row before any output fails the egress. */
 const MAX_START_FAILURES = 3;
 
@@ -366,18 +373,12 @@ export class EgressRun {
     return undefined;
   }
 
-  /** Ports, SDP and the targets the gateway must send to. */
-  async #plumb(tracks: TapTrack[], name: string): Promise<{ sdpFile: string; targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[] }> {
-    const streams: RtpInputStream[] = [];
-    const targets = [];
-    for (const t of tracks) {
-      const ports = await udpPortPair(this.#d.rtpHost);
-      streams.push({ ...t.codec, ...ports });
-      targets.push({ trackSid: t.trackSid, ip: this.#d.rtpHost, ...ports });
-    }
+  /** The worker's receiving end (tapInput.ts) and FFmpeg's SDP for it. */
+  async #plumb(tracks: TapTrack[], name: string, gate: { holdAudioMs: number; gateTimeoutMs: number }): Promise<{ sdpFile: string; input: TapInput }> {
+    const input = await TapInput.open({ host: this.#d.rtpHost, tracks, ...gate, log: this.#log });
     const sdpFile = path.join(this.#d.workDir, `${name}.sdp`);
-    fs.writeFileSync(sdpFile, writeRtpInputSdp(streams, this.#d.rtpHost));
-    return { sdpFile, targets };
+    fs.writeFileSync(sdpFile, writeRtpInputSdp(input.streams, '127.0.0.1', 'roomgate', ['127.0.0.1']));
+    return { sdpFile, input };
   }
 
   /** Watches the session until stop, FFmpeg exit, or a change of the source's tracks. */
@@ -448,9 +449,12 @@ export class EgressRun {
       const audio = session.tracks.find((t) => t.kind === 'audio');
       const ordered = [video, audio].filter((t): t is TapTrack => t !== undefined);
       let ffmpeg: FfmpegProcess | undefined;
+      let input: TapInput | undefined;
       let produced = false;
       try {
-        const { sdpFile, targets } = await this.#plumb(ordered, `encoder-${attempt++}`);
+        const plumbed = await this.#plumb(ordered, `encoder-${attempt++}`, ENCODER_GATE);
+        input = plumbed.input;
+        const { sdpFile } = plumbed;
         if (firstEncoderAt) this.#mediaOffsetS = (Date.now() - firstEncoderAt) / 1000;
         const plan = { hasVideo: !!video, hasAudio: !!audio, ...(video ? { videoMime: video.codec.mimeType } : {}), encoding: spec.encoding!, offsetS: this.#mediaOffsetS };
         ffmpeg = launchFfmpeg(encoderArgs(sdpFile, plan, ENCODER_RTP_TIMEOUT_S), { stdout: 'pipe', log: this.#log });
@@ -467,12 +471,15 @@ export class EgressRun {
         });
         // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
         await sleep(120);
-        await this.#d.taps.connect(session.sessionId, targets);
+        // From the source's next keyframe: cached pictures before the audio came out of the encoder
+        // with non-monotonic times (a known limitation, README).
+        await this.#d.taps.connect(session.sessionId, input.targets, 'live');
         this.#connectedAt ||= Date.now();
         const why = await this.#watch(session.sessionId, session.version, ffmpeg, false);
         if (why === 'changed') this.#log.info('source tracks changed; re-attaching');
       } finally {
         await ffmpeg?.stop(3000);
+        input?.close();
         await this.#d.taps.close(session.sessionId).catch(() => undefined);
         this.#tapSession = undefined;
       }
@@ -526,8 +533,11 @@ export class EgressRun {
     if (!session) return;
     this.#tapSession = session.sessionId;
     let ffmpeg: FfmpegProcess | undefined;
+    let input: TapInput | undefined;
     try {
-      const { sdpFile, targets } = await this.#plumb(session.tracks, 'track');
+      const plumbed = await this.#plumb(session.tracks, 'track', TRACK_GATE);
+      input = plumbed.input;
+      const { sdpFile } = plumbed;
       ffmpeg = launchFfmpeg(['-progress', 'pipe:1', '-stats_period', '0.25', ...trackToFile(sdpFile, local.file, TRACK_RTP_TIMEOUT_S)], { log: this.#log, stdout: 'pipe' });
       // ACTIVE once FFmpeg writes media; the recording started when the RTP did (connect).
       ffmpeg.stdout!.on('data', (chunk: Buffer) => {
@@ -535,16 +545,19 @@ export class EgressRun {
       });
       void this.#d.progress({ phase: 'attaching', ...this.#progressBase() }).catch(() => undefined);
       await sleep(120);
-      await this.#d.taps.connect(session.sessionId, targets);
+      // A copy keeps the cached pictures' own times: the file starts up to one keyframe interval early.
+      await this.#d.taps.connect(session.sessionId, input.targets, 'preroll');
       this.#connectedAt = Date.now();
       const why = await this.#watch(session.sessionId, session.version, ffmpeg, true);
       if (why === 'exit') this.#endReason ||= 'the track stopped sending media';
     } finally {
       await ffmpeg?.stop(5000);
+      input?.close();
       await this.#d.taps.close(session.sessionId).catch(() => undefined);
       this.#tapSession = undefined;
     }
     const code = await ffmpeg.exited;
+    this.#log.debug({ code, stderr: ffmpeg.stderrTail().split('\n').slice(-3).join(' | ') }, 'track recorder ended');
     if (code !== 0 && !this.#startedAt) throw new Error(`track recorder failed: ${ffmpeg.stderrTail().split('\n').slice(-3).join(' ')}`);
   }
 }

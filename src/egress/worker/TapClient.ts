@@ -53,8 +53,9 @@ export class TapClient {
     return this.#call('POST', '/open', { egressId, room, source });
   }
 
-  connect(sessionId: string, targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[]): Promise<void> {
-    return this.#call('POST', `/${sessionId}/connect`, { targets });
+  /** `replay`: how the cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
+  connect(sessionId: string, targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[], replay: 'preroll' | 'live' = 'live'): Promise<void> {
+    return this.#call('POST', `/${sessionId}/connect`, { targets, replay });
   }
 
   keepalive(sessionId: string): Promise<{ version: number; gone: boolean }> {

@@ -6,17 +6,23 @@ import path from 'node:path';
 import type { EncodingSpec } from '../EgressTypes.ts';
 
 /**
- * RTP input from an SDP; FFmpeg ends by itself `timeoutS` after the RTP stops. Short probing and
- * no input buffering: FFmpeg otherwise runs that far behind the input for good, and a stop ('q')
- * drops the backlog (measured: 1.5 s of a recording lost with a 1.5 s analyzeduration).
+ * RTP input from an SDP; FFmpeg ends by itself `timeoutS` after the RTP stops. The worker's RTP
+ * input (tapInput.ts) passes video on from a keyframe with its parameter sets, so the probe ends
+ * after the first few pictures (no frame-rate count: fpsprobesize 0); its bounds are only there
+ * for a source without one, generous so that a starved FFmpeg does not give up on a picture's size
+ * (measured before the gate: "dimensions not set" under load with 0.3 s / 100 kB). The probed
+ * packets are kept (no `-fflags nobuffer`, which drops them): they hold the first keyframe, and
+ * without it a copy waits for the next one, a whole keyframe interval (8.3 s from OBS).
  */
 export function rtpInput(sdpFile: string, timeoutS: number): string[] {
   return [
     '-protocol_whitelist', 'file,udp,rtp',
     '-listen_timeout', String(timeoutS),
-    '-analyzeduration', '300000',
-    '-probesize', '100000',
-    '-fflags', 'nobuffer',
+    '-analyzeduration', '2000000',
+    '-probesize', '5000000',
+    '-fpsprobesize', '0',
+    // A cached keyframe interval arrives as a burst (src/egress/relayFeed.ts): room for it.
+    '-buffer_size', String(4 * 1024 * 1024),
     '-reorder_queue_size', '256',
     '-i', sdpFile,
   ];

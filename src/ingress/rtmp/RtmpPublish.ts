@@ -33,6 +33,10 @@ const STATS_MS = 2000;
 const STALL_MS = 15_000;
 /** FFmpeg more than this behind (bytes queued on its stdin) is stuck: the publish ends. */
 const MAX_PENDING = 16 * 1024 * 1024;
+/** The video since the last keyframe is kept up to this size (OBS's 8.3 s at 2500 kb/s: 2.6 MB). */
+const MAX_GOP_BYTES = 8 * 1024 * 1024;
+/** Pipeline restarts for tracks that came late, at most (a publisher flapping its tracks is not followed). */
+const MAX_RESTARTS = 2;
 
 interface Probe {
   metadata: boolean;
@@ -66,6 +70,10 @@ export class RtmpPublish {
   #lastPacketAt = Date.now();
   #measuredFps = 0;
   #teardownDone: Promise<void> | undefined;
+  /** FLV tags of the video since its last keyframe: a (re)started pipeline begins with them. */
+  #gop: { tags: Buffer[]; bytes: number } | undefined;
+  #restarts = 0;
+  #restarting = false;
 
   constructor(opts: { nms: BaseSession; broadcast: BroadcastServer; session: IngressSession; log: Logger }) {
     this.#nms = opts.nms;
@@ -127,6 +135,7 @@ export class RtmpPublish {
     this.#lastPacketAt = Date.now();
     const probe = this.#probe;
     this.#meter.add(p);
+    if (p.codec_type === FLV.VIDEO && (p.flags === PKT.KEYFRAME || p.flags === PKT.INTER)) this.#keep(p);
     if (p.flags === PKT.METADATA) {
       probe.metadata = true;
       probe.expectVideo = this.#nms.videoCodec !== undefined && this.#nms.videoCodec !== null && this.#nms.videoCodec !== 0;
@@ -149,6 +158,49 @@ export class RtmpPublish {
       if (p.flags === PKT.AUDIO_HEADER || !probe.audio) probe.audio = parseAudioHeader(body(p));
     }
     if (!this.#plan) this.#decide(false);
+    else this.#lateTrack();
+  }
+
+  #keep(p: AVPacket): void {
+    if (p.flags === PKT.KEYFRAME) this.#gop = { tags: [], bytes: 0 };
+    const gop = this.#gop;
+    if (!gop) return;
+    const tag = Flv.createMessage(p);
+    gop.tags.push(tag);
+    gop.bytes += tag.length;
+    if (gop.bytes > MAX_GOP_BYTES) this.#gop = undefined;
+  }
+
+  /**
+   * A track the plan does not have started (GStreamer's video comes a moment after its audio,
+   * x264's lookahead): the pipeline restarts with it, as the same participant.
+   */
+  #lateTrack(): void {
+    const plan = this.#plan;
+    if (!plan || this.#restarting || !this.#pipeline || this.#ended) return;
+    const probe = this.#probe;
+    const videoReady = probe.videoCodec !== undefined && (probe.videoCodec !== H264_CODEC_ID || probe.keyframe);
+    const audioReady = probe.audioCodecId !== undefined;
+    const late = [...(!plan.video && videoReady ? ['video'] : []), ...(!plan.audio && audioReady ? ['audio'] : [])];
+    if (late.length === 0 || this.#restarts >= MAX_RESTARTS) return;
+    const next = this.#planFor(videoReady, audioReady);
+    if (!next) return;
+    this.#restarts++;
+    this.#restarting = true;
+    this.#log.info({ late }, 'a track started after the ingest began: restarting the pipeline with it');
+    const old = this.#pipeline;
+    this.#feed = undefined;
+    this.#pipeline = undefined;
+    this.#plan = next;
+    this.#report(true);
+    void (async () => {
+      try {
+        await old.stop({ unpublish: true });
+        if (!this.#ended) await this.#startPipeline();
+      } finally {
+        this.#restarting = false;
+      }
+    })();
   }
 
   /** Decides the plan once the announced tracks are there (or at the probe deadline). */
@@ -169,6 +221,9 @@ export class RtmpPublish {
     const plan = this.#planFor(videoReady, audioReady);
     if (!plan) return;
     this.#plan = plan;
+    // What the probe saw goes into the state now, so that PUBLISHING and ingress_started carry it;
+    // the stats refine it every few seconds.
+    this.#report(true);
     void this.#startPipeline();
   }
 
@@ -178,9 +233,11 @@ export class RtmpPublish {
     const transcode = info.enableTranscoding === true;
     const plan: IngestPlan = {
       // The stream headers come first and the onMetaData we write carries the picture size (read with
-      // flv_metadata), so FFmpeg needs no probing: it starts on the first packets.
+      // flv_metadata), so FFmpeg needs no probing: it starts on the first packets. Those it probed
+      // are kept (no -fflags nobuffer, which drops them): the first is the keyframe, and without it
+      // the video would wait for the next one (8.3 s with OBS's defaults).
       input: [
-        '-fflags', '+nobuffer', '-flags', 'low_delay', '-probesize', '4096', '-analyzeduration', '1',
+        '-flags', 'low_delay', '-probesize', '4096', '-analyzeduration', '1',
         '-f', 'flv', '-flv_metadata', '1', '-i', 'pipe:0',
       ],
       stdin: true,
@@ -238,9 +295,15 @@ export class RtmpPublish {
     // only to streams that exist, and its RTP muxer refuses a video stream without dimensions.
     for (const h of [plan.audio ? b.flvAudioHeader : null, plan.video ? b.flvVideoHeader : null]) if (h) pipeline.write(h);
     if (plan.video && this.#probe.avc) pipeline.write(metadataTag({ width: this.#probe.avc.width, height: this.#probe.avc.height }));
-    // Starting mid-GOP would only send undecodable frames; a cached GOP would arrive as a burst that
-    // pushes the subscribers' playout delay up. The next keyframe is at most one GOP away.
-    this.#feed = { pipeline, plan, keyed: plan.video === undefined };
+    // Starting mid-GOP would only send undecodable frames, and the next keyframe may be a whole
+    // interval away (OBS: 8.3 s). So the pictures since the last keyframe go first: few when the
+    // pipeline starts at once (the decision comes right after the first keyframe, a restart right
+    // after the late track's), more when the machine is slow to start it; they reach the room as
+    // one burst before the live pictures, once, at the start of the stream.
+    const gop = this.#gop;
+    const prime = plan.video !== undefined && gop !== undefined;
+    if (prime) for (const tag of gop.tags) pipeline.write(tag);
+    this.#feed = { pipeline, plan, keyed: plan.video === undefined || prime };
   }
 
   #forward(p: AVPacket): void {
@@ -268,13 +331,15 @@ export class RtmpPublish {
     feed.pipeline.write(Flv.createMessage(p));
   }
 
-  #report(): void {
-    if (Date.now() - this.#lastPacketAt > STALL_MS) {
+  /** `probed`: at the decision, before any stats window (rates since the first packet). */
+  #report(probed = false): void {
+    if (!probed && Date.now() - this.#lastPacketAt > STALL_MS) {
       this.#session.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `no media for ${STALL_MS / 1000} s`);
       return;
     }
     const rates = this.#meter.take();
     if (rates.framerate > 0) this.#measuredFps = rates.framerate;
+    if (probed && rates.framerate <= 0) rates.framerate = this.#framerate;
     const probe = this.#probe;
     const plan = this.#plan;
     this.#session.updateInput({
