@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import type { SnapshotParticipant } from '../../src/egress/composite/types.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import speaker from '../../templates/layouts/speaker.ts';
@@ -154,9 +153,5 @@ describe('speaker layout', () => {
     } finally {
       await Promise.all(ps.map((p) => p.leave()));
     }
-  });
-
-  it('leaves no FFmpeg running', async () => {
-    await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 15_000, 'no FFmpeg');
   });
 });

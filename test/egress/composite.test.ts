@@ -5,7 +5,6 @@ import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, StreamO
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gridCells } from '../../src/egress/composite/layoutKit.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
@@ -108,10 +107,5 @@ describe('room composite egress', () => {
     } finally {
       await Promise.all([red.leave(), green.leave(), blue.leave().catch(() => undefined)]);
     }
-  });
-
-  it('leaves no FFmpeg running', async () => {
-    await Promise.all(sinks.map((s) => s.stop()));
-    await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 15_000, 'no FFmpeg');
   });
 });
