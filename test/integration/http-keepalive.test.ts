@@ -31,7 +31,8 @@ describe('HTTP keep-alive', () => {
     socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
     socket.on('close', () => (closed = true));
     socket.on('error', () => undefined);
-    const responses = () => received.match(/^HTTP\/1\.1 \d{3}/gm)?.length ?? 0;
+    // A status line follows the previous body directly (no newline after JSON).
+    const responses = () => received.match(/HTTP\/1\.1 \d{3} /g)?.length ?? 0;
     const request = async (n: number) => {
       socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n`);
       const deadline = Date.now() + 10_000;
