@@ -125,7 +125,7 @@ echo "obs-check: waiting for the ingress to publish"
 state="$(api wait-publishing "$ingress_id" 90)" || { echo "obs-check: OBS never published; its log:" >&2; tail -30 "$home/obs.log" >&2; exit 1; }
 echo "obs-check: publishing $state"
 # The OBS process itself (xvfb-run's child): SIGINT makes it stop the stream and quit cleanly.
-obs_pid="$(pgrep -P "$(pgrep -P "$xvfb_pid" | head -1)" -x obs 2>/dev/null || pgrep -n -x obs)"
+obs_pid="$(pgrep -P "$xvfb_pid" -x obs || true)"
 
 egress_id="$(api start-egress "$room" obs "obs-check/$room")"
 echo "obs-check: recording $seconds s (egress $egress_id)"
@@ -135,8 +135,11 @@ read -r status location rest < <(api stop-egress "$egress_id")
 wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 echo "obs-check: egress $status after ${wall}s wall: $location ${rest:-}"
 
-kill -INT "$obs_pid" 2>/dev/null || true
-for _ in $(seq 1 20); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.5; done
+if [ -n "$obs_pid" ]; then
+  kill -INT "$obs_pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$obs_pid" 2>/dev/null && echo "obs-check: OBS did not quit on SIGINT within 10 s" >&2
+fi
 obs_pid=""
 
 [ "$status" = "EGRESS_COMPLETE" ] && [ -f "$location" ] || { echo "obs-check: FAILED: no recording" >&2; exit 1; }

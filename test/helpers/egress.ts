@@ -17,6 +17,7 @@ import { sleep } from '../../src/time.ts';
 import type { S3Settings } from '../../src/egress/EgressTypes.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
+import { scaled } from './deadline.ts';
 import { freePort, waitFor, waitForBound } from './net.ts';
 
 export const BUCKET = 'recordings';
@@ -63,7 +64,7 @@ export async function startS3(): Promise<TestS3> {
           if (attempt > 1) await sleep(50);
           try {
             // A body cut short can also leave the connection open: bound each try.
-            const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }), { abortSignal: AbortSignal.timeout(5000) });
+            const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }), { abortSignal: AbortSignal.timeout(scaled(5000)) });
             const body = Buffer.from(await res.Body!.transformToByteArray());
             const etag = (res.ETag ?? '').replace(/"/g, '');
             if (etag.includes('-') || crypto.createHash('md5').update(body).digest('hex') === etag) return body;

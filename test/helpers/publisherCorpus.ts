@@ -282,7 +282,9 @@ const PICTURE_BYTES = 300;
  */
 export function measureOutput(file: string, from: number, to: number): OutputMeasure {
   const streams = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width', '-of', 'json', file], { encoding: 'utf8' });
-  const parsed = JSON.parse(streams.stdout || '{"streams":[]}') as { streams: { codec_type: string; codec_name: string; width?: number }[] };
+  // ffprobe prints `{}` for a file it finds no stream in.
+  const parsed = JSON.parse(streams.stdout || '{}') as { streams?: { codec_type: string; codec_name: string; width?: number }[] };
+  parsed.streams ??= [];
   const decode = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-f', 'null', '-'], { encoding: 'utf8' });
   const video = parsed.streams.find((s) => s.codec_type === 'video');
   const packets = spawnSync('ffprobe', ['-v', 'error', '-select_streams', video ? 'v:0' : 'a:0', '-show_entries', 'packet=pts_time,size', '-of', 'csv=p=0', file], {

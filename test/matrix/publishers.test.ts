@@ -27,6 +27,14 @@ interface Row {
   pass: boolean;
 }
 const rows: Row[] = [];
+const RESULTS = path.resolve('bench/results/matrix.json');
+/** Each cell is written as it finishes, so a run cut short still leaves its figures. */
+function note(row: Row) {
+  rows.push(row);
+  console.log(`matrix: ${row.shape} ${row.path}: ${row.pass ? 'ok' : 'FAIL'} ${row.figure}`);
+  fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
+  fs.writeFileSync(RESULTS, JSON.stringify({ date: new Date().toISOString(), timeScale: TIME_SCALE, rows }, null, 2));
+}
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -41,8 +49,6 @@ afterAll(async () => {
   const width = Math.max(8, ...rows.map((r) => r.shape.length));
   console.log(`\npublisher matrix (load factor ${TIME_SCALE})\n${'shape'.padEnd(width)}  ${'path'.padEnd(24)}  result`);
   for (const r of rows) console.log(`${r.shape.padEnd(width)}  ${r.path.padEnd(24)}  ${r.pass ? 'ok  ' : 'FAIL'}  ${r.figure}`);
-  fs.mkdirSync(path.resolve('bench/results'), { recursive: true });
-  fs.writeFileSync(path.resolve('bench/results/matrix.json'), JSON.stringify({ date: new Date().toISOString(), timeScale: TIME_SCALE, rows }, null, 2));
 });
 
 for (const s of PUBLISHER_SHAPES.filter((x) => !only || only.includes(x.name))) {
@@ -54,7 +60,7 @@ for (const s of PUBLISHER_SHAPES.filter((x) => !only || only.includes(x.name))) 
         pub = await publishShape(rig, s, `m-${s.name}`);
       } catch (err) {
         publishError = String(err);
-        rows.push({ shape: s.name, path: 'publish', figure: publishError, pass: false });
+        note({ shape: s.name, path: 'publish', figure: publishError, pass: false });
       }
     }, scaled(240_000));
     afterAll(async () => {
@@ -73,7 +79,7 @@ for (const s of PUBLISHER_SHAPES.filter((x) => !only || only.includes(x.name))) 
           try {
             ms = await viewerFirstFrame(rig, published(), via, bound + scaled(20_000));
           } finally {
-            rows.push({ shape: s.name, path: `${via} viewer`, figure: Number.isNaN(ms) ? 'no frame' : `first frame ${(ms / 1000).toFixed(2)} s (bound ${(bound / 1000).toFixed(1)} s)`, pass: ms <= bound });
+            note({ shape: s.name, path: `${via} viewer`, figure: Number.isNaN(ms) ? 'no frame' : `first frame ${(ms / 1000).toFixed(2)} s (bound ${(bound / 1000).toFixed(1)} s)`, pass: ms <= bound });
           }
           expect(ms).toBeLessThanOrEqual(bound);
         }, scaled(90_000));
@@ -82,11 +88,14 @@ for (const s of PUBLISHER_SHAPES.filter((x) => !only || only.includes(x.name))) 
 
     for (const kind of EGRESS_KINDS) {
       it(`${kind} egress: every output decodes and covers ≥ 90 % after the first keyframe`, async () => {
-        const cell = await recordCell(rig, published(), kind, RECORD_S);
+        const cell = await recordCell(rig, published(), kind, RECORD_S).catch((err: unknown) => {
+          note({ shape: s.name, path: `${kind}`, figure: String(err).slice(0, 200), pass: false });
+          throw err;
+        });
         const outputs = (['file', 'rtmp', 'hls'] as const).filter((o) => o === 'file' || (o === 'rtmp' && kind !== 'track') || (o === 'hls' && kind === 'room-composite'));
         for (const o of outputs) {
           const m = cell[o];
-          rows.push({
+          note({
             shape: s.name,
             path: `${kind} ${o}`,
             figure: m ? `${(m.coverage * 100).toFixed(0)} % (${m.content.toFixed(1)} s${m.decodeOk ? '' : ', does not decode'}; ${m.codecs.join('+')}) ${cell.status}` : `no output; ${cell.status} ${cell.error ?? ''}`,
