@@ -17,7 +17,7 @@ import speaker from '../../templates/layouts/speaker.ts';
 import { colourAt, framesOf, type Colour } from '../helpers/composite.ts';
 import { TIME_SCALE } from '../helpers/deadline.ts';
 import { inProcessWorker, egressLookups } from '../helpers/egress.ts';
-import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -49,7 +49,7 @@ beforeAll(async () => {
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
   worker = await inProcessWorker(gw);
-  egress = new EgressClient(gw.url, API_KEY, API_SECRET);
+  egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
 });
 
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
 import { colourAt, frameAt, publishColour, type Colour } from '../helpers/composite.ts';
 import { inProcessWorker, startRtmpSink, type RtmpSink, egressLookups } from '../helpers/egress.ts';
-import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -28,7 +28,7 @@ beforeAll(async () => {
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
   worker = await inProcessWorker(gw);
-  egress = new EgressClient(gw.url, API_KEY, API_SECRET);
+  egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
 });
 
 afterAll(async () => {

@@ -19,7 +19,7 @@ import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import type { Gateway } from '../../src/main.ts';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import { inProcessWorker, startRtmpSink, type RtmpSink, egressLookups } from '../helpers/egress.ts';
-import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -38,7 +38,7 @@ beforeAll(async () => {
   hooks = await startWebhookSink();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_WEBHOOK_URLS: hooks.url });
   worker = await inProcessWorker(gw, { ROOMGATE_WEBHOOK_URLS: hooks.url });
-  egress = new EgressClient(gw.url, API_KEY, API_SECRET);
+  egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
 });
 
 afterAll(async () => {

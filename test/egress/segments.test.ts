@@ -28,7 +28,7 @@ import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
 import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
-import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { isAlive, waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -44,7 +44,7 @@ beforeAll(async () => {
   redis = await startRedis();
   s3 = await startS3();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
-  egress = new EgressClient(gw.url, API_KEY, API_SECRET);
+  egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
 });
 
 afterAll(async () => {

@@ -22,7 +22,7 @@ import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import { inProcessWorker, startRtmpSink, type RtmpSink } from './egress.ts';
-import { API_KEY, API_SECRET, startTestGateway } from './gateway.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from './gateway.ts';
 import { freePort, waitFor } from './net.ts';
 import { joinToken } from './participants.ts';
 import { measureOutput, startRtmpPublisher, startWhipPublisher, type OutputMeasure, type PublisherShape, type RunningPublisher } from './publisherCorpus.ts';
@@ -43,9 +43,9 @@ export async function startRig(redisUrl: string, browser?: Browser): Promise<Rig
   return {
     gw,
     worker,
-    egress: new EgressClient(gw.url, API_KEY, API_SECRET),
-    ingress: new IngressClient(gw.url, API_KEY, API_SECRET),
-    rooms: new RoomServiceClient(gw.url, API_KEY, API_SECRET),
+    egress: new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS),
+    ingress: new IngressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS),
+    rooms: new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS),
     ...(browser ? { browser } : {}),
     async close() {
       await worker.close();

@@ -28,7 +28,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const RECORD_S = 10;
+const RECORD_S = 8;
 
 function expectCovered(cell: CellResult, outputs: ('file' | 'rtmp' | 'hls')[]) {
   expect(cell.status, cell.error).toBe('EGRESS_COMPLETE');
