@@ -113,7 +113,7 @@ export async function runPublishers(): Promise<PublisherFigures[]> {
         await sleep(3000);
         out.push(await benchShape(rig, pub));
       } catch (err) {
-        out.push({ shape: s.name, keyframeIntervalS: s.keyframeIntervalS, note: String(err).slice(0, 160) });
+        out.push({ shape: s.name, keyframeIntervalS: Math.round(s.keyframeIntervalS * 10) / 10, note: String(err).slice(0, 160) });
       } finally {
         await pub?.stop();
       }

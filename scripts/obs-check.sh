@@ -127,13 +127,14 @@ echo "obs-check: publishing $state"
 # The OBS process itself (xvfb-run's child): SIGINT makes it stop the stream and quit cleanly.
 obs_pid="$(pgrep -P "$xvfb_pid" -x obs || true)"
 
+start_at=$(date +%s.%N)
 egress_id="$(api start-egress "$room" obs "obs-check/$room")"
 echo "obs-check: recording $seconds s (egress $egress_id)"
-start=$(date +%s.%N)
 sleep "$seconds"
+stop_at=$(date +%s.%N)
 read -r status location rest < <(api stop-egress "$egress_id")
-wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-echo "obs-check: egress $status after ${wall}s wall: $location ${rest:-}"
+stopped=$(awk -v s="$stop_at" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+echo "obs-check: egress $status ${stopped}s after StopEgress: $location ${rest:-}"
 
 if [ -n "$obs_pid" ]; then
   kill -INT "$obs_pid" 2>/dev/null || true
@@ -145,4 +146,6 @@ obs_pid=""
 [ "$status" = "EGRESS_COMPLETE" ] && [ -f "$location" ] || { echo "obs-check: FAILED: no recording" >&2; exit 1; }
 ffprobe -v error -show_entries stream=codec_name,width,height,has_b_frames:format=duration -of compact "$location"
 duration="$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$location")"
-echo "obs-check: recorded ${duration}s of ${seconds}s wall"
+# The recording may run until the stop completes: compare with the whole StartEgress → stopped span.
+span=$(awk -v s="$start_at" -v e="$stop_at" -v x="$stopped" 'BEGIN { printf "%.1f", e - s + x }')
+echo "obs-check: recorded ${duration}s; StartEgress → egress ended took ${span}s"
