@@ -15,6 +15,7 @@ import { runFanout } from './fanout.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
 import { runWhip } from './whip.ts';
 import { runAgents } from './agents.ts';
+import { printPublishers, runPublishers, type PublisherFigures } from './publishers.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
@@ -66,7 +67,9 @@ async function main() {
   if (wanted('agents')) await runAgents(record);
   if (wanted('egress')) await runEgress(record);
   if (wanted('composite')) await runComposite(record);
-  print(fanout, ingest);
+  let publishers: PublisherFigures[] = [];
+  if (wanted('publishers')) publishers = await runPublishers();
+  print(fanout, ingest, publishers);
 }
 
 async function foundation() {
@@ -132,7 +135,7 @@ async function foundation() {
   }
 }
 
-function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFigures) {
+function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFigures, publishers: PublisherFigures[] = []) {
   console.log(`\nroomgate bench — ${os.cpus().length} cores, node ${process.version}\n`);
   if (rows.length > 0) {
     const width = Math.max(...rows.map((r) => r.name.length));
@@ -169,10 +172,11 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFig
       console.log(`${String(c.streams).padStart(7)}  ${c.cpuTotal.toFixed(2).padStart(28)}  ${c.publishersCpu.toFixed(2).padStart(14)}  ${(c.minFpsRatio * 100).toFixed(0).padStart(13)}%  ${(c.medianFpsRatio * 100).toFixed(0).padStart(12)}%`);
     }
   }
+  if (publishers.length > 0) printPublishers(publishers);
   const outDir = path.resolve('bench/results');
   fs.mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, 'results.json');
-  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout, ingest };
+  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout, ingest, publishers };
   fs.writeFileSync(file, JSON.stringify(json, null, 2));
   console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
 }

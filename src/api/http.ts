@@ -59,6 +59,9 @@ export interface HttpServerDeps {
   log: Logger;
 }
 
+/** How long the server keeps an idle keep-alive socket; longer than any HTTP client's pool keeps one. */
+export const HTTP_KEEP_ALIVE_MS = 65_000;
+
 const DEMO_PAGE = fileURLToPath(new URL('../../templates/demo/index.html', import.meta.url));
 
 export function createHttpServer(deps: HttpServerDeps): http.Server {
@@ -84,6 +87,13 @@ export function createHttpServer(deps: HttpServerDeps): http.Server {
   });
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
+  // Idle keep-alive sockets outlive every client's pool: Node's 5 s default sat next to undici's
+  // 4 s (the SDK's fetch), so when media load stalled either event loop the server closed a socket
+  // the client had just sent a request on (ECONNRESET in `bench ingest`). At 65 s the client, which
+  // honours the `Keep-Alive: timeout=65` hint less a margin, always closes first. headersTimeout
+  // counts only while a request's headers arrive (not idle time), so it stays short against slow
+  // senders.
+  server.keepAliveTimeout = HTTP_KEEP_ALIVE_MS;
   // A client that sends garbage instead of HTTP gets 400 and the socket closes; nothing else happens.
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

@@ -8,6 +8,7 @@ import { launchChromium } from '../helpers/chromium.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { scaled } from '../helpers/deadline.ts';
 import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -98,6 +99,10 @@ describe('WHIP and WHEP in headless Chromium', () => {
       return i?.state?.status === IngressState_Status.ENDPOINT_INACTIVE ? true : undefined;
     }, 15_000, 'INACTIVE');
     // The viewer's WHEP session closes with the tracks.
-    await viewer.waitForFunction(() => /disconnected|failed|closed/.test((window as unknown as { whepStatus?: string }).whepStatus ?? ''), undefined, { timeout: 40_000 }).catch(() => undefined);
+    await viewer
+      .waitForFunction(() => /disconnected|failed|closed/.test((window as unknown as { whepStatus?: string }).whepStatus ?? ''), undefined, { timeout: scaled(40_000) })
+      .catch(async (err: unknown) => {
+        throw new Error(`the WHEP viewer's session did not close with the tracks (status: ${await viewer.evaluate(() => (window as unknown as { whepStatus?: string }).whepStatus)}): ${String(err)}`);
+      });
   });
 });

@@ -23,7 +23,6 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeParticipant } from '../../src/client/node.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import { colourAt, frameAt, publishColour } from '../helpers/composite.ts';
@@ -237,9 +236,5 @@ describe('auto-record', () => {
     expect(b).toMatchObject({ roomId: second.sid, status: EgressStatus.EGRESS_STARTING });
     await rooms.deleteRoom('ar-again');
     expect((await ended(b!.egressId, 15_000)).status).toBe(EgressStatus.EGRESS_ABORTED);
-  });
-
-  it('leaves no FFmpeg running', async () => {
-    await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 15_000, 'no FFmpeg');
   });
 });

@@ -11,13 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import type { SnapshotParticipant } from '../../src/egress/composite/types.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import speaker from '../../templates/layouts/speaker.ts';
 import { colourAt, framesOf, type Colour } from '../helpers/composite.ts';
+import { TIME_SCALE } from '../helpers/deadline.ts';
 import { inProcessWorker, egressLookups } from '../helpers/egress.ts';
-import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -30,8 +30,6 @@ const W = 1280;
 const H = 720;
 /** Decoded frames are scaled down by this much: enough to tell solid tiles apart, cheap to read. */
 const SCALE = 8;
-/** Red is loud for PHASE_S seconds, then green, then red… */
-const PHASE_S = 5;
 
 /**
  * The issue asks for the large tile to change within 1 s. A speaker change is switched inside the
@@ -39,16 +37,19 @@ const PHASE_S = 5;
  * detection, ≤ ~0.4 s (mediasoup's AudioLevelObserver averages over 250 ms intervals: the new voice
  * must be louder over one of them), the snapshot poll (≤ 0.1 s) and the commands, stamped 0.1 s
  * ahead per changed tile plus 0.06 s (0.36 s for the three tiles here): ≤ ~0.9 s in all (measured
- * 0.75–0.88 s idle). The bound adds 0.5 s for the two-core machine this shares with other tests;
- * the measured figures are printed. (A new compositor instead takes 1.5–2.5 s idle.)
+ * 0.75–0.88 s idle). The bound adds 0.5 s per unit of the load factor (test/helpers/deadline.ts:
+ * 1.4 s on an idle machine) for the two-core machine this shares with other tests; the measured
+ * figures are printed. (A new compositor instead takes 1.5–2.5 s idle.)
  */
-const SWITCH_BOUND_S = 1.4;
+const SWITCH_BOUND_S = 0.9 + 0.5 * TIME_SCALE;
+/** Red is loud for PHASE_S seconds, then green, then red…: long enough for a settled picture after each switch. */
+const PHASE_S = Math.max(5, Math.ceil(2 * SWITCH_BOUND_S + 1));
 
 beforeAll(async () => {
   redis = await startRedis();
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
   worker = await inProcessWorker(gw);
-  egress = new EgressClient(gw.url, API_KEY, API_SECRET);
+  egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
 });
 
 afterAll(async () => {
@@ -154,9 +155,5 @@ describe('speaker layout', () => {
     } finally {
       await Promise.all(ps.map((p) => p.leave()));
     }
-  });
-
-  it('leaves no FFmpeg running', async () => {
-    await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 15_000, 'no FFmpeg');
   });
 });

@@ -6,7 +6,6 @@ import path from 'node:path';
 import { DirectFileOutput, EgressClient, EgressStatus, S3Upload } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import { runningFfmpegPids } from '../../src/media/ffmpeg.ts';
 import type { Gateway } from '../../src/main.ts';
 import { BUCKET, inProcessWorker, startS3, type TestS3 } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
@@ -71,9 +70,5 @@ describe('track egress', () => {
     } finally {
       await alice.leave();
     }
-  });
-
-  it('leaves no FFmpeg running', async () => {
-    await waitFor(() => (runningFfmpegPids().length === 0 ? true : undefined), 15_000, 'no FFmpeg');
   });
 });

@@ -17,7 +17,8 @@ import { sleep } from '../../src/time.ts';
 import type { S3Settings } from '../../src/egress/EgressTypes.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
-import { freePort, waitFor } from './net.ts';
+import { scaled } from './deadline.ts';
+import { freePort, waitFor, waitForBound } from './net.ts';
 
 export const BUCKET = 'recordings';
 
@@ -63,7 +64,7 @@ export async function startS3(): Promise<TestS3> {
           if (attempt > 1) await sleep(50);
           try {
             // A body cut short can also leave the connection open: bound each try.
-            const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }), { abortSignal: AbortSignal.timeout(5000) });
+            const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }), { abortSignal: AbortSignal.timeout(scaled(5000)) });
             const body = Buffer.from(await res.Body!.transformToByteArray());
             const etag = (res.ETag ?? '').replace(/"/g, '');
             if (etag.includes('-') || crypto.createHash('md5').update(body).digest('hex') === etag) return body;
@@ -143,8 +144,8 @@ export async function startRtmpSink(name = 'sink'): Promise<RtmpSink> {
   const file = path.join(dir, `${name}.flv`);
   const url = `rtmp://127.0.0.1:${port}/live/${name}-secretkey`;
   const ffmpeg = launchFfmpeg(['-listen', '1', '-timeout', '60', '-f', 'flv', '-i', url, '-c', 'copy', '-f', 'flv', '-y', file]);
-  // No TCP probe: `-listen 1` serves exactly one connection. FFmpeg binds within a few ms.
-  await sleep(400);
+  // Ready once FFmpeg listens; a TCP probe would use up the one connection `-listen 1` serves.
+  await waitForBound(port, 'tcp', ffmpeg);
   return {
     url,
     file,

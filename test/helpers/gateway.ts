@@ -4,10 +4,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import { startGateway, type Gateway } from '../../src/main.ts';
+import { scaled } from './deadline.ts';
 import { freePort } from './net.ts';
 
 export const API_KEY = 'APItestkey';
 export const API_SECRET = 'test-secret-that-is-long-enough-0123456789';
+/**
+ * Options for the SDK's clients in tests: its 10 s request timeout stretched by the load factor. The
+ * gateway runs in the test's own process, so a starved machine slows its answers with the test's.
+ */
+export const SDK_OPTIONS = { requestTimeout: scaled(10_000) / 1000 };
 
 export async function startTestGateway(env: Record<string, string> = {}): Promise<Gateway> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-test-'));

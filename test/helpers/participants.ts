@@ -1,5 +1,6 @@
 import { AccessToken, type VideoGrant } from 'livekit-server-sdk';
 import { NodeParticipant, type NodeParticipantEvents } from '../../src/client/node.ts';
+import { scaled } from './deadline.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
 
 export async function joinToken(room: string, identity: string, grant: Partial<VideoGrant> = {}, extra: { name?: string; metadata?: string } = {}) {
@@ -23,7 +24,7 @@ export function nextEvent<K extends keyof NodeParticipantEvents & string>(
     const timer = setTimeout(() => {
       p.off(event, fn);
       reject(new Error(`timed out waiting for ${event} at ${p.identity}`));
-    }, timeoutMs);
+    }, scaled(timeoutMs));
     const fn = (...args: NodeParticipantEvents[K]) => {
       if (!filter(...args)) return;
       clearTimeout(timer);

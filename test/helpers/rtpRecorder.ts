@@ -8,7 +8,7 @@ import type { types } from 'mediasoup';
 import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
 import { openRtpSend, type RtpSend } from '../../src/media/rtpSend.ts';
 import { writeRtpInputSdp, type RtpInputStream } from '../../src/media/sdp.ts';
-import { freePort } from './net.ts';
+import { freePort, waitForBound } from './net.ts';
 export interface ProbedStream {
   codec_type: string;
   codec_name: string;
@@ -34,7 +34,8 @@ export async function recordProducers(router: types.Router, producers: types.Pro
     const sdpFile = path.join(dir, 'in.sdp');
     fs.writeFileSync(sdpFile, writeRtpInputSdp(streams));
     const ff = launchFfmpeg(['-protocol_whitelist', 'file,udp,rtp', '-i', sdpFile, '-t', String(seconds), '-c', 'copy', '-y', file]);
-    await new Promise((r) => setTimeout(r, 500)); // FFmpeg listens before the first packet is sent
+    // The first packets must find FFmpeg's sockets bound, or they are lost (and with them a keyframe).
+    for (const s of streams) await waitForBound(s.port, 'udp', ff);
     for (const [i, send] of sends.entries()) await send.start({ ip: '127.0.0.1', port: streams[i]!.port, rtcpPort: streams[i]!.rtcpPort });
     const timer = setTimeout(() => void ff.stop(), (seconds + 15) * 1000);
     await ff.exited;
