@@ -50,16 +50,14 @@ export interface RunDeps {
 }
 
 /** Seconds without RTP after which FFmpeg ends by itself (muted long, unpublished, gateway gone). */
-const ENCODER_RTP_TIMEOUT_S = 12;
+const ENCODER_RTP_TIMEOUT_S = 5;
 const TRACK_RTP_TIMEOUT_S = 30;
 /**
- * How the worker's RTP input waits for a picture (tapInput.ts). Both wait longer than OBS's default
- * keyframe interval (8.3 s) rather than record undecodable pictures: passed early, they reached the
- * file as frames with repeated timestamps. The encoder's audio waits with them (its FFmpeg probes
- * the picture's size from the first packets it gets), and its FFmpeg's own RTP timeout
- * (ENCODER_RTP_TIMEOUT_S) is longer than that wait.
+ * How the worker's RTP input waits for a picture (tapInput.ts). The encoder ends by itself after
+ * ENCODER_RTP_TIMEOUT_S without packets, so it gets audio and video before then; a copy waits
+ * longer for a keyframe rather than record undecodable pictures.
  */
-const ENCODER_GATE = { holdAudioMs: 10_000, gateTimeoutMs: 10_000 };
+const ENCODER_GATE = { holdAudioMs: 3000, gateTimeoutMs: 4000 };
 const TRACK_GATE = { holdAudioMs: 0, gateTimeoutMs: (TRACK_RTP_TIMEOUT_S - 5) * 1000 };
 /** An encoder that dies this many times in a row before any output fails the egress. */
 const MAX_START_FAILURES = 3;
