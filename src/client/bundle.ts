@@ -2,14 +2,15 @@
 // process, in memory. The gateway serves it at /sdk/roomgate.js; no build step before `npm start`.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type BuildOptions } from 'esbuild';
 
 const ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'browser.ts');
 let bundle: Promise<string> | undefined;
 
-export function browserSdk(): Promise<string> {
-  bundle ??= build({
-    entryPoints: [ENTRY],
+/** One minified ES module for browsers, in memory; every bundle the gateway serves is built so. */
+export async function browserBundle(input: Pick<BuildOptions, 'entryPoints' | 'stdin'>): Promise<string> {
+  const out = await build({
+    ...input,
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -18,7 +19,12 @@ export function browserSdk(): Promise<string> {
     write: false,
     legalComments: 'none',
     define: { 'process.env.NODE_ENV': '"production"' },
-  }).then((r) => r.outputFiles[0]!.text);
+  });
+  return out.outputFiles[0]!.text;
+}
+
+export function browserSdk(): Promise<string> {
+  bundle ??= browserBundle({ entryPoints: [ENTRY] });
   bundle.catch(() => (bundle = undefined)); // a failed build is retried on the next request
   return bundle;
 }

@@ -32,6 +32,7 @@ import { ApiError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../media/codecs.ts';
+import { localParameters } from '../media/webrtcTransport.ts';
 import {
   consumerAnswerMedia,
   negotiateSendMedia,
@@ -320,7 +321,7 @@ class LiveKitSession implements SignalSink, DataPath {
     // The receiving side first, so the initial subscriber offer can go out with the join.
     const recv = await participant.createTransport({ direction: 'recv' });
     this.#sub.transportId = recv.id;
-    this.#sub.local = answerTransport(recv);
+    this.#sub.local = localParameters(recv);
     if (recv.sctpParameters) this.#sub.sctp = { port: recv.sctpParameters.port, maxMessageSize: recv.sctpParameters.maxMessageSize };
     await this.#openDownstreamData();
 
@@ -566,7 +567,7 @@ class LiveKitSession implements SignalSink, DataPath {
     if (!this.#pub.transportId) {
       const t = await p.createTransport({ direction: 'send' });
       this.#pub.transportId = t.id;
-      this.#pub.local = answerTransport(t);
+      this.#pub.local = localParameters(t);
       if (t.sctpParameters) this.#pub.sctp = { port: t.sctpParameters.port, maxMessageSize: t.sctpParameters.maxMessageSize };
     }
     const transportId = this.#pub.transportId;
@@ -790,26 +791,4 @@ class LiveKitSession implements SignalSink, DataPath {
 
 function sourceOf(name: PendingTrack['source']): TrackSource {
   return { camera: TrackSource.CAMERA, microphone: TrackSource.MICROPHONE, screen_share: TrackSource.SCREEN_SHARE, screen_share_audio: TrackSource.SCREEN_SHARE_AUDIO }[name];
-}
-
-/** The local half of our descriptions from what Participant.createTransport returned. */
-function answerTransport(t: {
-  iceParameters: types.IceParameters;
-  iceCandidates: types.IceCandidate[];
-  dtlsParameters: types.DtlsParameters;
-}): AnswerTransport {
-  return {
-    iceUfrag: t.iceParameters.usernameFragment,
-    icePwd: t.iceParameters.password,
-    candidates: t.iceCandidates.map((c) => ({
-      foundation: c.foundation,
-      priority: c.priority,
-      ip: c.ip,
-      protocol: c.protocol,
-      port: c.port,
-      type: c.type,
-      ...(c.tcpType ? { tcpType: c.tcpType } : {}),
-    })),
-    fingerprints: t.dtlsParameters.fingerprints.map((f) => ({ algorithm: f.algorithm, value: f.value })),
-  };
 }

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { browserBundle } from '../client/bundle.ts';
 
 export const LIVEKIT_DEMO_PATH = '/lk';
 export const LIVEKIT_SDK_PATH = '/sdk/livekit-client.js';
@@ -14,21 +14,8 @@ const PAGE = fileURLToPath(new URL('../../templates/livekit/index.html', import.
 let bundle: Promise<string> | undefined;
 
 function livekitClient(): Promise<string> {
-  bundle ??= (async () => {
-    // Re-exported through esbuild's resolver, which picks the package's ES module build.
-    const out = await build({
-      stdin: { contents: "export * from 'livekit-client';", resolveDir: ROOT, loader: 'js' },
-      bundle: true,
-      format: 'esm',
-      platform: 'browser',
-      target: 'es2022',
-      minify: true,
-      write: false,
-      legalComments: 'none',
-      define: { 'process.env.NODE_ENV': '"production"' },
-    });
-    return out.outputFiles[0]!.text;
-  })();
+  // Re-exported through esbuild's resolver, which picks the package's ES module build.
+  bundle ??= browserBundle({ stdin: { contents: "export * from 'livekit-client';", resolveDir: ROOT, loader: 'js' } });
   bundle.catch(() => (bundle = undefined)); // retried on the next request
   return bundle;
 }

@@ -21,7 +21,7 @@ export function createServerWebRtcTransport(router: types.Router, settings: List
 }
 
 /** The local half of an answer: ICE credentials, candidates and DTLS fingerprints. */
-export function localParameters(transport: types.WebRtcTransport): AnswerTransport {
+export function localParameters(transport: Pick<types.WebRtcTransport, 'iceParameters' | 'iceCandidates' | 'dtlsParameters'>): AnswerTransport {
   return {
     iceUfrag: transport.iceParameters.usernameFragment,
     icePwd: transport.iceParameters.password,
