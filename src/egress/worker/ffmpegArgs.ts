@@ -89,7 +89,10 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
 // (TsKeyframeGate), so the picture's parameters come at once; analyzeduration is now only the
 // bound for a stream whose first packets trail (audio behind video), long enough to wait for them.
 // The HLS segmenter and the snapshotter read the same way.
-const TS_READ = ['-fflags', '+genpts', '-scan_all_pmts', '0', '-fpsprobesize', '0', '-analyzeduration', '2000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
+// 6 s: a compositor's mixed audio can trail its first pictures by more than 2 s on a loaded machine
+// (its inputs wait for a picture, tapInput.ts), and the file sink, which gets one start, then failed
+// "Could not write header … output stream 0:1"; a stream that is there ends the probe at once anyway.
+const TS_READ = ['-fflags', '+genpts', '-scan_all_pmts', '0', '-fpsprobesize', '0', '-analyzeduration', '6000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
 const TS_INPUT = [...TS_READ, '-map', '0'];
 
 /** `file` was created exclusively for this egress (Storage.localFile): `-y` writes over nothing else. */
