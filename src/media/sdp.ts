@@ -110,17 +110,22 @@ const TOKEN = /^[\x21-\x7e]{1,256}$/;
  * Parses an offer and checks the WebRTC parts every use needs: BUNDLE of all m-lines, rtcp-mux, one
  * ICE ufrag/pwd and DTLS fingerprint, a usable setup role, and RTP audio/video m-lines only.
  */
-export function parseOffer(text: string, opts: ParseOfferOptions = {}): ParsedOffer {
-  assert(typeof text === 'string' && text.length > 0, 'the body is empty');
-  assert(Buffer.byteLength(text) <= MAX_SDP_BYTES, `the offer is larger than ${MAX_SDP_BYTES} bytes`);
-  assert(/^v=0\r?\n/.test(text), "the body is not SDP (it must start with 'v=0')");
+/** Size, shape and parse checks every description we read gets; `body` names it in the errors. */
+function parseDescription(text: string, body: string, kind: string): { session: SessionDescription; media: SessionDescription['media'] } {
+  assert(typeof text === 'string' && text.length > 0, `the ${body} is empty`);
+  assert(Buffer.byteLength(text) <= MAX_SDP_BYTES, `the ${kind} is larger than ${MAX_SDP_BYTES} bytes`);
+  assert(/^v=0\r?\n/.test(text), `the ${body} is not SDP (it must start with 'v=0')`);
   let session: SessionDescription;
   try {
     session = sdpTransform.parse(text);
   } catch (err) {
     throw new SdpError(`the SDP does not parse: ${(err as Error).message}`);
   }
-  const media = Array.isArray(session.media) ? session.media : [];
+  return { session, media: Array.isArray(session.media) ? session.media : [] };
+}
+
+export function parseOffer(text: string, opts: ParseOfferOptions = {}): ParsedOffer {
+  const { session, media } = parseDescription(text, 'body', 'offer');
   assert(media.length > 0, 'the offer has no m-line');
   assert(media.length <= (opts.maxMedia ?? 8), 'the offer has too many m-lines');
 
@@ -712,16 +717,7 @@ export interface ParsedAnswer {
 }
 
 export function parseAnswer(text: string): ParsedAnswer {
-  assert(typeof text === 'string' && text.length > 0, 'the answer is empty');
-  assert(Buffer.byteLength(text) <= MAX_SDP_BYTES, `the answer is larger than ${MAX_SDP_BYTES} bytes`);
-  assert(/^v=0\r?\n/.test(text), "the answer is not SDP (it must start with 'v=0')");
-  let session: SessionDescription;
-  try {
-    session = sdpTransform.parse(text);
-  } catch (err) {
-    throw new SdpError(`the SDP does not parse: ${(err as Error).message}`);
-  }
-  const media = Array.isArray(session.media) ? session.media : [];
+  const { session, media } = parseDescription(text, 'answer', 'answer');
   const first = media[0];
   const fp = first?.fingerprint ?? session.fingerprint;
   assert(
