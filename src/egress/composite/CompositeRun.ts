@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import { firstPts } from '../../media/mpegts.ts';
-import { writeRtpInputSdp } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
 import type { EncodingSpec } from '../EgressTypes.ts';
 import type { TapTrack } from '../EgressTaps.ts';
@@ -274,7 +273,7 @@ export class CompositeRun {
     let sdpFile: string | undefined;
     if (ordered.length > 0) {
       sdpFile = path.join(dir, 'input.sdp');
-      fs.writeFileSync(sdpFile, writeRtpInputSdp(input.streams, '127.0.0.1', 'roomgate', ['127.0.0.1']));
+      fs.writeFileSync(sdpFile, input.sdp);
     }
     // Only a handover cuts: the first run's output starts as soon as it can (the recording starts
     // at its first frame); a later run must not show what the old one already showed.

@@ -12,7 +12,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status, type ImagesInfo, type SegmentsInfo } from '@livekit/protocol';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
-import { writeRtpInputSdp } from '../../media/sdp.ts';
 import type { Logger } from '../../logger.ts';
 import type { Storage, StoredFile } from '../../storage/Storage.ts';
 import type { EgressStore } from '../EgressStore.ts';
@@ -377,7 +376,7 @@ export class EgressRun {
   async #plumb(tracks: TapTrack[], name: string, gate: { holdAudioMs: number; gateTimeoutMs: number }): Promise<{ sdpFile: string; input: TapInput }> {
     const input = await TapInput.open({ host: this.#d.rtpHost, tracks, ...gate, log: this.#log });
     const sdpFile = path.join(this.#d.workDir, `${name}.sdp`);
-    fs.writeFileSync(sdpFile, writeRtpInputSdp(input.streams, '127.0.0.1', 'roomgate', ['127.0.0.1']));
+    fs.writeFileSync(sdpFile, input.sdp);
     return { sdpFile, input };
   }
 

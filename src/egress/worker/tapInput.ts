@@ -16,7 +16,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import type { Logger } from '../../logger.ts';
 import { KeyframeTracker, parseRtp, senderReport, videoCodecOf } from '../../media/rtp.ts';
-import type { RtpInputStream } from '../../media/sdp.ts';
+import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
 import type { TapTrack } from '../EgressTaps.ts';
 import { sleep } from '../../time.ts';
 import { udpPortPair } from './udpPorts.ts';
@@ -166,6 +166,11 @@ export class TapInput {
   /** The streams of FFmpeg's SDP (loopback ports), in the order of the tracks. */
   get streams(): RtpInputStream[] {
     return this.#lanes.map((l) => ({ ...l.track.codec, ...l.ffmpeg }));
+  }
+
+  /** FFmpeg's SDP for this input: its loopback ports, admitting packets from loopback only. */
+  get sdp(): string {
+    return writeRtpInputSdp(this.streams, '127.0.0.1', 'roomgate', ['127.0.0.1']);
   }
 
   #wire(): void {
