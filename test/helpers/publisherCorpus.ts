@@ -1,5 +1,5 @@
-// What real publishers send, generated at test time (nothing binary in the repo): OBS's defaults and
-// its WebRTC-friendly variant, GStreamer's two RTMP stacks, a 1080p 6 Mb/s stream, audio-only,
+// What real publishers send, generated at test time (nothing binary in the repo): OBS's defaults, OBS
+// with B-frames off at its default 8.3 s keyframes and its WebRTC-friendly 2 s variant, GStreamer's two RTMP stacks, a 1080p 6 Mb/s stream, audio-only,
 // video-only (all over RTMP), and headless Chromium over WHIP. FFmpeg shapes are encoded once per
 // machine into a clip in the temp folder and pushed with `-re -c copy`, so a test pays for the
 // encode once and the publisher costs almost nothing after; GStreamer encodes live, as it would.
@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { launchFfmpeg, type FfmpegProcess } from '../../src/media/ffmpeg.ts';
 
-export type ShapeName = 'obs-default' | 'obs-nob-2s' | 'gst-rtmp2sink' | 'gst-rtmpsink' | '1080p-6m' | 'audio-only' | 'video-only' | 'browser-whip';
+export type ShapeName = 'obs-default' | 'obs-nob-2s' | 'obs-nob-long' | 'gst-rtmp2sink' | 'gst-rtmpsink' | '1080p-6m' | 'audio-only' | 'video-only' | 'browser-whip';
 
 export interface PublisherShape {
   name: ShapeName;
@@ -60,6 +60,15 @@ const shapes: Record<ShapeName, PublisherShape & { clip?: ClipRecipe }> = {
     keyframeIntervalS: 2,
     audio: true,
     clip: { seconds: CLIP_SECONDS, args: [...testsrc(1280, 720), ...SINE, ...obsX264(2500, 60, false), ...AAC] },
+  },
+  'obs-nob-long': {
+    name: 'obs-nob-long',
+    description: "OBS, B-frames off, keyframe interval left at its default (250 frames, 8.3 s): passed through, the source cannot answer a keyframe request",
+    transport: 'rtmp',
+    video: { width: 1280, height: 720, fps: 30, bframes: false },
+    keyframeIntervalS: 250 / 30,
+    audio: true,
+    clip: { seconds: CLIP_SECONDS, args: [...testsrc(1280, 720), ...SINE, ...obsX264(2500, 250, false), ...AAC] },
   },
   'gst-rtmp2sink': {
     name: 'gst-rtmp2sink',

@@ -304,7 +304,9 @@ export class CompositeRun {
     });
     await sleep(120, h.signal);
     try {
-      await h.taps.connect(opened.sessionId, input.targets, 'live');
+      // Kept pictures of a server-fed track (relayFeed.ts) arrive as a burst, all stamped with
+      // their arrival (-use_wallclock_as_timestamps): the tile shows the newest of them at once.
+      await h.taps.connect(opened.sessionId, input.targets, 'preroll');
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'could not connect the room tap');
     }

@@ -17,7 +17,7 @@ import type { Storage, StoredFile } from '../../storage/Storage.ts';
 import type { EgressStore } from '../EgressStore.ts';
 import type { JobProgress, JobSpec } from '../EgressTypes.ts';
 import type { TapTrack } from '../EgressTaps.ts';
-import { encoderArgs, isPassthrough, trackToFile } from './ffmpegArgs.ts';
+import { encoderArgs, encoderReplay, isPassthrough, trackToFile } from './ffmpegArgs.ts';
 import { HlsOutput } from './hlsOutput.ts';
 import { ImageOutput } from './imageOutput.ts';
 import { FileSink, StreamDestination, type Sink } from './outputs.ts';
@@ -470,9 +470,7 @@ export class EgressRun {
         });
         // FFmpeg binds its UDP ports within a few ms of starting; the keyframe request follows connect.
         await sleep(120);
-        // From the source's next keyframe: cached pictures before the audio came out of the encoder
-        // with non-monotonic times (a known limitation, README).
-        await this.#d.taps.connect(session.sessionId, input.targets, 'live');
+        await this.#d.taps.connect(session.sessionId, input.targets, encoderReplay(plan));
         this.#connectedAt ||= Date.now();
         const why = await this.#watch(session.sessionId, session.version, ffmpeg, false);
         if (why === 'changed') this.#log.info('source tracks changed; re-attaching');

@@ -56,6 +56,22 @@ export function isPassthrough(plan: EncoderPlan): boolean {
   return plan.encoding.passthroughAllowed && plan.videoMime?.toLowerCase() === 'video/h264';
 }
 
+/**
+ * How the gateway replays a server-fed track's kept pictures into this encoder (relayFeed.ts): an
+ * encoder always starts on them. Re-encoded, the decoder runs through the kept keyframe interval
+ * and the encoder drops the pictures older than the request (below), so the output starts at the
+ * request with a picture. Copied (passthrough), the output starts at the kept keyframe, up to one
+ * keyframe interval of video before the request and its audio, as a track egress does.
+ */
+export function encoderReplay(plan: EncoderPlan): 'preroll' | 'live' {
+  return plan.hasVideo ? 'preroll' : 'live';
+}
+
+/** Whether the encoder drops replayed pictures older than the request (re-encoded video only). */
+function trimsReplay(plan: EncoderPlan): boolean {
+  return plan.hasVideo && !isPassthrough(plan);
+}
+
 /** RTP in → H.264 (copied or encoded) + AAC → MPEG-TS on stdout. */
 export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number): string[] {
   const e = plan.encoding;
@@ -66,8 +82,13 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
       args.push('-c:v', 'copy');
     } else {
       const gop = Math.max(1, Math.round(e.framerate * e.keyFrameInterval));
+      // The input's clock is the worker's arrival clock, 0 at the first sender report
+      // (tapInput.ts): replayed pictures are older, so their times are negative. -copyts keeps
+      // them so (FFmpeg would otherwise start the timeline at the oldest), and trim drops them
+      // once decoded: the first picture out is the newest kept one, at once, in sync with audio.
       args.push(
-        '-vf', `scale=${e.width}:${e.height}:force_original_aspect_ratio=decrease,pad=${e.width}:${e.height}:(ow-iw)/2:(oh-ih)/2,fps=${e.framerate},format=yuv420p`,
+        '-copyts',
+        '-vf', `trim=start=0,scale=${e.width}:${e.height}:force_original_aspect_ratio=decrease,pad=${e.width}:${e.height}:(ow-iw)/2:(oh-ih)/2,fps=${e.framerate},format=yuv420p`,
         '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', e.profile,
         '-b:v', `${e.videoBitrate}k`, '-maxrate', `${e.videoBitrate}k`, '-bufsize', `${e.videoBitrate * 2}k`,
         '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
@@ -75,7 +96,7 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
     }
   }
   if (plan.hasAudio) {
-    args.push('-map', '0:a:0', '-c:a', 'aac', '-b:a', `${e.audioBitrate}k`, '-ar', String(e.audioFrequency), '-ac', '2');
+    args.push('-map', '0:a:0', ...(trimsReplay(plan) ? ['-af', 'atrim=start=0'] : []), '-c:a', 'aac', '-b:a', `${e.audioBitrate}k`, '-ar', String(e.audioFrequency), '-ac', '2');
   }
   args.push('-output_ts_offset', plan.offsetS.toFixed(3), '-f', 'mpegts', '-muxdelay', '0', '-muxpreload', '0', 'pipe:1');
   return args;
