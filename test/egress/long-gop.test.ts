@@ -1,16 +1,17 @@
 // Recordings of what OBS sends by default: a keyframe every 250 frames (8.3 s) that no keyframe
 // request can hurry. An egress started mid-interval must still record from the request on,
-// decodable from its first frame. A track egress (a copy) starts with the gateway's cached pictures.
-// (An encoded egress of such a stream is not covered here: it starts at the source's next keyframe
-// and its first pictures may carry repeated timestamps — README, known limitation.) On the code before the keyframe
-// cache and the worker's RTP gate, the track egress ended ABORTED ("stopped before any media was
-// recorded"; FFmpeg's probe dropped the one keyframe it saw).
+// decodable from its first frame: the gateway replays the pictures it kept since the last keyframe.
+// A track egress (a copy) starts with them; an encoded one (track composite, re-encoded) decodes
+// them and starts at the request, long before the source's next keyframe. On the code before the
+// keyframe cache and the worker's RTP gate, the track egress ended ABORTED ("stopped before any
+// media was recorded"; FFmpeg's probe dropped the one keyframe it saw); before the encoders were
+// fed the kept pictures, the track composite started at the source's next keyframe.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IngressState_Status } from '@livekit/protocol';
-import { DirectFileOutput, EgressClient, EgressStatus, IngressClient, IngressInput, type EgressInfo } from 'livekit-server-sdk';
+import { DirectFileOutput, EgressClient, EncodedFileOutput, EncodingOptions, EgressStatus, IngressClient, IngressInput, type EgressInfo } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import type { Gateway } from '../../src/main.ts';
@@ -50,8 +51,9 @@ afterAll(async () => {
 });
 
 /** Starts the OBS-shaped stream into `room` and waits until its video track is in the room. */
-async function streamInto(room: string): Promise<{ videoSid: string; stop: () => Promise<void> }> {
+async function streamInto(room: string): Promise<{ videoSid: string; audioSid: string; pushedAt: number; stop: () => Promise<void> }> {
   const info = await ingress.createIngress(IngressInput.RTMP_INPUT, { roomName: room, participantIdentity: 'obs', participantName: 'OBS' });
+  const pushedAt = Date.now();
   const ff = pushClip(clip, `rtmp://127.0.0.1:${gw.rtmpPort}/live/${info.streamKey}`);
   running.add(ff);
   const published = await waitFor(async () => {
@@ -59,9 +61,13 @@ async function streamInto(room: string): Promise<{ videoSid: string; stop: () =>
     return i?.state?.status === IngressState_Status.ENDPOINT_PUBLISHING ? i : undefined;
   }, 60_000, 'ingress PUBLISHING');
   const video = published.state!.tracks.find((t) => t.type === 1);
+  const audio = published.state!.tracks.find((t) => t.type === 0);
   expect(video, 'the stream has a video track').toBeDefined();
+  expect(audio, 'the stream has an audio track').toBeDefined();
   return {
     videoSid: video!.sid,
+    audioSid: audio!.sid,
+    pushedAt,
     stop: async () => {
       await ff.stop(2000);
       running.delete(ff);
@@ -76,7 +82,7 @@ function decodeErrors(file: string): string {
 }
 
 /** Records for `seconds` and checks the file: decodable, and covering the time since the request. */
-async function record(start: () => Promise<EgressInfo>, seconds: number, label: string): Promise<{ file: string; coverage: number; ownCoverage: number; firstFrameS: number }> {
+async function record(start: () => Promise<EgressInfo>, seconds: number, label: string): Promise<{ file: string; coverage: number; ownCoverage: number; firstFrameS: number; startedAtMs: number; stoppedAtMs: number; duration: number }> {
   const requested = Date.now();
   const started = await start();
   await sleep(seconds * 1000);
@@ -101,19 +107,39 @@ async function record(start: () => Promise<EgressInfo>, seconds: number, label: 
   const ownCoverage = p.duration / ((stopAt - Math.max(requested, startedAt)) / 1000);
   // Figures for the README's OBS section (bench/ measures them properly).
   console.info(`[long-gop] ${label}: duration ${p.duration.toFixed(2)} s of ${((stopAt - requested) / 1000).toFixed(2)} s wall (coverage ${(coverage * 100).toFixed(1)} %, of its own time ${(ownCoverage * 100).toFixed(1)} %), started ${firstFrameS.toFixed(2)} s after the request`);
-  return { file, coverage, ownCoverage, firstFrameS };
+  return { file, coverage, ownCoverage, firstFrameS, startedAtMs: startedAt, stoppedAtMs: stopAt, duration: p.duration };
 }
 
 
 
 describe('egress of an RTMP stream with an 8.3 s keyframe interval (OBS defaults, B-frames off: passthrough)', () => {
-  it('a track egress records from the request on (cached pictures first), decodable from its first frame', async () => {
+  it('track and track-composite egress record from the request on, decodable from their first frame', async () => {
     const s = await streamInto('obs-long-gop');
-    // Mid-interval: the stream's first keyframe was sent at its start, the next comes 8.3 s later.
-    await sleep(3000);
-    const track = await record(() => egress.startTrackEgress('obs-long-gop', new DirectFileOutput({ filepath: 'long-gop/track.mp4' }), s.videoSid), 10, 'track egress');
+    // Mid-interval: the clip's keyframes go every 250 frames from the push on (a little after
+    // pushedAt, so the estimate below is early: the checks against it are, if anything, stricter).
+    await sleep(1000);
+    const interval = (250 / 30) * 1000;
+    const requested = Date.now();
+    const nextKeyframeAt = s.pushedAt + Math.ceil((requested - s.pushedAt) / interval) * interval;
+    const [track, composite] = await Promise.all([
+      record(() => egress.startTrackEgress('obs-long-gop', new DirectFileOutput({ filepath: 'long-gop/track.mp4' }), s.videoSid), 10, 'track egress'),
+      record(
+        () =>
+          egress.startTrackCompositeEgress('obs-long-gop', { file: new EncodedFileOutput({ filepath: 'long-gop/composite.mp4' }) }, {
+            videoTrackId: s.videoSid,
+            audioTrackId: s.audioSid,
+            encodingOptions: new EncodingOptions({ width: 640, height: 360, framerate: 15, videoBitrate: 800 }),
+          }),
+        10,
+        'track composite (re-encoded)',
+      ),
+    ]);
     // The copy starts with the cached pictures (up to one interval before the request).
     expect(track.coverage).toBeGreaterThan(0.9);
+    // The encoder starts on the replayed pictures: before the source's next keyframe could have
+    // given it one, with more media than a start at that keyframe could hold.
+    expect(composite.startedAtMs, 'track composite starts before the source’s next keyframe').toBeLessThan(nextKeyframeAt);
+    expect(composite.duration, 'track composite media').toBeGreaterThan((composite.stoppedAtMs - nextKeyframeAt) / 1000);
     await s.stop();
   }, 180_000);
 });
