@@ -1,8 +1,9 @@
 // What real publishers send, generated at test time (nothing binary in the repo): OBS's defaults, OBS
-// with B-frames off at its default 8.3 s keyframes and its WebRTC-friendly 2 s variant, GStreamer's two RTMP stacks, a 1080p 6 Mb/s stream, audio-only,
-// video-only (all over RTMP), and headless Chromium over WHIP. FFmpeg shapes are encoded once per
-// machine into a clip in the temp folder and pushed with `-re -c copy`, so a test pays for the
-// encode once and the publisher costs almost nothing after; GStreamer encodes live, as it would.
+// with B-frames off at its default 8.3 s keyframes and its WebRTC-friendly 2 s variant, GStreamer's
+// two RTMP stacks, a 1080p 6 Mb/s stream, audio-only, video-only (all over RTMP), and headless
+// Chromium over WHIP. FFmpeg shapes are encoded once per machine into a clip in the temp folder and
+// pushed with `-re -c copy`, so a test pays for the encode once and the publisher costs almost
+// nothing after; GStreamer encodes live, as it would.
 // Also the measures the publisher matrix and bench apply to every output: a full decode and the
 // share of wall time the output covers after the source's first keyframe.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
