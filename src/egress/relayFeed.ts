@@ -3,10 +3,10 @@
 // packet is a decodable picture whatever the source's keyframe interval.
 //
 // The cached pictures are older than the request. `preroll` sends them with their own times: a
-// copied recording (track egress) starts with them, up to one keyframe interval before the request.
-// `live` sends none: the worker starts at the source's next keyframe. (Encoders and the compositor
-// use `live` for now: with the cached pictures stamped just before the newest one, the encoder's
-// output had non-monotonic times — see the README's known limitations.)
+// copied recording (track egress, passthrough) starts with them, up to one keyframe interval before
+// the request; an encoder decodes them and drops what precedes the request (ffmpegArgs.ts
+// encoderReplay); the compositor stamps them with their arrival and shows the newest. `live` sends
+// none: the worker starts at the source's next keyframe.
 import dgram from 'node:dgram';
 import { rewriteRtp } from '../media/rtp.ts';
 import type { TrackRelay } from '../media/rtpRelay.ts';
