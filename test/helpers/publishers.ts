@@ -54,10 +54,10 @@ export interface GstPublisher {
  * GStreamer encoding live (x264enc veryfast, keyframe every 250 frames; avenc_aac) into flvmux
  * and one of its RTMP sinks. Its video starts a moment after its audio (x264's lookahead).
  */
-export function gstPublish(url: string, sink: 'rtmp2sink' | 'rtmpsink', size = { width: 1280, height: 720 }): GstPublisher {
+export function gstPublish(url: string, sink: 'rtmp2sink' | 'rtmpsink', o: { width: number; height: number; bitrateKbps?: number } = { width: 1280, height: 720 }): GstPublisher {
   const pipeline = [
-    'videotestsrc', 'is-live=true', 'pattern=smpte', '!', `video/x-raw,format=I420,width=${size.width},height=${size.height},framerate=30/1`, '!',
-    'x264enc', 'speed-preset=veryfast', 'key-int-max=250', 'bitrate=2500', '!', 'h264parse', '!', 'queue', '!', 'm.',
+    'videotestsrc', 'is-live=true', 'pattern=smpte', '!', `video/x-raw,format=I420,width=${o.width},height=${o.height},framerate=30/1`, '!',
+    'x264enc', 'speed-preset=veryfast', 'key-int-max=250', `bitrate=${o.bitrateKbps ?? 2500}`, '!', 'h264parse', '!', 'queue', '!', 'm.',
     'audiotestsrc', 'is-live=true', 'wave=sine', '!', 'audio/x-raw,rate=48000,channels=2', '!', 'audioconvert', '!', 'avenc_aac', 'bitrate=160000', '!', 'aacparse', '!', 'queue', '!', 'm.',
     'flvmux', 'name=m', 'streamable=true', '!', sink, `location=${url}${sink === 'rtmpsink' ? ' live=1' : ''}`,
   ];

@@ -98,7 +98,11 @@ for (const s of PUBLISHER_SHAPES.filter((x) => !only || only.includes(x.name))) 
           note({
             shape: s.name,
             path: `${kind} ${o}`,
-            figure: m ? `${(m.coverage * 100).toFixed(0)} % (${m.content.toFixed(1)} s${m.decodeOk ? '' : ', does not decode'}; ${m.codecs.join('+')}) ${cell.status}` : `no output; ${cell.status} ${cell.error ?? ''}`,
+            // Beside the issue's measure (after the source's next keyframe), the share of the whole
+            // wall time from StartEgress: kept pictures let a recording start before that keyframe.
+            figure: m
+              ? `${(m.coverage * 100).toFixed(0)} % after keyframe, ${((m.content * 1000 * 100) / (cell.stoppedAt - cell.startedAt)).toFixed(0)} % of StartEgress→Stop (${m.content.toFixed(1)} s${m.decodeOk ? '' : ', does not decode'}; ${m.codecs.join('+')}) ${cell.status}`
+              : `no output; ${cell.status} ${cell.error ?? ''}`,
             pass: cell.status === 'EGRESS_COMPLETE' && !!m && m.decodeOk && m.coverage >= 0.9,
           });
         }

@@ -27,6 +27,13 @@ const POLL_MS = 100;
 const HANDOVER_MS = 800;
 /** A new compositor that has produced nothing after this long is given up (the old one goes on). */
 const START_DEADLINE_MS = 8000;
+/**
+ * The same when no compositor feeds the outputs (the egress's first run, or after one died): a
+ * slow start is then only replaced by the same start from zero, so it gets longer. On a starved
+ * CPU (a 1080p source decoded beside other encoders) the first run took more than 8 s, was
+ * replaced every 9 s and the egress ended ABORTED without a frame.
+ */
+const FIRST_START_DEADLINE_MS = 30_000;
 /** Seconds without any RTP after which a compositor ends by itself. */
 const RTP_TIMEOUT_S = 10;
 /**
@@ -187,7 +194,8 @@ export class CompositeRun {
     if (this.#pending) {
       const p = this.#pending;
       const exited = await isExited(p.ffmpeg);
-      if (!p.producing && (exited || Date.now() - p.startedAt > START_DEADLINE_MS)) {
+      const deadline = live ? START_DEADLINE_MS : FIRST_START_DEADLINE_MS;
+      if (!p.producing && (exited || Date.now() - p.startedAt > deadline)) {
         this.#log.warn({ stderr: p.ffmpeg.stderrTail().split('\n').slice(-2).join(' ') }, 'new compositor produced nothing; keeping the previous one');
         this.#pending = undefined;
         await this.#retire(p);

@@ -110,10 +110,14 @@ export function encoderArgs(sdpFile: string, plan: EncoderPlan, timeoutS: number
 // (TsKeyframeGate), so the picture's parameters come at once; analyzeduration is now only the
 // bound for a stream whose first packets trail (audio behind video), long enough to wait for them.
 // The HLS segmenter and the snapshotter read the same way.
-// 6 s: a compositor's mixed audio can trail its first pictures by more than 2 s on a loaded machine
-// (its inputs wait for a picture, tapInput.ts), and the file sink, which gets one start, then failed
-// "Could not write header … output stream 0:1"; a stream that is there ends the probe at once anyway.
-const TS_READ = ['-fflags', '+genpts', '-scan_all_pmts', '0', '-fpsprobesize', '0', '-analyzeduration', '6000000', '-probesize', '5000000', '-f', 'mpegts', '-i', 'pipe:0'];
+// The bound is in media time, and audio can trail video by more than one keyframe interval of it: a
+// passthrough encoder starts its video at the kept keyframe (encoderReplay), up to 8.3 s before the
+// request from OBS and its audio; a compositor's mixed audio trails its first pictures by seconds on
+// a loaded machine. With 6 s the file sink, which gets one start, failed "Could not write header …
+// output stream 0:1" (1 of 5 passthrough recordings of an 8.3 s source). An encoder writes nothing
+// before all its streams have media (FFmpeg initialises every output stream first), so a generous
+// bound never holds a sink back: the probe ends as soon as each stream has shown its parameters.
+const TS_READ = ['-fflags', '+genpts', '-scan_all_pmts', '0', '-fpsprobesize', '0', '-analyzeduration', '30000000', '-probesize', '40000000', '-f', 'mpegts', '-i', 'pipe:0'];
 const TS_INPUT = [...TS_READ, '-map', '0'];
 
 /** `file` was created exclusively for this egress (Storage.localFile): `-y` writes over nothing else. */
