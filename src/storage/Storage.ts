@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
+import { S3Schema, type S3Settings } from './settings.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../time.ts';
 import { MAX_NAME_SUFFIX, withNumberSuffix } from '../egress/outputPaths.ts';

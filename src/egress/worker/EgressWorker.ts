@@ -16,7 +16,7 @@ import { connectRedis } from '../../store/redis.ts';
 import { Storage, type StoredFile } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { EgressStore, isFinal } from '../EgressStore.ts';
-import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
+import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../contract.ts';
 import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
 import { EgressRun } from './EgressRun.ts';
 import { recoverPieces } from './recoverPieces.ts';

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import type { Logger } from '../../logger.ts';
 import { KeyframeTracker, parseRtp, senderReport, videoCodecOf } from '../../media/rtp.ts';
 import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
-import type { TapTrack } from '../EgressTaps.ts';
+import type { TapTrack } from '../contract.ts';
 import { sleep } from '../../time.ts';
 import { udpPortPair } from './udpPorts.ts';
 
