@@ -14,7 +14,8 @@ import { EgressInfo, EgressStatus, FileInfo, StreamInfo_Status, type ImagesInfo,
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import type { Logger } from '../../logger.ts';
 import type { Storage, StoredFile } from '../../storage/Storage.ts';
-import type { EgressStore } from '../EgressStore.ts';
+import type { EgressRecords } from '../EgressRecords.ts';
+import type { StatusEvent } from '../status.ts';
 import type { JobProgress, JobSpec, TapTrack } from '../contract.ts';
 import { encoderArgs, encoderReplay, isPassthrough, trackToFile } from './ffmpegArgs.ts';
 import { HlsOutput } from './hlsOutput.ts';
@@ -25,16 +26,14 @@ import { TapInput } from './tapInput.ts';
 import { CompositeRun } from '../composite/CompositeRun.ts';
 import { sleep } from '../../time.ts';
 
-export type EgressEvent = 'egress_updated' | 'egress_ended';
 /** `drain`: the worker is stopping gracefully and finishes the egress as StopEgress would. */
 export type StopReason = 'stop' | 'limit' | 'shutdown' | 'drain';
 
 export interface RunDeps {
   spec: JobSpec;
-  store: EgressStore;
+  records: EgressRecords;
   taps: TapClient;
   storage: Storage;
-  notify: (event: EgressEvent, info: EgressInfo) => void;
   progress: (p: JobProgress) => Promise<void>;
   /** Where the gateway sends RTP (this worker's address). */
   rtpHost: string;
@@ -144,9 +143,10 @@ export class EgressRun {
 
   // ---- status ---------------------------------------------------------------------------
 
-  async #write(mutate: (info: EgressInfo) => void): Promise<EgressInfo | undefined> {
+  /** A status change (with its webhook), or with no event an amendment of what the record reports. */
+  async #write(event: StatusEvent | undefined, mutate: (info: EgressInfo) => void | false): Promise<EgressInfo | undefined> {
     try {
-      return await this.#d.store.update(this.egressId, mutate);
+      return event ? await this.#d.records.transition(this.egressId, event, mutate) : await this.#d.records.amend(this.egressId, mutate);
     } catch (err) {
       // Redis away for a moment: the recording goes on; the next write carries the state.
       this.#log.warn({ err: (err as Error).message }, 'could not write egress status');
@@ -169,7 +169,7 @@ export class EgressRun {
     if (this.#persistTimer) return;
     this.#persistTimer = setTimeout(() => {
       this.#persistTimer = undefined;
-      void this.#write((i) => this.#liveResults(i));
+      void this.#write(undefined, (i) => this.#liveResults(i));
     }, 200);
   }
 
@@ -210,8 +210,7 @@ export class EgressRun {
       this.#limitTimer = setTimeout(() => this.requestStop('limit'), this.#d.maxDuration * 1000);
     }
     void this.#d.progress({ phase: 'active', ...this.#progressBase(), startedAt: this.#startedAt }).catch(() => undefined);
-    const info = await this.#write((i) => {
-      i.status = EgressStatus.EGRESS_ACTIVE;
+    await this.#write({ type: 'media' }, (i) => {
       i.startedAt = BigInt(this.#startedAt) * 1_000_000n;
       for (const f of i.fileResults) {
         f.startedAt = i.startedAt;
@@ -219,7 +218,6 @@ export class EgressRun {
       }
       this.#liveResults(i);
     });
-    if (info && info.status === EgressStatus.EGRESS_ACTIVE) this.#d.notify('egress_updated', info);
     const every = this.#d.progressInterval ?? 0;
     if (every > 0 && !this.#stop.signal.aborted) {
       this.#progressTimer = setInterval(() => void this.#reportProgress().catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'egress progress report failed')), every * 1000);
@@ -234,25 +232,21 @@ export class EgressRun {
     if (this.#stop.signal.aborted) return;
     const size = this.#localFile && fs.existsSync(this.#localFile) ? fs.statSync(this.#localFile).size : 0;
     const durationNs = BigInt(Math.max(0, Date.now() - this.#startedAt)) * 1_000_000n;
-    const info = await this.#write((i) => {
-      if (i.status !== EgressStatus.EGRESS_ACTIVE) return;
+    const info = await this.#write(undefined, (i) => {
+      if (i.status !== EgressStatus.EGRESS_ACTIVE) return false;
       for (const f of i.fileResults) {
         f.duration = durationNs;
         f.size = BigInt(size);
       }
       this.#liveResults(i);
     });
-    if (info?.status === EgressStatus.EGRESS_ACTIVE && !this.#stop.signal.aborted) this.#d.notify('egress_updated', info);
+    if (info?.status === EgressStatus.EGRESS_ACTIVE && !this.#stop.signal.aborted) this.#d.records.notify('egress_updated', info);
   }
 
   async #finish(): Promise<void> {
     const { spec } = this.#d;
     clearTimeout(this.#persistTimer);
-    const ending = await this.#write((i) => {
-      i.status = EgressStatus.EGRESS_ENDING;
-      this.#liveResults(i);
-    });
-    if (ending?.status === EgressStatus.EGRESS_ENDING) this.#d.notify('egress_updated', ending);
+    await this.#write({ type: 'ending' }, (i) => this.#liveResults(i));
     void this.#d.progress({ phase: 'ending', ...this.#progressBase() }).catch(() => undefined);
 
     // The segments and images end with their last uploads (or the backup folder).
@@ -285,8 +279,7 @@ export class EgressRun {
           : !recorded
             ? EgressStatus.EGRESS_ABORTED
             : EgressStatus.EGRESS_COMPLETE;
-    const info = await this.#write((i) => {
-      i.status = status;
+    await this.#write({ type: 'end', status }, (i) => {
       i.endedAt = BigInt(endedAt) * 1_000_000n;
       if (!recorded) i.startedAt = 0n;
       if (status === EgressStatus.EGRESS_LIMIT_REACHED) {
@@ -333,7 +326,6 @@ export class EgressRun {
       if (outputErrors.length > 0 && !i.error) i.error = outputErrors.join('; ').slice(0, 500);
     });
     this.#log.info({ status: EgressStatus[status], file: stored?.location, backup: stored?.backup }, 'egress ended');
-    if (info) this.#d.notify('egress_ended', info);
   }
 
   // ---- media ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EgressStatus, StreamInfo_Status, type EgressInfo } from '@livekit/protocol';
+import { EgressStatus, StreamInfo_Status } from '@livekit/protocol';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../../config.ts';
@@ -15,7 +15,9 @@ import { createMetrics } from '../../metrics.ts';
 import { connectRedis } from '../../store/redis.ts';
 import { Storage, type StoredFile } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
-import { EgressStore, isFinal } from '../EgressStore.ts';
+import { EgressRecords } from '../EgressRecords.ts';
+import { EgressStore } from '../EgressStore.ts';
+import { isFinal } from '../status.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../contract.ts';
 import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
 import { EgressRun } from './EgressRun.ts';
@@ -38,6 +40,8 @@ export class EgressWorker {
   readonly #log: Logger;
   readonly #runs = new Map<string, EgressRun>();
   readonly #store: EgressStore;
+  /** Every status write and its webhook (the same rules as the gateway's). */
+  readonly #records: EgressRecords;
   readonly #redis: Redis;
   readonly #subscriber: Redis;
   readonly #storage: Storage;
@@ -58,6 +62,7 @@ export class EgressWorker {
     this.#subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectionName: 'roomgate-egress-control' });
     this.#subscriber.on('error', () => {});
     this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
+    this.#records = new EgressRecords({ store: this.#store, webhooks: this.#webhooks });
     this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret);
     this.#jobKey = jobDataKey(opts.egress.worker_secret);
     this.#storage = new Storage({
@@ -67,7 +72,7 @@ export class EgressWorker {
       secrets: { seal: (v) => seal(v, this.#jobKey), unseal: (v) => unseal(v, this.#jobKey) },
       log: opts.log,
       onUploaded: async (egressId, location, output, locations) => {
-        await this.#store.update(
+        await this.#records.amend(
           egressId,
           (i) => {
             if (output === 'file') for (const f of i.fileResults) f.location = location;
@@ -79,7 +84,7 @@ export class EgressWorker {
             const what = output === 'file' ? 'uploaded' : `${output} uploaded`;
             i.details = `${i.details}${i.details ? '; ' : ''}${what} from the backup folder after a retry`;
           },
-          { allowFinalRewrite: true },
+          { final: true },
         );
       },
     });
@@ -109,14 +114,12 @@ export class EgressWorker {
     // A job BullMQ itself failed (stalled twice, …) must not stay ACTIVE in its record.
     w.#worker.on('failed', (job, err) => {
       if (!job || w.#runs.has(job.id ?? '')) return;
-      void w.#store
-        .update(job.id!, (i) => {
-          i.status = EgressStatus.EGRESS_FAILED;
+      w.#records
+        .transition(job.id!, { type: 'end', status: EgressStatus.EGRESS_FAILED }, (i) => {
           i.error = `job failed: ${err.message}`.slice(0, 500);
           i.endedAt = nowNs();
         })
-        .then((i) => i && w.#webhooks.notify('egress_ended', { egressInfo: i }, i.roomName))
-        .catch(() => undefined);
+        .catch((e: unknown) => w.#log.warn({ egress: job.id, err: (e as Error).message }, 'could not record a failed job'));
     });
     const resumed = await w.#storage.resumePending().catch(() => 0);
     w.#log.info({ capacity: opts.egress.max_cpu, gateway: opts.gatewayUrl, resumedUploads: resumed }, 'egress worker ready');
@@ -165,10 +168,6 @@ export class EgressWorker {
     }
   }
 
-  #notify(event: 'egress_updated' | 'egress_ended', info: EgressInfo): void {
-    this.#webhooks.notify(event, { egressInfo: info }, info.roomName);
-  }
-
   async #process(job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
     const parsed = JobSpecSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid egress job: ${parsed.error.message}`);
@@ -182,15 +181,13 @@ export class EgressWorker {
     const info = await this.#store.get(spec.egressId);
     if (!info || isFinal(info.status)) return 'already ended';
     const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<JobProgress>;
-    if (progress.phase) return this.#recover(job, spec, progress, log);
+    if (progress.phase) return this.#recover(spec, progress, log);
     if (await this.#store.stopRequested(spec.egressId)) {
-      const aborted = await this.#store.update(spec.egressId, (i) => {
-        i.status = EgressStatus.EGRESS_ABORTED;
+      await this.#records.transition(spec.egressId, { type: 'end', status: EgressStatus.EGRESS_ABORTED }, (i) => {
         i.error = 'stopped before it started';
         i.errorCode = 412;
         i.endedAt = nowNs();
       });
-      if (aborted) this.#notify('egress_ended', aborted);
       return 'aborted';
     }
     const cost = this.#cost(spec.source.kind);
@@ -201,10 +198,9 @@ export class EgressWorker {
     }
     const run = new EgressRun({
       spec,
-      store: this.#store,
+      records: this.#records,
       taps: this.#taps,
       storage: this.#storage,
-      notify: (event, i) => this.#notify(event, i),
       progress: (p) => job.updateProgress(p as unknown as object),
       rtpHost: this.#opts.egress.rtp_host,
       workDir: path.join(os.tmpdir(), `roomgate-egress-${process.pid}-${spec.egressId}`),
@@ -237,7 +233,7 @@ export class EgressWorker {
    * kill is kept when it is on this host; the egress ends FAILED saying so. Resuming the recording
    * into a new part is not attempted.
    */
-  async #recover(job: Job<JobSpec>, spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
+  async #recover(spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
     log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
     // progress.localFile is this egress's own file (created exclusively, or its staging file), so
     // what is stored and reported is its recording, never another egress's of the same name.
@@ -263,8 +259,7 @@ export class EgressWorker {
     if (!stored && keptPieces > 0) note = `${note}; the media recorded before is kept`;
     note += pieces.note;
     const ended = Date.now();
-    const info = await this.#store.update(spec.egressId, (i) => {
-      i.status = EgressStatus.EGRESS_FAILED;
+    await this.#records.transition(spec.egressId, { type: 'end', status: EgressStatus.EGRESS_FAILED }, (i) => {
       i.error = `the egress worker running this job stopped (killed or lost)${note}`;
       i.details = 'End reason: worker lost (stalled job)';
       i.endedAt = BigInt(ended) * 1_000_000n;
@@ -295,8 +290,6 @@ export class EgressWorker {
       });
       if (pieces.segments?.backup || pieces.images.some((r) => r?.backup)) i.backupStorageUsed = true;
     });
-    if (info) this.#notify('egress_ended', info);
-    void job;
     return 'recovered';
   }
 
@@ -320,14 +313,12 @@ export class EgressWorker {
         const left = [...this.#runs.keys()];
         this.#log.warn({ egresses: left, drainMs }, 'egresses still finishing after the drain period: ending them FAILED');
         for (const id of left) {
-          const info = await this.#store
-            .update(id, (i) => {
-              i.status = EgressStatus.EGRESS_FAILED;
+          await this.#records
+            .transition(id, { type: 'end', status: EgressStatus.EGRESS_FAILED }, (i) => {
               i.error = `the egress worker shut down before this egress finished (drain period of ${Math.round(drainMs / 1000)} s); what was recorded stays where it was being written`;
               i.endedAt = nowNs();
             })
-            .catch(() => undefined);
-          if (info) this.#notify('egress_ended', info);
+            .catch((err: unknown) => this.#log.warn({ egress: id, err: (err as Error).message }, 'could not record an egress cut short by the drain period'));
         }
         await this.#worker.close(true).catch(() => undefined);
       }
