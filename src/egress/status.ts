@@ -45,3 +45,21 @@ export function nextStatus(current: EgressStatus | undefined, event: StatusEvent
       return event.status;
   }
 }
+
+/**
+ * Why a worker stops a run before its source ends: StopEgress, the duration limit, or the worker
+ * stopping (`drain`: gracefully, finishing the egress as StopEgress would; `shutdown`: cut short).
+ */
+export type StopReason = 'stop' | 'limit' | 'shutdown' | 'drain';
+
+/**
+ * How a run ends. `failed`: it failed (an error of the source, FFmpeg or the outputs); `recorded`:
+ * media went out. A stop before any media aborts (LiveKit's "stopped before started").
+ */
+export function endStatus(run: { failed: boolean; stopReason: StopReason | undefined; recorded: boolean }): FinalStatus {
+  if (run.failed) return EgressStatus.EGRESS_FAILED;
+  if (run.stopReason === 'limit') return EgressStatus.EGRESS_LIMIT_REACHED;
+  if (run.stopReason === 'shutdown') return EgressStatus.EGRESS_FAILED;
+  if (!run.recorded) return EgressStatus.EGRESS_ABORTED;
+  return EgressStatus.EGRESS_COMPLETE;
+}

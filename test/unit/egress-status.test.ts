@@ -1,7 +1,8 @@
-// The egress status machine (src/egress/status.ts) on its own: every event from every status.
+// The egress status machine (src/egress/status.ts) on its own: every event from every status, and
+// the outcome a worker's run ends with.
 import { EgressStatus } from '@livekit/protocol';
 import { describe, expect, it } from 'vitest';
-import { isFinal, nextStatus, type FinalStatus, type StatusEvent } from '../../src/egress/status.ts';
+import { endStatus, isFinal, nextStatus, type FinalStatus, type StatusEvent } from '../../src/egress/status.ts';
 
 const { EGRESS_STARTING: STARTING, EGRESS_ACTIVE: ACTIVE, EGRESS_ENDING: ENDING, EGRESS_COMPLETE: COMPLETE, EGRESS_FAILED: FAILED, EGRESS_ABORTED: ABORTED, EGRESS_LIMIT_REACHED: LIMIT } = EgressStatus;
 const FINALS: FinalStatus[] = [COMPLETE, FAILED, ABORTED, LIMIT];
@@ -40,5 +41,28 @@ describe('nextStatus', () => {
       for (const e of [{ type: 'media' }, { type: 'stop' }, { type: 'ending' }, ...FINALS.map(end)] as StatusEvent[]) expect(nextStatus(s, e)).toBeUndefined();
     }
     for (const s of [STARTING, ACTIVE, ENDING]) expect(isFinal(s)).toBe(false);
+  });
+});
+
+describe('endStatus', () => {
+  it('fails a failed run whatever stopped it', () => {
+    for (const stopReason of [undefined, 'stop', 'limit', 'shutdown', 'drain'] as const) {
+      expect(endStatus({ failed: true, stopReason, recorded: true })).toBe(FAILED);
+      expect(endStatus({ failed: true, stopReason, recorded: false })).toBe(FAILED);
+    }
+  });
+
+  it('reports the limit, and a cut-short worker as failed, recorded or not', () => {
+    for (const recorded of [true, false]) {
+      expect(endStatus({ failed: false, stopReason: 'limit', recorded })).toBe(LIMIT);
+      expect(endStatus({ failed: false, stopReason: 'shutdown', recorded })).toBe(FAILED);
+    }
+  });
+
+  it('aborts what recorded nothing, and completes what did', () => {
+    for (const stopReason of [undefined, 'stop', 'drain'] as const) {
+      expect(endStatus({ failed: false, stopReason, recorded: false })).toBe(ABORTED);
+      expect(endStatus({ failed: false, stopReason, recorded: true })).toBe(COMPLETE);
+    }
   });
 });

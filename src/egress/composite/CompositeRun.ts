@@ -14,6 +14,7 @@ import type { Logger } from '../../logger.ts';
 import type { EncodingSpec, TapTrack } from '../contract.ts';
 import type { TapClient } from '../worker/TapClient.ts';
 import { TapInput } from '../worker/tapInput.ts';
+import { untilListening } from '../worker/tapSession.ts';
 import { compositorArgs, slotSelector } from './filterGraph.ts';
 import { selectionFor, stageFor, type Selection, type Stage } from './stage.ts';
 import { loadLayout, resolveLayout } from './templates.ts';
@@ -301,7 +302,8 @@ export class CompositeRun {
         void this.#takeOver(c);
       }
     });
-    await sleep(120, h.signal);
+    // The gateway sends once FFmpeg listens on the input's ports (or FFmpeg exited, or the run stops).
+    await untilListening(input, ffmpeg, h.signal);
     try {
       // Kept pictures of a server-fed track (relayFeed.ts) arrive as a burst, all stamped with
       // their arrival (-use_wallclock_as_timestamps): the tile shows the newest of them at once.

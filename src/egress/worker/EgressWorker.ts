@@ -3,25 +3,24 @@
 // one job, so a job costlier than the whole budget still runs alone), runs each as an EgressRun,
 // obeys StopEgress / UpdateStream sent over Redis pub/sub by whichever gateway got the call, and
 // finishes honestly a job whose previous worker died (BullMQ stalled-job detection).
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EgressStatus, StreamInfo_Status } from '@livekit/protocol';
+import { EgressStatus } from '@livekit/protocol';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
 import { createMetrics } from '../../metrics.ts';
 import { connectRedis } from '../../store/redis.ts';
-import { Storage, type StoredFile } from '../../storage/Storage.ts';
+import { Storage } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
 import { EgressRecords } from '../EgressRecords.ts';
 import { EgressStore } from '../EgressStore.ts';
 import { isFinal } from '../status.ts';
 import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../contract.ts';
 import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
-import { EgressRun } from './EgressRun.ts';
-import { recoverPieces } from './recoverPieces.ts';
+import { EgressRun, type StopReason } from './EgressRun.ts';
+import { recoverStalledJob } from './recovery.ts';
 import { TapClient } from './TapClient.ts';
 import { nowNs } from '../../time.ts';
 
@@ -159,8 +158,7 @@ export class EgressWorker {
     if (!run) return;
     if (m.type === 'stop') {
       // Through BullMQ's own cancellation: the processor's AbortSignal stops the run.
-      this.#worker.cancelJob(m.egressId, 'StopEgress');
-      run.requestStop('stop');
+      this.#worker.cancelJob(m.egressId, 'stop' satisfies StopReason);
     } else if (m.type === 'update_stream') {
       run.updateStream(m.add, m.remove);
     } else {
@@ -171,6 +169,8 @@ export class EgressWorker {
   async #process(job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
     const parsed = JobSpecSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid egress job: ${parsed.error.message}`);
+    // The processor declares three parameters, so BullMQ passes the job's signal: it is how a run stops.
+    if (!signal) throw new UnrecoverableError('BullMQ passed the egress processor no AbortSignal');
     let spec: JobSpec;
     try {
       spec = unsealSpec(parsed.data, this.#jobKey);
@@ -181,7 +181,7 @@ export class EgressWorker {
     const info = await this.#store.get(spec.egressId);
     if (!info || isFinal(info.status)) return 'already ended';
     const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<JobProgress>;
-    if (progress.phase) return this.#recover(spec, progress, log);
+    if (progress.phase) return recoverStalledJob({ spec, progress, storage: this.#storage, records: this.#records, log });
     if (await this.#store.stopRequested(spec.egressId)) {
       await this.#records.transition(spec.egressId, { type: 'end', status: EgressStatus.EGRESS_ABORTED }, (i) => {
         i.error = 'stopped before it started';
@@ -202,6 +202,7 @@ export class EgressWorker {
       taps: this.#taps,
       storage: this.#storage,
       progress: (p) => job.updateProgress(p as unknown as object),
+      signal,
       rtpHost: this.#opts.egress.rtp_host,
       workDir: path.join(os.tmpdir(), `roomgate-egress-${process.pid}-${spec.egressId}`),
       maxDuration: this.#maxDuration(spec),
@@ -210,9 +211,9 @@ export class EgressWorker {
     });
     this.#runs.set(spec.egressId, run);
     try {
-      signal?.addEventListener('abort', () => run.requestStop('stop'), { once: true });
-      if (this.#closing) run.requestStop('drain');
-      if (await this.#store.stopRequested(spec.egressId).catch(() => false)) run.requestStop('stop');
+      // Asked before the run existed: the same cancellation as a later one.
+      if (this.#closing) this.#worker.cancelJob(job.id!, 'drain' satisfies StopReason);
+      if (await this.#store.stopRequested(spec.egressId).catch(() => false)) this.#worker.cancelJob(job.id!, 'stop' satisfies StopReason);
       await run.run();
       return 'done';
     } finally {
@@ -228,79 +229,13 @@ export class EgressWorker {
   }
 
   /**
-   * The worker that ran this job died (BullMQ found it stalled). Its FFmpeg sinks saw end of input
-   * and closed the file (and the last HLS segment and snapshot), so the media recorded until the
-   * kill is kept when it is on this host; the egress ends FAILED saying so. Resuming the recording
-   * into a new part is not attempted.
-   */
-  async #recover(spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
-    log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
-    // progress.localFile is this egress's own file (created exclusively, or its staging file), so
-    // what is stored and reported is its recording, never another egress's of the same name.
-    let stored: StoredFile | undefined;
-    let note = '';
-    const local = progress.localFile;
-    if (local && progress.host === os.hostname() && fs.existsSync(local) && spec.file) {
-      // Let the orphaned sink finish its last fragment: wait until the size stops changing.
-      let last = -1;
-      for (let i = 0; i < 40; i++) {
-        const size = fs.statSync(local).size;
-        if (size === last) break;
-        last = size;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      if (last > 0) stored = await this.#storage.store(spec.egressId, local, spec.file.filepath, spec.file.s3);
-      note = stored ? '; the media recorded before is kept' : '; nothing had been recorded';
-    } else if (local) {
-      note = `; the partial recording stays on host ${progress.host ?? '?'} at ${local}`;
-    }
-    const pieces = await recoverPieces(spec, progress, this.#storage, log);
-    const keptPieces = Number(pieces.segments?.info.segmentCount ?? 0n) + pieces.images.reduce((n, r) => n + Number(r?.info.imageCount ?? 0n), 0);
-    if (!stored && keptPieces > 0) note = `${note}; the media recorded before is kept`;
-    note += pieces.note;
-    const ended = Date.now();
-    await this.#records.transition(spec.egressId, { type: 'end', status: EgressStatus.EGRESS_FAILED }, (i) => {
-      i.error = `the egress worker running this job stopped (killed or lost)${note}`;
-      i.details = 'End reason: worker lost (stalled job)';
-      i.endedAt = BigInt(ended) * 1_000_000n;
-      for (const s of i.streamResults) if (s.status === StreamInfo_Status.ACTIVE) s.status = StreamInfo_Status.FAILED;
-      for (const f of i.fileResults) {
-        if (progress.startedAt) {
-          f.startedAt = BigInt(progress.startedAt) * 1_000_000n;
-          f.endedAt = BigInt(ended) * 1_000_000n;
-        }
-        if (stored) {
-          f.filename = stored.name;
-          f.location = stored.location;
-          f.size = BigInt(stored.size);
-          if (stored.backup) i.backupStorageUsed = true;
-        }
-      }
-      const times = <T extends { startedAt: bigint; endedAt: bigint }>(x: T): T => {
-        if (progress.startedAt) x.startedAt = BigInt(progress.startedAt) * 1_000_000n;
-        x.endedAt = BigInt(ended) * 1_000_000n;
-        return x;
-      };
-      if (pieces.segments) {
-        i.segmentResults = [times(pieces.segments.info)];
-        if (i.result.case === 'segments') i.result.value = pieces.segments.info.clone();
-      }
-      pieces.images.forEach((r, n) => {
-        if (r && i.imageResults[n]) i.imageResults[n] = times(r.info);
-      });
-      if (pieces.segments?.backup || pieces.images.some((r) => r?.backup)) i.backupStorageUsed = true;
-    });
-    return 'recovered';
-  }
-
-  /**
    * Graceful stop: no new jobs; running egresses finish as a StopEgress would (COMPLETE with the
    * real duration, uploaded) within `drainMs`. One still finishing after that ends FAILED saying
    * so, with what it recorded left where it was written; then the queue consumer closes.
    */
   close(drainMs = this.#opts.egress.drain_timeout * 1000): Promise<void> {
     this.#closing ??= (async () => {
-      for (const run of this.#runs.values()) run.requestStop('drain');
+      this.#worker.cancelAllJobs('drain' satisfies StopReason);
       // BullMQ's close waits for the running processors: they are what drains.
       const drained = this.#worker.close();
       let timer: NodeJS.Timeout | undefined;
