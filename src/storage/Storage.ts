@@ -212,7 +212,10 @@ export class Storage {
 
   #schedule(p: Pending, delay: number): void {
     if (this.#closed) return;
-    const timer = setTimeout(() => void this.#retry(p, delay), delay);
+    const timer = setTimeout(() => {
+      // #retry reschedules its own failures; what escapes it is a bug worth a log line.
+      this.#retry(p, delay).catch((err: unknown) => this.#opts.log.error({ egress: p.egressId, err: (err as Error).message }, 'upload retry broke off'));
+    }, delay);
     timer.unref();
     this.#retrying.set(pendingKey(p), timer);
   }

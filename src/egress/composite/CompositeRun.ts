@@ -157,7 +157,8 @@ export class CompositeRun {
         await this.#step(snap);
         if (Date.now() - lastKeepalive > 2000) {
           lastKeepalive = Date.now();
-          for (const c of [this.#current, this.#pending]) if (c?.sessionId) void this.#h.taps.keepalive(c.sessionId).catch(() => undefined);
+          // A missed keepalive is retried in 2 s; the lease lasts 10 s.
+          for (const c of [this.#current, this.#pending]) if (c?.sessionId) this.#h.taps.keepalive(c.sessionId).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'room tap keepalive failed'));
         }
         await sleep(POLL_MS, signal);
       }
@@ -299,7 +300,7 @@ export class CompositeRun {
       c.buffered.push(chunk);
       if (!c.producing) {
         c.producing = true;
-        void this.#takeOver(c);
+        this.#takeOver(c).catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'compositor take-over failed'));
       }
     });
     // The gateway sends once FFmpeg listens on the input's ports (or FFmpeg exited, or the run stops).
@@ -311,14 +312,17 @@ export class CompositeRun {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'could not connect the room tap');
     }
-    // The first keyframe may come before FFmpeg listens; ask again until it produces.
-    void (async () => {
-      for (let i = 0; i < 6 && !c.producing && !h.signal.aborted; i++) {
-        await sleep(400, h.signal);
-        if (!c.producing) await h.taps.keyframe(opened.sessionId).catch(() => undefined);
-      }
-    })();
+    this.#askKeyframes(c, opened.sessionId).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'keyframe requests stopped'));
     return c;
+  }
+
+  /** The first keyframe may come before FFmpeg decodes; ask again until the compositor produces. */
+  async #askKeyframes(c: Compositor, sessionId: string): Promise<void> {
+    const { signal, taps } = this.#h;
+    for (let i = 0; i < 6 && !c.producing && !signal.aborted; i++) {
+      await sleep(400, signal);
+      if (!c.producing) await taps.keyframe(sessionId).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'keyframe request failed'));
+    }
   }
 
   /**

@@ -22,7 +22,7 @@ import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
 import { EgressRun, type StopReason } from './EgressRun.ts';
 import { recoverStalledJob } from './recovery.ts';
 import { TapClient } from './TapClient.ts';
-import { nowNs } from '../../time.ts';
+import { nowNs, sleep } from '../../time.ts';
 
 export interface EgressWorkerOptions {
   redisUrl: string;
@@ -238,12 +238,9 @@ export class EgressWorker {
       this.#worker.cancelAllJobs('drain' satisfies StopReason);
       // BullMQ's close waits for the running processors: they are what drains.
       const drained = this.#worker.close();
-      let timer: NodeJS.Timeout | undefined;
-      const late = await Promise.race([
-        drained.then(() => false, () => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), drainMs))),
-      ]);
-      clearTimeout(timer);
+      const period = new AbortController();
+      const late = await Promise.race([drained.then(() => false, () => false), sleep(drainMs, period.signal).then(() => !period.signal.aborted)]);
+      period.abort();
       if (late) {
         const left = [...this.#runs.keys()];
         this.#log.warn({ egresses: left, drainMs }, 'egresses still finishing after the drain period: ending them FAILED');
