@@ -3,7 +3,7 @@
 // Redis pub/sub, or change the job while it still waits.
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { BULL_PREFIX, CONTROL_CHANNEL, EGRESS_QUEUE, type ControlMessage, type JobSpec } from './EgressTypes.ts';
+import { BULL_PREFIX, CONTROL_CHANNEL, EGRESS_QUEUE, type ControlMessage, type JobSpec } from './contract.ts';
 import { sealSpec, unsealSpec } from './jobSecrets.ts';
 
 export interface QueueOverview {

@@ -1,18 +1,13 @@
 // Egress records in Redis, shared by the API and the workers (hash `roomgate:egress`: id → EgressInfo
 // JSON, already redacted). A record that reached a final status is never rewritten to a live one:
 // the write is a Lua compare-and-set on the status, so a late ENDING cannot undo a COMPLETE.
-import { EgressInfo, EgressStatus } from '@livekit/protocol';
+// Which status follows which is src/egress/status.ts's; EgressRecords applies it to every write.
+import { EgressInfo } from '@livekit/protocol';
 import type { Redis } from 'ioredis';
 import { nowNs } from '../time.ts';
+import { isFinal } from './status.ts';
 
-export const FINAL_STATUSES: ReadonlySet<EgressStatus> = new Set([
-  EgressStatus.EGRESS_COMPLETE,
-  EgressStatus.EGRESS_FAILED,
-  EgressStatus.EGRESS_ABORTED,
-  EgressStatus.EGRESS_LIMIT_REACHED,
-]);
-
-export const isFinal = (s: EgressStatus) => FINAL_STATUSES.has(s);
+export { FINAL_STATUSES, isFinal } from './status.ts';
 
 // KEYS[1] records, KEYS[2] statuses; ARGV: id, json, status, allowFinalRewrite.
 // Returns 1 when written, 0 when the stored status is final (and the rewrite not allowed).
@@ -67,12 +62,15 @@ export class EgressStore {
     return written === 1;
   }
 
-  /** Read-modify-write; the mutation sees the stored record. Returns the record as stored afterwards. */
-  async update(egressId: string, mutate: (info: EgressInfo) => void, opts: { allowFinalRewrite?: boolean } = {}): Promise<EgressInfo | undefined> {
+  /**
+   * Read-modify-write; the mutation sees the stored record and returns false to leave it unwritten.
+   * Returns the record as stored afterwards.
+   */
+  async update(egressId: string, mutate: (info: EgressInfo) => void | false, opts: { allowFinalRewrite?: boolean } = {}): Promise<EgressInfo | undefined> {
     const info = await this.get(egressId);
     if (!info) return undefined;
     if (isFinal(info.status) && !opts.allowFinalRewrite) return info;
-    mutate(info);
+    if (mutate(info) === false) return info;
     if (await this.put(info, opts)) return info;
     return this.get(egressId);
   }

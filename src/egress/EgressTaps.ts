@@ -15,10 +15,8 @@ import net, { BlockList } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { EgressStatus, TrackSource } from '@livekit/protocol';
 import { z } from 'zod';
-import { readBody, sendJson } from '../api/http.ts';
-import { bearerToken, HttpProblem, pathSegments } from '../api/webrtcHttp.ts';
 import { isWorkerSecret } from '../auth/workerCredential.ts';
-import { ApiError, type TwirpCode } from '../errors.ts';
+import { ApiError } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
@@ -27,38 +25,16 @@ import { RelayFeed } from './relayFeed.ts';
 import type { Participant, PublishedTrack } from '../sfu/Participant.ts';
 import type { RoomImpl } from '../sfu/Room.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
-import { SourceSchema, type EgressSource } from './EgressTypes.ts';
+import { ConnectSchema, EGRESS_INTERNAL_PATH, OpenSchema, SnapshotSchema, SourceSchema, type EgressSource, type KeepaliveResult, type OpenResult, type TapTrack } from './contract.ts';
+import { bearerToken, pathSegments, readBody, sendJson } from './tapHttp.ts';
 import type { EgressQueue } from './EgressQueue.ts';
 import type { EgressStore } from './EgressStore.ts';
 import type { EgressRoomLookup } from './request.ts';
 import { RoomSnapshots } from './composite/roomSnapshot.ts';
 
-export const EGRESS_INTERNAL_PATH = '/internal/egress';
+// The protocol itself lives in the contract the worker shares; main.ts mounts the path from here.
+export { EGRESS_INTERNAL_PATH };
 const LEASE_MS = 10_000;
-
-export const OpenSchema = z.object({ egressId: z.string(), room: z.string(), source: SourceSchema });
-export const SnapshotSchema = z.object({ egressId: z.string(), roomId: z.string().optional() });
-export const ConnectSchema = z.object({
-  targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
-  /** How cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
-  replay: z.enum(['preroll', 'live']).default('live'),
-});
-
-export interface TapTrack {
-  trackSid: string;
-  identity: string;
-  kind: 'audio' | 'video';
-  codec: RtpSend['codec'];
-  /** Where this track's RTP (and RTCP) comes from: the worker accepts packets from there only. */
-  from: { ip: string; port: number; rtcpPort: number };
-  /** Sent from the keyframe cache: starts at once, and a keyframe request does nothing. */
-  cached: boolean;
-}
-
-export type OpenResult =
-  | { state: 'ready'; sessionId: string; version: number; tracks: TapTrack[] }
-  | { state: 'waiting'; reason: string }
-  | { state: 'ended'; reason: string };
 
 /** What the taps know of egress jobs (the egress store and queue behind it). */
 export interface EgressJobs {
@@ -75,8 +51,6 @@ function sameSource(job: EgressSource, asked: EgressSource): boolean {
   const b = SourceSchema.safeParse(asked);
   return a.success && b.success && isDeepStrictEqual(a.data, b.data);
 }
-
-const STATUS_CODES: Record<number, TwirpCode> = { 400: 'malformed', 401: 'unauthenticated', 403: 'permission_denied', 404: 'bad_route' };
 
 interface Session {
   id: string;
@@ -288,7 +262,7 @@ export class EgressTaps {
   }
 
   /** `gone`: a consumed track was unpublished (its consumer closed). */
-  keepalive(id: string): { version: number; gone: boolean } {
+  keepalive(id: string): KeepaliveResult {
     const s = this.#session(id);
     return { version: s.version, gone: [...s.sends.values()].some((send) => send.consumer.closed) };
   }
@@ -364,12 +338,7 @@ export class EgressTaps {
       }
       throw new ApiError('bad_route', `no such route: ${req.method} ${url.pathname}`);
     } catch (err) {
-      const apiErr =
-        err instanceof ApiError
-          ? err
-          : err instanceof HttpProblem
-            ? new ApiError(STATUS_CODES[err.status] ?? 'internal', err.message)
-            : new ApiError('internal', (err as Error).message);
+      const apiErr = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
       if (apiErr.status >= 500) this.#log.error({ err }, 'egress tap request failed');
       sendJson(res, apiErr.status, apiErr.toJSON());
     }

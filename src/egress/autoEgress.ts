@@ -6,7 +6,7 @@
 import type { RoomEgress, Room as RoomInfo } from '@livekit/protocol';
 import type { AutoEgress } from '../sfu/RoomTypes.ts';
 import { ApiError } from '../errors.ts';
-import type { EgressLauncher } from './EgressLauncher.ts';
+import type { EgressService } from './EgressService.ts';
 import type { S3Defaults } from './request.ts';
 import { validateRoomComposite } from './composite/request.ts';
 
@@ -17,7 +17,7 @@ function within(path: string, err: unknown): unknown {
   return new ApiError(err.code, `${path}: ${err.message}`, argument ? { ...err.meta, argument: `${path}.${argument}` } : err.meta);
 }
 
-export function autoEgress(deps: { launcher: EgressLauncher; s3: S3Defaults }): AutoEgress {
+export function autoEgress(deps: { launcher: Pick<EgressService, 'start'>; s3: S3Defaults }): AutoEgress {
   return {
     async prepare(room: RoomInfo, egress: RoomEgress) {
       // Refused by name: a recording asked for and silently not made is the worst outcome.

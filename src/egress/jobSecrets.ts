@@ -4,7 +4,8 @@
 // derived from the workers' credential (egress.worker_secret), which the gateway and every worker
 // have; the rest of the job (room, source, names) stays readable for operators and the taps.
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import type { JobSpec, S3Settings } from './EgressTypes.ts';
+import type { JobSpec } from './contract.ts';
+import type { S3Settings } from '../storage/settings.ts';
 
 const PREFIX = 'enc:v1:';
 

@@ -4,7 +4,7 @@
 import type { S3Upload } from '@livekit/protocol';
 import { z } from 'zod';
 import { ApiError, invalidArgument } from '../errors.ts';
-import type { S3Settings } from './EgressTypes.ts';
+import type { S3Settings } from '../storage/settings.ts';
 
 /** Config defaults for S3 (used only when a request names no S3 storage). */
 export interface S3Defaults {

@@ -10,8 +10,7 @@
 import dgram from 'node:dgram';
 import { rewriteRtp } from '../media/rtp.ts';
 import type { TrackRelay } from '../media/rtpRelay.ts';
-
-export type ReplayMode = 'preroll' | 'live';
+import type { ReplayMode } from './contract.ts';
 
 /**
  * Replay pace: this many packets per millisecond at most (about 35 MB/s). FFmpeg reads its socket

@@ -25,7 +25,7 @@ import {
 } from '@livekit/protocol';
 import { ApiError, invalidArgument, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
-import type { EgressSource, EncodingSpec, FileSpec, JobSpec, SegmentsSpec } from './EgressTypes.ts';
+import type { EgressSource, EncodingSpec, FileSpec, JobSpec, SegmentsSpec } from './contract.ts';
 import { renderFilepath, safeRelative, storageOf, withExtension, type S3Defaults, type StorageChoice, type TemplateValues } from './outputPaths.ts';
 import { encodingForSegments, imagesFrom, segmentsFrom } from './segmentsRequest.ts';
 import { normaliseStreamUrl, redactStreamUrl, StreamUrlError } from './urls.ts';

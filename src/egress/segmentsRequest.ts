@@ -6,7 +6,7 @@
 // Every refusal names the field.
 import { ImageCodec, ImageFileSuffix, SegmentedFileProtocol, SegmentedFileSuffix, type ImageOutput, type SegmentedFileOutput } from '@livekit/protocol';
 import { ApiError, invalidArgument } from '../errors.ts';
-import type { EncodingSpec, ImagesSpec, SegmentsSpec } from './EgressTypes.ts';
+import type { EncodingSpec, ImagesSpec, SegmentsSpec } from './contract.ts';
 import { relativeParts, renderFilepath, storageOf, type S3Defaults, type TemplateValues } from './outputPaths.ts';
 
 /** LiveKit's default when segment_duration is 0. */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { S3Schema, type S3Settings } from '../egress/EgressTypes.ts';
+import { S3Schema, type S3Settings } from './settings.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../time.ts';
 import { MAX_NAME_SUFFIX, withNumberSuffix } from '../egress/outputPaths.ts';
@@ -212,7 +212,10 @@ export class Storage {
 
   #schedule(p: Pending, delay: number): void {
     if (this.#closed) return;
-    const timer = setTimeout(() => void this.#retry(p, delay), delay);
+    const timer = setTimeout(() => {
+      // #retry reschedules its own failures; what escapes it is a bug worth a log line.
+      this.#retry(p, delay).catch((err: unknown) => this.#opts.log.error({ egress: p.egressId, err: (err as Error).message }, 'upload retry broke off'));
+    }, delay);
     timer.unref();
     this.#retrying.set(pendingKey(p), timer);
   }

@@ -4,7 +4,7 @@
 // the two leaves the local copy to be stored again rather than an object nobody knows about.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { S3Settings } from '../egress/EgressTypes.ts';
+import type { S3Settings } from './settings.ts';
 import { s3Location, uploadBody, uploadFile } from './s3.ts';
 
 export type UploadBody = { file: string } | { data: Buffer };

@@ -14,7 +14,7 @@ import { spawnEgressWorker, type WorkerChild } from '../../src/egress/workerChil
 import { launchFfmpeg, type FfmpegProcess } from '../../src/media/ffmpeg.ts';
 import { s3Client } from '../../src/storage/s3.ts';
 import { sleep } from '../../src/time.ts';
-import type { S3Settings } from '../../src/egress/EgressTypes.ts';
+import type { S3Settings } from '../../src/storage/settings.ts';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET } from './gateway.ts';
 import { scaled } from './deadline.ts';

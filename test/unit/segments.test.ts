@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ImageCodec, ImageFileSuffix, ImageOutput, S3Upload, SegmentedFileOutput, SegmentedFileSuffix } from '@livekit/protocol';
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../src/errors.ts';
-import type { EncodingSpec } from '../../src/egress/EgressTypes.ts';
+import type { EncodingSpec } from '../../src/egress/contract.ts';
 import { encodingForSegments, imagesFrom, segmentLayout, segmentsFrom } from '../../src/egress/segmentsRequest.ts';
 import { imageName, parsePlaylist, parseProgramDateTime, renderPlaylist, segmentName } from '../../src/egress/worker/hlsPlaylist.ts';
 import { moduleLogger } from '../../src/logger.ts';

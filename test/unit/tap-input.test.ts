@@ -5,6 +5,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TapInput } from '../../src/egress/worker/tapInput.ts';
 import { moduleLogger } from '../../src/logger.ts';
+import { sleep } from '../../src/time.ts';
 import { waitFor } from '../helpers/net.ts';
 
 const sockets: dgram.Socket[] = [];
@@ -60,5 +61,26 @@ describe('tap input', () => {
     await waitFor(() => (got.includes('gateway-19') ? true : undefined), 10_000, "the gateway's last packet at FFmpeg's port");
     expect(got.filter((g) => g.startsWith('gateway')).length).toBeGreaterThan(0);
     expect(got.filter((g) => g === 'intruder')).toEqual([]);
+  });
+
+  // What a start waits on before the gateway sends (EgressRun's sources, CompositeRun): FFmpeg's
+  // port bound, seen in /proc/net/udp on Linux.
+  it.runIf(process.platform === 'linux')('is listening once a socket is bound to its FFmpeg port, not before', async () => {
+    const gateway = await udp();
+    const from = { ip: '127.0.0.1', port: gateway.address().port, rtcpPort: gateway.address().port };
+    input = await TapInput.open({
+      host: '127.0.0.1',
+      tracks: [{ trackSid: 'TR_a', identity: 'p', kind: 'audio', codec: { kind: 'audio', payloadType: 111, mimeType: 'audio/opus', clockRate: 48000, channels: 2 }, from, cached: false }],
+      holdAudioMs: 0,
+      gateTimeoutMs: 1000,
+      log: moduleLogger('tap-input-test'),
+    });
+    let listening = false;
+    const ready = input.listening.then(() => (listening = true));
+    await sleep(200); // long enough for the poll (every 10 ms) to have seen a bound port
+    expect(listening).toBe(false);
+    await udp(input.streams[0]!.port);
+    await ready;
+    expect(listening).toBe(true);
   });
 });

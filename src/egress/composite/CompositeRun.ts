@@ -11,10 +11,10 @@ import path from 'node:path';
 import { launchFfmpeg, type FfmpegProcess } from '../../media/ffmpeg.ts';
 import { firstPts } from '../../media/mpegts.ts';
 import type { Logger } from '../../logger.ts';
-import type { EncodingSpec } from '../EgressTypes.ts';
-import type { TapTrack } from '../EgressTaps.ts';
+import type { EncodingSpec, TapTrack } from '../contract.ts';
 import type { TapClient } from '../worker/TapClient.ts';
 import { TapInput } from '../worker/tapInput.ts';
+import { untilListening } from '../worker/tapSession.ts';
 import { compositorArgs, slotSelector } from './filterGraph.ts';
 import { selectionFor, stageFor, type Selection, type Stage } from './stage.ts';
 import { loadLayout, resolveLayout } from './templates.ts';
@@ -164,7 +164,8 @@ export class CompositeRun {
         await this.#step(snap);
         if (Date.now() - lastKeepalive > 2000) {
           lastKeepalive = Date.now();
-          for (const c of [this.#current, this.#pending]) if (c?.sessionId) void this.#h.taps.keepalive(c.sessionId).catch(() => undefined);
+          // A missed keepalive is retried in 2 s; the lease lasts 10 s.
+          for (const c of [this.#current, this.#pending]) if (c?.sessionId) this.#h.taps.keepalive(c.sessionId).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'room tap keepalive failed'));
         }
         await sleep(POLL_MS, signal);
       }
@@ -307,10 +308,11 @@ export class CompositeRun {
       c.buffered.push(chunk);
       if (!c.producing) {
         c.producing = true;
-        void this.#takeOver(c);
+        this.#takeOver(c).catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'compositor take-over failed'));
       }
     });
-    await sleep(120, h.signal);
+    // The gateway sends once FFmpeg listens on the input's ports (or FFmpeg exited, or the run stops).
+    await untilListening(input, ffmpeg, h.signal);
     try {
       // Kept pictures of a server-fed track (relayFeed.ts) arrive as a burst, all stamped with
       // their arrival (-use_wallclock_as_timestamps): the tile shows the newest of them at once.
@@ -318,14 +320,17 @@ export class CompositeRun {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'could not connect the room tap');
     }
-    // The first keyframe may come before FFmpeg listens; ask again until it produces.
-    void (async () => {
-      for (let i = 0; i < 6 && !c.producing && !h.signal.aborted; i++) {
-        await sleep(400, h.signal);
-        if (!c.producing) await h.taps.keyframe(opened.sessionId).catch(() => undefined);
-      }
-    })();
+    this.#askKeyframes(c, opened.sessionId).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'keyframe requests stopped'));
     return c;
+  }
+
+  /** The first keyframe may come before FFmpeg decodes; ask again until the compositor produces. */
+  async #askKeyframes(c: Compositor, sessionId: string): Promise<void> {
+    const { signal, taps } = this.#h;
+    for (let i = 0; i < 6 && !c.producing && !signal.aborted; i++) {
+      await sleep(400, signal);
+      if (!c.producing) await taps.keyframe(sessionId).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'keyframe request failed'));
+    }
   }
 
   /**

@@ -8,7 +8,7 @@
 // before the moment the previous run hands over (see docs/composite.md).
 import fs from 'node:fs';
 import path from 'node:path';
-import type { EncodingSpec } from '../EgressTypes.ts';
+import type { EncodingSpec } from '../contract.ts';
 import type { Selection, Stage } from './stage.ts';
 import type { LayoutPlan } from './types.ts';
 

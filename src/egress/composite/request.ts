@@ -3,7 +3,7 @@
 import { EgressStatus, RoomCompositeEgressRequest, type EgressInfo } from '@livekit/protocol';
 import { ApiError, invalidArgument } from '../../errors.ts';
 import { newId } from '../../ids.ts';
-import type { JobSpec } from '../EgressTypes.ts';
+import type { JobSpec } from '../contract.ts';
 import { encodedOutputs, initialInfo, outputsOf, roomOf, scrubOutputs, type EgressRoomLookup, type S3Defaults, type TemplateValues, type Validated } from '../request.ts';
 import { availableLayouts, DEFAULT_LAYOUT, resolveLayout } from './templates.ts';
 

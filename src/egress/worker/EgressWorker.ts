@@ -3,25 +3,26 @@
 // one job, so a job costlier than the whole budget still runs alone), runs each as an EgressRun,
 // obeys StopEgress / UpdateStream sent over Redis pub/sub by whichever gateway got the call, and
 // finishes honestly a job whose previous worker died (BullMQ stalled-job detection).
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EgressStatus, StreamInfo_Status, type EgressInfo } from '@livekit/protocol';
+import { EgressStatus } from '@livekit/protocol';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
 import { createMetrics } from '../../metrics.ts';
 import { connectRedis } from '../../store/redis.ts';
-import { Storage, type StoredFile } from '../../storage/Storage.ts';
+import { Storage } from '../../storage/Storage.ts';
 import { WebhookNotifier } from '../../webhooks/WebhookNotifier.ts';
-import { EgressStore, isFinal } from '../EgressStore.ts';
-import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../EgressTypes.ts';
+import { EgressRecords } from '../EgressRecords.ts';
+import { EgressStore } from '../EgressStore.ts';
+import { isFinal } from '../status.ts';
+import { BULL_PREFIX, CONTROL_CHANNEL, ControlSchema, EGRESS_QUEUE, JobSpecSchema, type EgressKind, type JobProgress, type JobSpec } from '../contract.ts';
 import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
-import { EgressRun } from './EgressRun.ts';
-import { recoverPieces } from './recoverPieces.ts';
+import { EgressRun, type StopReason } from './EgressRun.ts';
+import { recoverStalledJob } from './recovery.ts';
 import { TapClient } from './TapClient.ts';
-import { nowNs } from '../../time.ts';
+import { nowNs, sleep } from '../../time.ts';
 
 export interface EgressWorkerOptions {
   redisUrl: string;
@@ -38,6 +39,8 @@ export class EgressWorker {
   readonly #log: Logger;
   readonly #runs = new Map<string, EgressRun>();
   readonly #store: EgressStore;
+  /** Every status write and its webhook (the same rules as the gateway's). */
+  readonly #records: EgressRecords;
   readonly #redis: Redis;
   readonly #subscriber: Redis;
   readonly #storage: Storage;
@@ -58,6 +61,7 @@ export class EgressWorker {
     this.#subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectionName: 'roomgate-egress-control' });
     this.#subscriber.on('error', () => {});
     this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
+    this.#records = new EgressRecords({ store: this.#store, webhooks: this.#webhooks });
     this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret);
     this.#jobKey = jobDataKey(opts.egress.worker_secret);
     this.#storage = new Storage({
@@ -67,7 +71,7 @@ export class EgressWorker {
       secrets: { seal: (v) => seal(v, this.#jobKey), unseal: (v) => unseal(v, this.#jobKey) },
       log: opts.log,
       onUploaded: async (egressId, location, output, locations) => {
-        await this.#store.update(
+        await this.#records.amend(
           egressId,
           (i) => {
             if (output === 'file') for (const f of i.fileResults) f.location = location;
@@ -79,7 +83,7 @@ export class EgressWorker {
             const what = output === 'file' ? 'uploaded' : `${output} uploaded`;
             i.details = `${i.details}${i.details ? '; ' : ''}${what} from the backup folder after a retry`;
           },
-          { allowFinalRewrite: true },
+          { final: true },
         );
       },
     });
@@ -109,14 +113,12 @@ export class EgressWorker {
     // A job BullMQ itself failed (stalled twice, …) must not stay ACTIVE in its record.
     w.#worker.on('failed', (job, err) => {
       if (!job || w.#runs.has(job.id ?? '')) return;
-      void w.#store
-        .update(job.id!, (i) => {
-          i.status = EgressStatus.EGRESS_FAILED;
+      w.#records
+        .transition(job.id!, { type: 'end', status: EgressStatus.EGRESS_FAILED }, (i) => {
           i.error = `job failed: ${err.message}`.slice(0, 500);
           i.endedAt = nowNs();
         })
-        .then((i) => i && w.#webhooks.notify('egress_ended', { egressInfo: i }, i.roomName))
-        .catch(() => undefined);
+        .catch((e: unknown) => w.#log.warn({ egress: job.id, err: (e as Error).message }, 'could not record a failed job'));
     });
     const resumed = await w.#storage.resumePending().catch(() => 0);
     w.#log.info({ capacity: opts.egress.max_cpu, gateway: opts.gatewayUrl, resumedUploads: resumed }, 'egress worker ready');
@@ -156,8 +158,7 @@ export class EgressWorker {
     if (!run) return;
     if (m.type === 'stop') {
       // Through BullMQ's own cancellation: the processor's AbortSignal stops the run.
-      this.#worker.cancelJob(m.egressId, 'StopEgress');
-      run.requestStop('stop');
+      this.#worker.cancelJob(m.egressId, 'stop' satisfies StopReason);
     } else if (m.type === 'update_stream') {
       run.updateStream(m.add, m.remove);
     } else {
@@ -165,13 +166,11 @@ export class EgressWorker {
     }
   }
 
-  #notify(event: 'egress_updated' | 'egress_ended', info: EgressInfo): void {
-    this.#webhooks.notify(event, { egressInfo: info }, info.roomName);
-  }
-
   async #process(job: Job<JobSpec>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
     const parsed = JobSpecSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`invalid egress job: ${parsed.error.message}`);
+    // The processor declares three parameters, so BullMQ passes the job's signal: it is how a run stops.
+    if (!signal) throw new UnrecoverableError('BullMQ passed the egress processor no AbortSignal');
     let spec: JobSpec;
     try {
       spec = unsealSpec(parsed.data, this.#jobKey);
@@ -182,15 +181,13 @@ export class EgressWorker {
     const info = await this.#store.get(spec.egressId);
     if (!info || isFinal(info.status)) return 'already ended';
     const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<JobProgress>;
-    if (progress.phase) return this.#recover(job, spec, progress, log);
+    if (progress.phase) return recoverStalledJob({ spec, progress, storage: this.#storage, records: this.#records, log });
     if (await this.#store.stopRequested(spec.egressId)) {
-      const aborted = await this.#store.update(spec.egressId, (i) => {
-        i.status = EgressStatus.EGRESS_ABORTED;
+      await this.#records.transition(spec.egressId, { type: 'end', status: EgressStatus.EGRESS_ABORTED }, (i) => {
         i.error = 'stopped before it started';
         i.errorCode = 412;
         i.endedAt = nowNs();
       });
-      if (aborted) this.#notify('egress_ended', aborted);
       return 'aborted';
     }
     const cost = this.#cost(spec.source.kind);
@@ -201,11 +198,11 @@ export class EgressWorker {
     }
     const run = new EgressRun({
       spec,
-      store: this.#store,
+      records: this.#records,
       taps: this.#taps,
       storage: this.#storage,
-      notify: (event, i) => this.#notify(event, i),
       progress: (p) => job.updateProgress(p as unknown as object),
+      signal,
       rtpHost: this.#opts.egress.rtp_host,
       workDir: path.join(os.tmpdir(), `roomgate-egress-${process.pid}-${spec.egressId}`),
       maxDuration: this.#maxDuration(spec),
@@ -214,9 +211,9 @@ export class EgressWorker {
     });
     this.#runs.set(spec.egressId, run);
     try {
-      signal?.addEventListener('abort', () => run.requestStop('stop'), { once: true });
-      if (this.#closing) run.requestStop('drain');
-      if (await this.#store.stopRequested(spec.egressId).catch(() => false)) run.requestStop('stop');
+      // Asked before the run existed: the same cancellation as a later one.
+      if (this.#closing) this.#worker.cancelJob(job.id!, 'drain' satisfies StopReason);
+      if (await this.#store.stopRequested(spec.egressId).catch(() => false)) this.#worker.cancelJob(job.id!, 'stop' satisfies StopReason);
       await run.run();
       return 'done';
     } finally {
@@ -232,102 +229,28 @@ export class EgressWorker {
   }
 
   /**
-   * The worker that ran this job died (BullMQ found it stalled). Its FFmpeg sinks saw end of input
-   * and closed the file (and the last HLS segment and snapshot), so the media recorded until the
-   * kill is kept when it is on this host; the egress ends FAILED saying so. Resuming the recording
-   * into a new part is not attempted.
-   */
-  async #recover(job: Job<JobSpec>, spec: JobSpec, progress: Partial<JobProgress>, log: Logger): Promise<string> {
-    log.warn({ previousHost: progress.host, file: progress.localFile }, 'recovering a stalled egress job');
-    // progress.localFile is this egress's own file (created exclusively, or its staging file), so
-    // what is stored and reported is its recording, never another egress's of the same name.
-    let stored: StoredFile | undefined;
-    let note = '';
-    const local = progress.localFile;
-    if (local && progress.host === os.hostname() && fs.existsSync(local) && spec.file) {
-      // Let the orphaned sink finish its last fragment: wait until the size stops changing.
-      let last = -1;
-      for (let i = 0; i < 40; i++) {
-        const size = fs.statSync(local).size;
-        if (size === last) break;
-        last = size;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      if (last > 0) stored = await this.#storage.store(spec.egressId, local, spec.file.filepath, spec.file.s3);
-      note = stored ? '; the media recorded before is kept' : '; nothing had been recorded';
-    } else if (local) {
-      note = `; the partial recording stays on host ${progress.host ?? '?'} at ${local}`;
-    }
-    const pieces = await recoverPieces(spec, progress, this.#storage, log);
-    const keptPieces = Number(pieces.segments?.info.segmentCount ?? 0n) + pieces.images.reduce((n, r) => n + Number(r?.info.imageCount ?? 0n), 0);
-    if (!stored && keptPieces > 0) note = `${note}; the media recorded before is kept`;
-    note += pieces.note;
-    const ended = Date.now();
-    const info = await this.#store.update(spec.egressId, (i) => {
-      i.status = EgressStatus.EGRESS_FAILED;
-      i.error = `the egress worker running this job stopped (killed or lost)${note}`;
-      i.details = 'End reason: worker lost (stalled job)';
-      i.endedAt = BigInt(ended) * 1_000_000n;
-      for (const s of i.streamResults) if (s.status === StreamInfo_Status.ACTIVE) s.status = StreamInfo_Status.FAILED;
-      for (const f of i.fileResults) {
-        if (progress.startedAt) {
-          f.startedAt = BigInt(progress.startedAt) * 1_000_000n;
-          f.endedAt = BigInt(ended) * 1_000_000n;
-        }
-        if (stored) {
-          f.filename = stored.name;
-          f.location = stored.location;
-          f.size = BigInt(stored.size);
-          if (stored.backup) i.backupStorageUsed = true;
-        }
-      }
-      const times = <T extends { startedAt: bigint; endedAt: bigint }>(x: T): T => {
-        if (progress.startedAt) x.startedAt = BigInt(progress.startedAt) * 1_000_000n;
-        x.endedAt = BigInt(ended) * 1_000_000n;
-        return x;
-      };
-      if (pieces.segments) {
-        i.segmentResults = [times(pieces.segments.info)];
-        if (i.result.case === 'segments') i.result.value = pieces.segments.info.clone();
-      }
-      pieces.images.forEach((r, n) => {
-        if (r && i.imageResults[n]) i.imageResults[n] = times(r.info);
-      });
-      if (pieces.segments?.backup || pieces.images.some((r) => r?.backup)) i.backupStorageUsed = true;
-    });
-    if (info) this.#notify('egress_ended', info);
-    void job;
-    return 'recovered';
-  }
-
-  /**
    * Graceful stop: no new jobs; running egresses finish as a StopEgress would (COMPLETE with the
    * real duration, uploaded) within `drainMs`. One still finishing after that ends FAILED saying
    * so, with what it recorded left where it was written; then the queue consumer closes.
    */
   close(drainMs = this.#opts.egress.drain_timeout * 1000): Promise<void> {
     this.#closing ??= (async () => {
-      for (const run of this.#runs.values()) run.requestStop('drain');
+      this.#worker.cancelAllJobs('drain' satisfies StopReason);
       // BullMQ's close waits for the running processors: they are what drains.
       const drained = this.#worker.close();
-      let timer: NodeJS.Timeout | undefined;
-      const late = await Promise.race([
-        drained.then(() => false, () => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), drainMs))),
-      ]);
-      clearTimeout(timer);
+      const period = new AbortController();
+      const late = await Promise.race([drained.then(() => false, () => false), sleep(drainMs, period.signal).then(() => !period.signal.aborted)]);
+      period.abort();
       if (late) {
         const left = [...this.#runs.keys()];
         this.#log.warn({ egresses: left, drainMs }, 'egresses still finishing after the drain period: ending them FAILED');
         for (const id of left) {
-          const info = await this.#store
-            .update(id, (i) => {
-              i.status = EgressStatus.EGRESS_FAILED;
+          await this.#records
+            .transition(id, { type: 'end', status: EgressStatus.EGRESS_FAILED }, (i) => {
               i.error = `the egress worker shut down before this egress finished (drain period of ${Math.round(drainMs / 1000)} s); what was recorded stays where it was being written`;
               i.endedAt = nowNs();
             })
-            .catch(() => undefined);
-          if (info) this.#notify('egress_ended', info);
+            .catch((err: unknown) => this.#log.warn({ egress: id, err: (err as Error).message }, 'could not record an egress cut short by the drain period'));
         }
         await this.#worker.close(true).catch(() => undefined);
       }

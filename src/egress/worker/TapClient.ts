@@ -1,8 +1,6 @@
 // The worker's side of the gateway's internal egress API (src/egress/EgressTaps.ts). It presents
 // the workers' own credential (egress.worker_secret), never a client token.
-import type { EgressSource } from '../EgressTypes.ts';
-import type { OpenResult } from '../EgressTaps.ts';
-import { EGRESS_INTERNAL_PATH } from '../EgressTaps.ts';
+import { EGRESS_INTERNAL_PATH, type EgressSource, type KeepaliveResult, type OpenResult, type ReplayMode, type TapTarget } from '../contract.ts';
 import type { RoomSnapshot } from '../composite/types.ts';
 
 export class TapError extends Error {
@@ -54,11 +52,11 @@ export class TapClient {
   }
 
   /** `replay`: how the cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
-  connect(sessionId: string, targets: { trackSid: string; ip: string; port: number; rtcpPort: number }[], replay: 'preroll' | 'live' = 'live'): Promise<void> {
+  connect(sessionId: string, targets: TapTarget[], replay: ReplayMode = 'live'): Promise<void> {
     return this.#call('POST', `/${sessionId}/connect`, { targets, replay });
   }
 
-  keepalive(sessionId: string): Promise<{ version: number; gone: boolean }> {
+  keepalive(sessionId: string): Promise<KeepaliveResult> {
     return this.#call('POST', `/${sessionId}/keepalive`);
   }
 

@@ -3,7 +3,7 @@
 // (fragmented MP4, or OGG for audio only), one RTMP(S) push per destination, the HLS segmenter
 // and one JPEG snapshotter per image output.
 import path from 'node:path';
-import type { EncodingSpec } from '../EgressTypes.ts';
+import type { EncodingSpec, ReplayMode } from '../contract.ts';
 
 /**
  * RTP input from an SDP; FFmpeg ends by itself `timeoutS` after the RTP stops. The worker's RTP
@@ -63,7 +63,7 @@ export function isPassthrough(plan: EncoderPlan): boolean {
  * request with a picture. Copied (passthrough), the output starts at the kept keyframe, up to one
  * keyframe interval of video before the request and its audio, as a track egress does.
  */
-export function encoderReplay(plan: EncoderPlan): 'preroll' | 'live' {
+export function encoderReplay(plan: EncoderPlan): ReplayMode {
   return plan.hasVideo ? 'preroll' : 'live';
 }
 

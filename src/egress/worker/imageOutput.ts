@@ -10,7 +10,7 @@ import { Ledger } from '../../storage/Ledger.ts';
 import type { BackupObject } from '../../storage/Storage.ts';
 import { UploadQueue } from '../../storage/UploadQueue.ts';
 import type { UploadTarget } from '../../storage/UploadTarget.ts';
-import type { ImagesSpec } from '../EgressTypes.ts';
+import type { ImagesSpec } from '../contract.ts';
 import { IMAGE_LOCAL_FILE, imageSinkArgs } from './ffmpegArgs.ts';
 import { imageName } from './hlsPlaylist.ts';
 import type { ObjectBackup } from './hlsOutput.ts';

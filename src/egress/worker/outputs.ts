@@ -31,9 +31,11 @@ export class TsFfmpegSink implements Sink {
 
   constructor(args: string[], log: Logger) {
     this.#ffmpeg = launchFfmpeg(args, { stdin: 'media', log });
-    void this.#ffmpeg.exited.then((code) => {
-      if (code !== 0) this.#failed = this.#ffmpeg.stderrTail().split('\n').slice(-2).join(' ') || `exit code ${String(code)}`;
-    });
+    this.#ffmpeg.exited
+      .then((code) => {
+        if (code !== 0) this.#failed = this.#ffmpeg.stderrTail().split('\n').slice(-2).join(' ') || `exit code ${String(code)}`;
+      })
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not read how an output writer ended'));
   }
 
   /** Why the writer stopped early, if it did. */
@@ -158,14 +160,16 @@ export class StreamDestination implements Sink {
         this.#onChange();
       }
     }, 3000);
-    void ff.exited.then((code) => {
-      clearTimeout(this.#healthy);
-      if (this.#ffmpeg !== ff || this.#stopping) return;
-      this.#ffmpeg = undefined;
-      const reason = ff.stderrTail().split('\n').filter(Boolean).slice(-1)[0] ?? `ffmpeg exited with code ${String(code)}`;
-      if (Date.now() - started > 10_000) this.#backoffMs = 1000;
-      this.#failed(reason);
-    });
+    ff.exited
+      .then((code) => {
+        clearTimeout(this.#healthy);
+        if (this.#ffmpeg !== ff || this.#stopping) return;
+        this.#ffmpeg = undefined;
+        const reason = ff.stderrTail().split('\n').filter(Boolean).slice(-1)[0] ?? `ffmpeg exited with code ${String(code)}`;
+        if (Date.now() - started > 10_000) this.#backoffMs = 1000;
+        this.#failed(reason);
+      })
+      .catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'stream destination restart not scheduled'));
   }
 
   #failed(reason: string): void {
@@ -184,7 +188,8 @@ export class StreamDestination implements Sink {
     if (!ff) return;
     if (ff.pending > MAX_PENDING_BYTES) {
       this.#log.warn('stream destination is not keeping up; restarting it');
-      void ff.stop(0); // its exit handler schedules the restart
+      // Its exit handler schedules the restart.
+      ff.stop(0).catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'could not stop a stuck stream destination'));
       return;
     }
     const from = this.#gate.push(chunk);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import type { Logger } from '../../logger.ts';
 import type { Storage } from '../../storage/Storage.ts';
 import { sleep } from '../../time.ts';
-import type { JobProgress, JobSpec } from '../EgressTypes.ts';
+import type { JobProgress, JobSpec } from '../contract.ts';
 import { HlsPublisher, type HlsResult } from './hlsOutput.ts';
 import { ImagePublisher, type ImagesResult } from './imageOutput.ts';
 

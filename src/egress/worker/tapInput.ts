@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import type { Logger } from '../../logger.ts';
 import { KeyframeTracker, parseRtp, senderReport, videoCodecOf } from '../../media/rtp.ts';
 import { writeRtpInputSdp, type RtpInputStream } from '../../media/sdp.ts';
-import type { TapTrack } from '../EgressTaps.ts';
+import type { TapTrack } from '../contract.ts';
 import { sleep } from '../../time.ts';
 import { udpPortPair } from './udpPorts.ts';
 
@@ -128,6 +128,7 @@ export class TapInput {
   /** FFmpeg has bound its ports: until then nothing is sent (the first picture would be lost). */
   #receiverReady = false;
   readonly #onReady: (() => void)[] = [];
+  #listening: Promise<void> = Promise.resolve();
   /** Wall clock (ms) of the first packet passed to FFmpeg: where the recording starts. */
   firstForwardAt = 0;
 
@@ -156,6 +157,15 @@ export class TapInput {
       for (const s of sockets) s.close();
       throw err;
     }
+  }
+
+  /**
+   * Resolves once FFmpeg listens on every RTP port of its SDP (on Linux, seen in /proc/net/udp*),
+   * or at the receiver deadline, or when this input closes: what a caller waits for before having
+   * the gateway send (its keyframe request then meets a listening FFmpeg). Never rejects.
+   */
+  get listening(): Promise<void> {
+    return this.#listening;
   }
 
   /** Where the gateway must send each track. */
@@ -201,7 +211,7 @@ export class TapInput {
         this.#timers.push(setTimeout(() => this.#releaseAudio(0), this.#o.holdAudioMs));
       }
     }
-    void this.#awaitReceiver().then(() => {
+    this.#listening = this.#awaitReceiver().then(() => {
       this.#receiverReady = true;
       for (const fn of this.#onReady.splice(0)) fn();
     });

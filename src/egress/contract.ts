@@ -1,7 +1,11 @@
-// What an egress job carries from the API to a worker (BullMQ job data, JSON in Redis) and the
-// messages that steer a running job. The API validates and normalises a LiveKit request into a
-// JobSpec once; workers never see protobuf request shapes.
+// The contract between the gateway and the egress worker process: what an egress job carries from
+// the API to a worker (BullMQ job data, JSON in Redis), the messages that steer a running job, and
+// the gateway's internal tap API (src/egress/EgressTaps.ts ↔ src/egress/worker/TapClient.ts). The API
+// validates and normalises a LiveKit request into a JobSpec once; workers never see protobuf
+// request shapes. A leaf: the worker loads it without loading the API (no src/api, src/sfu here).
 import { z } from 'zod';
+import type { RtpInputStream } from '../media/sdp.ts';
+import { S3Schema } from '../storage/settings.ts';
 import { CompositeSourceSchema } from './composite/types.ts';
 
 /** Where the media comes from. A composite (room) source is issue 6's; the union is open for it. */
@@ -19,17 +23,6 @@ export const SourceSchema = z.discriminatedUnion('kind', [
 ]);
 export type EgressSource = z.infer<typeof SourceSchema>;
 export type EgressKind = EgressSource['kind'];
-
-export const S3Schema = z.object({
-  accessKey: z.string(),
-  secret: z.string(),
-  sessionToken: z.string(),
-  region: z.string(),
-  endpoint: z.string(),
-  bucket: z.string(),
-  forcePathStyle: z.boolean(),
-});
-export type S3Settings = z.infer<typeof S3Schema>;
 
 export const EncodingSchema = z.object({
   /** Copy the source's H.264 as it is (no preset or PASSTHROUGH asked, and the source is H.264). */
@@ -128,4 +121,46 @@ export interface JobProgress {
   /** Staging folders of the HLS and image outputs on `host` (what is left there after a kill). */
   segmentsDir?: string;
   imagesDirs?: string[];
+}
+
+/** The gateway's internal egress API (tap sessions and room snapshots) is served under this path. */
+export const EGRESS_INTERNAL_PATH = '/internal/egress';
+
+/** POST <EGRESS_INTERNAL_PATH>/open: a tap session on the tracks `source` records now. */
+export const OpenSchema = z.object({ egressId: z.string(), room: z.string(), source: SourceSchema });
+/** POST <EGRESS_INTERNAL_PATH>/room/<room>: a room composite's view of its room. */
+export const SnapshotSchema = z.object({ egressId: z.string(), roomId: z.string().optional() });
+
+/** How cached pictures of a server-fed track are stamped (src/egress/relayFeed.ts). */
+export type ReplayMode = 'preroll' | 'live';
+
+/** POST <EGRESS_INTERNAL_PATH>/<session>/connect: send each track's RTP to the worker's ports. */
+export const ConnectSchema = z.object({
+  targets: z.array(z.object({ trackSid: z.string(), ip: z.string(), port: z.int().min(1).max(65535), rtcpPort: z.int().min(1).max(65535) })),
+  replay: z.enum(['preroll', 'live']).default('live'),
+});
+export type TapTarget = z.infer<typeof ConnectSchema>['targets'][number];
+
+export interface TapTrack {
+  trackSid: string;
+  identity: string;
+  kind: 'audio' | 'video';
+  /** The codec as the receiver's SDP must describe it (ports are the worker's own). */
+  codec: Omit<RtpInputStream, 'port' | 'rtcpPort'>;
+  /** Where this track's RTP (and RTCP) comes from: the worker accepts packets from there only. */
+  from: { ip: string; port: number; rtcpPort: number };
+  /** Sent from the keyframe cache: starts at once, and a keyframe request does nothing. */
+  cached: boolean;
+}
+
+/** The answer to `open`. */
+export type OpenResult =
+  | { state: 'ready'; sessionId: string; version: number; tracks: TapTrack[] }
+  | { state: 'waiting'; reason: string }
+  | { state: 'ended'; reason: string };
+
+/** The answer to POST <EGRESS_INTERNAL_PATH>/<session>/keepalive; `gone`: a consumed track was unpublished. */
+export interface KeepaliveResult {
+  version: number;
+  gone: boolean;
 }
