@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { sleep } from '../async.ts';
 import { moduleLogger, type Logger } from '../logger.ts';
 import { launchFfmpeg, type FfmpegProcess } from '../media/ffmpeg.ts';
 
@@ -217,7 +218,7 @@ export class RtpAudioDecoder {
     this.#udp = dgram.createSocket('udp4');
     this.#udp.on('error', () => undefined);
     // FFmpeg binds the RTP port while it opens the SDP; packets sent before that are lost, which is fine.
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     if (this.#ffmpeg !== ff) throw new Error('decoder stopped');
     return rtpPort;
   }
@@ -328,7 +329,7 @@ export class PcmPublisher {
       this.#pending.push(chunk);
       this.#pendingSamples += chunk.length;
       // Backpressure: a source faster than real time waits while more than 2 s are queued.
-      while (this.#pendingSamples > SAMPLE_RATE * 2 && !this.#closed) await new Promise((r) => setTimeout(r, FRAME_MS * 5));
+      while (this.#pendingSamples > SAMPLE_RATE * 2 && !this.#closed) await sleep(FRAME_MS * 5);
     }
   }
 

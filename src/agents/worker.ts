@@ -4,6 +4,7 @@
 // re-offers them) and the worker registers again.
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
+import { retry, RetryAbortedError, sleep } from '../async.ts';
 import { mintToken } from '../auth/tokens.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { moduleLogger, type Logger } from '../logger.ts';
@@ -59,6 +60,8 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
   #ws: WebSocket | undefined;
   #id: string | undefined;
   #closing: Promise<void> | undefined;
+  /** Aborted by close(): cuts a reconnect wait short. */
+  readonly #stop = new AbortController();
   #loadTimer: NodeJS.Timeout | undefined;
 
   private constructor(agent: AgentDefinition, opts: WorkerOptions) {
@@ -135,15 +138,16 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
     this.#opts.log.warn({ reason, jobs: this.#jobs.size }, 'lost the gateway connection');
     this.safeEmit('disconnected', reason);
     for (const ctx of this.#jobs.values()) ctx.shutdown('gateway connection lost');
-    for (let attempt = 0; !this.#closing; attempt++) {
-      await new Promise((r) => setTimeout(r, RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)]));
-      if (this.#closing) return;
-      try {
-        await this.#connect();
-        return;
-      } catch (err) {
-        this.#opts.log.warn({ err: (err as Error).message }, 'reconnecting to the gateway failed');
-      }
+    try {
+      await retry(() => this.#connect(), {
+        attempts: Infinity, // until it works or the worker closes
+        backoff: RECONNECT_DELAYS_MS,
+        waitFirst: true,
+        signal: this.#stop.signal,
+        onRetry: (err) => this.#opts.log.warn({ err: (err as Error).message }, 'reconnecting to the gateway failed'),
+      });
+    } catch (err) {
+      if (!(err instanceof RetryAbortedError)) throw err; // closed meanwhile: nothing to reconnect
     }
   }
 
@@ -215,12 +219,13 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
   /** Ends running jobs (their agents leave the rooms) and disconnects. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#stop.abort();
       clearInterval(this.#loadTimer);
       const running = [...this.#jobs.values()];
       for (const ctx of running) ctx.shutdown('worker closing');
       // Each job reports done and leaves its room before the socket goes.
       const deadline = Date.now() + 5000;
-      while (this.#jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (this.#jobs.size > 0 && Date.now() < deadline) await sleep(50);
       const ws = this.#ws;
       if (ws && ws.readyState !== WebSocket.CLOSED) {
         await new Promise<void>((resolve) => {

@@ -2,6 +2,7 @@
 // (msc-node, the same API on werift): transports, publishing, the subscribe flow the server drives
 // (newConsumer → consume → resume), data channels, and typed room events.
 // Both libraries are used through the small structural interfaces below.
+import { retry, sleep } from '../async.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
 import type { Json, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
@@ -204,22 +205,23 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
 
   async #resume(): Promise<void> {
     this.safeEmit('reconnecting');
-    for (const delay of RECONNECT_DELAYS_MS) {
-      await new Promise((r) => setTimeout(r, delay));
-      if (this.#closed || this.#leaving) return;
-      let resumed: Awaited<ReturnType<Reconnector>>;
-      try {
-        resumed = await this.#reconnect!();
-      } catch (err) {
-        // not_found: the server no longer holds the session (left, removed, room deleted).
-        if (err instanceof SignalError && err.code === 'not_found') return this.#end('session lost');
-        continue; // a network error: try again after the next delay
-      }
-      this.#adopt(resumed.client, resumed.joined);
-      this.safeEmit('reconnected');
-      return;
+    // not_found: the server no longer holds the session (left, removed, room deleted); any other
+    // failure is a network error, tried again after the next delay.
+    const lost = (err: unknown): boolean => err instanceof SignalError && err.code === 'not_found';
+    let resumed: Awaited<ReturnType<Reconnector>> | undefined;
+    try {
+      resumed = await retry(async () => (this.#closed || this.#leaving ? undefined : await this.#reconnect!()), {
+        attempts: RECONNECT_DELAYS_MS.length,
+        backoff: RECONNECT_DELAYS_MS,
+        waitFirst: true, // the socket just dropped: give the network a moment first
+        retryable: (err) => !lost(err),
+      });
+    } catch (err) {
+      return this.#end(lost(err) ? 'session lost' : 'reconnect failed');
     }
-    this.#end('reconnect failed');
+    if (!resumed) return; // closed or left while waiting
+    this.#adopt(resumed.client, resumed.joined);
+    this.safeEmit('reconnected');
   }
 
   /** Takes over a resumed session's socket and catches up on what changed while it was away. */
@@ -440,7 +442,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     if (!s.closed) {
       const gone = new Promise<void>((resolve) => s.onClose(() => resolve()));
       await s.request('leave', {}).catch(() => undefined);
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
+      await Promise.race([gone, sleep(2000)]);
     }
     this.#end('CLIENT_INITIATED');
   }
