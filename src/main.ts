@@ -309,7 +309,10 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     twirp.register(
       ingressService(ingress, publicIngestUrls(config), {
         stop: (id) => ingressSessions.stop(id),
-        startUrl: (info) => void urlIngest.start(info),
+        // The run reports its failures in the ingress state; anything else is logged here.
+        startUrl: (info) => {
+          urlIngest.start(info).catch((err: unknown) => log.error({ err, ingress: info.ingressId }, 'URL ingress run failed'));
+        },
         urlFull: () => urlIngest.full,
       }),
     );

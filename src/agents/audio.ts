@@ -100,6 +100,9 @@ export class AudioSource implements AsyncIterable<Int16Array> {
   }
 }
 
+/** Where the decoder's background steps (FFmpeg exit handling, stops) report failures. */
+const decoderLog = moduleLogger('agent-audio');
+
 /** A UDP port that was free a moment ago (FFmpeg binds it itself from the SDP). */
 async function freeUdpPort(): Promise<number> {
   const sock = dgram.createSocket('udp4');
@@ -212,9 +215,11 @@ export class RtpAudioDecoder {
     this.#ffmpeg = ff;
     // FFmpeg that dies while we listen (its RTP port was taken meanwhile, say) is started again on
     // a later packet, with new ports.
-    void ff.exited.then(() => {
-      if (this.#ffmpeg === ff) this.#teardown();
-    });
+    ff.exited
+      .then(() => {
+        if (this.#ffmpeg === ff) this.#teardown();
+      })
+      .catch((err: unknown) => decoderLog.error({ err }, 'audio decoder teardown failed'));
     this.#udp = dgram.createSocket('udp4');
     this.#udp.on('error', () => undefined);
     // FFmpeg binds the RTP port while it opens the SDP; packets sent before that are lost, which is fine.
@@ -228,7 +233,7 @@ export class RtpAudioDecoder {
     this.#target = 0;
     const ff = this.#ffmpeg;
     this.#ffmpeg = undefined;
-    void ff?.stop(500);
+    ff?.stop(500).catch((err: unknown) => decoderLog.warn({ err }, 'stopping the audio decoder FFmpeg failed'));
     this.#server?.close();
     this.#server = undefined;
     this.#udp?.close();
@@ -303,7 +308,7 @@ export class PcmPublisher {
       udp.close(); // no FFmpeg (not installed, spawn failed): the socket would otherwise stay bound
       throw err;
     }
-    void ffmpeg.exited.then(() => udp.close());
+    ffmpeg.exited.then(() => udp.close()).catch((err: unknown) => log.warn({ err }, 'closing the audio publisher socket failed'));
     return new PcmPublisher(ffmpeg, udp, source, log);
   }
 

@@ -127,7 +127,9 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
         ws.on('close', (code, reason) => {
           if (this.#ws === ws) this.#ws = undefined;
           if (!registered) return reject(new Error(`gateway refused the worker: ${code} ${String(reason)}`));
-          if (!this.#closing) void this.#lost(`connection closed (${code})`);
+          if (!this.#closing) {
+            this.#lost(`connection closed (${code})`).catch((err: unknown) => this.#opts.log.error({ err }, 'reconnecting to the gateway stopped'));
+          }
         });
       })().catch(reject);
     });
@@ -168,7 +170,7 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
           return;
         }
         this.#send({ type: 'accept', jobId: msg.job.id });
-        void this.#run(msg.job);
+        this.#run(msg.job).catch((err: unknown) => this.#opts.log.error({ err, job: msg.job.id }, 'agent job failed outside its entry'));
         return;
       case 'terminate':
         this.#jobs.get(msg.jobId)?.shutdown(`terminated by the gateway: ${msg.reason}`);
@@ -253,7 +255,15 @@ export function runIfMain(importMetaUrl: string, agent: AgentDefinition, opts: W
   if (!entry || pathToFileURL(entry).href !== importMetaUrl) return;
   runWorker(agent, opts).then(
     (worker) => {
-      const stop = () => void worker.close().then(() => process.exit(0));
+      const stop = (): void => {
+        worker.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            console.error('closing the agent worker failed:', err instanceof Error ? err.message : err);
+            process.exit(1);
+          },
+        );
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     },

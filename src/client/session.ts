@@ -199,7 +199,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
         this.#end(reason ?? (code === 4409 ? 'superseded' : 'connection closed'));
         return;
       }
-      void this.#resume();
+      this.#background(this.#resume(), 'resuming the session');
     });
   }
 
@@ -245,8 +245,8 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
       this.safeEmit('trackUnsubscribed', sid);
     }
     const known = new Set([...this.#remote.values()].map((r) => r.consumer.id));
-    for (const offer of joined.consumers) if (!known.has(offer.consumerId)) void this.#consume(offer);
-    for (const offer of joined.dataConsumers) if (!this.#dataConsumerIds.has(offer.id)) void this.#consumeData(offer);
+    for (const offer of joined.consumers) if (!known.has(offer.consumerId)) this.#background(this.#consume(offer), 'consuming a track');
+    for (const offer of joined.dataConsumers) if (!this.#dataConsumerIds.has(offer.id)) this.#background(this.#consumeData(offer), 'consuming a data channel');
     client.release();
   }
 
@@ -315,7 +315,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     });
     s.on('roomMetadata', (d) => this.safeEmit('roomMetadata', d.metadata));
     s.on('permissionsChanged', (d) => this.safeEmit('permissionsChanged', d.permission));
-    s.on('newConsumer', (d) => void this.#consume(d));
+    s.on('newConsumer', (d) => this.#background(this.#consume(d), 'consuming a track'));
     s.on('consumerClosed', (d) => {
       const t = this.#remote.get(d.trackSid);
       if (!t || t.consumer.id !== d.consumerId) return;
@@ -323,7 +323,16 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
       t.consumer.close();
       this.safeEmit('trackUnsubscribed', d.trackSid);
     });
-    s.on('newDataConsumer', (d) => void this.#consumeData(d));
+    s.on('newDataConsumer', (d) => this.#background(this.#consumeData(d), 'consuming a data channel'));
+  }
+
+  /**
+   * Runs a step started by an event. The steps report their expected failures themselves (as
+   * 'disconnected'); anything else would be an unhandled rejection, so it goes to the console (the
+   * SDK has no logger, and browsers show it there).
+   */
+  #background(step: Promise<void>, what: string): void {
+    step.catch((err: unknown) => console.error(`roomgate: ${what} failed`, err));
   }
 
   async #consume(d: ServerEvents['newConsumer']): Promise<void> {
