@@ -13,12 +13,13 @@ import {
   type Room,
 } from '@livekit/protocol';
 import { roomConfiguration, type Claims } from '../../auth/grants.ts';
+import { mintToken } from '../../auth/tokens.ts';
 import { TypedEmitter } from '../../emitter.ts';
 import { ApiError, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import type { WebhookEventName, WebhookPayload } from '../../webhooks/WebhookNotifier.ts';
-import { AGENT_JOB_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
+import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
 import { nowNs } from '../../time.ts';
 
 /** A connected worker, as the WebSocket server hands it over. */
@@ -51,6 +52,29 @@ export interface DispatcherOptions {
   triedBackoffMs?: number;
   /** How long an agent whose job the gateway ended may take to leave before it is removed. */
   leaveGraceMs?: number;
+}
+
+/**
+ * The agents' token grants: scoped to joining the job's room. No `agent` grant (kind "agent" is
+ * what marks the participant; the grant would let the token register workers on /agent), and
+ * short-lived, since the worker joins right away and a reconnect resumes the session.
+ */
+export function agentJoinTokens(apiKey: string, apiSecret: string): DispatcherOptions['mintJoinToken'] {
+  return ({ room, identity, agentName, jobId }) =>
+    mintToken(apiKey, apiSecret, {
+      identity,
+      name: agentName,
+      kind: 'agent',
+      attributes: { [AGENT_JOB_ATTRIBUTE]: jobId, [AGENT_NAME_ATTRIBUTE]: agentName },
+      video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true, canUpdateOwnMetadata: true },
+      ttl: 600,
+    });
+}
+
+/** What joining needs from the room layer (signaling's RoomJoiner, kept generic here). */
+interface JoiningRooms<Sink, Joined, Resumed> {
+  join(claims: Claims, sink: Sink): Promise<Joined>;
+  resume(claims: Claims, sink: Sink): Resumed;
 }
 
 export type DispatcherEvents = {
@@ -276,6 +300,22 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
    * got the job just before the room was deleted must not bring the room back by joining it, and a
    * token from an offer that lapsed (or was rejected) must not put a second agent in the room.
    */
+  /**
+   * Joins that pass the dispatcher: a token's roomConfig.agents dispatches, and an agent whose job
+   * ended may not join.
+   */
+  gateJoins<Sink, Joined extends { room: { info(): Room } }, Resumed>(rooms: JoiningRooms<Sink, Joined, Resumed>): JoiningRooms<Sink, Joined, Resumed> {
+    return {
+      join: async (claims, sink) => {
+        this.checkAgentJoin(claims);
+        const joined = await rooms.join(claims, sink);
+        this.participantJoined(claims, joined.room.info());
+        return joined;
+      },
+      resume: (claims, sink) => rooms.resume(claims, sink),
+    };
+  }
+
   checkAgentJoin(claims: Claims): void {
     const jobId = claims.attributes?.[AGENT_JOB_ATTRIBUTE];
     if (claims.kind !== 'agent' || !jobId) return;
