@@ -51,8 +51,12 @@ export async function runAgents(record: Record, rounds = 10): Promise<void> {
           loud = isLoud;
         }
       };
-      room.on('trackSubscribed', (t) => void listen(t));
-      room.remoteTracks.forEach((t) => void listen(t));
+      // A failed listener leaves the round unheard, which the bench reports as a timeout; say why.
+      const listenLogged = (t: Parameters<typeof listen>[0]): void => {
+        listen(t).catch((err: unknown) => console.error('bench: listening to an agent track failed', err));
+      };
+      room.on('trackSubscribed', listenLogged);
+      room.remoteTracks.forEach(listenLogged);
     },
   });
   const worker = await runWorker(agent, { url: gw.url, apiKey: API_KEY, apiSecret: API_SECRET, capacity: rounds + 2 });

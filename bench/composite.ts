@@ -51,7 +51,7 @@ async function publishFlashBeep(p: NodeParticipant): Promise<FfmpegProcess> {
     '-map', '1:a', '-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '64k', '-application', 'lowdelay', '-payload_type', '111',
     '-f', 'rtp', `rtp://127.0.0.1:${socks[1]!.address().port}?pkt_size=1200`,
   ]);
-  void ff.exited.then(() => socks.forEach((s) => s.close()));
+  ff.exited.then(() => socks.forEach((s) => s.close())).catch((err: unknown) => console.error('bench: closing the sender sockets failed', err));
   return ff;
 }
 

@@ -18,7 +18,7 @@ import {
   type ParticipantInfo,
 } from 'livekit-server-sdk';
 import { ConfigError, loadConfig } from './config.ts';
-import { sleep } from './time.ts';
+import { sleep } from './async.ts';
 
 export const OPS_USAGE = `  roomgate room list|create NAME|delete NAME|participants NAME
   roomgate ingress create --type rtmp|whip|url --room R --identity I [--name N] [--source URL] [--transcode]

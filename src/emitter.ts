@@ -1,6 +1,7 @@
 // Event emitter typed by an event map (mediasoup's EnhancedEventEmitter idea), with no Node
 // dependency so the browser SDK shares it. safeEmit() keeps a throwing listener from breaking the
-// emitter's own code path: the error goes to the `onListenerError` handlers instead.
+// emitter's own code path: the error goes to the `onListenerError` handlers instead, or, when
+// nobody registered one, to console.error, so a throwing listener is never lost without a trace.
 
 export type EventMap = Record<string, unknown[]>;
 
@@ -41,7 +42,23 @@ export class TypedEmitter<E extends EventMap> {
       try {
         (entry.fn as unknown as (...a: E[K]) => void)(...args);
       } catch (err) {
-        for (const h of this.#errorHandlers) h(event, err);
+        this.#listenerFailed(event, err);
+      }
+    }
+  }
+
+  #listenerFailed(event: string, err: unknown): void {
+    if (this.#errorHandlers.length === 0) {
+      // console, not a logger: this module has no dependencies so the browser SDK can share it.
+      console.error(`${this.constructor.name}: a '${event}' listener threw`, err);
+      return;
+    }
+    for (const h of this.#errorHandlers) {
+      try {
+        h(event, err);
+      } catch (handlerErr) {
+        // The error handler itself failed: both errors are reported rather than one hiding the other.
+        console.error(`${this.constructor.name}: the listener-error handler threw on '${event}'`, handlerErr, err);
       }
     }
   }

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { sleep } from '../async.ts';
 import { moduleLogger, type Logger } from '../logger.ts';
 import { launchFfmpeg, type FfmpegProcess } from '../media/ffmpeg.ts';
 
@@ -98,6 +99,9 @@ export class AudioSource implements AsyncIterable<Int16Array> {
     return this.#queue;
   }
 }
+
+/** Where the decoder's background steps (FFmpeg exit handling, stops) report failures. */
+const decoderLog = moduleLogger('agent-audio');
 
 /** A UDP port that was free a moment ago (FFmpeg binds it itself from the SDP). */
 async function freeUdpPort(): Promise<number> {
@@ -211,13 +215,15 @@ export class RtpAudioDecoder {
     this.#ffmpeg = ff;
     // FFmpeg that dies while we listen (its RTP port was taken meanwhile, say) is started again on
     // a later packet, with new ports.
-    void ff.exited.then(() => {
-      if (this.#ffmpeg === ff) this.#teardown();
-    });
+    ff.exited
+      .then(() => {
+        if (this.#ffmpeg === ff) this.#teardown();
+      })
+      .catch((err: unknown) => decoderLog.error({ err }, 'audio decoder teardown failed'));
     this.#udp = dgram.createSocket('udp4');
     this.#udp.on('error', () => undefined);
     // FFmpeg binds the RTP port while it opens the SDP; packets sent before that are lost, which is fine.
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     if (this.#ffmpeg !== ff) throw new Error('decoder stopped');
     return rtpPort;
   }
@@ -227,7 +233,7 @@ export class RtpAudioDecoder {
     this.#target = 0;
     const ff = this.#ffmpeg;
     this.#ffmpeg = undefined;
-    void ff?.stop(500);
+    ff?.stop(500).catch((err: unknown) => decoderLog.warn({ err }, 'stopping the audio decoder FFmpeg failed'));
     this.#server?.close();
     this.#server = undefined;
     this.#udp?.close();
@@ -302,7 +308,7 @@ export class PcmPublisher {
       udp.close(); // no FFmpeg (not installed, spawn failed): the socket would otherwise stay bound
       throw err;
     }
-    void ffmpeg.exited.then(() => udp.close());
+    ffmpeg.exited.then(() => udp.close()).catch((err: unknown) => log.warn({ err }, 'closing the audio publisher socket failed'));
     return new PcmPublisher(ffmpeg, udp, source, log);
   }
 
@@ -328,7 +334,7 @@ export class PcmPublisher {
       this.#pending.push(chunk);
       this.#pendingSamples += chunk.length;
       // Backpressure: a source faster than real time waits while more than 2 s are queued.
-      while (this.#pendingSamples > SAMPLE_RATE * 2 && !this.#closed) await new Promise((r) => setTimeout(r, FRAME_MS * 5));
+      while (this.#pendingSamples > SAMPLE_RATE * 2 && !this.#closed) await sleep(FRAME_MS * 5);
     }
   }
 

@@ -91,7 +91,8 @@ export class JobContext {
   shutdown(reason = 'shutdown'): void {
     if (this.#abort.signal.aborted) return;
     this.#abort.abort(new Error(reason));
-    void this.#leave();
+    // #leave logs a failed disconnect itself; this catch is for anything else it throws.
+    this.#leave().catch((err: unknown) => this.log.error({ err }, 'leaving the room failed'));
   }
 
   /** Leaves the room once; a connect() still in flight sees the abort and leaves by itself. */

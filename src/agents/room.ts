@@ -203,7 +203,7 @@ export class AgentRoom extends TypedEmitter<AgentRoomEvents> {
     if (this.#disconnected) return;
     this.#disconnected = true;
     for (const t of this.#tracks.values()) t.decoder?.close();
-    for (const pub of this.#publishers) void pub.stop();
+    for (const pub of this.#publishers) pub.stop().catch((err: unknown) => this.#opts.log?.warn({ err }, 'stopping an audio publisher failed'));
     this.#publishers.clear();
   }
 

@@ -4,6 +4,7 @@
 // re-offers them) and the worker registers again.
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
+import { retry, RetryAbortedError, sleep } from '../async.ts';
 import { mintToken } from '../auth/tokens.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { moduleLogger, type Logger } from '../logger.ts';
@@ -59,6 +60,8 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
   #ws: WebSocket | undefined;
   #id: string | undefined;
   #closing: Promise<void> | undefined;
+  /** Aborted by close(): cuts a reconnect wait short. */
+  readonly #stop = new AbortController();
   #loadTimer: NodeJS.Timeout | undefined;
 
   private constructor(agent: AgentDefinition, opts: WorkerOptions) {
@@ -124,7 +127,9 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
         ws.on('close', (code, reason) => {
           if (this.#ws === ws) this.#ws = undefined;
           if (!registered) return reject(new Error(`gateway refused the worker: ${code} ${String(reason)}`));
-          if (!this.#closing) void this.#lost(`connection closed (${code})`);
+          if (!this.#closing) {
+            this.#lost(`connection closed (${code})`).catch((err: unknown) => this.#opts.log.error({ err }, 'reconnecting to the gateway stopped'));
+          }
         });
       })().catch(reject);
     });
@@ -135,15 +140,16 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
     this.#opts.log.warn({ reason, jobs: this.#jobs.size }, 'lost the gateway connection');
     this.safeEmit('disconnected', reason);
     for (const ctx of this.#jobs.values()) ctx.shutdown('gateway connection lost');
-    for (let attempt = 0; !this.#closing; attempt++) {
-      await new Promise((r) => setTimeout(r, RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)]));
-      if (this.#closing) return;
-      try {
-        await this.#connect();
-        return;
-      } catch (err) {
-        this.#opts.log.warn({ err: (err as Error).message }, 'reconnecting to the gateway failed');
-      }
+    try {
+      await retry(() => this.#connect(), {
+        attempts: Infinity, // until it works or the worker closes
+        backoff: RECONNECT_DELAYS_MS,
+        waitFirst: true,
+        signal: this.#stop.signal,
+        onRetry: (err) => this.#opts.log.warn({ err: (err as Error).message }, 'reconnecting to the gateway failed'),
+      });
+    } catch (err) {
+      if (!(err instanceof RetryAbortedError)) throw err; // closed meanwhile: nothing to reconnect
     }
   }
 
@@ -164,7 +170,7 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
           return;
         }
         this.#send({ type: 'accept', jobId: msg.job.id });
-        void this.#run(msg.job);
+        this.#run(msg.job).catch((err: unknown) => this.#opts.log.error({ err, job: msg.job.id }, 'agent job failed outside its entry'));
         return;
       case 'terminate':
         this.#jobs.get(msg.jobId)?.shutdown(`terminated by the gateway: ${msg.reason}`);
@@ -215,12 +221,13 @@ export class AgentWorker extends TypedEmitter<WorkerEvents> {
   /** Ends running jobs (their agents leave the rooms) and disconnects. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#stop.abort();
       clearInterval(this.#loadTimer);
       const running = [...this.#jobs.values()];
       for (const ctx of running) ctx.shutdown('worker closing');
       // Each job reports done and leaves its room before the socket goes.
       const deadline = Date.now() + 5000;
-      while (this.#jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (this.#jobs.size > 0 && Date.now() < deadline) await sleep(50);
       const ws = this.#ws;
       if (ws && ws.readyState !== WebSocket.CLOSED) {
         await new Promise<void>((resolve) => {
@@ -248,7 +255,15 @@ export function runIfMain(importMetaUrl: string, agent: AgentDefinition, opts: W
   if (!entry || pathToFileURL(entry).href !== importMetaUrl) return;
   runWorker(agent, opts).then(
     (worker) => {
-      const stop = () => void worker.close().then(() => process.exit(0));
+      const stop = (): void => {
+        worker.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            console.error('closing the agent worker failed:', err instanceof Error ? err.message : err);
+            process.exit(1);
+          },
+        );
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     },

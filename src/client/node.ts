@@ -65,7 +65,8 @@ export class NodeParticipant extends Session<MediaStreamTrack> {
   }
 
   protected override onEnded(): void {
-    void this.#stopFfmpeg();
+    // No logger in the SDK: an unexpected failure goes to the console rather than nowhere.
+    this.#stopFfmpeg().catch((err: unknown) => console.error('roomgate: stopping FFmpeg failed', err));
   }
 
   /** Publishes a track fed with RTP by the caller (writeRtp). */
@@ -125,10 +126,12 @@ export class NodeParticipant extends Session<MediaStreamTrack> {
       throw err;
     }
     this.#ffmpeg.add(ffmpeg);
-    void ffmpeg.exited.then(() => {
-      this.#ffmpeg.delete(ffmpeg);
-      sock.close();
-    });
+    ffmpeg.exited
+      .then(() => {
+        this.#ffmpeg.delete(ffmpeg);
+        sock.close();
+      })
+      .catch((err: unknown) => console.error('roomgate: releasing a published track failed', err));
     return { ...local, ffmpeg, stop: () => ffmpeg.stop() };
   }
 

@@ -2,6 +2,7 @@
 // (msc-node, the same API on werift): transports, publishing, the subscribe flow the server drives
 // (newConsumer → consume → resume), data channels, and typed room events.
 // Both libraries are used through the small structural interfaces below.
+import { retry, sleep } from '../async.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
 import type { Json, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
@@ -198,28 +199,29 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
         this.#end(reason ?? (code === 4409 ? 'superseded' : 'connection closed'));
         return;
       }
-      void this.#resume();
+      this.#background(this.#resume(), 'resuming the session');
     });
   }
 
   async #resume(): Promise<void> {
     this.safeEmit('reconnecting');
-    for (const delay of RECONNECT_DELAYS_MS) {
-      await new Promise((r) => setTimeout(r, delay));
-      if (this.#closed || this.#leaving) return;
-      let resumed: Awaited<ReturnType<Reconnector>>;
-      try {
-        resumed = await this.#reconnect!();
-      } catch (err) {
-        // not_found: the server no longer holds the session (left, removed, room deleted).
-        if (err instanceof SignalError && err.code === 'not_found') return this.#end('session lost');
-        continue; // a network error: try again after the next delay
-      }
-      this.#adopt(resumed.client, resumed.joined);
-      this.safeEmit('reconnected');
-      return;
+    // not_found: the server no longer holds the session (left, removed, room deleted); any other
+    // failure is a network error, tried again after the next delay.
+    const lost = (err: unknown): boolean => err instanceof SignalError && err.code === 'not_found';
+    let resumed: Awaited<ReturnType<Reconnector>> | undefined;
+    try {
+      resumed = await retry(async () => (this.#closed || this.#leaving ? undefined : await this.#reconnect!()), {
+        attempts: RECONNECT_DELAYS_MS.length,
+        backoff: RECONNECT_DELAYS_MS,
+        waitFirst: true, // the socket just dropped: give the network a moment first
+        retryable: (err) => !lost(err),
+      });
+    } catch (err) {
+      return this.#end(lost(err) ? 'session lost' : 'reconnect failed');
     }
-    this.#end('reconnect failed');
+    if (!resumed) return; // closed or left while waiting
+    this.#adopt(resumed.client, resumed.joined);
+    this.safeEmit('reconnected');
   }
 
   /** Takes over a resumed session's socket and catches up on what changed while it was away. */
@@ -243,8 +245,8 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
       this.safeEmit('trackUnsubscribed', sid);
     }
     const known = new Set([...this.#remote.values()].map((r) => r.consumer.id));
-    for (const offer of joined.consumers) if (!known.has(offer.consumerId)) void this.#consume(offer);
-    for (const offer of joined.dataConsumers) if (!this.#dataConsumerIds.has(offer.id)) void this.#consumeData(offer);
+    for (const offer of joined.consumers) if (!known.has(offer.consumerId)) this.#background(this.#consume(offer), 'consuming a track');
+    for (const offer of joined.dataConsumers) if (!this.#dataConsumerIds.has(offer.id)) this.#background(this.#consumeData(offer), 'consuming a data channel');
     client.release();
   }
 
@@ -313,7 +315,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     });
     s.on('roomMetadata', (d) => this.safeEmit('roomMetadata', d.metadata));
     s.on('permissionsChanged', (d) => this.safeEmit('permissionsChanged', d.permission));
-    s.on('newConsumer', (d) => void this.#consume(d));
+    s.on('newConsumer', (d) => this.#background(this.#consume(d), 'consuming a track'));
     s.on('consumerClosed', (d) => {
       const t = this.#remote.get(d.trackSid);
       if (!t || t.consumer.id !== d.consumerId) return;
@@ -321,7 +323,16 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
       t.consumer.close();
       this.safeEmit('trackUnsubscribed', d.trackSid);
     });
-    s.on('newDataConsumer', (d) => void this.#consumeData(d));
+    s.on('newDataConsumer', (d) => this.#background(this.#consumeData(d), 'consuming a data channel'));
+  }
+
+  /**
+   * Runs a step started by an event. The steps report their expected failures themselves (as
+   * 'disconnected'); anything else would be an unhandled rejection, so it goes to the console (the
+   * SDK has no logger, and browsers show it there).
+   */
+  #background(step: Promise<void>, what: string): void {
+    step.catch((err: unknown) => console.error(`roomgate: ${what} failed`, err));
   }
 
   async #consume(d: ServerEvents['newConsumer']): Promise<void> {
@@ -440,7 +451,7 @@ export class Session<Track = unknown> extends TypedEmitter<SessionEvents<Track>>
     if (!s.closed) {
       const gone = new Promise<void>((resolve) => s.onClose(() => resolve()));
       await s.request('leave', {}).catch(() => undefined);
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
+      await Promise.race([gone, sleep(2000)]);
     }
     this.#end('CLIENT_INITIATED');
   }

@@ -255,11 +255,13 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
       ...(plan.secret ? { secrets: [plan.secret] } : {}),
     });
     this.#ffmpeg = ffmpeg;
-    void ffmpeg.exited.then((code) => {
-      if (this.#stopping) return;
-      const tail = ffmpeg.stderrTail().split('\n').filter(Boolean).slice(-3).join(' | ');  // redacted by the launcher
-      this.safeEmit('exit', code, code === 0 ? undefined : `ffmpeg exited with ${code ?? 'a signal'}: ${tail || 'no output'}`);
-    });
+    ffmpeg.exited
+      .then((code) => {
+        if (this.#stopping) return;
+        const tail = ffmpeg.stderrTail().split('\n').filter(Boolean).slice(-3).join(' | ');  // redacted by the launcher
+        this.safeEmit('exit', code, code === 0 ? undefined : `ffmpeg exited with ${code ?? 'a signal'}: ${tail || 'no output'}`);
+      })
+      .catch((err: unknown) => session.log.error({ err }, 'handling the ingest FFmpeg exit failed'));
   }
 
   #track(info: TrackInfo | undefined): void {

@@ -18,6 +18,7 @@ import {
 } from '@livekit/protocol';
 import type { PartialMessage } from '@bufbuild/protobuf';
 import type { types } from 'mediasoup';
+import { KeyedQueue } from '../async.ts';
 import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
@@ -198,7 +199,7 @@ export class IngressSessions {
   readonly #log: Logger;
   readonly #live = new Map<string, IngressSession>();
   /** Per-ingress chain of state writes, so they reach Redis in the order they happened. */
-  readonly #writes = new Map<string, Promise<void>>();
+  readonly #writes = new KeyedQueue<string>();
 
   constructor(opts: { store: IngressStore; rooms: RoomManager; webhooks: WebhookNotifier; log: Logger }) {
     this.rooms = opts.rooms;
@@ -251,7 +252,7 @@ export class IngressSessions {
 
   /** Writes complete before the process stops (tests and shutdown read the final state). */
   async flush(): Promise<void> {
-    await Promise.all(this.#writes.values());
+    await this.#writes.idle();
   }
 
   /** @internal Removes an ending session; false when a newer session had already replaced it. */
@@ -273,13 +274,9 @@ export class IngressSessions {
       current.state = session.state;
       await this.#store.put(current);
     };
-    const tail = (this.#writes.get(id) ?? Promise.resolve()).then(write).catch((err: unknown) =>
+    this.#writes.run(id, write).catch((err: unknown) =>
       session.log.error({ err: (err as Error).message }, 'could not store ingress state'),
     );
-    this.#writes.set(id, tail);
-    void tail.then(() => {
-      if (this.#writes.get(id) === tail) this.#writes.delete(id);
-    });
   }
 
   /** @internal */

@@ -83,9 +83,13 @@ export class UrlIngest {
   async #run(info: IngressInfo): Promise<void> {
     const session = this.#sessions.start(info, 'url');
     const source = redact(info.url);
-    const ended = new Promise<void>((resolve) => session.once('end', () => resolve()));
     const abort = new AbortController();
-    void ended.then(() => abort.abort());
+    const ended = new Promise<void>((resolve) =>
+      session.once('end', () => {
+        abort.abort();
+        resolve();
+      }),
+    );
     // The caller chose the URL: what answered (refused, 404, 403, a banner) is not theirs to learn.
     const fail = (why: string, detail: string, text = URL_OPEN_ERROR) => {
       session.log.warn({ source, why, detail: detail.split(info.url).join(source).slice(0, 500) }, 'URL ingress failed');

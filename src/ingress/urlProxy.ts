@@ -20,7 +20,13 @@ export class UrlIngressProxy {
     this.#policy = policy;
     this.#log = log;
     this.#server = http.createServer((req, res) => void this.#request(req, res).catch((err: Error) => this.#fail(res, err)));
-    this.#server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => void this.#connect(req, socket, head));
+    this.#server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      // #connect answers its own failures; anything else it throws drops the tunnel and is logged.
+      this.#connect(req, socket, head).catch((err: unknown) => {
+        this.#log.error({ err }, 'URL ingress tunnel failed');
+        socket.destroy();
+      });
+    });
     this.#server.on('connection', (s: net.Socket) => {
       this.#sockets.add(s);
       s.once('close', () => this.#sockets.delete(s));

@@ -145,7 +145,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   }
 
   #wire(p: Participant): void {
-    p.on('@ready', () => void this.#onReady(p));
+    p.on('@ready', () => this.#refreshSubscriptions(p));
     p.on('@trackpublished', (track) => {
       if (track.producer.kind === 'audio') {
         this.#media.audioLevels.addProducer({ producerId: track.producer.id }).catch(() => undefined);
@@ -217,7 +217,12 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
 
   /** Re-evaluates a participant's subscriptions (after UpdateSubscriptions or a permission change). */
   resubscribe(p: Participant): void {
-    void this.#onReady(p);
+    this.#refreshSubscriptions(p);
+  }
+
+  /** #onReady from an event or a synchronous caller: a failure is logged, not left unhandled. */
+  #refreshSubscriptions(p: Participant): void {
+    this.#onReady(p).catch((err: unknown) => this.#log.error({ err, participant: p.identity }, 'updating subscriptions failed'));
   }
 
   async #relayFrom(p: Participant, dp: types.DataProducer): Promise<void> {

@@ -1,6 +1,7 @@
 // Rooms hosted by this node: the registry in Redis (source of truth, survives restarts) and the live
 // Room objects with their mediasoup Routers. The Twirp layer talks to it through a narrow interface.
 import { ParticipantInfo_Kind, ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type RoomEgress, type TrackInfo } from '@livekit/protocol';
+import { KeyedQueue } from '../async.ts';
 import { roomConfiguration, type Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, invalidArgument, participantNotFound, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
@@ -108,8 +109,8 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   readonly #log: Logger;
   readonly #rooms = new Map<string, RoomImpl>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
-  /** Per-room-name chain, so create/delete/metadata of one room never interleave. */
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Per-room-name queue, so create/delete/metadata of one room never interleave. */
+  readonly #locks = new KeyedQueue<string>();
   #closed = false;
 
   readonly #transport: TransportSettings;
@@ -154,14 +155,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   }
 
   #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(name) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => {});
-    this.#locks.set(name, tail);
-    void tail.then(() => {
-      if (this.#locks.get(name) === tail) this.#locks.delete(name);
-    });
-    return next;
+    return this.#locks.run(name, fn);
   }
 
   /** Re-opens the rooms this node hosted before a restart. */

@@ -131,10 +131,14 @@ export async function startEmbeddedRedis(opts: { dataDir: string; port: number; 
       }
     };
     child.stdout?.on('data', check);
-    void exited.then(() => {
-      clearTimeout(timer);
-      resolve(false);
-    });
+    // Either way the server is gone: stop waiting for its ready line.
+    exited.then(
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+      () => resolve(false),
+    );
   });
   if (!ready) {
     if (child.exitCode === null && child.signalCode === null) {

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { PartialMessage } from '@bufbuild/protobuf';
 import { WebhookEvent } from '@livekit/protocol';
+import { retry, RetryAbortedError } from '../async.ts';
 import { mintToken } from '../auth/tokens.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
@@ -45,6 +46,17 @@ export interface WebhookOptions {
 
 /** Waiting events per URL and room: minutes of a busy room's events behind a dead endpoint. */
 export const WEBHOOK_QUEUE_BOUND = 1000;
+
+/** A POST the endpoint answered with an error status. */
+class DeliveryError extends Error {
+  readonly retryable: boolean;
+
+  constructor(message: string, retryable: boolean) {
+    super(message);
+    this.name = 'DeliveryError';
+    this.retryable = retryable;
+  }
+}
 
 interface Queue {
   items: { event: string; body: string }[];
@@ -122,59 +134,51 @@ export class WebhookNotifier {
   }
 
   async #deliver(url: string, event: string, body: string): Promise<void> {
-    const { apiKey, apiSecret, log, metrics, maxAttempts, baseDelayMs, maxDelayMs, timeoutMs } = this.#opts;
+    const { log, metrics, maxAttempts, baseDelayMs, maxDelayMs } = this.#opts;
     const sha256 = createHash('sha256').update(body).digest('base64');
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      if (this.#abort.signal.aborted) {
-        metrics.webhookDeliveries.inc({ event, result: 'dropped' });
-        log.warn({ url, event, attempt }, 'webhook dropped: gateway shutting down');
-        return;
-      }
-      let retryable = true;
-      let reason: string;
-      try {
-        // Minted per attempt: a retry after minutes must not carry an expired token.
-        const token = await mintToken(apiKey, apiSecret, { sha256, ttl: 300 });
-        const res = await fetch(url, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/webhook+json', Authorization: token, 'User-Agent': 'roomgate' },
-          body,
-          signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(timeoutMs)]),
-        });
-        await res.arrayBuffer().catch(() => undefined);
-        if (res.ok) {
-          metrics.webhookDeliveries.inc({ event, result: 'delivered' });
-          log.debug({ url, event, attempt }, 'webhook delivered');
-          return;
-        }
-        reason = `HTTP ${res.status}`;
-        // Like LiveKit's retryablehttp: a 4xx other than 408/429 will not get better by retrying.
-        retryable = res.status >= 500 || res.status === 408 || res.status === 429;
-      } catch (err) {
-        reason = (err as Error).message;
-      }
-      if (!retryable || attempt === maxAttempts) {
-        metrics.webhookDeliveries.inc({ event, result: 'dropped' });
-        log.warn({ url, event, attempt, reason }, 'webhook dropped');
-        return;
-      }
-      metrics.webhookDeliveries.inc({ event, result: 'retried' });
-      const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)) * (0.8 + Math.random() * 0.4);
-      log.info({ url, event, attempt, reason, retryInMs: Math.round(delay) }, 'webhook failed; will retry');
-      await new Promise<void>((resolve) => {
-        const signal = this.#abort.signal;
-        if (signal.aborted) return resolve();
-        const onAbort = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        }, delay);
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
+    let attempt = 0;
+    try {
+      await retry(
+        async (n) => {
+          attempt = n;
+          await this.#post(url, body, sha256);
+        },
+        {
+          attempts: maxAttempts,
+          backoff: { baseMs: baseDelayMs, maxMs: maxDelayMs, jitter: 0.2 },
+          signal: this.#abort.signal,
+          retryable: (err) => !(err instanceof DeliveryError) || err.retryable,
+          onRetry: (err, n, delayMs) => {
+            metrics.webhookDeliveries.inc({ event, result: 'retried' });
+            log.info({ url, event, attempt: n, reason: (err as Error).message, retryInMs: Math.round(delayMs) }, 'webhook failed; will retry');
+          },
+        },
+      );
+    } catch (err) {
+      metrics.webhookDeliveries.inc({ event, result: 'dropped' });
+      if (err instanceof RetryAbortedError) log.warn({ url, event, attempt: err.attempt }, 'webhook dropped: gateway shutting down');
+      else log.warn({ url, event, attempt, reason: (err as Error).message }, 'webhook dropped');
+      return;
     }
+    metrics.webhookDeliveries.inc({ event, result: 'delivered' });
+    log.debug({ url, event, attempt }, 'webhook delivered');
+  }
+
+  /** One POST; throws a DeliveryError for an HTTP failure, the fetch error for a network one. */
+  async #post(url: string, body: string, sha256: string): Promise<void> {
+    const { apiKey, apiSecret, timeoutMs } = this.#opts;
+    // Minted per attempt: a retry after minutes must not carry an expired token.
+    const token = await mintToken(apiKey, apiSecret, { sha256, ttl: 300 });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/webhook+json', Authorization: token, 'User-Agent': 'roomgate' },
+      body,
+      signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(timeoutMs)]),
+    });
+    await res.arrayBuffer().catch(() => undefined);
+    if (res.ok) return;
+    // Like LiveKit's retryablehttp: a 4xx other than 408/429 will not get better by retrying.
+    throw new DeliveryError(`HTTP ${res.status}`, res.status >= 500 || res.status === 408 || res.status === 429);
   }
 
   /** Waits until every queued event was delivered or dropped, or `timeoutMs` passed. */

@@ -27,6 +27,7 @@ import type { Logger } from '../logger.ts';
 import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
 import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../media/webrtcTransport.ts';
 import type { IceServer } from '../signaling/protocol.ts';
+import { permissionFromClaims } from '../sfu/RoomManager.ts';
 
 export const WHEP_PATH = '/whep';
 export const PLAY_PATH = '/play';
@@ -46,10 +47,13 @@ interface PlayableTrack {
   readonly producer: types.Producer;
 }
 
+/** WHEP's permission policy: a viewer's token needs the join grant for the room and canSubscribe. */
+export function maySubscribe(claims: Claims, room: string): boolean {
+  return claims.video?.room === room && claims.video.roomJoin === true && permissionFromClaims(claims).canSubscribe;
+}
+
 export interface WhepDeps {
   verify(token: string): Promise<Claims>;
-  /** May these claims subscribe in this room? (join grant for the room and canSubscribe) */
-  canSubscribe(claims: Claims, room: string): boolean;
   rooms: {
     liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { hidden: boolean; tracks: PlayableTrack[] } } | undefined;
   };
@@ -175,7 +179,7 @@ export class WhepServer {
       if (err instanceof ApiError) throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
       throw err;
     }
-    if (!this.#deps.canSubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
+    if (!maySubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
     // Offers in flight count too: concurrent POSTs must not get past the limit while they await.
     if (this.#sessions.size + this.#starting >= this.#deps.maxSessions) {
       throw problem(503, `the gateway serves at most ${this.#deps.maxSessions} WHEP viewers`, { 'Retry-After': '10' });

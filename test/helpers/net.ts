@@ -42,7 +42,7 @@ export function isAlive(pid: number): boolean {
  */
 export function waitForBound(port: number, proto: 'tcp' | 'udp', owner?: { exited: Promise<unknown>; stderrTail(): string }, baseTimeoutMs = 10_000): Promise<true> {
   let gone = false;
-  void owner?.exited.then(() => (gone = true)).catch(() => undefined);
+  owner?.exited.then(() => (gone = true)).catch(() => undefined);
   const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   const bound = () => {
     for (const table of [`/proc/net/${proto}`, `/proc/net/${proto}6`]) {

@@ -37,7 +37,9 @@ export async function recordProducers(router: types.Router, producers: types.Pro
     // The first packets must find FFmpeg's sockets bound, or they are lost (and with them a keyframe).
     for (const s of streams) await waitForBound(s.port, 'udp', ff);
     for (const [i, send] of sends.entries()) await send.start({ ip: '127.0.0.1', port: streams[i]!.port, rtcpPort: streams[i]!.rtcpPort });
-    const timer = setTimeout(() => void ff.stop(), (seconds + 15) * 1000);
+    const timer = setTimeout(() => {
+      ff.stop().catch((err: unknown) => console.error('rtpRecorder: stopping the recorder FFmpeg failed', err));
+    }, (seconds + 15) * 1000);
     await ff.exited;
     clearTimeout(timer);
   } finally {

@@ -56,7 +56,7 @@ async function feed(
   });
   await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
   const ffmpeg = launchFfmpeg([...input, ...encodeArgs(kind, codec), '-f', 'rtp', `rtp://127.0.0.1:${sock.address().port}?pkt_size=1200`], { stdin });
-  void ffmpeg.exited.then(() => sock.close());
+  ffmpeg.exited.then(() => sock.close()).catch((err: unknown) => console.error('whip helper: closing the RTP socket failed', err));
   return { ffmpeg, sock };
 }
 

@@ -224,7 +224,7 @@ describe('agent dispatch', () => {
     const none = rawAgentSocket(undefined);
     expect((await none.closed).code).toBe(4401);
 
-    const joinOnly = await new AccessToken(API_KEY, API_SECRET, { identity: 'w' });
+    const joinOnly = new AccessToken(API_KEY, API_SECRET, { identity: 'w' });
     joinOnly.addGrant({ roomJoin: true, room: 'x' });
     const noGrant = rawAgentSocket(await joinOnly.toJwt());
     const refused = await noGrant.closed;

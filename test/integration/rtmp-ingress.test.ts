@@ -40,7 +40,7 @@ async function encodeClip(name: string, args: string[]): Promise<string> {
 function push(input: string[], key: string, outArgs: string[] = ['-c', 'copy']): FfmpegProcess {
   const ff = launchFfmpeg([...input, ...outArgs, '-f', 'flv', `rtmp://127.0.0.1:${gw.rtmpPort}/live/${key}`]);
   publishers.add(ff);
-  void ff.exited.then(() => publishers.delete(ff));
+  ff.exited.then(() => publishers.delete(ff)).catch((err: unknown) => console.error('dropping an exited publisher failed', err));
   return ff;
 }
 

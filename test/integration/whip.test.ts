@@ -58,7 +58,9 @@ async function decodes(track: RemoteTrack, codec: string, frames: number): Promi
   });
   try {
     await waitFor(() => decoder, 15_000, `first ${track.kind} RTP`);
-    const timer = setTimeout(() => void decoder!.stop(), 30_000);
+    const timer = setTimeout(() => {
+      decoder!.stop().catch((err: unknown) => console.error('stopping the decoder failed', err));
+    }, 30_000);
     const n = await decoder!.done();
     clearTimeout(timer);
     return n;

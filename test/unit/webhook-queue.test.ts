@@ -17,7 +17,7 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     received.push((JSON.parse(body) as { participant?: { identity?: string } }).participant?.identity ?? '?');
     // The endpoint hangs until the test lets it answer.
-    void held.then(() => res.writeHead(200).end());
+    held.then(() => res.writeHead(200).end()).catch((err: unknown) => console.error('answering the held webhook failed', err));
   });
 });
 

@@ -13,12 +13,13 @@ import {
   type Room,
 } from '@livekit/protocol';
 import { roomConfiguration, type Claims } from '../../auth/grants.ts';
+import { mintToken } from '../../auth/tokens.ts';
 import { TypedEmitter } from '../../emitter.ts';
 import { ApiError, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import type { WebhookEventName, WebhookPayload } from '../../webhooks/WebhookNotifier.ts';
-import { AGENT_JOB_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
+import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
 import { nowNs } from '../../time.ts';
 
 /** A connected worker, as the WebSocket server hands it over. */
@@ -51,6 +52,29 @@ export interface DispatcherOptions {
   triedBackoffMs?: number;
   /** How long an agent whose job the gateway ended may take to leave before it is removed. */
   leaveGraceMs?: number;
+}
+
+/**
+ * The agents' token grants: scoped to joining the job's room. No `agent` grant (kind "agent" is
+ * what marks the participant; the grant would let the token register workers on /agent), and
+ * short-lived, since the worker joins right away and a reconnect resumes the session.
+ */
+export function agentJoinTokens(apiKey: string, apiSecret: string): DispatcherOptions['mintJoinToken'] {
+  return ({ room, identity, agentName, jobId }) =>
+    mintToken(apiKey, apiSecret, {
+      identity,
+      name: agentName,
+      kind: 'agent',
+      attributes: { [AGENT_JOB_ATTRIBUTE]: jobId, [AGENT_NAME_ATTRIBUTE]: agentName },
+      video: { roomJoin: true, room, canPublish: true, canSubscribe: true, canPublishData: true, canUpdateOwnMetadata: true },
+      ttl: 600,
+    });
+}
+
+/** What joining needs from the room layer (signaling's RoomJoiner, kept generic here). */
+interface JoiningRooms<Sink, Joined, Resumed> {
+  join(claims: Claims, sink: Sink): Promise<Joined>;
+  resume(claims: Claims, sink: Sink): Resumed;
 }
 
 export type DispatcherEvents = {
@@ -179,7 +203,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       }
       this.#setState(entry, JobStatus.JS_PENDING, { workerId: '', error, startedAt: 0n, endedAt: 0n });
     }
-    for (const entry of orphans) void this.#offer(entry);
+    for (const entry of orphans) this.#offerLater(entry);
   }
 
   accept(workerId: string, jobId: string): void {
@@ -201,7 +225,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     if (!entry || !w || entry.workerId !== workerId || !entry.offered) throw notFound(`job '${jobId}' is not offered to this worker`);
     this.#opts.log.info({ job: jobId, worker: workerId, reason }, 'agent job offer rejected');
     this.#withdraw(entry, w);
-    void this.#offer(entry);
+    this.#offerLater(entry);
     // The slot this offer held is free again, for another waiting job.
     this.#drain(entry.job.agentName);
   }
@@ -242,7 +266,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   /** A new room: one job per agent name that has an automatic worker. */
   roomStarted(room: Room): void {
     const names = new Set([...this.#workers.values()].filter((w) => w.handle.automatic).map((w) => w.handle.agentName));
-    for (const agentName of names) void this.#create(room, { agentName, metadata: '' });
+    for (const agentName of names) this.#createLater(room, { agentName, metadata: '' });
   }
 
   /** A participant joined; a token's roomConfig.agents asks for those agents in its room (once per name). */
@@ -259,7 +283,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     for (const a of config.agents) {
       if (!a.agentName || present.has(a.agentName)) continue;
       present.add(a.agentName);
-      void this.#create(room, { agentName: a.agentName, metadata: a.metadata, attributes: a.attributes });
+      this.#createLater(room, { agentName: a.agentName, metadata: a.metadata, attributes: a.attributes });
     }
   }
 
@@ -276,6 +300,22 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
    * got the job just before the room was deleted must not bring the room back by joining it, and a
    * token from an offer that lapsed (or was rejected) must not put a second agent in the room.
    */
+  /**
+   * Joins that pass the dispatcher: a token's roomConfig.agents dispatches, and an agent whose job
+   * ended may not join.
+   */
+  gateJoins<Sink, Joined extends { room: { info(): Room } }, Resumed>(rooms: JoiningRooms<Sink, Joined, Resumed>): JoiningRooms<Sink, Joined, Resumed> {
+    return {
+      join: async (claims, sink) => {
+        this.checkAgentJoin(claims);
+        const joined = await rooms.join(claims, sink);
+        this.participantJoined(claims, joined.room.info());
+        return joined;
+      },
+      resume: (claims, sink) => rooms.resume(claims, sink),
+    };
+  }
+
   checkAgentJoin(claims: Claims): void {
     const jobId = claims.attributes?.[AGENT_JOB_ATTRIBUTE];
     if (claims.kind !== 'agent' || !jobId) return;
@@ -417,8 +457,20 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     if (this.#closed) return;
     for (const entry of this.#jobs.values()) {
       if (entry.ended || entry.workerId || entry.job.agentName !== agentName) continue;
-      void this.#offer(entry, true);
+      this.#offerLater(entry, true);
     }
+  }
+
+  /** #offer from a synchronous caller (an event, a timer): a failure is logged, not left unhandled. */
+  #offerLater(entry: JobEntry, quiet = false): void {
+    this.#offer(entry, quiet).catch((err: unknown) => this.#opts.log.error({ err, job: entry.job.id }, 'offering the agent job failed'));
+  }
+
+  /** #create from a room event: a failure is logged, not left unhandled. */
+  #createLater(room: Room, req: { agentName: string; metadata: string; attributes?: Record<string, string> }): void {
+    this.#create(room, req).catch((err: unknown) =>
+      this.#opts.log.error({ err, room: room.name, agent: req.agentName }, 'could not create the agent dispatch'),
+    );
   }
 
   async #offer(entry: JobEntry, quiet = false): Promise<void> {
@@ -431,7 +483,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       // its backoff is over, in case it was the only one.
       const retryAt = Math.min(...entry.tried.values());
       if (Number.isFinite(retryAt)) {
-        entry.retryTimer = setTimeout(() => void this.#offer(entry, true), Math.max(0, retryAt - Date.now()) + 10);
+        entry.retryTimer = setTimeout(() => this.#offerLater(entry, true), Math.max(0, retryAt - Date.now()) + 10);
         entry.retryTimer.unref();
       }
       if (!quiet) this.#opts.log.info({ job: entry.job.id, agent: entry.job.agentName }, 'no agent worker free for the job; it waits for one');
@@ -447,7 +499,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     } catch (err) {
       this.#opts.log.error({ err, job: entry.job.id }, 'could not mint the agent join token');
       this.#withdraw(entry, w); // tried: the retry timer offers it again after the backoff
-      void this.#offer(entry, true);
+      this.#offerLater(entry, true);
       return;
     }
     // The worker may have gone, or the job ended, while the token was minted.
@@ -466,7 +518,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     entry.offerTimer = setTimeout(() => {
       this.#opts.log.warn({ job: entry.job.id, worker: w.handle.id }, 'agent worker did not answer the offer; offering elsewhere');
       this.#withdraw(entry, w);
-      void this.#offer(entry);
+      this.#offerLater(entry);
       this.#drain(entry.job.agentName);
     }, this.#opts.offerTimeoutMs);
     w.handle.send({ type: 'offer', job });

@@ -83,7 +83,9 @@ export class RtmpPublish {
     this.ingressId = opts.session.ingressId;
     this.#log = opts.log.child({ rtmp: opts.nms.id, ip: opts.nms.ip });
     // Whatever ends the session (DeleteIngress, replacement, removal from the room) ends the publish.
-    this.#session.once('end', () => void this.#teardown());
+    this.#session.once('end', () => {
+      this.#teardown().catch((err: unknown) => this.#log.error({ err }, 'RTMP publish teardown failed'));
+    });
   }
 
   get #ended(): boolean {
@@ -193,14 +195,14 @@ export class RtmpPublish {
     this.#pipeline = undefined;
     this.#plan = next;
     this.#report(true);
-    void (async () => {
+    (async () => {
       try {
         await old.stop({ unpublish: true });
         if (!this.#ended) await this.#startPipeline();
       } finally {
         this.#restarting = false;
       }
-    })();
+    })().catch((err: unknown) => this.#fail(`could not restart the ingest pipeline: ${(err as Error).message}`));
   }
 
   /** Decides the plan once the announced tracks are there (or at the probe deadline). */
@@ -224,7 +226,8 @@ export class RtmpPublish {
     // What the probe saw goes into the state now, so that PUBLISHING and ingress_started carry it;
     // the stats refine it every few seconds.
     this.#report(true);
-    void this.#startPipeline();
+    // #startPipeline turns its own failures into the ingress error; this catches anything else.
+    this.#startPipeline().catch((err: unknown) => this.#fail(`could not start the ingest pipeline: ${(err as Error).message}`));
   }
 
   #planFor(video: boolean, audio: boolean): IngestPlan | undefined {

@@ -165,13 +165,18 @@ export class RtmpIngestServer {
     s.socket?.once('close', () => setTimeout(() => this.#refused.delete(s.id), 1000));
   }
 
+  /** Drops a publish without waiting for its FFmpeg to stop; a failed stop is logged. */
+  #evict(publish: RtmpPublish): void {
+    publish.evict().catch((err: unknown) => this.#opts.log.error({ err, ingress: publish.ingressId }, 'evicting an RTMP publisher failed'));
+  }
+
   #prePublish(s: BaseSession): void {
     // A second publish on one connection would move the library's session to another path and
     // orphan the first one's bookkeeping: the connection is dropped with both.
     const existing = this.#publishes.get(s.id);
     if (existing) {
       this.#publishes.delete(s.id);
-      void existing.evict();
+      this.#evict(existing);
       return this.#refuse(s, 'a connection may publish one stream');
     }
     // The app name is not trusted; the key (last path element) decides.
@@ -191,7 +196,7 @@ export class RtmpIngestServer {
       // OBS reconnecting while the old TCP connection is still half-open: the new one wins at once.
       this.#opts.log.info({ ingress: info.ingressId }, 'RTMP publisher replaced by a new connection');
       this.#publishes.delete(replacing.id);
-      replacing.evict();
+      this.#evict(replacing);
       if (broadcast.publisher && broadcast.publisher.id === replacing.id) broadcast.publisher = null;
     }
     // Whatever else still holds the path's publisher slot (a refused client, on its way out) goes.

@@ -1,0 +1,60 @@
+// ESLint 9 flat config. Type-aware (typescript-eslint's project service reads tsconfig.json), so the
+// promise rules see which expressions are promises: a promise nobody awaits or catches is an
+// unhandled rejection waiting to happen, and an async callback handed to an API that ignores its
+// result (an event listener, a timer) loses its errors the same way.
+import { defineConfig } from 'eslint/config';
+import tseslint from 'typescript-eslint';
+
+export default defineConfig(
+  {
+    // Build output and data, and the browser pages' plain scripts (served as they are, not part of
+    // the TypeScript project).
+    ignores: ['node_modules/', 'data/', 'bench/results/', 'templates/**/*.js'],
+  },
+  {
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+  },
+  {
+    files: ['**/*.ts'],
+    languageOptions: {
+      parser: tseslint.parser,
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    plugins: { '@typescript-eslint': tseslint.plugin },
+    rules: {
+      // `void p` counts as floating too: an un-awaited promise gets a .catch that says what failed.
+      '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: false }],
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+      '@typescript-eslint/no-for-in-array': 'error',
+      '@typescript-eslint/prefer-promise-reject-errors': 'error',
+      '@typescript-eslint/only-throw-error': 'error',
+      '@typescript-eslint/no-explicit-any': 'error',
+      'no-var': 'error',
+      // A `let` assigned once, after closures that read it were created, cannot be a const there.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
+      'no-control-regex': 'error',
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+      'no-debugger': 'error',
+    },
+  },
+  {
+    // TEMPORARY (issue 13): the egress and storage layers are being reworked on another branch,
+    // which fixes these files' floating promises, a non-Error rejection and an undirected control-
+    // character regex. Remove this block at that merge; `npm run lint` then shows whatever is left.
+    files: [
+      'src/egress/EgressTaps.ts',
+      'src/egress/composite/CompositeRun.ts',
+      'src/egress/worker/EgressRun.ts',
+      'src/egress/worker/outputs.ts',
+      'src/egress/worker/tapInput.ts',
+      'src/egress/urls.ts',
+      'src/storage/Storage.ts',
+    ],
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'off',
+      '@typescript-eslint/prefer-promise-reject-errors': 'off',
+      'no-control-regex': 'off',
+    },
+  },
+);

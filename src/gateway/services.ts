@@ -1,0 +1,108 @@
+// Phase 3 of startGateway: the services between the media layer and the edges: metrics, webhooks,
+// the egress queue and launcher, the rooms, agent dispatch and the ingress sessions.
+import { agentJoinTokens, AgentDispatcher } from '../agents/server/AgentDispatcher.ts';
+import { TokenVerifier } from '../auth/tokens.ts';
+import type { Config } from '../config.ts';
+import { autoEgress } from '../egress/autoEgress.ts';
+import { EgressLauncher } from '../egress/EgressLauncher.ts';
+import { EgressQueue } from '../egress/EgressQueue.ts';
+import { EgressStore } from '../egress/EgressStore.ts';
+import { jobDataKey } from '../egress/jobSecrets.ts';
+import { IngressSessions } from '../ingress/IngressSessions.ts';
+import { moduleLogger } from '../logger.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
+import { iceServersFor } from '../signaling/iceServers.ts';
+import type { IceServer } from '../signaling/protocol.ts';
+import { RoomManager } from '../sfu/RoomManager.ts';
+import { IngressStore } from '../store/IngressStore.ts';
+import { RoomStore } from '../store/RoomStore.ts';
+import { bridgeRoomWebhooks } from '../webhooks/roomWebhooks.ts';
+import { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
+import type { GatewayMedia } from './media.ts';
+import type { GatewaySettings } from './settings.ts';
+import type { Shutdown } from './shutdown.ts';
+import type { GatewayState } from './state.ts';
+
+export interface GatewayServices {
+  metrics: Metrics;
+  webhooks: WebhookNotifier;
+  egressQueue: EgressQueue;
+  egressStore: EgressStore;
+  egressLauncher: EgressLauncher;
+  rooms: RoomManager;
+  agents: AgentDispatcher;
+  verifier: TokenVerifier;
+  ingress: IngressStore;
+  ingressSessions: IngressSessions;
+  iceServers: (identity: string) => IceServer[];
+}
+
+export async function startServices(
+  config: Config,
+  settings: GatewaySettings,
+  { redis, redisUrl }: GatewayState,
+  { pool }: GatewayMedia,
+  /** Open signaling connections, for the gauge: the edges start after this phase. */
+  connections: () => number,
+  shutdown: Shutdown,
+): Promise<GatewayServices> {
+  const iceServers = (identity: string): IceServer[] => iceServersFor(settings.iceConfig, identity);
+  const metrics = createMetrics({
+    activeRooms: () => rooms.activeRooms,
+    participants: () => rooms.participantCount,
+    connections,
+  });
+  const webhooks = new WebhookNotifier({ urls: config.webhook.urls, ...settings.webhookKey, log: moduleLogger('webhooks'), metrics });
+  shutdown.at('webhooks', () => webhooks.close());
+
+  // Egress: the API queues jobs; workers (separate processes) pull media through the taps. The
+  // rooms start auto egress (CreateRoom `egress`) through the same launcher as StartEgress.
+  const egressQueue = new EgressQueue(redisUrl, jobDataKey(config.egress.worker_secret));
+  shutdown.at('egress queue', () => egressQueue.close());
+  const egressStore = new EgressStore(redis);
+  const egressLauncher = new EgressLauncher({ store: egressStore, queue: egressQueue, webhooks, log: moduleLogger('egress') });
+
+  const rooms = new RoomManager({
+    store: new RoomStore(redis),
+    pool,
+    node: config.node_id,
+    defaults: {
+      emptyTimeout: config.room.empty_timeout,
+      departureTimeout: config.room.departure_timeout,
+      maxParticipants: config.room.max_participants,
+    },
+    transport: { ...settings.listen, iceServers },
+    autoEgress: autoEgress({ launcher: egressLauncher, s3: config.egress.s3 }),
+    log: moduleLogger('rooms'),
+  });
+  // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
+  shutdown.at('rooms', () => rooms.close());
+  bridgeRoomWebhooks(rooms, webhooks);
+  await rooms.restore();
+
+  const agents = new AgentDispatcher({
+    rooms,
+    webhooks,
+    log: moduleLogger('agents'),
+    offerTimeoutMs: settings.agentOfferTimeoutMs,
+    mintJoinToken: agentJoinTokens(settings.serviceKey.apiKey, settings.serviceKey.apiSecret),
+  });
+  shutdown.at('agents', () => agents.close());
+  rooms.on('roomstarted', (room) => agents.roomStarted(room));
+  rooms.on('roomfinished', (room) => agents.roomFinished(room));
+
+  const verifier = new TokenVerifier(config.keys);
+
+  const ingress = new IngressStore(redis);
+  await ingress.load();
+  const ingressSessions = new IngressSessions({ store: ingress, rooms, webhooks, log: moduleLogger('ingress') });
+  await ingressSessions.resetStale();
+  // The edges end the sessions with their publishers ('publishers'); this catches a start that
+  // failed before the edges were up, and waits for the state writes.
+  shutdown.at('ingress state', async () => {
+    ingressSessions.close();
+    await ingressSessions.flush();
+  });
+
+  return { metrics, webhooks, egressQueue, egressStore, egressLauncher, rooms, agents, verifier, ingress, ingressSessions, iceServers };
+}
