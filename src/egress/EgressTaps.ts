@@ -363,7 +363,14 @@ export function liveEgressJobs(store: EgressStore, queue: Pick<EgressQueue, 'job
 export function egressRoomLookup(rooms: RoomManager): EgressRoomLookup {
   return {
     // Only "no such room" means undefined; a Redis outage must surface as `unavailable`.
-    roomSid: (name) => rooms.getRoom(name).then((r) => r.sid, (err: unknown) => (err instanceof ApiError && err.code === 'not_found' ? undefined : Promise.reject(err))),
+    async roomSid(name) {
+      try {
+        return (await rooms.getRoom(name)).sid;
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'not_found') return undefined;
+        throw err;
+      }
+    },
     track(roomName, sid) {
       const room = rooms.liveRoom(roomName);
       if (!room) return undefined;

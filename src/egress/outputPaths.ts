@@ -127,14 +127,3 @@ export function safeRelative(p: string, field = 'filepath'): string {
 export function withExtension(p: string, ext: string): string {
   return p.toLowerCase().endsWith(ext) ? p : `${p}${ext}`;
 }
-
-/** `a/b.mp4` → `a/b-2.mp4`: the name an output takes when `a/b.mp4` is someone else's already. */
-export function withNumberSuffix(p: string, n: number): string {
-  if (n === 0) return p;
-  const slash = p.lastIndexOf('/');
-  const dot = p.lastIndexOf('.');
-  return dot > slash + 1 ? `${p.slice(0, dot)}-${n}${p.slice(dot)}` : `${p}-${n}`;
-}
-
-/** How many numbered names an output tries before giving up. */
-export const MAX_NAME_SUFFIX = 999;

@@ -55,7 +55,7 @@ export async function startEdges(
   log: Logger,
   shutdown: Shutdown,
 ): Promise<GatewayEdges> {
-  const { metrics, webhooks, egressQueue, egressStore, egressLauncher, rooms, agents, verifier, ingress, ingressSessions, iceServers } = services;
+  const { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, iceServers } = services;
   const { listenIp, listen } = settings;
 
   // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; registered before they
@@ -136,12 +136,9 @@ export async function startEdges(
   );
   twirp.register(
     egressService({
-      store: egressStore,
-      queue: egressQueue,
-      launcher: egressLauncher,
+      service: egress,
       rooms: egressRoomLookup(rooms),
       s3: config.egress.s3,
-      webhooks,
     }),
   );
 

@@ -4,7 +4,7 @@ import { agentJoinTokens, AgentDispatcher } from '../agents/server/AgentDispatch
 import { TokenVerifier } from '../auth/tokens.ts';
 import type { Config } from '../config.ts';
 import { autoEgress } from '../egress/autoEgress.ts';
-import { EgressLauncher } from '../egress/EgressLauncher.ts';
+import { EgressService } from '../egress/EgressService.ts';
 import { EgressQueue } from '../egress/EgressQueue.ts';
 import { EgressStore } from '../egress/EgressStore.ts';
 import { jobDataKey } from '../egress/jobSecrets.ts';
@@ -28,7 +28,8 @@ export interface GatewayServices {
   webhooks: WebhookNotifier;
   egressQueue: EgressQueue;
   egressStore: EgressStore;
-  egressLauncher: EgressLauncher;
+  /** Every egress start and change (Twirp and auto egress). */
+  egress: EgressService;
   rooms: RoomManager;
   agents: AgentDispatcher;
   verifier: TokenVerifier;
@@ -60,7 +61,7 @@ export async function startServices(
   const egressQueue = new EgressQueue(redisUrl, jobDataKey(config.egress.worker_secret));
   shutdown.at('egress queue', () => egressQueue.close());
   const egressStore = new EgressStore(redis);
-  const egressLauncher = new EgressLauncher({ store: egressStore, queue: egressQueue, webhooks, log: moduleLogger('egress') });
+  const egress = new EgressService({ store: egressStore, queue: egressQueue, webhooks, log: moduleLogger('egress') });
 
   const rooms = new RoomManager({
     store: new RoomStore(redis),
@@ -72,7 +73,7 @@ export async function startServices(
       maxParticipants: config.room.max_participants,
     },
     transport: { ...settings.listen, iceServers },
-    autoEgress: autoEgress({ launcher: egressLauncher, s3: config.egress.s3 }),
+    autoEgress: autoEgress({ launcher: egress, s3: config.egress.s3 }),
     log: moduleLogger('rooms'),
   });
   // Rooms close before the sockets do, so participants are told SERVER_SHUTDOWN.
@@ -104,5 +105,5 @@ export async function startServices(
     await ingressSessions.flush();
   });
 
-  return { metrics, webhooks, egressQueue, egressStore, egressLauncher, rooms, agents, verifier, ingress, ingressSessions, iceServers };
+  return { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, iceServers };
 }

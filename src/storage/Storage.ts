@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { S3Schema, type S3Settings } from './settings.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../time.ts';
-import { MAX_NAME_SUFFIX, withNumberSuffix } from '../egress/outputPaths.ts';
+import { MAX_NAME_SUFFIX, withNumberSuffix } from './names.ts';
 import { moveFileSync } from './move.ts';
 import { uploadFileAsNew } from './s3.ts';
 import { folderTarget, s3Target, type UploadTarget } from './UploadTarget.ts';

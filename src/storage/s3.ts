@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Settings } from './settings.ts';
-import { MAX_NAME_SUFFIX, withNumberSuffix } from '../egress/outputPaths.ts';
+import { MAX_NAME_SUFFIX, withNumberSuffix } from './names.ts';
 
 export function s3Client(s3: S3Settings): S3Client {
   return new S3Client({

@@ -6,7 +6,8 @@ import { EncodedFileOutput, ParticipantEgressRequest, S3Upload, SegmentedFileOut
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../src/errors.ts';
 import { jobDataKey, seal, sealSpec, unseal, unsealSpec } from '../../src/egress/jobSecrets.ts';
-import { relativeParts, s3From, safeRelative, withNumberSuffix, type S3Defaults } from '../../src/egress/outputPaths.ts';
+import { relativeParts, s3From, safeRelative, type S3Defaults } from '../../src/egress/outputPaths.ts';
+import { withNumberSuffix } from '../../src/storage/names.ts';
 import { validateParticipant, type EgressRoomLookup } from '../../src/egress/request.ts';
 import { normaliseStreamUrl } from '../../src/egress/urls.ts';
 

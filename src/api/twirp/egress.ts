@@ -23,21 +23,13 @@ import { ApiError } from '../../errors.ts';
 import { method, type TwirpService } from './router.ts';
 
 export interface EgressServiceDeps {
-  /** The egress service (main.ts still calls it the launcher). */
-  launcher: EgressService;
+  service: EgressService;
   rooms: EgressRoomLookup;
   s3: S3Defaults;
-  /**
-   * Unused: the service owns the store, the queue and the webhooks. main.ts still passes them;
-   * they go when it builds this from the service alone.
-   */
-  store?: unknown;
-  queue?: unknown;
-  webhooks?: unknown;
 }
 
 export function egressService(deps: EgressServiceDeps): TwirpService {
-  const { launcher: service, rooms, s3 } = deps;
+  const { service, rooms, s3 } = deps;
   return {
     name: 'livekit.Egress',
     methods: {
