@@ -3,8 +3,9 @@
 // decode in its <video>.
 import { IngressState_Status } from '@livekit/protocol';
 import { IngressClient, IngressInput } from 'livekit-server-sdk';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium.ts';
+import { publishFromPage } from '../helpers/publisherCorpus.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
@@ -29,33 +30,6 @@ afterAll(async () => {
   await gw?.close();
   await redis?.stop();
 });
-
-/** What a WHIP-publishing page does: camera + mic, one non-trickle offer, one POST. */
-async function publishFromPage(page: Page, endpoint: string, streamKey: string): Promise<{ status: number; location: string | null; detail: string }> {
-  return page.evaluate(
-    async ({ endpoint, streamKey }) => {
-      const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360, frameRate: 30 }, audio: true });
-      const pc = new RTCPeerConnection();
-      for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-      await pc.setLocalDescription(await pc.createOffer());
-      await new Promise<void>((resolve) => {
-        if (pc.iceGatheringState === 'complete') return resolve();
-        pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
-        setTimeout(resolve, 2000);
-      });
-      const res = await fetch(endpoint, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${streamKey}` },
-        body: pc.localDescription!.sdp,
-      });
-      const text = await res.text();
-      if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: text });
-      (window as unknown as { whipPc: RTCPeerConnection }).whipPc = pc;
-      return { status: res.status, location: res.headers.get('Location'), detail: res.status === 201 ? '' : text };
-    },
-    { endpoint, streamKey },
-  );
-}
 
 describe('WHIP and WHEP in headless Chromium', () => {
   it('a page publishes its camera and microphone over WHIP; the /play page shows the video over WHEP', async () => {
