@@ -173,6 +173,11 @@ export function compositorArgs(sdpFile: string | undefined, g: CompositeGraphInp
       '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', e.profile, '-pix_fmt', 'yuv420p',
       '-b:v', `${e.videoBitrate}k`, '-maxrate', `${e.videoBitrate}k`, '-bufsize', `${e.videoBitrate * 2}k`,
       '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0', '-vsync', 'passthrough',
+      // Keyframes by media time, not only by frame count: a starved canvas skips frames to keep
+      // wall time (CATCH_UP_US), and then `gop` frames spanned more than the interval, so HLS
+      // segments came out 2.33 s long for 2 s asked with a CPU hog beside the gateway. Measured
+      // from the last keyframe (frame times are wall-clock seconds here, too large to divide).
+      '-force_key_frames', `expr:if(isnan(prev_forced_t),1,gte(t-prev_forced_t,${(e.keyFrameInterval - 0.5 / e.framerate).toFixed(4)}))`,
     );
   }
   if (audio) args.push('-map', `[${audio}]`, '-c:a', 'aac', '-b:a', `${e.audioBitrate}k`, '-ar', String(e.audioFrequency), '-ac', '2');
