@@ -6,7 +6,7 @@ import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { MAX_SDP_BYTES, SdpError, parseSdpFrag, writeSdpFrag, type IceCandidateLike, type MediaKind } from '../media/sdp.ts';
 import type { IceServer } from '../signaling/protocol.ts';
-import { readBody } from './http.ts';
+import { readBody } from '../http/body.ts';
 
 /** An HTTP error with an RFC 9457 problem+json body. */
 export class HttpProblem extends Error {

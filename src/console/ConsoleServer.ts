@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Claims } from '../auth/grants.ts';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { readBody, sendJson } from '../api/http.ts';
+import { readBody, sendJson } from '../http/body.ts';
 import {
   SESSION_COOKIE,
   cookieValue,

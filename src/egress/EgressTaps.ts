@@ -26,7 +26,7 @@ import type { Participant, PublishedTrack } from '../sfu/Participant.ts';
 import type { RoomImpl } from '../sfu/Room.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import { ConnectSchema, EGRESS_INTERNAL_PATH, OpenSchema, SnapshotSchema, SourceSchema, type EgressSource, type KeepaliveResult, type OpenResult, type TapTrack } from './contract.ts';
-import { bearerToken, pathSegments, readBody, sendJson } from './tapHttp.ts';
+import { bearerToken, pathSegments, readBody, sendJson } from '../http/body.ts';
 import type { EgressQueue } from './EgressQueue.ts';
 import type { EgressStore } from './EgressStore.ts';
 import type { EgressRoomLookup } from './request.ts';

@@ -7,7 +7,7 @@ import type { TokenVerifier } from '../../auth/tokens.ts';
 import { ApiError, unauthenticated } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import { readBody, sendJson } from '../http.ts';
+import { readBody, sendJson } from '../../http/body.ts';
 
 export const TWIRP_PREFIX = '/twirp/';
 export const MAX_BODY_BYTES = 1024 * 1024;

@@ -1,17 +1,18 @@
-// The little HTTP the gateway's internal egress API needs (EgressTaps.handle): a bounded body, a
-// JSON answer, the Bearer credential and the path after the prefix. Kept here, not borrowed from the
-// API layer, so egress does not depend on src/api; every failure is an ApiError with its code.
+// HTTP pieces every edge uses (the API server, Twirp, WHIP/WHEP, the console, the egress taps): a
+// bounded body, a JSON answer, the Bearer credential and the path after a prefix. A leaf: it knows
+// no route and no layer above it (the egress worker's taps use it without loading src/api); every
+// failure is an ApiError with its code, mapped by each transport.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError } from '../errors.ts';
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const payload = JSON.stringify(body);
-  // Exactly `application/json`, as the Twirp API answers.
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) });
+  // Exactly `application/json`: livekit-server-sdk parses error bodies only for that exact value.
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload), ...headers });
   res.end(payload);
 }
 
