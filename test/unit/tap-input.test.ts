@@ -34,18 +34,23 @@ function opusPacket(seq: number, marker: string): Buffer {
   return Buffer.concat([h, Buffer.from(marker)]);
 }
 
+/** A tap input for one Opus track that the gateway sends from `from`. */
+function openOpusInput(from: { ip: string; port: number; rtcpPort: number }): Promise<TapInput> {
+  return TapInput.open({
+    host: '127.0.0.1',
+    tracks: [{ trackSid: 'TR_a', identity: 'p', kind: 'audio', codec: { kind: 'audio', payloadType: 111, mimeType: 'audio/opus', clockRate: 48000, channels: 2 }, from, cached: false }],
+    holdAudioMs: 0,
+    gateTimeoutMs: 1000,
+    log: moduleLogger('tap-input-test'),
+  });
+}
+
 describe('tap input', () => {
   it('passes RTP from the announced sender only', async () => {
     const gateway = await udp();
     const intruder = await udp();
     const from = { ip: '127.0.0.1', port: gateway.address().port, rtcpPort: gateway.address().port };
-    input = await TapInput.open({
-      host: '127.0.0.1',
-      tracks: [{ trackSid: 'TR_a', identity: 'p', kind: 'audio', codec: { kind: 'audio', payloadType: 111, mimeType: 'audio/opus', clockRate: 48000, channels: 2 }, from, cached: false }],
-      holdAudioMs: 0,
-      gateTimeoutMs: 1000,
-      log: moduleLogger('tap-input-test'),
-    });
+    input = await openOpusInput(from);
     // Stands where FFmpeg would listen (its SDP's port on loopback).
     const ffmpeg = await udp(input.streams[0]!.port);
     const got: string[] = [];
@@ -68,13 +73,7 @@ describe('tap input', () => {
   it.runIf(process.platform === 'linux')('is listening once a socket is bound to its FFmpeg port, not before', async () => {
     const gateway = await udp();
     const from = { ip: '127.0.0.1', port: gateway.address().port, rtcpPort: gateway.address().port };
-    input = await TapInput.open({
-      host: '127.0.0.1',
-      tracks: [{ trackSid: 'TR_a', identity: 'p', kind: 'audio', codec: { kind: 'audio', payloadType: 111, mimeType: 'audio/opus', clockRate: 48000, channels: 2 }, from, cached: false }],
-      holdAudioMs: 0,
-      gateTimeoutMs: 1000,
-      log: moduleLogger('tap-input-test'),
-    });
+    input = await openOpusInput(from);
     let listening = false;
     const ready = input.listening.then(() => (listening = true));
     await sleep(200); // long enough for the poll (every 10 ms) to have seen a bound port

@@ -197,7 +197,7 @@ export class CompositeRun {
       const exited = await isExited(p.ffmpeg);
       const deadline = live ? START_DEADLINE_MS : FIRST_START_DEADLINE_MS;
       if (!p.producing && (exited || Date.now() - p.startedAt > deadline)) {
-        this.#log.warn({ stderr: p.ffmpeg.stderrTail().split('\n').slice(-2).join(' ') }, 'new compositor produced nothing; keeping the previous one');
+        this.#log.warn({ stderr: p.ffmpeg.stderrTail().split('\n').slice(-2).join(' '), waitedMs: deadline }, live ? 'new compositor produced nothing; keeping the previous one' : 'compositor produced nothing; starting another');
         this.#pending = undefined;
         await this.#retire(p);
         if (++this.#failedStarts >= MAX_FAILED_STARTS && !live) throw new Error(`compositor failed to start: ${p.ffmpeg.stderrTail().split('\n').slice(-2).join(' ')}`);
