@@ -37,7 +37,8 @@ function encodeArgs(kind: 'audio' | 'video', codec: WhipVideoCodec): string[] {
   if (kind === 'audio') return ['-map', '0:a:0', '-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '64k', '-payload_type', '111'];
   return codec === 'H264'
     ? ['-map', '0:v:0', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-bf', '0', '-g', '30', '-payload_type', '102']
-    : ['-map', '0:v:0', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '600k', '-g', '30', '-payload_type', '96'];
+    : // One thread, as in src/client/node.ts: a paced multi-threaded libvpx spins between frames.
+      ['-map', '0:v:0', '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-threads', '1', '-b:v', '600k', '-g', '30', '-payload_type', '96'];
 }
 
 /** Sends FFmpeg's RTP into a werift track (werift rewrites SSRC and payload type to the negotiated ones). */
