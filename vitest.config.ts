@@ -4,8 +4,9 @@ import { scaled } from './test/helpers/deadline.ts';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // The publisher matrix takes about N minutes: `npm run test:matrix` (vitest.matrix.config.ts).
-    exclude: ['test/matrix/**', '**/node_modules/**'],
+    // The publisher matrix (`npm run test:matrix`, vitest.matrix.config.ts) and the fault tests
+    // (`npm run test:faults`, vitest.faults.config.ts; .ci/run runs them after this suite).
+    exclude: ['test/matrix/**', 'test/faults/**', '**/node_modules/**'],
     setupFiles: ['test/setup.ts'],
     // Stretched on a loaded machine (test/helpers/deadline.ts), like every deadline in the tests.
     testTimeout: scaled(60_000),

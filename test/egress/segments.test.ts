@@ -1,11 +1,8 @@
 // HLS segments and image outputs with the real EgressClient, uploaded to S3 (s3rver):
 // a room composite writes an HLS recording and JPEG snapshots from one encode (the playlist and
-// every segment in S3, the playlist plays in ffprobe, the snapshots have the asked size); a worker
-// SIGKILLed mid-recording leaves in S3 a playlist whose every segment is there and plays, and the
-// worker that takes over stores the rest and ends the playlist; without S3 everything lands in the
-// output folder (TIMESTAMP segment names, one overwritten snapshot); S3 down at the end leaves the
-// rest in the backup folder until S3 is back; bad fields get precise Twirp errors.
-import { execFileSync, spawnSync } from 'node:child_process';
+// every segment in S3, the playlist plays in ffprobe, the snapshots have the asked size); without S3
+// everything lands in the output folder (TIMESTAMP segment names, one overwritten snapshot); bad
+// fields get precise Twirp errors. A SIGKILLed worker and S3 down at the end: test/faults/segments.test.ts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,13 +20,14 @@ import { SegmentedFileSuffix } from '@livekit/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import { parsePlaylist } from '../../src/egress/worker/hlsPlaylist.ts';
+import { decodeAll, download, ffprobe, sum } from '../helpers/hls.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
-import { BUCKET, childWorker, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
+import { BUCKET, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
-import { isAlive, waitFor } from '../helpers/net.ts';
+import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
@@ -58,53 +56,6 @@ afterAll(async () => {
 const { info, status } = egressLookups(() => egress);
 const toS3 = () => ({ case: 's3' as const, value: new S3Upload({ ...s3.settings }) });
 
-interface Probed {
-  streams: { codec_type: string; codec_name: string; width?: number; height?: number; nb_read_frames?: string }[];
-  format: { duration?: string };
-}
-
-function ffprobe(args: string[]): Probed {
-  const res = spawnSync('ffprobe', ['-v', 'error', ...args, '-show_streams', '-show_format', '-of', 'json'], { encoding: 'utf8', timeout: 30_000 });
-  if (res.status !== 0) throw new Error(`ffprobe failed: ${res.stderr}`);
-  return JSON.parse(res.stdout) as Probed;
-}
-
-/**
- * Downloads the S3 playlist at `key` and every segment it names into a local folder (same layout)
- * and checks each named segment is in S3. Returns the local playlist and what it lists.
- */
-async function download(key: string): Promise<{ local: string; text: string; segments: { uri: string; duration: number }[]; ended: boolean }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-hls-'));
-  const text = (await s3.get(key)).toString('utf8');
-  const local = path.join(dir, path.basename(key));
-  fs.writeFileSync(local, text);
-  const { segments, ended } = parsePlaylist(text);
-  const folder = path.posix.dirname(key);
-  for (const s of segments) {
-    const body = await s3.get(`${folder}/${s.uri}`); // throws when a listed segment is not in S3
-    fs.mkdirSync(path.dirname(path.join(dir, s.uri)), { recursive: true });
-    fs.writeFileSync(path.join(dir, s.uri), body);
-  }
-  return { local, text, segments, ended };
-}
-
-/** The whole recording decoded: the playlist as a player reads it once it stops growing. */
-function decodeAll(playlist: string): { video: number; audio: boolean; duration: number; width?: number; height?: number } {
-  const text = fs.readFileSync(playlist, 'utf8');
-  const ended = text.includes('#EXT-X-ENDLIST') ? playlist : playlist.replace(/\.m3u8$/, '.ended.m3u8');
-  if (ended !== playlist) fs.writeFileSync(ended, `${text}#EXT-X-ENDLIST\n`);
-  const p = ffprobe(['-count_frames', ended]);
-  const v = p.streams.find((s) => s.codec_type === 'video');
-  return {
-    video: Number(v?.nb_read_frames ?? 0),
-    audio: p.streams.some((s) => s.codec_name === 'aac'),
-    duration: Number(p.format.duration ?? 0),
-    ...(v?.width ? { width: v.width, height: v.height! } : {}),
-  };
-}
-
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-
 describe('HLS segments and image outputs', () => {
   it('room composite → HLS (playlist, live playlist, segments) and JPEG snapshots in S3 from one encode', async () => {
     const worker = await inProcessWorker(gw);
@@ -131,7 +82,7 @@ describe('HLS segments and image outputs', () => {
     // While it records, the S3 playlist grows and lists only segments already in S3.
     const live = await waitFor(async () => {
       const objects = await s3.list('hls/hs/');
-      return objects.some((o) => o.key === 'hls/hs/index.m3u8') ? download('hls/hs/index.m3u8') : undefined;
+      return objects.some((o) => o.key === 'hls/hs/index.m3u8') ? download(s3, 'hls/hs/index.m3u8') : undefined;
     }, 30_000, 'the first playlist in S3');
     expect(live.ended).toBe(false);
     expect(live.text).toContain('#EXT-X-PLAYLIST-TYPE:EVENT');
@@ -147,7 +98,7 @@ describe('HLS segments and image outputs', () => {
     const seg = ended.segmentResults[0]!;
     expect(seg.playlistLocation).toBe(`${s3.endpoint}/${BUCKET}/hls/hs/index.m3u8`);
     expect(seg.livePlaylistLocation).toBe(`${s3.endpoint}/${BUCKET}/hls/hs/live.m3u8`);
-    const hls = await download('hls/hs/index.m3u8');
+    const hls = await download(s3, 'hls/hs/index.m3u8');
     expect(hls.ended).toBe(true);
     expect(hls.segments.map((s) => s.uri)).toEqual(hls.segments.map((_, i) => `seg_${String(i).padStart(5, '0')}.ts`));
     expect(Number(seg.segmentCount)).toBe(hls.segments.length);
@@ -187,61 +138,6 @@ describe('HLS segments and image outputs', () => {
     await worker.close();
   });
 
-  it('a SIGKILLed worker leaves a playable S3 playlist of stored segments; the rescuer stores the rest and ends it', async () => {
-    const alice = await join(gw.url, 'hk', 'alice');
-    participants.push(alice);
-    await alice.publishFromFfmpeg({ kind: 'video', source: 'camera', codec: 'VP8', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=15'] });
-    await alice.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
-    const child = childWorker(gw, { ROOMGATE_EGRESS_STALL_TIMEOUT: '4' });
-    const started = await egress.startParticipantEgress(
-      'hk',
-      'alice',
-      { segments: new SegmentedFileOutput({ filenamePrefix: 'killed/{publisher_identity}', livePlaylistName: 'killed/live', segmentDuration: 2, output: toS3() }) },
-      { encodingOptions: new EncodingOptions({ width: 320, height: 240, framerate: 15, videoBitrate: 500 }) },
-    );
-    expect(started.result.case).toBe('segments'); // the only output: LiveKit's legacy result too
-    expect(started.segmentResults[0]!.playlistName).toBe('killed/alice.m3u8');
-    await status(started.egressId, EgressStatus.EGRESS_ACTIVE, 40_000);
-    await waitFor(async () => {
-      const keys = (await s3.list('killed/')).map((o) => o.key);
-      return keys.includes('killed/alice.m3u8') && parsePlaylist((await s3.get('killed/alice.m3u8')).toString('utf8')).segments.length >= 2 ? true : undefined;
-    }, 30_000, 'two segments in the S3 playlist');
-    const ffmpegs = execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number).filter(Boolean);
-    process.kill(child.pid, 'SIGKILL');
-    await child.exited;
-
-    // What the dead worker left in S3 plays: every listed segment is there, no ENDLIST yet.
-    const left = await download('killed/alice.m3u8');
-    expect(left.ended).toBe(false);
-    expect(left.segments.length).toBeGreaterThanOrEqual(2);
-    const probed = ffprobe(['-live_start_index', '0', left.local]);
-    expect(probed.streams.map((s) => s.codec_name).sort()).toEqual(['aac', 'h264']);
-    const decoded = decodeAll(left.local);
-    expect(decoded.audio).toBe(true);
-    expect(decoded.video).toBeGreaterThan(0);
-    expect(Math.abs(decoded.duration - sum(left.segments.map((s) => s.duration)))).toBeLessThan(0.5);
-
-    await waitFor(() => (ffmpegs.every((p) => !isAlive(p)) ? true : undefined), 20_000, 'orphaned FFmpeg to exit');
-    expect((await info(started.egressId)).status).toBe(EgressStatus.EGRESS_ACTIVE);
-    const rescuer = await inProcessWorker(gw, { ROOMGATE_EGRESS_STALL_TIMEOUT: '4' });
-    workers.push(rescuer);
-    const failed = await status(started.egressId, EgressStatus.EGRESS_FAILED, 40_000);
-    expect(failed.error).toMatch(/worker .* stopped .*the media recorded before is kept/);
-    const seg = failed.segmentResults[0]!;
-    const final = await download('killed/alice.m3u8');
-    expect(final.ended).toBe(true);
-    expect(final.segments.slice(0, left.segments.length)).toEqual(left.segments);
-    // The segment being written at the kill (it holds at least the keyframe that closed the last one).
-    expect(final.segments.length).toBeGreaterThan(left.segments.length);
-    expect(Number(seg.segmentCount)).toBe(final.segments.length);
-    expect(seg.playlistLocation).toBe(`${s3.endpoint}/${BUCKET}/killed/alice.m3u8`);
-    expect(failed.result.case === 'segments' && failed.result.value.segmentCount).toBe(seg.segmentCount);
-    const all = decodeAll(final.local);
-    expect(Math.abs(all.duration - sum(final.segments.map((s) => s.duration)))).toBeLessThan(0.5);
-    expect(parsePlaylist((await s3.get('killed/live.m3u8')).toString('utf8')).ended).toBe(true);
-    await rescuer.close();
-  });
-
   it('without S3: track composite segments (TIMESTAMP names) and one overwritten snapshot in the output folder', async () => {
     const worker = await inProcessWorker(gw);
     workers.push(worker);
@@ -277,44 +173,6 @@ describe('HLS segments and image outputs', () => {
     expect(ffprobe([path.join(root, 'local/latest.jpeg')]).streams.map((s) => [s.codec_name, s.width, s.height])).toEqual([['mjpeg', 320, 240]]);
     // Nothing left in staging.
     expect(fs.readdirSync(path.join(root, '.staging')).filter((d) => d.startsWith(started.egressId))).toEqual([]);
-    await worker.close();
-  });
-
-  it('S3 down at the end: the rest waits in the backup folder and is uploaded in order when S3 is back', async () => {
-    const worker = await inProcessWorker(gw);
-    workers.push(worker);
-    const carol = await join(gw.url, 'hb', 'carol');
-    participants.push(carol);
-    await carol.publishFromFfmpeg({ kind: 'video', source: 'camera', codec: 'VP8', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=15'] });
-    await carol.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=700:sample_rate=48000'] });
-    const started = await egress.startParticipantEgress(
-      'hb',
-      'carol',
-      { segments: new SegmentedFileOutput({ playlistName: 'outage/index', segmentDuration: 2, output: toS3() }) },
-      { encodingOptions: new EncodingOptions({ width: 320, height: 240, framerate: 15, videoBitrate: 500 }) },
-    );
-    await waitFor(async () => ((await s3.list('outage/')).some((o) => o.key === 'outage/index.m3u8') ? true : undefined), 40_000, 'the first playlist in S3');
-    await s3.stop();
-    await sleep(3000); // segments completed meanwhile wait locally
-    await egress.stopEgress(started.egressId);
-    const ended = await status(started.egressId, EgressStatus.EGRESS_COMPLETE, 40_000);
-    expect(ended.backupStorageUsed).toBe(true);
-    const waiting = ended.segmentResults[0]!;
-    expect(waiting.playlistLocation.startsWith(path.resolve(gw.config.egress.backup_dir))).toBe(true);
-    expect(fs.existsSync(waiting.playlistLocation)).toBe(true);
-    await s3.start();
-    const uploaded = await waitFor(async () => {
-      const i = await info(started.egressId);
-      return i.segmentResults[0]!.playlistLocation.startsWith(s3.endpoint) ? i : undefined;
-    }, 40_000, 'upload after S3 is back');
-    const seg = uploaded.segmentResults[0]!;
-    expect(seg.playlistLocation).toBe(`${s3.endpoint}/${BUCKET}/outage/index.m3u8`);
-    expect(uploaded.details).toMatch(/segments uploaded from the backup folder after a retry/);
-    const hls = await download('outage/index.m3u8');
-    expect(hls.ended).toBe(true);
-    expect(hls.segments.length).toBe(Number(seg.segmentCount));
-    expect(Math.abs(decodeAll(hls.local).duration - sum(hls.segments.map((s) => s.duration)))).toBeLessThan(0.5);
-    expect(fs.existsSync(waiting.playlistLocation)).toBe(false);
     await worker.close();
   });
 
