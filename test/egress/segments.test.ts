@@ -12,65 +12,38 @@ import {
   EncodingOptions,
   ImageFileSuffix,
   ImageOutput,
-  S3Upload,
   SegmentedFileOutput,
 } from 'livekit-server-sdk';
 // The SDK does not re-export this enum; the protocol package is the one it uses.
 import { SegmentedFileSuffix } from '@livekit/protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NodeParticipant } from '../../src/client/node.ts';
+import { describe, expect, it } from 'vitest';
 import { parsePlaylist } from '../../src/egress/worker/hlsPlaylist.ts';
 import { decodeAll, download, ffprobe, sum } from '../helpers/hls.ts';
-import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
-import type { Gateway } from '../../src/main.ts';
 import { sleep } from '../../src/time.ts';
 import { twirpError } from '../helpers/errors.ts';
-import { BUCKET, inProcessWorker, startS3, type TestS3, egressLookups } from '../helpers/egress.ts';
-import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
+import { BUCKET, egressLookups, inProcessWorker, useEgressStack } from '../helpers/egress.ts';
+import { API_KEY, API_SECRET } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';
-import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
-let redis: TestRedis;
-let gw: Gateway;
-let s3: TestS3;
-let egress: EgressClient;
-const workers: EgressWorker[] = [];
-const participants: NodeParticipant[] = [];
-
-beforeAll(async () => {
-  redis = await startRedis();
-  s3 = await startS3();
-  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
-  egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
-});
-
-afterAll(async () => {
-  await Promise.all(participants.map((p) => p.leave().catch(() => undefined)));
-  for (const w of workers) await w.close();
-  await gw?.close();
-  await s3?.stop();
-  await redis?.stop();
-});
-
-const { info, status } = egressLookups(() => egress);
-const toS3 = () => ({ case: 's3' as const, value: new S3Upload({ ...s3.settings }) });
+const t = useEgressStack();
+const { info, status } = egressLookups(() => t.egress);
 
 describe('HLS segments and image outputs', () => {
   it('room composite → HLS (playlist, live playlist, segments) and JPEG snapshots in S3 from one encode', async () => {
-    const worker = await inProcessWorker(gw);
-    workers.push(worker);
-    const [red, blue] = [await join(gw.url, 'hs', 'red'), await join(gw.url, 'hs', 'blue')];
-    participants.push(red, blue);
+    const worker = await inProcessWorker(t.gw);
+    t.workers.push(worker);
+    const [red, blue] = [await join(t.gw.url, 'hs', 'red'), await join(t.gw.url, 'hs', 'blue')];
+    t.participants.push(red, blue);
     for (const [p, colour, tone] of [[red, 'red', 300], [blue, 'blue', 600]] as const) {
       await p.publishFromFfmpeg({ kind: 'video', source: 'camera', codec: 'VP8', input: ['-re', '-f', 'lavfi', '-i', `color=c=${colour}:size=320x240:rate=15`] });
       await p.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', `sine=frequency=${tone}:sample_rate=48000,volume=0.3`] });
     }
-    const started = await egress.startRoomCompositeEgress(
+    const started = await t.egress.startRoomCompositeEgress(
       'hs',
       {
-        segments: new SegmentedFileOutput({ filenamePrefix: 'hls/{room_name}/seg', playlistName: 'index.m3u8', livePlaylistName: 'live.m3u8', segmentDuration: 2, output: toS3() }),
-        images: new ImageOutput({ filenamePrefix: 'snaps/{room_name}/img', captureInterval: 2, width: 320, height: 180, output: toS3() }),
+        segments: new SegmentedFileOutput({ filenamePrefix: 'hls/{room_name}/seg', playlistName: 'index.m3u8', livePlaylistName: 'live.m3u8', segmentDuration: 2, output: t.toS3() }),
+        images: new ImageOutput({ filenamePrefix: 'snaps/{room_name}/img', captureInterval: 2, width: 320, height: 180, output: t.toS3() }),
       },
       { layout: 'grid', encodingOptions: new EncodingOptions({ width: 640, height: 360, framerate: 15, videoBitrate: 800 }) },
     );
@@ -81,13 +54,13 @@ describe('HLS segments and image outputs', () => {
     await status(started.egressId, EgressStatus.EGRESS_ACTIVE, 40_000);
     // While it records, the S3 playlist grows and lists only segments already in S3.
     const live = await waitFor(async () => {
-      const objects = await s3.list('hls/hs/');
-      return objects.some((o) => o.key === 'hls/hs/index.m3u8') ? download(s3, 'hls/hs/index.m3u8') : undefined;
+      const objects = await t.s3.list('hls/hs/');
+      return objects.some((o) => o.key === 'hls/hs/index.m3u8') ? download(t.s3, 'hls/hs/index.m3u8') : undefined;
     }, 30_000, 'the first playlist in S3');
     expect(live.ended).toBe(false);
     expect(live.text).toContain('#EXT-X-PLAYLIST-TYPE:EVENT');
     await sleep(6000);
-    await egress.stopEgress(started.egressId);
+    await t.egress.stopEgress(started.egressId);
     const ended = await waitFor(async () => {
       const i = await info(started.egressId);
       return i.status === EgressStatus.EGRESS_COMPLETE || i.status === EgressStatus.EGRESS_FAILED ? i : undefined;
@@ -96,14 +69,14 @@ describe('HLS segments and image outputs', () => {
     expect(ended.status).toBe(EgressStatus.EGRESS_COMPLETE);
 
     const seg = ended.segmentResults[0]!;
-    expect(seg.playlistLocation).toBe(`${s3.endpoint}/${BUCKET}/hls/hs/index.m3u8`);
-    expect(seg.livePlaylistLocation).toBe(`${s3.endpoint}/${BUCKET}/hls/hs/live.m3u8`);
-    const hls = await download(s3, 'hls/hs/index.m3u8');
+    expect(seg.playlistLocation).toBe(`${t.s3.endpoint}/${BUCKET}/hls/hs/index.m3u8`);
+    expect(seg.livePlaylistLocation).toBe(`${t.s3.endpoint}/${BUCKET}/hls/hs/live.m3u8`);
+    const hls = await download(t.s3, 'hls/hs/index.m3u8');
     expect(hls.ended).toBe(true);
     expect(hls.segments.map((s) => s.uri)).toEqual(hls.segments.map((_, i) => `seg_${String(i).padStart(5, '0')}.ts`));
     expect(Number(seg.segmentCount)).toBe(hls.segments.length);
     expect(hls.segments.length).toBeGreaterThanOrEqual(3);
-    const segmentObjects = (await s3.list('hls/hs/seg_')).filter((o) => o.key.endsWith('.ts'));
+    const segmentObjects = (await t.s3.list('hls/hs/seg_')).filter((o) => o.key.endsWith('.ts'));
     expect(segmentObjects.map((o) => o.key)).toEqual(hls.segments.map((s) => `hls/hs/${s.uri}`));
     expect(Number(seg.size)).toBe(sum(segmentObjects.map((o) => o.size)));
     const listed = sum(hls.segments.map((s) => s.duration));
@@ -117,12 +90,12 @@ describe('HLS segments and image outputs', () => {
     expect(Math.abs(decoded.duration - listed)).toBeLessThan(0.5);
     expect(decoded.video).toBeGreaterThan(listed * 15 * 0.8);
 
-    const livePlaylist = parsePlaylist((await s3.get('hls/hs/live.m3u8')).toString('utf8'));
+    const livePlaylist = parsePlaylist((await t.s3.get('hls/hs/live.m3u8')).toString('utf8'));
     expect(livePlaylist.ended).toBe(true);
     expect(livePlaylist.segments.map((s) => s.uri)).toEqual(hls.segments.slice(-5).map((s) => s.uri));
 
     const images = ended.imageResults[0]!;
-    const jpegs = await s3.list('snaps/hs/img_');
+    const jpegs = await t.s3.list('snaps/hs/img_');
     expect(jpegs.map((o) => o.key)).toEqual(jpegs.map((_, i) => `snaps/hs/img_${String(i).padStart(5, '0')}.jpeg`));
     expect(Number(images.imageCount)).toBe(jpegs.length);
     expect(jpegs.length).toBeGreaterThanOrEqual(3);
@@ -130,7 +103,7 @@ describe('HLS segments and image outputs', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-jpeg-'));
     for (const o of jpegs) {
       const file = path.join(dir, path.basename(o.key));
-      fs.writeFileSync(file, await s3.get(o.key));
+      fs.writeFileSync(file, await t.s3.get(o.key));
       const p = ffprobe([file]);
       expect(p.streams.map((s) => [s.codec_name, s.width, s.height])).toEqual([['mjpeg', 320, 180]]);
     }
@@ -139,13 +112,13 @@ describe('HLS segments and image outputs', () => {
   });
 
   it('without S3: track composite segments (TIMESTAMP names) and one overwritten snapshot in the output folder', async () => {
-    const worker = await inProcessWorker(gw);
-    workers.push(worker);
-    const bob = await join(gw.url, 'hl', 'bob');
-    participants.push(bob);
+    const worker = await inProcessWorker(t.gw);
+    t.workers.push(worker);
+    const bob = await join(t.gw.url, 'hl', 'bob');
+    t.participants.push(bob);
     const video = await bob.publishFromFfmpeg({ kind: 'video', source: 'camera', codec: 'VP8', input: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=15'] });
     const audio = await bob.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=500:sample_rate=48000'] });
-    const started = await egress.startTrackCompositeEgress(
+    const started = await t.egress.startTrackCompositeEgress(
       'hl',
       {
         segments: new SegmentedFileOutput({ playlistName: 'local/{room_name}', segmentDuration: 2, filenameSuffix: SegmentedFileSuffix.TIMESTAMP }),
@@ -155,9 +128,9 @@ describe('HLS segments and image outputs', () => {
     );
     await status(started.egressId, EgressStatus.EGRESS_ACTIVE, 40_000);
     await sleep(5000);
-    await egress.stopEgress(started.egressId);
+    await t.egress.stopEgress(started.egressId);
     const ended = await status(started.egressId, EgressStatus.EGRESS_COMPLETE, 40_000);
-    const root = path.resolve(gw.config.egress.output_dir);
+    const root = path.resolve(t.gw.config.egress.output_dir);
     const seg = ended.segmentResults[0]!;
     expect(seg.playlistName).toBe('local/hl.m3u8');
     expect(seg.playlistLocation).toBe(path.join(root, 'local/hl.m3u8'));
@@ -177,8 +150,8 @@ describe('HLS segments and image outputs', () => {
   });
 
   it('refuses bad segment and image fields with the field named', async () => {
-    await gw.rooms.createRoom({ name: 'hbad' });
-    const composite = (o: Parameters<EgressClient['startRoomCompositeEgress']>[1], opts = {}) => twirpError(egress.startRoomCompositeEgress('hbad', o, { layout: 'grid', ...opts }));
+    await t.gw.rooms.createRoom({ name: 'hbad' });
+    const composite = (o: Parameters<EgressClient['startRoomCompositeEgress']>[1], opts = {}) => twirpError(t.egress.startRoomCompositeEgress('hbad', o, { layout: 'grid', ...opts }));
     expect(await composite({ segments: new SegmentedFileOutput({ segmentDuration: 90 }) })).toEqual({ code: 'invalid_argument', message: 'segments.segment_duration must be between 1 and 60 seconds (got 90)' });
     expect(await composite({ segments: new SegmentedFileOutput({ playlistName: 'a/p', livePlaylistName: 'b/l' }) })).toEqual({ code: 'invalid_argument', message: "segments.live_playlist_name 'b/l' must be in the playlist's folder ('a')" });
     expect(await composite({ segments: new SegmentedFileOutput({ filenamePrefix: '../../etc/seg' }) })).toEqual({ code: 'invalid_argument', message: "segments.filename_prefix '../../etc/seg' must not contain '..'" });
@@ -192,7 +165,7 @@ describe('HLS segments and image outputs', () => {
       const { AccessToken } = await import('livekit-server-sdk');
       const at = new AccessToken(API_KEY, API_SECRET);
       at.addGrant({ roomRecord: true });
-      const res = await fetch(`${gw.url}/twirp/livekit.Egress/StartRoomCompositeEgress`, {
+      const res = await fetch(`${t.gw.url}/twirp/livekit.Egress/StartRoomCompositeEgress`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${await at.toJwt()}` },
         body: JSON.stringify(body),
