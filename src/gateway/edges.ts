@@ -11,6 +11,7 @@ import { egressService } from '../api/twirp/egress.ts';
 import { ingressService } from '../api/twirp/ingress.ts';
 import { roomService } from '../api/twirp/room.ts';
 import { TwirpRouter } from '../api/twirp/router.ts';
+import { claimsJoiner } from '../auth/join.ts';
 import { mintToken } from '../auth/tokens.ts';
 import { browserSdk } from '../client/bundle.ts';
 import { DEV_API_KEY, DEV_API_SECRET, type Config } from '../config.ts';
@@ -71,7 +72,7 @@ export async function startEdges(
     ingressSessions.close();
   });
 
-  const joiner = agents.gateJoins(rooms);
+  const joiner = agents.gateJoins(claimsJoiner(rooms, moduleLogger('rooms')));
   const signaling = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
   // Stock LiveKit clients on the same path, told apart at the upgrade.
   const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });

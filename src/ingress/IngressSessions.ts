@@ -14,16 +14,17 @@ import {
   InputAudioState,
   InputVideoState,
   ParticipantInfo_Kind,
+  ParticipantPermission,
   type TrackInfo,
 } from '@livekit/protocol';
 import type { PartialMessage } from '@bufbuild/protobuf';
 import type { types } from 'mediasoup';
 import { KeyedQueue } from '../async.ts';
-import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
-import type { Participant, SignalSink } from '../sfu/Participant.ts';
+import type { Participant } from '../sfu/Participant.ts';
+import type { SignalSink } from '../sfu/ParticipantTypes.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import type { IngressStore } from '../store/IngressStore.ts';
 import type { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
@@ -105,16 +106,19 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   async joinRoom(): Promise<Participant> {
     // An ended session must not create the room or announce a participant that is already gone.
     if (this.#ended) throw new Error('ingress session ended before joining the room');
-    const claims: Claims = {
-      iss: 'roomgate-ingress',
-      exp: Number.MAX_SAFE_INTEGER,
-      sub: this.info.participantIdentity,
-      name: this.info.participantName,
-      metadata: this.info.participantMetadata,
-      kind: 'ingress',
-      video: { roomJoin: true, room: this.info.roomName, canPublish: true, canSubscribe: false, canPublishData: false },
-    };
-    const { participant, room } = await this.#owner.rooms.join(claims, SERVER_SINK);
+    const { participant, room } = await this.#owner.rooms.join(
+      {
+        room: this.info.roomName,
+        identity: this.info.participantIdentity,
+        name: this.info.participantName,
+        metadata: this.info.participantMetadata,
+        attributes: {},
+        // Publishes media only: no data channel, nothing to receive.
+        permission: new ParticipantPermission({ canPublish: true, canSubscribe: false, canPublishData: false }),
+        kind: ParticipantInfo_Kind.INGRESS,
+      },
+      SERVER_SINK,
+    );
     if (participant.kind !== ParticipantInfo_Kind.INGRESS) this.log.warn('ingress participant has an unexpected kind');
     this.#state.roomId = room.sid;
     if (this.#ended) {

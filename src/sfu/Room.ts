@@ -1,36 +1,28 @@
 // A live room: one mediasoup Router, its participants, who receives whose tracks, the data relay
 // and active-speaker detection. close() is idempotent and takes everything the room owns with it
 // in one cascade (participants → transports → producers/consumers/data channels → router).
-import { ParticipantInfo_Kind, type ParticipantPermission } from '@livekit/protocol';
+import { ParticipantInfo_Kind } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
-import type { ActiveSpeaker } from '../signaling/protocol.ts';
-import { Participant, type ParticipantInit, type PublishedTrack, type SignalSink, type TransportSettings } from './Participant.ts';
+import { Participant, type ParticipantInit } from './Participant.ts';
+import type { ActiveSpeaker, ParticipantJoin, PublishedTrack, SignalSink, TransportSettings } from './ParticipantTypes.ts';
 import {
   LEAVE_REASON_FOR_CLOSE,
   type ParticipantInfo,
+  type RelayCodec,
   type RoomCloseReason,
   type RoomEvents,
   type RoomInfo,
   type RoomMedia,
 } from './RoomTypes.ts';
 
-export interface JoinRequest {
-  identity: string;
-  name: string;
-  metadata: string;
-  attributes: Record<string, string>;
-  permission: ParticipantPermission;
-  kind?: ParticipantInfo_Kind;
-}
-
 export class RoomImpl extends TypedEmitter<RoomEvents> {
   readonly #info: RoomInfo;
   readonly #media: RoomMedia;
   readonly #transport: TransportSettings;
+  readonly #codec: RelayCodec;
   readonly #log: Logger;
   readonly #participants = new Map<string, Participant>();
   /** identity → the server's data producer feeding that participant's data channel. */
@@ -38,11 +30,12 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   #speakers: ActiveSpeaker[] = [];
   #closed = false;
 
-  constructor({ info, media, transport, log }: { info: RoomInfo; media: RoomMedia; transport: TransportSettings; log: Logger }) {
+  constructor({ info, media, transport, codec, log }: { info: RoomInfo; media: RoomMedia; transport: TransportSettings; codec: RelayCodec; log: Logger }) {
     super();
     this.#info = info.clone();
     this.#media = media;
     this.#transport = transport;
+    this.#codec = codec;
     this.#log = log.child({ room: info.name, sid: info.sid });
     // The worker died under us: the room cannot carry media any more, so it ends rather than lingering.
     media.router.on('workerclose', () => this.close('worker_died'));
@@ -123,7 +116,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
    * Hidden participants, recorders and dependent participants (agents, egress) do not count towards
    * max_participants: an agent dispatched to a full room still joins, as in LiveKit.
    */
-  join(req: JoinRequest, sink: SignalSink): Participant {
+  join(req: ParticipantJoin, sink: SignalSink): Participant {
     if (this.#closed) throw new ApiError('failed_precondition', `room '${this.name}' is closed`);
     const existing = this.#participants.get(req.identity);
     const counts = (p: { hidden: boolean; recorder: boolean; kind: ParticipantInfo_Kind | undefined }) => !p.hidden && !p.recorder && !isDependent(p.kind);
@@ -202,7 +195,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     // A participant with its own data path gets data through it, not the relay channel.
     if (p.recvTransport && !p.dataPath && !this.#relays.has(p.identity)) {
       try {
-        const relay = await this.#media.dataRelay.produceData({ label: 'roomgate', protocol: 'roomgate-data-v1' });
+        const relay = await this.#media.dataRelay.produceData({ label: this.#codec.label, protocol: this.#codec.protocol });
         if (p.closed || this.#relays.has(p.identity)) {
           relay.close();
           return;
@@ -236,10 +229,10 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
         this.deliver(data.payload, data.topic, destinations, p.identity, !p.hidden, { reliable: data.reliable, ...(data.packet ? { packet: data.packet } : {}), fromSid: p.sid });
         return;
       }
-      const decoded = decodeData(message);
-      if (!decoded) return; // not an envelope: dropped, like any malformed input
+      const decoded = this.#codec.decode(message);
+      if (!decoded) return; // not a frame of the relay's protocol: dropped, like any malformed input
       // A hidden sender stays anonymous; its own echo is still skipped by identity.
-      this.deliver(decoded.payload, decoded.header.topic, decoded.header.destinationIdentities ?? [], p.identity, !p.hidden);
+      this.deliver(decoded.payload, decoded.topic, decoded.destinations, p.identity, !p.hidden);
     });
   }
 
@@ -255,7 +248,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     showSender = true,
     extra: { reliable?: boolean; packet?: Uint8Array; fromSid?: string } = {},
   ): number {
-    const frame = payload ? encodeData({ ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }, payload) : undefined;
+    const frame = payload ? this.#codec.encode({ payload, ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }) : undefined;
     let count = 0;
     for (const p of this.#participants.values()) {
       const identity = p.identity;

@@ -26,8 +26,8 @@ import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
 import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../media/webrtcTransport.ts';
-import type { IceServer } from '../signaling/protocol.ts';
-import { permissionFromClaims } from '../sfu/RoomManager.ts';
+import type { IceServer } from '../sfu/ParticipantTypes.ts';
+import { permissionFromClaims } from '../auth/join.ts';
 
 export const WHEP_PATH = '/whep';
 export const PLAY_PATH = '/play';

@@ -28,7 +28,7 @@ import type { Logger } from '../../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../../media/codecs.ts';
 import { negotiatePublish, parseOffer, writeAnswer, type MediaKind } from '../../media/sdp.ts';
 import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../../media/webrtcTransport.ts';
-import type { IceServer } from '../../signaling/protocol.ts';
+import type { IceServer } from '../../sfu/ParticipantTypes.ts';
 import type { IngressSession } from '../IngressSessions.ts';
 
 export const WHIP_PATH = '/w';
