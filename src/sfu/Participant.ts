@@ -14,10 +14,10 @@ import {
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, invalidArgument, notFound, permissionDenied } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { rtpParametersProblem } from '../media/codecs.ts';
 import type { Logger } from '../logger.ts';
+import { failedPrecondition, invalidArgument, mediasoupCall, notFound, permissionDenied, resourceExhausted } from './errors.ts';
 import type {
   ConnectTransportRequest,
   ConsumerRef,
@@ -194,9 +194,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       throw permissionDenied('this participant may not publish (canPublish and canPublishData are false)');
     }
     if (direction === 'recv' && [...this.#transports.values()].some((t) => t.appData.direction === 'recv')) {
-      throw new ApiError('failed_precondition', 'a receive transport already exists');
+      throw failedPrecondition('a receive transport already exists');
     }
-    if (this.#transports.size >= 4) throw new ApiError('resource_exhausted', 'at most 4 transports per participant');
+    if (this.#transports.size >= 4) throw resourceExhausted('at most 4 transports per participant');
     const transport = await this.#router.createWebRtcTransport({
       listenIps: [{ ip: this.#settings.listenIp, ...(this.#settings.announcedIp ? { announcedIp: this.#settings.announcedIp } : {}) }],
       enableUdp: true,
@@ -209,7 +209,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     });
     if (this.#closed) {
       transport.close(); // replaced or removed while mediasoup worked
-      throw new ApiError('failed_precondition', 'participant has left');
+      throw failedPrecondition('participant has left');
     }
     this.#transports.set(transport.id, transport);
     transport.on('dtlsstatechange', (state) => {
@@ -240,7 +240,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   adoptSendTransport(transport: types.Transport): void {
     if (this.#closed) {
       transport.close();
-      throw new ApiError('failed_precondition', 'participant has left');
+      throw failedPrecondition('participant has left');
     }
     transport.appData.direction = 'send';
     this.#serverTransports.set(transport.id, transport);
@@ -309,7 +309,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     }
     if (SOURCE_KIND[source] !== kind) throw invalidArgument(`source '${source}' must be a ${SOURCE_KIND[source]} track`);
     if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[source])) {
-      throw new ApiError('failed_precondition', `a '${source}' track is already published; unpublish it first`);
+      throw failedPrecondition(`a '${source}' track is already published; unpublish it first`);
     }
   }
 
@@ -403,7 +403,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   async setPreferredLayers({ consumerId, spatialLayer, temporalLayer }: PreferredLayersRequest): Promise<void> {
     const c = this.#consumer(consumerId);
-    if (c.type !== 'simulcast' && c.type !== 'svc') throw new ApiError('failed_precondition', 'this consumer has no layers');
+    if (c.type !== 'simulcast' && c.type !== 'svc') throw failedPrecondition('this consumer has no layers');
     await c.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
   }
 
@@ -495,20 +495,5 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#consumers.clear();
     sink?.close(reason);
     this.safeEmit('@close', reason);
-  }
-}
-
-/** mediasoup rejects bad parameters with TypeError / UnsupportedError: the caller's fault, said precisely. */
-async function mediasoupCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    const e = err as Error;
-    if (e.name === 'TypeError' || e.name === 'UnsupportedError') throw invalidArgument(e.message);
-    if (e.name === 'InvalidStateError') throw new ApiError('failed_precondition', e.message);
-    // The worker validates too and answers with a plain Error naming the problem.
-    if (/invalid|missing|wrong|not supported|unknown|already/i.test(e.message)) throw invalidArgument(e.message);
-    throw err;
   }
 }

@@ -4,8 +4,8 @@
 import { ParticipantInfo_Kind } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { failedPrecondition, participantNotFound, resourceExhausted } from './errors.ts';
 import { Participant, type ParticipantInit } from './Participant.ts';
 import type { ActiveSpeaker, ParticipantJoin, PublishedTrack, SignalSink, TransportSettings } from './ParticipantTypes.ts';
 import {
@@ -117,13 +117,13 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
    * max_participants: an agent dispatched to a full room still joins, as in LiveKit.
    */
   join(req: ParticipantJoin, sink: SignalSink): Participant {
-    if (this.#closed) throw new ApiError('failed_precondition', `room '${this.name}' is closed`);
+    if (this.#closed) throw failedPrecondition(`room '${this.name}' is closed`);
     const existing = this.#participants.get(req.identity);
     const counts = (p: { hidden: boolean; recorder: boolean; kind: ParticipantInfo_Kind | undefined }) => !p.hidden && !p.recorder && !isDependent(p.kind);
     const counted = [...this.#participants.values()].filter((p) => counts(p) && p !== existing).length;
     const max = this.#info.maxParticipants;
     if (max > 0 && counts({ hidden: req.permission.hidden, recorder: req.permission.recorder, kind: req.kind }) && counted >= max) {
-      throw new ApiError('resource_exhausted', `room '${this.name}' is full (max_participants ${max})`);
+      throw resourceExhausted(`room '${this.name}' is full (max_participants ${max})`);
     }
     existing?.close('DUPLICATE_IDENTITY');
 

@@ -3,10 +3,10 @@
 import { Room as RoomInfo, type ParticipantInfo, type ParticipantPermission, type RoomEgress, type TrackInfo } from '@livekit/protocol';
 import { KeyedQueue } from '../async.ts';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, invalidArgument, participantNotFound, roomNotFound, unavailable } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { RoomStore } from '../store/RoomStore.ts';
+import { invalidArgument, participantNotFound, roomNotFound, SfuError, unavailable } from './errors.ts';
 import type { Participant } from './Participant.ts';
 import type { SignalSink, TransportSettings } from './ParticipantTypes.ts';
 import { isDependent, RoomImpl } from './Room.ts';
@@ -156,7 +156,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
 
   async #prepareEgress(info: RoomInfo, egress: RoomEgress | undefined): Promise<(() => Promise<void>) | undefined> {
     if (!egress || (!egress.room && !egress.participant && !egress.tracks)) return undefined;
-    if (!this.#autoEgress) throw new ApiError('unimplemented', 'egress: this gateway has no egress service for auto egress', { argument: 'egress' });
+    if (!this.#autoEgress) throw new SfuError('unimplemented', 'egress: this gateway has no egress service for auto egress', 'egress');
     return this.#autoEgress.prepare(info, egress);
   }
 
@@ -338,7 +338,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       router = await this.#pool.createRouter({ room: info.name });
     } catch (err) {
       this.#log.error({ room: info.name, err: (err as Error).message }, 'could not create a router for the room');
-      throw new ApiError('unavailable', `no media worker available for room '${info.name}'`);
+      throw unavailable(`no media worker available for room '${info.name}'`);
     }
     let room: RoomImpl;
     try {
