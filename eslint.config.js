@@ -38,4 +38,20 @@ export default defineConfig(
       'no-debugger': 'error',
     },
   },
+  {
+    // The edges reach media through the sfu's server-side operations (Room.openTap, pipeToViewer,
+    // createDataSource, rtpCapabilities; Participant.openPlainSend, openWebRtcSend), never through a
+    // room's Router: what happens on it (and when it closes) stays the sfu's.
+    files: ['src/**/*.ts'],
+    ignores: ['src/sfu/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "MemberExpression[property.name='router']",
+          message: "Use the room's server-side operations (src/sfu/Room.ts, Participant.ts) instead of its Router.",
+        },
+      ],
+    },
+  },
 );

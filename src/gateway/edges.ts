@@ -98,7 +98,6 @@ export async function startEdges(
     streamKeys: ingress,
     sessions: ingressSessions,
     rooms,
-    transport: listen,
     iceServers,
     maxSessions: config.whip.max_sessions,
     log: moduleLogger('whip'),

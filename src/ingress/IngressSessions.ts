@@ -18,7 +18,6 @@ import {
   type TrackInfo,
 } from '@livekit/protocol';
 import type { PartialMessage } from '@bufbuild/protobuf';
-import type { types } from 'mediasoup';
 import { KeyedQueue } from '../async.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
@@ -54,7 +53,6 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   readonly log: Logger;
   #state: IngressState;
   #participant: Participant | undefined;
-  #router: types.Router | undefined;
   #ended = false;
   #gopMs = 0;
   readonly #owner: IngressSessions;
@@ -94,11 +92,6 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
     return this.#participant;
   }
 
-  /** The room's Router, once joined (media goes there). */
-  get router(): types.Router | undefined {
-    return this.#router;
-  }
-
   /**
    * Joins the room (created if absent) as the ingress participant. Any participant holding the
    * same identity — such as the previous session of this ingress — is replaced.
@@ -126,7 +119,6 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
       throw new Error('ingress session ended while joining the room');
     }
     this.#participant = participant;
-    this.#router = room.router;
     // Removed from outside (RemoveParticipant, room deleted, identity taken): the stream ends.
     participant.once('@close', (reason) => {
       if (reason !== 'CLIENT_INITIATED') this.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `participant left: ${reason}`);

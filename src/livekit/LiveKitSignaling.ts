@@ -351,7 +351,7 @@ class LiveKitSession implements SignalSink, DataPath {
     this.#negotiate();
     // Receive capabilities: the router's own, so consumers use the payload types and header
     // extension ids the subscriber offer declares.
-    const caps = room.router.rtpCapabilities;
+    const caps = room.rtpCapabilities;
     participant.ready({
       rtpCapabilities: {
         codecs: caps.codecs ?? [],
@@ -766,7 +766,7 @@ class LiveKitSession implements SignalSink, DataPath {
   async #openDownstreamData(): Promise<void> {
     const transport = this.#p.recvTransport;
     if (!transport) return;
-    const direct = await this.#room.router.createDirectTransport();
+    const direct = await this.#room.createDataSource();
     const reliable = await direct.produceData({ label: '_reliable' });
     const lossy = await direct.produceData({ label: '_lossy' });
     await transport.consumeData({ dataProducerId: reliable.id, ordered: true });

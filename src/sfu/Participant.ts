@@ -16,6 +16,7 @@ import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
 import { rtpParametersProblem } from '../media/codecs.ts';
+import { createServerWebRtcTransport } from '../media/webrtcTransport.ts';
 import type { Logger } from '../logger.ts';
 import { failedPrecondition, invalidArgument, mediasoupCall, notFound, permissionDenied, resourceExhausted } from './errors.ts';
 import type {
@@ -234,10 +235,24 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   /**
-   * Hands a server-side send transport (an ingress PlainTransport, a WHIP WebRtcTransport) to this
-   * participant: publishTrack accepts its id, and it closes with the participant.
+   * A send transport the server opens for this participant (an ingress PlainTransport fed by the
+   * local FFmpeg, which sends RTP and RTCP on their own ports): publishTrack accepts its id, and it
+   * closes with the participant.
    */
-  adoptSendTransport(transport: types.Transport): void {
+  async openPlainSend(listenIp: string): Promise<types.PlainTransport> {
+    const transport = await this.#router.createPlainTransport({ listenIp: { ip: listenIp }, rtcpMux: false, comedia: true });
+    this.#adoptSendTransport(transport);
+    return transport;
+  }
+
+  /** The same for a WHIP publisher: a WebRtcTransport whose DTLS and ICE the WHIP edge completes. */
+  async openWebRtcSend(appData: Record<string, unknown>): Promise<types.WebRtcTransport> {
+    const transport = await createServerWebRtcTransport(this.#router, this.#settings, appData);
+    this.#adoptSendTransport(transport);
+    return transport;
+  }
+
+  #adoptSendTransport(transport: types.Transport): void {
     if (this.#closed) {
       transport.close();
       throw failedPrecondition('participant has left');

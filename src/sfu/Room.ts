@@ -5,6 +5,7 @@ import { ParticipantInfo_Kind } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import type { Logger } from '../logger.ts';
+import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
 import { failedPrecondition, participantNotFound, resourceExhausted } from './errors.ts';
 import { Participant, type ParticipantInit } from './Participant.ts';
 import type { ActiveSpeaker, ParticipantJoin, PublishedTrack, SignalSink, TransportSettings } from './ParticipantTypes.ts';
@@ -56,8 +57,37 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     return this.#closed;
   }
 
-  get router(): types.Router {
+  /** For tests and benchmarks that tap media themselves; the gateway's edges use the operations below. */
+  get routerForTesting(): types.Router {
     return this.#media.router;
+  }
+
+  /** What the room's Router can receive and send: a client's device loads it before its first transport. */
+  get rtpCapabilities(): types.RtpCapabilities {
+    return this.#media.router.rtpCapabilities;
+  }
+
+  // ---- server-side media (the edges' way in: none of them holds the room's Router) -------------
+
+  /**
+   * A paused PlainTransport consumer sending `track`'s RTP to a local receiver (an egress worker's
+   * FFmpeg). The caller closes it when done; the room closing closes it too.
+   */
+  openTap(track: Pick<PublishedTrack, 'producer'>, listenIp: string): Promise<RtpSend> {
+    return openRtpSend(this.#media.router, track.producer, listenIp);
+  }
+
+  /**
+   * Makes `track` consumable on a viewer's own Router (WHEP: one per viewer, with the payload types
+   * of its offer, on any worker).
+   */
+  async pipeToViewer(track: Pick<PublishedTrack, 'producer'>, viewerRouter: types.Router): Promise<void> {
+    await this.#media.router.pipeToRouter({ producerId: track.producer.id, router: viewerRouter });
+  }
+
+  /** A DirectTransport of the room's own, for an edge that frames data channels itself (LiveKit's DCEP). */
+  createDataSource(): Promise<types.DirectTransport> {
+    return this.#media.router.createDirectTransport();
   }
 
   get participantCount(): number {

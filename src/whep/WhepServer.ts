@@ -55,7 +55,14 @@ export function maySubscribe(claims: Claims, room: string): boolean {
 export interface WhepDeps {
   verify(token: string): Promise<Claims>;
   rooms: {
-    liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { hidden: boolean; tracks: PlayableTrack[] } } | undefined;
+    liveRoom(name: string):
+      | {
+          rtpCapabilities: types.RtpCapabilities;
+          closed: boolean;
+          participant(identity: string): { hidden: boolean; tracks: PlayableTrack[] };
+          pipeToViewer(track: PlayableTrack, viewerRouter: types.Router): Promise<void>;
+        }
+      | undefined;
   };
   /** A Router (on any worker) for one viewer, with these codecs. */
   createRouter(mediaCodecs: types.RtpCodecCapability[]): Promise<types.Router>;
@@ -201,7 +208,7 @@ export class WhepServer {
     if (publisher.hidden) throw problem(404, `participant '${identity}' is not in room '${roomName}'`);
     const tracks = publisher.tracks.filter((t) => !t.producer.closed && (!trackSid || t.info.sid === trackSid));
     if (trackSid && tracks.length === 0) throw problem(404, `track '${trackSid}' is not published by '${identity}'`);
-    const plan = negotiatePlay(offer, room.router.rtpCapabilities);
+    const plan = negotiatePlay(offer, room.rtpCapabilities);
     const picks = plan.map((m) => ({ m, track: tracks.find((t) => t.producer.kind === m.kind) }));
     if (!picks.some((p) => p.track)) throw problem(404, `'${identity}' publishes no ${plan.map((m) => m.kind).join(' or ')} track`);
 
@@ -237,7 +244,7 @@ export class WhepServer {
           answerMedia.push({ mid: m.mid, kind: m.kind, direction: 'inactive', codecs: [{ ...c, parameters: {}, rtcpFeedback: [] }], extensions: [], recvRids: [] });
           continue;
         }
-        await room.router.pipeToRouter({ producerId: track.producer.id, router: viewerRouter });
+        await room.pipeToViewer(track, viewerRouter);
         const consumer = await transport.consume({ producerId: track.producer.id, rtpCapabilities: m.rtpCapabilities, paused: false });
         session.consumers.push(consumer);
         // The viewer stays while any of its tracks does.
