@@ -39,7 +39,7 @@ export default defineConfig(
     },
   },
   {
-    // The edges reach media through the sfu's server-side operations (Room.openTap, pipeToViewer,
+    // The edges reach media through the sfu's server-side operations (Room.openTap, openViewer,
     // createDataSource, rtpCapabilities; Participant.openPlainSend, openWebRtcSend), never through a
     // room's Router: what happens on it (and when it closes) stays the sfu's.
     files: ['src/**/*.ts'],

@@ -57,7 +57,7 @@ export async function startEdges(
   shutdown: Shutdown,
 ): Promise<GatewayEdges> {
   const { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, iceServers } = services;
-  const { listenIp, listen } = settings;
+  const { listenIp } = settings;
 
   // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; registered before they
   // start so that a start failing half-way stops the ones already up.
@@ -105,8 +105,6 @@ export async function startEdges(
   whep = new WhepServer({
     verify: (token) => verifier.verify(token),
     rooms,
-    createRouter: (mediaCodecs) => pool.createRouter({ whep: true }, mediaCodecs),
-    transport: listen,
     iceServers,
     maxSessions: config.whep.max_sessions,
     log: moduleLogger('whep'),

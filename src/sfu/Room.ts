@@ -6,7 +6,8 @@ import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import type { Logger } from '../logger.ts';
 import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
-import { failedPrecondition, participantNotFound, resourceExhausted } from './errors.ts';
+import { createServerWebRtcTransport } from '../media/webrtcTransport.ts';
+import { failedPrecondition, invalidArgument, participantNotFound, resourceExhausted } from './errors.ts';
 import { Participant, type ParticipantInit } from './Participant.ts';
 import type { ActiveSpeaker, ParticipantJoin, PublishedTrack, SignalSink, TransportSettings } from './ParticipantTypes.ts';
 import {
@@ -17,6 +18,7 @@ import {
   type RoomEvents,
   type RoomInfo,
   type RoomMedia,
+  type Viewer,
 } from './RoomTypes.ts';
 
 export class RoomImpl extends TypedEmitter<RoomEvents> {
@@ -24,6 +26,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   readonly #media: RoomMedia;
   readonly #transport: TransportSettings;
   readonly #codec: RelayCodec;
+  readonly #viewerRouter: (mediaCodecs: types.RtpCodecCapability[]) => Promise<types.Router>;
   readonly #log: Logger;
   readonly #participants = new Map<string, Participant>();
   /** identity → the server's data producer feeding that participant's data channel. */
@@ -31,12 +34,28 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   #speakers: ActiveSpeaker[] = [];
   #closed = false;
 
-  constructor({ info, media, transport, codec, log }: { info: RoomInfo; media: RoomMedia; transport: TransportSettings; codec: RelayCodec; log: Logger }) {
+  constructor({
+    info,
+    media,
+    transport,
+    codec,
+    viewerRouter,
+    log,
+  }: {
+    info: RoomInfo;
+    media: RoomMedia;
+    transport: TransportSettings;
+    codec: RelayCodec;
+    /** A Router for one viewer (on any worker), with the viewer's codecs. */
+    viewerRouter: (mediaCodecs: types.RtpCodecCapability[]) => Promise<types.Router>;
+    log: Logger;
+  }) {
     super();
     this.#info = info.clone();
     this.#media = media;
     this.#transport = transport;
     this.#codec = codec;
+    this.#viewerRouter = viewerRouter;
     this.#log = log.child({ room: info.name, sid: info.sid });
     // The worker died under us: the room cannot carry media any more, so it ends rather than lingering.
     media.router.on('workerclose', () => this.close('worker_died'));
@@ -78,11 +97,33 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   }
 
   /**
-   * Makes `track` consumable on a viewer's own Router (WHEP: one per viewer, with the payload types
-   * of its offer, on any worker).
+   * Opens a viewer (WHEP): a Router with `mediaCodecs`, so its consumers send the payload types the
+   * viewer offered, and a WebRtcTransport on it. Codecs that cannot share a Router are the caller's
+   * invalid_argument; nothing is left open when this throws.
    */
-  async pipeToViewer(track: Pick<PublishedTrack, 'producer'>, viewerRouter: types.Router): Promise<void> {
-    await this.#media.router.pipeToRouter({ producerId: track.producer.id, router: viewerRouter });
+  async openViewer(mediaCodecs: types.RtpCodecCapability[], appData: Record<string, unknown>): Promise<Viewer> {
+    let router: types.Router;
+    try {
+      router = await this.#viewerRouter(mediaCodecs);
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    let transport: types.WebRtcTransport;
+    try {
+      transport = await createServerWebRtcTransport(router, this.#transport, appData);
+    } catch (err) {
+      router.close();
+      throw err;
+    }
+    transport.observer.once('close', () => router.close());
+    const source = this.#media.router;
+    return {
+      transport,
+      async consume(track, rtpCapabilities) {
+        await source.pipeToRouter({ producerId: track.producer.id, router });
+        return transport.consume({ producerId: track.producer.id, rtpCapabilities, paused: false });
+      },
+    };
   }
 
   /** A DirectTransport of the room's own, for an edge that frames data channels itself (LiveKit's DCEP). */

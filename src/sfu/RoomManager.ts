@@ -346,7 +346,14 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       // 250 ms (mediasoup's least; LiveKit uses 400): the active speaker, and the composite's
       // speaker layout with it, follows a new voice about 0.15 s sooner.
       const audioLevels = await router.createAudioLevelObserver({ maxEntries: 5, threshold: -60, interval: 250 });
-      room = new RoomImpl({ info, media: { router, dataRelay, audioLevels }, transport: this.#transport, codec: this.#codec, log: this.#log });
+      room = new RoomImpl({
+        info,
+        media: { router, dataRelay, audioLevels },
+        transport: this.#transport,
+        codec: this.#codec,
+        viewerRouter: (mediaCodecs) => this.#pool.createRouter({ whep: true }, mediaCodecs),
+        log: this.#log,
+      });
     } catch (err) {
       router.close();
       throw err;

@@ -1,7 +1,7 @@
 import type { Room as RoomInfo, ParticipantInfo, RoomEgress, TrackInfo } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import type { Participant } from './Participant.ts';
-import type { ActiveSpeaker, LeaveReason, ParticipantJoin } from './ParticipantTypes.ts';
+import type { ActiveSpeaker, LeaveReason, ParticipantJoin, PublishedTrack } from './ParticipantTypes.ts';
 
 export type { RoomInfo, ParticipantInfo, TrackInfo, ActiveSpeaker };
 
@@ -62,6 +62,17 @@ export interface RelayCodec {
   decode(message: Uint8Array): { payload: Uint8Array; topic?: string | undefined; destinations: string[] } | undefined;
   /** One message for the channel; `from` is absent for server messages and hidden senders. */
   encode(message: { payload: Uint8Array; topic?: string | undefined; from?: string | undefined }): Uint8Array;
+}
+
+/**
+ * A viewer outside the room (a WHEP player): a Router of its own, with the payload types it asked
+ * for, on any worker, fed from the room's; one WebRtcTransport on it whose DTLS and ICE the edge
+ * completes. Closing the transport closes the viewer's Router.
+ */
+export interface Viewer {
+  readonly transport: types.WebRtcTransport;
+  /** Pipes `track` from the room to the viewer's Router and consumes it there, unpaused. */
+  consume(track: Pick<PublishedTrack, 'producer'>, rtpCapabilities: types.RtpCapabilities): Promise<types.Consumer>;
 }
 
 export interface RoomMedia {
