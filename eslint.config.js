@@ -38,4 +38,21 @@ export default defineConfig(
       'no-debugger': 'error',
     },
   },
+  {
+    // The edges reach media through the sfu's server-side operations (Room.openTap, openViewer,
+    // createDataSource, rtpCapabilities; Participant.openPlainSend, openWebRtcSend), never through a
+    // room's Router: what happens on it (and when it closes) stays the sfu's.
+    files: ['src/**/*.ts'],
+    ignores: ['src/sfu/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          // A class's own `#router` field is its business; `x.router` is reaching into another object.
+          selector: "MemberExpression[property.type='Identifier'][property.name='router']",
+          message: "Use the room's server-side operations (src/sfu/Room.ts, Participant.ts) instead of its Router.",
+        },
+      ],
+    },
+  },
 );

@@ -72,7 +72,7 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
   const rows: FanoutRow[] = [];
   try {
     await gw.rooms.createRoom({ name: 'fanout', emptyTimeout: 3600 });
-    const router = gw.rooms.liveRoom('fanout')!.router;
+    const router = gw.rooms.liveRoom('fanout')!.routerForTesting;
     const ingest = await router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
     const producer = await ingest.produce({
       kind: 'video',

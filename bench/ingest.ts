@@ -108,7 +108,7 @@ export async function flashLatency(
     const live = gw.rooms.liveRoom(room)!;
     const seen: number[] = [];
     let bright = false;
-    const watcher = await lumaWatcher(live.router, track.producer, (luma) => {
+    const watcher = await lumaWatcher(live.routerForTesting, track.producer, (luma) => {
       if (!bright && luma > 128) seen.push(performance.now());
       bright = luma > 128;
     });

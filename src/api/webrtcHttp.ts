@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { MAX_SDP_BYTES, SdpError, parseSdpFrag, writeSdpFrag, type IceCandidateLike, type MediaKind } from '../media/sdp.ts';
-import type { IceServer } from '../signaling/protocol.ts';
+import type { IceServer } from '../sfu/ParticipantTypes.ts';
 import { readBody } from '../http/body.ts';
 
 /** An HTTP error with an RFC 9457 problem+json body. */

@@ -19,7 +19,7 @@ import { isWorkerSecret } from '../auth/workerCredential.ts';
 import { ApiError } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
-import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
+import type { RtpSend } from '../media/rtpSend.ts';
 import { relayOf } from '../media/rtpRelay.ts';
 import { RelayFeed } from './relayFeed.ts';
 import type { Participant, PublishedTrack } from '../sfu/Participant.ts';
@@ -196,7 +196,7 @@ export class EgressTaps {
     const tracks: TapTrack[] = [];
     try {
       for (const t of sel.tracks) {
-        const send = await openRtpSend(room.router, t.producer, this.#listenIp);
+        const send = await room.openTap(t, this.#listenIp);
         session.sends.set(t.info.sid, send);
         // Producer replaced or closed: the worker re-attaches to whatever the source has then.
         send.consumer.observer.once('close', () => this.#bump(session));

@@ -11,6 +11,7 @@ import { egressService } from '../api/twirp/egress.ts';
 import { ingressService } from '../api/twirp/ingress.ts';
 import { roomService } from '../api/twirp/room.ts';
 import { TwirpRouter } from '../api/twirp/router.ts';
+import { claimsJoiner } from '../auth/join.ts';
 import { mintToken } from '../auth/tokens.ts';
 import { browserSdk } from '../client/bundle.ts';
 import { DEV_API_KEY, DEV_API_SECRET, type Config } from '../config.ts';
@@ -56,7 +57,7 @@ export async function startEdges(
   shutdown: Shutdown,
 ): Promise<GatewayEdges> {
   const { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, iceServers } = services;
-  const { listenIp, listen } = settings;
+  const { listenIp } = settings;
 
   // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; registered before they
   // start so that a start failing half-way stops the ones already up.
@@ -71,7 +72,7 @@ export async function startEdges(
     ingressSessions.close();
   });
 
-  const joiner = agents.gateJoins(rooms);
+  const joiner = agents.gateJoins(claimsJoiner(rooms, moduleLogger('rooms')));
   const signaling = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
   // Stock LiveKit clients on the same path, told apart at the upgrade.
   const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
@@ -97,7 +98,6 @@ export async function startEdges(
     streamKeys: ingress,
     sessions: ingressSessions,
     rooms,
-    transport: listen,
     iceServers,
     maxSessions: config.whip.max_sessions,
     log: moduleLogger('whip'),
@@ -105,8 +105,6 @@ export async function startEdges(
   whep = new WhepServer({
     verify: (token) => verifier.verify(token),
     rooms,
-    createRouter: (mediaCodecs) => pool.createRouter({ whep: true }, mediaCodecs),
-    transport: listen,
     iceServers,
     maxSessions: config.whep.max_sessions,
     log: moduleLogger('whep'),

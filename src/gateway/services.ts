@@ -12,7 +12,8 @@ import { IngressSessions } from '../ingress/IngressSessions.ts';
 import { moduleLogger } from '../logger.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import { iceServersFor } from '../signaling/iceServers.ts';
-import type { IceServer } from '../signaling/protocol.ts';
+import { roomgateRelayCodec } from '../signaling/relayCodec.ts';
+import type { IceServer } from '../sfu/ParticipantTypes.ts';
 import { RoomManager } from '../sfu/RoomManager.ts';
 import { IngressStore } from '../store/IngressStore.ts';
 import { RoomStore } from '../store/RoomStore.ts';
@@ -73,6 +74,7 @@ export async function startServices(
       maxParticipants: config.room.max_participants,
     },
     transport: { ...settings.listen, iceServers },
+    codec: roomgateRelayCodec,
     autoEgress: autoEgress({ launcher: egress, s3: config.egress.s3 }),
     log: moduleLogger('rooms'),
   });

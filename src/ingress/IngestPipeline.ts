@@ -150,15 +150,13 @@ export class IngestPipeline extends TypedEmitter<IngestPipelineEvents> {
     };
     // A restarted pipeline (a track that came late, RtmpPublish) publishes as the same participant.
     const participant = session.participant ?? (await session.joinRoom());
-    const router = session.router!;
     const outputs: string[] = [];
     const transports: types.PlainTransport[] = [];
 
     const transport = async () => {
-      const t = await router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
+      const t = await participant.openPlainSend('127.0.0.1');
       transports.push(t);
       this.#transports.push(t);
-      participant.adoptSendTransport(t);
       live();
       return { t, rtp: t.tuple.localPort, rtcp: t.rtcpTuple!.localPort };
     };

@@ -14,16 +14,16 @@ import {
   InputAudioState,
   InputVideoState,
   ParticipantInfo_Kind,
+  ParticipantPermission,
   type TrackInfo,
 } from '@livekit/protocol';
 import type { PartialMessage } from '@bufbuild/protobuf';
-import type { types } from 'mediasoup';
 import { KeyedQueue } from '../async.ts';
-import type { Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
-import type { Participant, SignalSink } from '../sfu/Participant.ts';
+import type { Participant } from '../sfu/Participant.ts';
+import type { SignalSink } from '../sfu/ParticipantTypes.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import type { IngressStore } from '../store/IngressStore.ts';
 import type { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
@@ -53,7 +53,6 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   readonly log: Logger;
   #state: IngressState;
   #participant: Participant | undefined;
-  #router: types.Router | undefined;
   #ended = false;
   #gopMs = 0;
   readonly #owner: IngressSessions;
@@ -93,11 +92,6 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
     return this.#participant;
   }
 
-  /** The room's Router, once joined (media goes there). */
-  get router(): types.Router | undefined {
-    return this.#router;
-  }
-
   /**
    * Joins the room (created if absent) as the ingress participant. Any participant holding the
    * same identity — such as the previous session of this ingress — is replaced.
@@ -105,16 +99,19 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
   async joinRoom(): Promise<Participant> {
     // An ended session must not create the room or announce a participant that is already gone.
     if (this.#ended) throw new Error('ingress session ended before joining the room');
-    const claims: Claims = {
-      iss: 'roomgate-ingress',
-      exp: Number.MAX_SAFE_INTEGER,
-      sub: this.info.participantIdentity,
-      name: this.info.participantName,
-      metadata: this.info.participantMetadata,
-      kind: 'ingress',
-      video: { roomJoin: true, room: this.info.roomName, canPublish: true, canSubscribe: false, canPublishData: false },
-    };
-    const { participant, room } = await this.#owner.rooms.join(claims, SERVER_SINK);
+    const { participant, room } = await this.#owner.rooms.join(
+      {
+        room: this.info.roomName,
+        identity: this.info.participantIdentity,
+        name: this.info.participantName,
+        metadata: this.info.participantMetadata,
+        attributes: {},
+        // Publishes media only: no data channel, nothing to receive.
+        permission: new ParticipantPermission({ canPublish: true, canSubscribe: false, canPublishData: false }),
+        kind: ParticipantInfo_Kind.INGRESS,
+      },
+      SERVER_SINK,
+    );
     if (participant.kind !== ParticipantInfo_Kind.INGRESS) this.log.warn('ingress participant has an unexpected kind');
     this.#state.roomId = room.sid;
     if (this.#ended) {
@@ -122,7 +119,6 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
       throw new Error('ingress session ended while joining the room');
     }
     this.#participant = participant;
-    this.#router = room.router;
     // Removed from outside (RemoveParticipant, room deleted, identity taken): the stream ends.
     participant.once('@close', (reason) => {
       if (reason !== 'CLIENT_INITIATED') this.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `participant left: ${reason}`);

@@ -46,9 +46,18 @@ import {
   type DescriptionSection,
   type MediaKind,
 } from '../media/sdp.ts';
-import type { DataPath, Participant, RoomData, SignalSink } from '../sfu/Participant.ts';
+import type { Participant } from '../sfu/Participant.ts';
 import type { RoomImpl } from '../sfu/Room.ts';
-import type { ActiveSpeaker, IceServer, LeaveReason, ServerEventName, ServerEvents } from '../signaling/protocol.ts';
+import type {
+  ActiveSpeaker,
+  DataPath,
+  IceServer,
+  LeaveReason,
+  ParticipantSignalName,
+  ParticipantSignals,
+  RoomData,
+  SignalSink,
+} from '../sfu/ParticipantTypes.ts';
 import { closeReason, type RoomJoiner } from '../signaling/server.ts';
 import { dcepOpen, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
@@ -342,7 +351,7 @@ class LiveKitSession implements SignalSink, DataPath {
     this.#negotiate();
     // Receive capabilities: the router's own, so consumers use the payload types and header
     // extension ids the subscriber offer declares.
-    const caps = room.router.rtpCapabilities;
+    const caps = room.rtpCapabilities;
     participant.ready({
       rtpCapabilities: {
         codecs: caps.codecs ?? [],
@@ -387,17 +396,17 @@ class LiveKitSession implements SignalSink, DataPath {
 
   // ---- SignalSink: room events, as LiveKit responses ------------------------------------------
 
-  send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void {
+  send<K extends ParticipantSignalName>(event: K, data: ParticipantSignals[K]): void {
     if (!this.#started) return; // the join response carries the state as of joining
     switch (event) {
       case 'participantJoined':
       case 'participantUpdated': {
-        const info = ParticipantInfo.fromJson((data as ServerEvents['participantJoined']).participant as never);
+        const info = ParticipantInfo.fromJson((data as ParticipantSignals['participantJoined']).participant as never);
         this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [info] }) });
         return;
       }
       case 'participantLeft': {
-        const d = data as ServerEvents['participantLeft'];
+        const d = data as ParticipantSignals['participantLeft'];
         this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [departedInfo(d.identity, d.sid)] }) });
         return;
       }
@@ -409,11 +418,11 @@ class LiveKitSession implements SignalSink, DataPath {
         return;
       }
       case 'newConsumer':
-        return this.#addConsumer(data as ServerEvents['newConsumer']);
+        return this.#addConsumer(data as ParticipantSignals['newConsumer']);
       case 'consumerClosed':
-        return this.#removeConsumer((data as ServerEvents['consumerClosed']).consumerId);
+        return this.#removeConsumer((data as ParticipantSignals['consumerClosed']).consumerId);
       case 'activeSpeakers': {
-        const list = (data as ServerEvents['activeSpeakers']).speakers;
+        const list = (data as ParticipantSignals['activeSpeakers']).speakers;
         this.#send({ case: 'speakersChanged', value: new SpeakersChanged({ speakers: speakers(list, this.#speakers) }) });
         this.#speakers = list;
         return;
@@ -660,7 +669,7 @@ class LiveKitSession implements SignalSink, DataPath {
 
   // ---- subscriber PeerConnection ------------------------------------------------------------
 
-  #addConsumer(c: ServerEvents['newConsumer']): void {
+  #addConsumer(c: ParticipantSignals['newConsumer']): void {
     const owner = this.#other(c.participantIdentity);
     if (!owner) return;
     const rtp = c.rtpParameters as unknown as types.RtpParameters;
@@ -757,7 +766,7 @@ class LiveKitSession implements SignalSink, DataPath {
   async #openDownstreamData(): Promise<void> {
     const transport = this.#p.recvTransport;
     if (!transport) return;
-    const direct = await this.#room.router.createDirectTransport();
+    const direct = await this.#room.createDataSource();
     const reliable = await direct.produceData({ label: '_reliable' });
     const lossy = await direct.produceData({ label: '_lossy' });
     await transport.consumeData({ dataProducerId: reliable.id, ordered: true });

@@ -6,7 +6,7 @@
 // - downstream, the server opens `_reliable` and `_lossy` on the subscriber PeerConnection itself by
 //   sending a DATA_CHANNEL_OPEN it builds here, which the browser accepts like any peer's.
 import { DataPacket, DataPacket_Kind, UserPacket } from '@livekit/protocol';
-import type { InboundData, RoomData } from '../sfu/Participant.ts';
+import type { InboundData, RoomData } from '../sfu/ParticipantTypes.ts';
 
 /** Largest DataPacket relayed (LiveKit's reliable limit is 15 KiB per message; streams chunk below it). */
 export const MAX_PACKET_BYTES = 64 * 1024;

@@ -28,7 +28,7 @@ import {
   type TrackInfo,
 } from '@livekit/protocol';
 import { ApiError } from '../errors.ts';
-import type { ActiveSpeaker, IceServer, LeaveReason, TrackSourceName } from '../signaling/protocol.ts';
+import type { ActiveSpeaker, IceServer, LeaveReason, TrackSourceName } from '../sfu/ParticipantTypes.ts';
 
 /** LiveKit's client protocol version roomgate speaks (livekit-client 2.x sends 16 or 17). */
 export const LIVEKIT_PROTOCOL = 17;

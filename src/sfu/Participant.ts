@@ -14,69 +14,35 @@ import {
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, invalidArgument, notFound, permissionDenied } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { rtpParametersProblem } from '../media/codecs.ts';
+import { createServerWebRtcTransport } from '../media/webrtcTransport.ts';
 import type { Logger } from '../logger.ts';
-import type { IceServer, LeaveReason, RequestData, ServerEventName, ServerEvents, TrackSourceName } from '../signaling/protocol.ts';
+import { failedPrecondition, invalidArgument, mediasoupCall, notFound, permissionDenied, resourceExhausted } from './errors.ts';
+import type {
+  ConnectTransportRequest,
+  ConsumerRef,
+  CreateTransportRequest,
+  DataPath,
+  LeaveReason,
+  ParticipantEvents,
+  ParticipantJoin,
+  ParticipantSignalName,
+  ParticipantSignals,
+  PreferredLayersRequest,
+  PublishDataRequest,
+  PublishedTrack,
+  PublishTrackRequest,
+  ReadyRequest,
+  SignalSink,
+  TrackRef,
+  TrackSourceName,
+  TransportRef,
+  TransportSettings,
+  UpdateMetadataRequest,
+} from './ParticipantTypes.ts';
 
-/** Where a participant's server messages go: its signaling connection (absent while reconnecting). */
-export interface SignalSink {
-  send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void;
-  close(reason: LeaveReason): void;
-  /** A newer connection resumed this participant's session: end this one without leaving. */
-  superseded(): void;
-}
-
-/** A data message the room delivers to one participant. */
-export interface RoomData {
-  /** The user payload; absent for a LiveKit-only packet (chat, streams, RPC) that only LiveKit clients read. */
-  payload?: Uint8Array;
-  topic?: string;
-  /** Sender identity and sid; absent for RoomService SendData and hidden senders. */
-  from?: string;
-  fromSid?: string;
-  reliable: boolean;
-  /** The sender's LiveKit DataPacket when it came from a LiveKit client, for LiveKit recipients. */
-  packet?: Uint8Array;
-}
-
-/** What a participant's own data channel message asks the room to deliver. */
-export interface InboundData extends Omit<RoomData, 'from' | 'fromSid'> {
-  destinations: string[];
-}
-
-/**
- * A participant whose client frames data in its own protocol (LiveKit clients): the room reads its
- * messages through `read` and hands it messages through `deliver` instead of opening the roomgate
- * data channel towards it.
- */
-export interface DataPath {
-  read(message: Buffer): InboundData | undefined;
-  deliver(message: RoomData): void;
-}
-
-export interface TransportSettings {
-  listenIp: string;
-  announcedIp?: string;
-  iceServers: (identity: string) => IceServer[];
-}
-
-export interface PublishedTrack {
-  readonly info: TrackInfo;
-  readonly producer: types.Producer;
-  readonly ownerIdentity: string;
-}
-
-export type ParticipantEvents = {
-  '@trackpublished': [track: PublishedTrack];
-  '@trackunpublished': [track: PublishedTrack];
-  '@trackmuted': [track: PublishedTrack];
-  '@updated': [];
-  '@ready': [];
-  '@dataproducer': [dataProducer: types.DataProducer];
-  '@close': [reason: LeaveReason];
-};
+export type { DataPath, InboundData, PublishedTrack, RoomData, SignalSink, TransportSettings } from './ParticipantTypes.ts';
 
 export const SOURCE_BY_NAME: Record<TrackSourceName, TrackSource> = {
   camera: TrackSource.CAMERA,
@@ -95,14 +61,7 @@ export function sourceNames(sources: TrackSource[]): TrackSourceName[] {
   return (Object.keys(SOURCE_BY_NAME) as TrackSourceName[]).filter((n) => sources.includes(SOURCE_BY_NAME[n]));
 }
 
-export interface ParticipantInit {
-  identity: string;
-  name: string;
-  metadata: string;
-  attributes: Record<string, string>;
-  permission: ParticipantPermission;
-  /** LiveKit's participant kind: STANDARD, or INGRESS/EGRESS/AGENT for server-side participants. */
-  kind?: ParticipantInfo_Kind;
+export interface ParticipantInit extends ParticipantJoin {
   router: types.Router;
   transport: TransportSettings;
   log: Logger;
@@ -128,8 +87,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly #consumers = new Map<string, types.Consumer>();
   readonly #dataConsumers: types.DataConsumer[] = [];
   /** What the client was told about each consumer / data channel, re-sent on a resumed session. */
-  readonly #consumerOffers = new Map<string, ServerEvents['newConsumer']>();
-  readonly #dataOffers: ServerEvents['newDataConsumer'][] = [];
+  readonly #consumerOffers = new Map<string, ParticipantSignals['newConsumer']>();
+  readonly #dataOffers: ParticipantSignals['newDataConsumer'][] = [];
   /** Track sids with a consume in flight, so two triggers cannot create two consumers. */
   readonly #subscribing = new Set<string>();
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -216,29 +175,29 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   /** For a resumed session's `joined`: the consumers and data channels held for this participant. */
-  offers(): { consumers: ServerEvents['newConsumer'][]; dataConsumers: ServerEvents['newDataConsumer'][] } {
+  offers(): { consumers: ParticipantSignals['newConsumer'][]; dataConsumers: ParticipantSignals['newDataConsumer'][] } {
     return { consumers: [...this.#consumerOffers.values()], dataConsumers: [...this.#dataOffers] };
   }
 
-  send<K extends ServerEventName>(event: K, data: ServerEvents[K]): void {
+  send<K extends ParticipantSignalName>(event: K, data: ParticipantSignals[K]): void {
     this.#sink?.send(event, data);
   }
 
   // ---- requests from the participant's own connection ---------------------------------------
 
-  ready(data: RequestData<'ready'>): void {
+  ready(data: ReadyRequest): void {
     this.#rtpCapabilities = data.rtpCapabilities as types.RtpCapabilities;
     this.safeEmit('@ready');
   }
 
-  async createTransport({ direction }: RequestData<'createTransport'>) {
+  async createTransport({ direction }: CreateTransportRequest) {
     if (direction === 'send' && !this.#permission.canPublish && !this.#permission.canPublishData) {
       throw permissionDenied('this participant may not publish (canPublish and canPublishData are false)');
     }
     if (direction === 'recv' && [...this.#transports.values()].some((t) => t.appData.direction === 'recv')) {
-      throw new ApiError('failed_precondition', 'a receive transport already exists');
+      throw failedPrecondition('a receive transport already exists');
     }
-    if (this.#transports.size >= 4) throw new ApiError('resource_exhausted', 'at most 4 transports per participant');
+    if (this.#transports.size >= 4) throw resourceExhausted('at most 4 transports per participant');
     const transport = await this.#router.createWebRtcTransport({
       listenIps: [{ ip: this.#settings.listenIp, ...(this.#settings.announcedIp ? { announcedIp: this.#settings.announcedIp } : {}) }],
       enableUdp: true,
@@ -251,7 +210,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     });
     if (this.#closed) {
       transport.close(); // replaced or removed while mediasoup worked
-      throw new ApiError('failed_precondition', 'participant has left');
+      throw failedPrecondition('participant has left');
     }
     this.#transports.set(transport.id, transport);
     transport.on('dtlsstatechange', (state) => {
@@ -276,13 +235,27 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   /**
-   * Hands a server-side send transport (an ingress PlainTransport, a WHIP WebRtcTransport) to this
-   * participant: publishTrack accepts its id, and it closes with the participant.
+   * A send transport the server opens for this participant (an ingress PlainTransport fed by the
+   * local FFmpeg, which sends RTP and RTCP on their own ports): publishTrack accepts its id, and it
+   * closes with the participant.
    */
-  adoptSendTransport(transport: types.Transport): void {
+  async openPlainSend(listenIp: string): Promise<types.PlainTransport> {
+    const transport = await this.#router.createPlainTransport({ listenIp: { ip: listenIp }, rtcpMux: false, comedia: true });
+    this.#adoptSendTransport(transport);
+    return transport;
+  }
+
+  /** The same for a WHIP publisher: a WebRtcTransport whose DTLS and ICE the WHIP edge completes. */
+  async openWebRtcSend(appData: Record<string, unknown>): Promise<types.WebRtcTransport> {
+    const transport = await createServerWebRtcTransport(this.#router, this.#settings, appData);
+    this.#adoptSendTransport(transport);
+    return transport;
+  }
+
+  #adoptSendTransport(transport: types.Transport): void {
     if (this.#closed) {
       transport.close();
-      throw new ApiError('failed_precondition', 'participant has left');
+      throw failedPrecondition('participant has left');
     }
     transport.appData.direction = 'send';
     this.#serverTransports.set(transport.id, transport);
@@ -293,11 +266,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
   }
 
-  async connectTransport({ transportId, dtlsParameters }: RequestData<'connectTransport'>): Promise<void> {
+  async connectTransport({ transportId, dtlsParameters }: ConnectTransportRequest): Promise<void> {
     await mediasoupCall(() => this.#transport(transportId).connect({ dtlsParameters: dtlsParameters as unknown as types.DtlsParameters }));
   }
 
-  async restartIce({ transportId }: RequestData<'restartIce'>) {
+  async restartIce({ transportId }: TransportRef) {
     return { iceParameters: await this.#transport(transportId).restartIce() };
   }
 
@@ -305,7 +278,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    * `given` carries what a LiveKit client settled before its offer: the sid it was promised in
    * track_published, and its simulcast layers for TrackInfo.
    */
-  async publishTrack(req: RequestData<'publishTrack'>, given: { sid?: string; layers?: VideoLayer[] } = {}): Promise<{ trackSid: string }> {
+  async publishTrack(req: PublishTrackRequest, given: { sid?: string; layers?: VideoLayer[] } = {}): Promise<{ trackSid: string }> {
     this.checkPublish(req.source, req.kind);
     const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
     if (transport.appData.direction !== 'send') throw invalidArgument('tracks are published on a send transport');
@@ -351,11 +324,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     }
     if (SOURCE_KIND[source] !== kind) throw invalidArgument(`source '${source}' must be a ${SOURCE_KIND[source]} track`);
     if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[source])) {
-      throw new ApiError('failed_precondition', `a '${source}' track is already published; unpublish it first`);
+      throw failedPrecondition(`a '${source}' track is already published; unpublish it first`);
     }
   }
 
-  unpublishTrack({ trackSid }: RequestData<'unpublishTrack'>): void {
+  unpublishTrack({ trackSid }: TrackRef): void {
     const track = this.#tracks.get(trackSid);
     if (!track) throw notFound(`track '${trackSid}' is not published by '${this.identity}'`);
     track.producer.close(); // the producer's close observer unpublishes it
@@ -373,7 +346,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return track.info.clone();
   }
 
-  async publishData(req: RequestData<'publishData'>) {
+  async publishData(req: PublishDataRequest) {
     if (!this.#permission.canPublishData) throw permissionDenied('this participant may not send data (canPublishData is false)');
     const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
     if (transport.appData.direction !== 'send') throw invalidArgument('data is published on a send transport');
@@ -389,7 +362,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return { id: dataProducer.id };
   }
 
-  updateMetadata(req: RequestData<'updateMetadata'>): void {
+  updateMetadata(req: UpdateMetadataRequest): void {
     if (!this.#permission.canUpdateMetadata) {
       throw permissionDenied('this participant may not update its own metadata, name or attributes (canUpdateOwnMetadata is false)');
     }
@@ -433,19 +406,19 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return c;
   }
 
-  async resumeConsumer({ consumerId }: RequestData<'resumeConsumer'>): Promise<void> {
+  async resumeConsumer({ consumerId }: ConsumerRef): Promise<void> {
     const c = this.#consumer(consumerId);
     await c.resume();
     if (c.kind === 'video') await c.requestKeyFrame().catch(() => undefined);
   }
 
-  async pauseConsumer({ consumerId }: RequestData<'pauseConsumer'>): Promise<void> {
+  async pauseConsumer({ consumerId }: ConsumerRef): Promise<void> {
     await this.#consumer(consumerId).pause();
   }
 
-  async setPreferredLayers({ consumerId, spatialLayer, temporalLayer }: RequestData<'setPreferredLayers'>): Promise<void> {
+  async setPreferredLayers({ consumerId, spatialLayer, temporalLayer }: PreferredLayersRequest): Promise<void> {
     const c = this.#consumer(consumerId);
-    if (c.type !== 'simulcast' && c.type !== 'svc') throw new ApiError('failed_precondition', 'this consumer has no layers');
+    if (c.type !== 'simulcast' && c.type !== 'svc') throw failedPrecondition('this consumer has no layers');
     await c.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
   }
 
@@ -480,7 +453,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     const gone = () => this.#closeConsumer(consumer);
     consumer.on('producerclose', gone);
     consumer.on('transportclose', gone);
-    const offer: ServerEvents['newConsumer'] = {
+    const offer: ParticipantSignals['newConsumer'] = {
       consumerId: consumer.id,
       producerId: track.producer.id,
       trackSid: sid,
@@ -510,7 +483,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       return;
     }
     this.#dataConsumers.push(dc);
-    const offer: ServerEvents['newDataConsumer'] = {
+    const offer: ParticipantSignals['newDataConsumer'] = {
       id: dc.id,
       dataProducerId: relayProducer.id,
       sctpStreamParameters: dc.sctpStreamParameters as unknown as Record<string, unknown>,
@@ -537,20 +510,5 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#consumers.clear();
     sink?.close(reason);
     this.safeEmit('@close', reason);
-  }
-}
-
-/** mediasoup rejects bad parameters with TypeError / UnsupportedError: the caller's fault, said precisely. */
-async function mediasoupCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    const e = err as Error;
-    if (e.name === 'TypeError' || e.name === 'UnsupportedError') throw invalidArgument(e.message);
-    if (e.name === 'InvalidStateError') throw new ApiError('failed_precondition', e.message);
-    // The worker validates too and answers with a plain Error naming the problem.
-    if (/invalid|missing|wrong|not supported|unknown|already/i.test(e.message)) throw invalidArgument(e.message);
-    throw err;
   }
 }

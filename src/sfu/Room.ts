@@ -1,36 +1,32 @@
 // A live room: one mediasoup Router, its participants, who receives whose tracks, the data relay
 // and active-speaker detection. close() is idempotent and takes everything the room owns with it
 // in one cascade (participants → transports → producers/consumers/data channels → router).
-import { ParticipantInfo_Kind, type ParticipantPermission } from '@livekit/protocol';
+import { ParticipantInfo_Kind } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, participantNotFound } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { decodeData, encodeData } from '../signaling/dataEnvelope.ts';
-import type { ActiveSpeaker } from '../signaling/protocol.ts';
-import { Participant, type ParticipantInit, type PublishedTrack, type SignalSink, type TransportSettings } from './Participant.ts';
+import { openRtpSend, type RtpSend } from '../media/rtpSend.ts';
+import { createServerWebRtcTransport } from '../media/webrtcTransport.ts';
+import { failedPrecondition, invalidArgument, participantNotFound, resourceExhausted } from './errors.ts';
+import { Participant, type ParticipantInit } from './Participant.ts';
+import type { ActiveSpeaker, ParticipantJoin, PublishedTrack, SignalSink, TransportSettings } from './ParticipantTypes.ts';
 import {
   LEAVE_REASON_FOR_CLOSE,
   type ParticipantInfo,
+  type RelayCodec,
   type RoomCloseReason,
   type RoomEvents,
   type RoomInfo,
   type RoomMedia,
+  type Viewer,
 } from './RoomTypes.ts';
-
-export interface JoinRequest {
-  identity: string;
-  name: string;
-  metadata: string;
-  attributes: Record<string, string>;
-  permission: ParticipantPermission;
-  kind?: ParticipantInfo_Kind;
-}
 
 export class RoomImpl extends TypedEmitter<RoomEvents> {
   readonly #info: RoomInfo;
   readonly #media: RoomMedia;
   readonly #transport: TransportSettings;
+  readonly #codec: RelayCodec;
+  readonly #viewerRouter: (mediaCodecs: types.RtpCodecCapability[]) => Promise<types.Router>;
   readonly #log: Logger;
   readonly #participants = new Map<string, Participant>();
   /** identity → the server's data producer feeding that participant's data channel. */
@@ -38,11 +34,28 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   #speakers: ActiveSpeaker[] = [];
   #closed = false;
 
-  constructor({ info, media, transport, log }: { info: RoomInfo; media: RoomMedia; transport: TransportSettings; log: Logger }) {
+  constructor({
+    info,
+    media,
+    transport,
+    codec,
+    viewerRouter,
+    log,
+  }: {
+    info: RoomInfo;
+    media: RoomMedia;
+    transport: TransportSettings;
+    codec: RelayCodec;
+    /** A Router for one viewer (on any worker), with the viewer's codecs. */
+    viewerRouter: (mediaCodecs: types.RtpCodecCapability[]) => Promise<types.Router>;
+    log: Logger;
+  }) {
     super();
     this.#info = info.clone();
     this.#media = media;
     this.#transport = transport;
+    this.#codec = codec;
+    this.#viewerRouter = viewerRouter;
     this.#log = log.child({ room: info.name, sid: info.sid });
     // The worker died under us: the room cannot carry media any more, so it ends rather than lingering.
     media.router.on('workerclose', () => this.close('worker_died'));
@@ -63,8 +76,59 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     return this.#closed;
   }
 
-  get router(): types.Router {
+  /** For tests and benchmarks that tap media themselves; the gateway's edges use the operations below. */
+  get routerForTesting(): types.Router {
     return this.#media.router;
+  }
+
+  /** What the room's Router can receive and send: a client's device loads it before its first transport. */
+  get rtpCapabilities(): types.RtpCapabilities {
+    return this.#media.router.rtpCapabilities;
+  }
+
+  // ---- server-side media (the edges' way in: none of them holds the room's Router) -------------
+
+  /**
+   * A paused PlainTransport consumer sending `track`'s RTP to a local receiver (an egress worker's
+   * FFmpeg). The caller closes it when done; the room closing closes it too.
+   */
+  openTap(track: Pick<PublishedTrack, 'producer'>, listenIp: string): Promise<RtpSend> {
+    return openRtpSend(this.#media.router, track.producer, listenIp);
+  }
+
+  /**
+   * Opens a viewer (WHEP): a Router with `mediaCodecs`, so its consumers send the payload types the
+   * viewer offered, and a WebRtcTransport on it. Codecs that cannot share a Router are the caller's
+   * invalid_argument; nothing is left open when this throws.
+   */
+  async openViewer(mediaCodecs: types.RtpCodecCapability[], appData: Record<string, unknown>): Promise<Viewer> {
+    let router: types.Router;
+    try {
+      router = await this.#viewerRouter(mediaCodecs);
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+    let transport: types.WebRtcTransport;
+    try {
+      transport = await createServerWebRtcTransport(router, this.#transport, appData);
+    } catch (err) {
+      router.close();
+      throw err;
+    }
+    transport.observer.once('close', () => router.close());
+    const source = this.#media.router;
+    return {
+      transport,
+      async consume(track, rtpCapabilities) {
+        await source.pipeToRouter({ producerId: track.producer.id, router });
+        return transport.consume({ producerId: track.producer.id, rtpCapabilities, paused: false });
+      },
+    };
+  }
+
+  /** A DirectTransport of the room's own, for an edge that frames data channels itself (LiveKit's DCEP). */
+  createDataSource(): Promise<types.DirectTransport> {
+    return this.#media.router.createDirectTransport();
   }
 
   get participantCount(): number {
@@ -123,14 +187,14 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
    * Hidden participants, recorders and dependent participants (agents, egress) do not count towards
    * max_participants: an agent dispatched to a full room still joins, as in LiveKit.
    */
-  join(req: JoinRequest, sink: SignalSink): Participant {
-    if (this.#closed) throw new ApiError('failed_precondition', `room '${this.name}' is closed`);
+  join(req: ParticipantJoin, sink: SignalSink): Participant {
+    if (this.#closed) throw failedPrecondition(`room '${this.name}' is closed`);
     const existing = this.#participants.get(req.identity);
     const counts = (p: { hidden: boolean; recorder: boolean; kind: ParticipantInfo_Kind | undefined }) => !p.hidden && !p.recorder && !isDependent(p.kind);
     const counted = [...this.#participants.values()].filter((p) => counts(p) && p !== existing).length;
     const max = this.#info.maxParticipants;
     if (max > 0 && counts({ hidden: req.permission.hidden, recorder: req.permission.recorder, kind: req.kind }) && counted >= max) {
-      throw new ApiError('resource_exhausted', `room '${this.name}' is full (max_participants ${max})`);
+      throw resourceExhausted(`room '${this.name}' is full (max_participants ${max})`);
     }
     existing?.close('DUPLICATE_IDENTITY');
 
@@ -202,7 +266,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     // A participant with its own data path gets data through it, not the relay channel.
     if (p.recvTransport && !p.dataPath && !this.#relays.has(p.identity)) {
       try {
-        const relay = await this.#media.dataRelay.produceData({ label: 'roomgate', protocol: 'roomgate-data-v1' });
+        const relay = await this.#media.dataRelay.produceData({ label: this.#codec.label, protocol: this.#codec.protocol });
         if (p.closed || this.#relays.has(p.identity)) {
           relay.close();
           return;
@@ -236,10 +300,10 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
         this.deliver(data.payload, data.topic, destinations, p.identity, !p.hidden, { reliable: data.reliable, ...(data.packet ? { packet: data.packet } : {}), fromSid: p.sid });
         return;
       }
-      const decoded = decodeData(message);
-      if (!decoded) return; // not an envelope: dropped, like any malformed input
+      const decoded = this.#codec.decode(message);
+      if (!decoded) return; // not a frame of the relay's protocol: dropped, like any malformed input
       // A hidden sender stays anonymous; its own echo is still skipped by identity.
-      this.deliver(decoded.payload, decoded.header.topic, decoded.header.destinationIdentities ?? [], p.identity, !p.hidden);
+      this.deliver(decoded.payload, decoded.topic, decoded.destinations, p.identity, !p.hidden);
     });
   }
 
@@ -255,7 +319,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     showSender = true,
     extra: { reliable?: boolean; packet?: Uint8Array; fromSid?: string } = {},
   ): number {
-    const frame = payload ? encodeData({ ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }, payload) : undefined;
+    const frame = payload ? this.#codec.encode({ payload, ...(topic ? { topic } : {}), ...(from && showSender ? { from } : {}) }) : undefined;
     let count = 0;
     for (const p of this.#participants.values()) {
       const identity = p.identity;

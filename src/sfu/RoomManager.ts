@@ -1,17 +1,16 @@
 // Rooms hosted by this node: the registry in Redis (source of truth, survives restarts) and the live
 // Room objects with their mediasoup Routers. The Twirp layer talks to it through a narrow interface.
-import { ParticipantInfo_Kind, ParticipantPermission, Room as RoomInfo, TrackSource, type ParticipantInfo, type RoomEgress, type TrackInfo } from '@livekit/protocol';
+import { Room as RoomInfo, type ParticipantInfo, type ParticipantPermission, type RoomEgress, type TrackInfo } from '@livekit/protocol';
 import { KeyedQueue } from '../async.ts';
-import { roomConfiguration, type Claims } from '../auth/grants.ts';
 import { TypedEmitter } from '../emitter.ts';
-import { ApiError, invalidArgument, participantNotFound, permissionDenied, roomNotFound, unavailable } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { RoomStore } from '../store/RoomStore.ts';
-import { SOURCE_BY_NAME, type Participant, type SignalSink, type TransportSettings } from './Participant.ts';
+import { invalidArgument, participantNotFound, roomNotFound, SfuError, unavailable } from './errors.ts';
+import type { Participant } from './Participant.ts';
+import type { SignalSink, TransportSettings } from './ParticipantTypes.ts';
 import { isDependent, RoomImpl } from './Room.ts';
-import type { AutoEgress, RoomCloseReason } from './RoomTypes.ts';
-import { TRACK_SOURCES, type TrackSourceName } from '../signaling/protocol.ts';
+import type { AutoEgress, JoinRequest, RelayCodec, ResumeRequest, RoomCloseReason } from './RoomTypes.ts';
 import type { WorkerPool } from './WorkerPool.ts';
 
 export interface RoomDefaults {
@@ -45,40 +44,6 @@ export type RoomManagerEvents = {
   trackpublished: [room: RoomInfo, participant: ParticipantInfo, track: TrackInfo];
   trackunpublished: [room: RoomInfo, participant: ParticipantInfo, track: TrackInfo];
 };
-
-/**
- * The grants of a join token as a ParticipantPermission, with LiveKit's defaults: publish and
- * subscribe when absent, data follows canPublish. Source names match case-insensitively; an
- * unknown one stays in the list as UNKNOWN, so the list never widens to "everything".
- */
-export function permissionFromClaims(claims: Claims): ParticipantPermission {
-  const v = claims.video ?? {};
-  const sources = (v.canPublishSources ?? []).map((s) => {
-    const name = s.toLowerCase();
-    return (TRACK_SOURCES as readonly string[]).includes(name) ? SOURCE_BY_NAME[name as TrackSourceName] : TrackSource.UNKNOWN;
-  });
-  return new ParticipantPermission({
-    canSubscribe: v.canSubscribe ?? true,
-    canPublish: v.canPublish ?? true,
-    canPublishData: v.canPublishData ?? v.canPublish ?? true,
-    canPublishSources: sources,
-    hidden: v.hidden ?? false,
-    recorder: v.recorder ?? false,
-    canUpdateMetadata: v.canUpdateOwnMetadata ?? false,
-  });
-}
-
-const KINDS: Record<string, ParticipantInfo_Kind> = {
-  ingress: ParticipantInfo_Kind.INGRESS,
-  egress: ParticipantInfo_Kind.EGRESS,
-  sip: ParticipantInfo_Kind.SIP,
-  agent: ParticipantInfo_Kind.AGENT,
-};
-
-/** The token's `kind` claim ("ingress", "agent", …) as LiveKit's enum; anything else is STANDARD. */
-function participantKind(kind: string | undefined): ParticipantInfo_Kind {
-  return (kind && KINDS[kind.toLowerCase()]) || ParticipantInfo_Kind.STANDARD;
-}
 
 /** Longest empty/departure timeout a request may ask for: a week, as the room.* settings allow. */
 export const MAX_ROOM_TIMEOUT_S = 7 * 24 * 3600;
@@ -114,6 +79,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   #closed = false;
 
   readonly #transport: TransportSettings;
+  readonly #codec: RelayCodec;
   readonly #autoEgress: AutoEgress | undefined;
 
   constructor(opts: {
@@ -122,12 +88,15 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
     node: string;
     defaults: RoomDefaults;
     transport: TransportSettings;
+    /** How the rooms' data channel frames messages for participants without their own DataPath. */
+    codec: RelayCodec;
     /** Without it, a room that asks for auto egress is refused (unimplemented). */
     autoEgress?: AutoEgress;
     log: Logger;
   }) {
     super();
     this.#transport = opts.transport;
+    this.#codec = opts.codec;
     this.#autoEgress = opts.autoEgress;
     this.#store = opts.store;
     this.#pool = opts.pool;
@@ -187,7 +156,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
 
   async #prepareEgress(info: RoomInfo, egress: RoomEgress | undefined): Promise<(() => Promise<void>) | undefined> {
     if (!egress || (!egress.room && !egress.participant && !egress.tracks)) return undefined;
-    if (!this.#autoEgress) throw new ApiError('unimplemented', 'egress: this gateway has no egress service for auto egress', { argument: 'egress' });
+    if (!this.#autoEgress) throw new SfuError('unimplemented', 'egress: this gateway has no egress service for auto egress', 'egress');
     return this.#autoEgress.prepare(info, egress);
   }
 
@@ -320,12 +289,12 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   }
 
   /** A dropped connection comes back: same identity, session still held. */
-  resume(claims: Claims, sink: SignalSink): { room: RoomImpl; participant: Participant } | undefined {
-    const live = claims.video?.room ? this.#rooms.get(claims.video.room) : undefined;
-    if (!live || !claims.sub || !claims.video?.roomJoin) return undefined;
+  resume(req: ResumeRequest, sink: SignalSink): { room: RoomImpl; participant: Participant } | undefined {
+    const live = req.room ? this.#rooms.get(req.room) : undefined;
+    if (!live || !req.identity) return undefined;
     let participant: Participant;
     try {
-      participant = live.participant(claims.sub);
+      participant = live.participant(req.identity);
     } catch {
       return undefined;
     }
@@ -335,57 +304,31 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
   }
 
   /**
-   * A participant joins over signaling: the token's room is created if absent (LiveKit's
-   * auto-create), then the participant is added. Returns the participant and its room.
+   * A participant joins: the room is created if absent (LiveKit's auto-create) with the request's
+   * room settings, then the participant is added. Returns the participant and its room.
    */
-  join(claims: Claims, sink: SignalSink): Promise<{ room: RoomImpl; participant: Participant }> {
-    const name = claims.video?.room;
-    const identity = claims.sub;
-    if (!claims.video?.roomJoin) throw permissionDenied('the roomJoin grant is required to join a room');
-    if (!name) throw invalidArgument('the join token names no room');
-    if (!identity) throw invalidArgument('the join token has no identity (sub)');
+  join(req: JoinRequest, sink: SignalSink): Promise<{ room: RoomImpl; participant: Participant }> {
+    const { room: name, roomSettings, ...who } = req;
+    if (!name) throw invalidArgument('a join names no room', 'room');
+    if (!who.identity) throw invalidArgument('a join has no identity', 'identity');
     return this.#serial(name, async () => {
       let live = this.#rooms.get(name);
       if (!live) {
-        // The token's roomConfig sets up a room this join creates, auto egress included; a bad
-        // egress config refuses the join, as it refuses CreateRoom.
-        const config = this.#roomConfig(claims);
-        const info = this.#newRoomInfo({
-          name,
-          ...(config ? { emptyTimeout: config.emptyTimeout, departureTimeout: config.departureTimeout, maxParticipants: config.maxParticipants, metadata: config.metadata } : {}),
-        });
-        const startEgress = await this.#prepareEgress(info, config?.egress);
+        // The settings set up a room this join creates, auto egress included; a bad egress config
+        // refuses the join, as it refuses CreateRoom.
+        const info = this.#newRoomInfo({ name, ...roomSettings });
+        const startEgress = await this.#prepareEgress(info, roomSettings?.egress);
         const stored = await this.#store.createIfAbsent({ room: info, node: this.#node });
         if (stored.node !== this.#node) throw unavailable(`room '${name}' is hosted by node ${stored.node}`);
         live = this.#rooms.get(name) ?? (await this.#activate(stored.room));
         if (stored.created) await this.#started(live, startEgress);
       }
-      const participant = live.join(
-        {
-          identity,
-          name: claims.name ?? '',
-          metadata: claims.metadata ?? '',
-          attributes: claims.attributes ?? {},
-          permission: permissionFromClaims(claims),
-          kind: participantKind(claims.kind),
-        },
-        sink,
-      );
+      const participant = live.join(who, sink);
       // Only a participant that keeps the room alive stops its empty/departure timer: an agent that
       // joins an otherwise empty room must not hold it open (LiveKit's dependent participants).
       if (!isDependent(participant.kind)) this.#clearTimer(name);
       return { room: live, participant };
     });
-  }
-
-  /** An unreadable roomConfig is ignored (as the agent dispatcher ignores it), not fatal to the join. */
-  #roomConfig(claims: Claims): ReturnType<typeof roomConfiguration> {
-    try {
-      return roomConfiguration(claims);
-    } catch (err) {
-      this.#log.warn({ room: claims.video?.room, err: (err as Error).message }, 'ignoring unreadable roomConfig in join token');
-      return undefined;
-    }
   }
 
   async #activate(info: RoomInfo): Promise<RoomImpl> {
@@ -395,7 +338,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       router = await this.#pool.createRouter({ room: info.name });
     } catch (err) {
       this.#log.error({ room: info.name, err: (err as Error).message }, 'could not create a router for the room');
-      throw new ApiError('unavailable', `no media worker available for room '${info.name}'`);
+      throw unavailable(`no media worker available for room '${info.name}'`);
     }
     let room: RoomImpl;
     try {
@@ -403,7 +346,14 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
       // 250 ms (mediasoup's least; LiveKit uses 400): the active speaker, and the composite's
       // speaker layout with it, follows a new voice about 0.15 s sooner.
       const audioLevels = await router.createAudioLevelObserver({ maxEntries: 5, threshold: -60, interval: 250 });
-      room = new RoomImpl({ info, media: { router, dataRelay, audioLevels }, transport: this.#transport, log: this.#log });
+      room = new RoomImpl({
+        info,
+        media: { router, dataRelay, audioLevels },
+        transport: this.#transport,
+        codec: this.#codec,
+        viewerRouter: (mediaCodecs) => this.#pool.createRouter({ whep: true }, mediaCodecs),
+        log: this.#log,
+      });
     } catch (err) {
       router.close();
       throw err;

@@ -1,9 +1,9 @@
 import type { Room as RoomInfo, ParticipantInfo, RoomEgress, TrackInfo } from '@livekit/protocol';
 import type { types } from 'mediasoup';
-import type { LeaveReason } from '../signaling/protocol.ts';
 import type { Participant } from './Participant.ts';
+import type { ActiveSpeaker, LeaveReason, ParticipantJoin, PublishedTrack } from './ParticipantTypes.ts';
 
-export type { RoomInfo, ParticipantInfo, TrackInfo };
+export type { RoomInfo, ParticipantInfo, TrackInfo, ActiveSpeaker };
 
 /** Why a room closed; carried into logs and participant leave reasons. */
 export type RoomCloseReason = 'deleted' | 'empty_timeout' | 'departure_timeout' | 'shutdown' | 'worker_died';
@@ -24,6 +24,56 @@ export type RoomEvents = {
   '@trackpublished': [participant: Participant, track: TrackInfo];
   '@trackunpublished': [participant: Participant, track: TrackInfo];
 };
+
+/**
+ * The settings of a room a join creates (LiveKit's token roomConfig): read from the token by the
+ * caller, used only when the room does not exist yet. 0 and absent take the configured defaults.
+ */
+export interface NewRoomSettings {
+  emptyTimeout?: number | undefined;
+  departureTimeout?: number | undefined;
+  maxParticipants?: number | undefined;
+  metadata?: string | undefined;
+  egress?: RoomEgress | undefined;
+}
+
+/** A participant joining a room by name: the room is created if absent (LiveKit's auto-create). */
+export interface JoinRequest extends ParticipantJoin {
+  room: string;
+  roomSettings?: NewRoomSettings | undefined;
+}
+
+/** A dropped connection comes back to the session the room still holds. */
+export interface ResumeRequest {
+  room: string;
+  identity: string;
+}
+
+/**
+ * The framing of the room's own data channel towards participants without a DataPath (the
+ * roomgate protocol's envelope, src/signaling/dataEnvelope.ts): the room relays bytes, topic and
+ * destinations, and the edge that speaks the wire says how they are framed.
+ */
+export interface RelayCodec {
+  /** The channel's SCTP label and sub-protocol, as the client expects them. */
+  readonly label: string;
+  readonly protocol: string;
+  /** A participant's own message; undefined drops it (not a frame of this protocol). */
+  decode(message: Uint8Array): { payload: Uint8Array; topic?: string | undefined; destinations: string[] } | undefined;
+  /** One message for the channel; `from` is absent for server messages and hidden senders. */
+  encode(message: { payload: Uint8Array; topic?: string | undefined; from?: string | undefined }): Uint8Array;
+}
+
+/**
+ * A viewer outside the room (a WHEP player): a Router of its own, with the payload types it asked
+ * for, on any worker, fed from the room's; one WebRtcTransport on it whose DTLS and ICE the edge
+ * completes. Closing the transport closes the viewer's Router.
+ */
+export interface Viewer {
+  readonly transport: types.WebRtcTransport;
+  /** Pipes `track` from the room to the viewer's Router and consumes it there, unpaused. */
+  consume(track: Pick<PublishedTrack, 'producer'>, rtpCapabilities: types.RtpCapabilities): Promise<types.Consumer>;
+}
 
 export interface RoomMedia {
   router: types.Router;

@@ -2,7 +2,7 @@
 // `use-auth-secret` scheme (the TURN REST API draft): username `expiry:identity`,
 // password base64(HMAC-SHA1(secret, username)). coturn checks both without a user database.
 import { createHmac } from 'node:crypto';
-import type { IceServer } from './protocol.ts';
+import type { IceServer } from '../sfu/ParticipantTypes.ts';
 
 export interface IceConfig {
   stunUrls: string[];

@@ -10,6 +10,12 @@
 // capabilities, DTLS/ICE/SCTP parameters) are mediasoup's objects, passed through untouched;
 // participant, track and room descriptions are LiveKit's ParticipantInfo / TrackInfo / Room JSON.
 import { z } from 'zod';
+import { TRACK_SOURCES } from '../sfu/ParticipantTypes.ts';
+import type { ActiveSpeaker, IceServer, Json, LeaveReason, ParticipantSignals } from '../sfu/ParticipantTypes.ts';
+
+// The sfu's own vocabulary, whose JSON is this protocol's: one definition for both.
+export { TRACK_SOURCES };
+export type { ActiveSpeaker, IceServer, Json, LeaveReason, TrackSourceName } from '../sfu/ParticipantTypes.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Largest request frame accepted; larger ones get an error response, the socket stays open. */
@@ -18,8 +24,6 @@ export const MAX_REQUEST_BYTES = 64 * 1024;
 const id = z.string().min(1).max(128);
 /** mediasoup parameter objects: shape-checked here, fully validated by mediasoup itself. */
 const params = z.record(z.string(), z.unknown());
-export const TRACK_SOURCES = ['camera', 'microphone', 'screen_share', 'screen_share_audio'] as const;
-export type TrackSourceName = (typeof TRACK_SOURCES)[number];
 
 export const requestSchemas = {
   /** Client's receive capabilities; server starts subscribing it to tracks after this. */
@@ -85,27 +89,8 @@ export type ErrorCode =
   | 'unavailable'
   | 'internal';
 
-/** JSON objects as produced by @livekit/protocol's toJson(). */
-export type Json = Record<string, unknown>;
-
-export type LeaveReason =
-  | 'CLIENT_INITIATED'
-  | 'DUPLICATE_IDENTITY'
-  | 'PARTICIPANT_REMOVED'
-  | 'ROOM_DELETED'
-  | 'ROOM_CLOSED'
-  | 'SERVER_SHUTDOWN'
-  | 'CONNECTION_LOST'
-  | 'JOIN_FAILURE';
-
-export interface ActiveSpeaker {
-  identity: string;
-  sid: string;
-  /** 0 (silence) to 1 (full scale). */
-  level: number;
-}
-
-export interface ServerEvents {
+/** Pushed events: the sfu's participant signals, plus the join answer and the leave notice. */
+export interface ServerEvents extends ParticipantSignals {
   joined: {
     protocolVersion: number;
     room: Json;
@@ -122,37 +107,10 @@ export interface ServerEvents {
     /** True when this connection resumed a session the server still held. */
     resumed: boolean;
   };
-  participantJoined: { participant: Json };
-  participantUpdated: { participant: Json };
-  participantLeft: { identity: string; sid: string };
-  trackPublished: { participantIdentity: string; track: Json };
-  trackUnpublished: { participantIdentity: string; trackSid: string };
-  trackMuted: { participantIdentity: string; trackSid: string; muted: boolean };
-  newConsumer: {
-    consumerId: string;
-    producerId: string;
-    trackSid: string;
-    participantIdentity: string;
-    kind: 'audio' | 'video';
-    rtpParameters: Json;
-    producerPaused: boolean;
-  };
-  consumerClosed: { consumerId: string; trackSid: string };
-  /** The server's data channel to this participant (messages from others and SendData). */
-  newDataConsumer: { id: string; dataProducerId: string; sctpStreamParameters: Json; label: string; protocol: string; reliable: boolean };
-  activeSpeakers: { speakers: ActiveSpeaker[] };
-  roomMetadata: { metadata: string };
-  permissionsChanged: { permission: Json };
   left: { reason: LeaveReason; message?: string };
 }
 
 export type ServerEventName = keyof ServerEvents;
-
-export interface IceServer {
-  urls: string[];
-  username?: string;
-  credential?: string;
-}
 
 export type ServerMessage =
   | { id: number; ok: true; data: unknown }

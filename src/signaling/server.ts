@@ -158,7 +158,7 @@ class Connection implements SignalSink {
         room: snapshot.room.toJson() as Record<string, unknown>,
         participant: participant.info().toJson() as Record<string, unknown>,
         participants: snapshot.participants.map((p) => p.toJson() as Record<string, unknown>),
-        routerRtpCapabilities: room.router.rtpCapabilities as unknown as Record<string, unknown>,
+        routerRtpCapabilities: room.rtpCapabilities as unknown as Record<string, unknown>,
         iceServers: this.#opts.iceServers(participant.identity),
         activeSpeakers: snapshot.activeSpeakers,
         ...(resumed ? participant.offers() : { consumers: [], dataConsumers: [] }),

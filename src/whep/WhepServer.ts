@@ -25,9 +25,11 @@ import { ApiError } from '../errors.ts';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
-import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../media/webrtcTransport.ts';
-import type { IceServer } from '../signaling/protocol.ts';
-import { permissionFromClaims } from '../sfu/RoomManager.ts';
+import { localParameters, restartServerIce } from '../media/webrtcTransport.ts';
+import { SfuError } from '../sfu/errors.ts';
+import type { IceServer } from '../sfu/ParticipantTypes.ts';
+import type { Viewer } from '../sfu/RoomTypes.ts';
+import { permissionFromClaims } from '../auth/join.ts';
 
 export const WHEP_PATH = '/whep';
 export const PLAY_PATH = '/play';
@@ -55,11 +57,15 @@ export function maySubscribe(claims: Claims, room: string): boolean {
 export interface WhepDeps {
   verify(token: string): Promise<Claims>;
   rooms: {
-    liveRoom(name: string): { router: types.Router; closed: boolean; participant(identity: string): { hidden: boolean; tracks: PlayableTrack[] } } | undefined;
+    liveRoom(name: string):
+      | {
+          rtpCapabilities: types.RtpCapabilities;
+          closed: boolean;
+          participant(identity: string): { hidden: boolean; tracks: PlayableTrack[] };
+          openViewer(mediaCodecs: types.RtpCodecCapability[], appData: Record<string, unknown>): Promise<Viewer>;
+        }
+      | undefined;
   };
-  /** A Router (on any worker) for one viewer, with these codecs. */
-  createRouter(mediaCodecs: types.RtpCodecCapability[]): Promise<types.Router>;
-  transport: ListenSettings;
   iceServers: (identity: string) => IceServer[];
   maxSessions: number;
   log: Logger;
@@ -201,24 +207,18 @@ export class WhepServer {
     if (publisher.hidden) throw problem(404, `participant '${identity}' is not in room '${roomName}'`);
     const tracks = publisher.tracks.filter((t) => !t.producer.closed && (!trackSid || t.info.sid === trackSid));
     if (trackSid && tracks.length === 0) throw problem(404, `track '${trackSid}' is not published by '${identity}'`);
-    const plan = negotiatePlay(offer, room.router.rtpCapabilities);
+    const plan = negotiatePlay(offer, room.rtpCapabilities);
     const picks = plan.map((m) => ({ m, track: tracks.find((t) => t.producer.kind === m.kind) }));
     if (!picks.some((p) => p.track)) throw problem(404, `'${identity}' publishes no ${plan.map((m) => m.kind).join(' or ')} track`);
 
     const sending = picks.filter((p): p is { m: (typeof plan)[number]; track: PlayableTrack } => p.track !== undefined);
     const mediaCodecs = viewerRouterCodecs(sending.map((p) => ({ media: p.m, sourceCodec: p.track.producer.rtpParameters.codecs[0]! })));
-    // A Router per viewer, fed through pipeToRouter: consumers then send the viewer's payload types.
-    const viewerRouter = await this.#deps.createRouter(mediaCodecs).catch((err: unknown) => {
-      throw problem(422, `the offer's payload types cannot be used together: ${(err as Error).message}`);
-    });
-    let transport: types.WebRtcTransport;
-    try {
-      transport = await createServerWebRtcTransport(viewerRouter, this.#deps.transport, { whep: true, room: roomName });
-    } catch (err) {
-      viewerRouter.close();
+    // A Router per viewer, fed from the room's: consumers then send the viewer's payload types.
+    const viewer = await room.openViewer(mediaCodecs, { whep: true, room: roomName }).catch((err: unknown) => {
+      if (err instanceof SfuError && err.code === 'invalid_argument') throw problem(422, `the offer's payload types cannot be used together: ${err.message}`);
       throw err;
-    }
-    transport.observer.once('close', () => viewerRouter.close());
+    });
+    const transport = viewer.transport;
     const session = new WhepSession({
       transport,
       remoteIce: { ufrag: offer.iceUfrag, pwd: offer.icePwd },
@@ -237,8 +237,7 @@ export class WhepServer {
           answerMedia.push({ mid: m.mid, kind: m.kind, direction: 'inactive', codecs: [{ ...c, parameters: {}, rtcpFeedback: [] }], extensions: [], recvRids: [] });
           continue;
         }
-        await room.router.pipeToRouter({ producerId: track.producer.id, router: viewerRouter });
-        const consumer = await transport.consume({ producerId: track.producer.id, rtpCapabilities: m.rtpCapabilities, paused: false });
+        const consumer = await viewer.consume(track, m.rtpCapabilities);
         session.consumers.push(consumer);
         // The viewer stays while any of its tracks does.
         consumer.on('producerclose', () => {

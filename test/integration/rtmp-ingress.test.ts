@@ -64,7 +64,7 @@ async function create(room: string, identity: string, extra: Record<string, unkn
 
 function producersOf(room: string, identity: string) {
   const live = gw.rooms.liveRoom(room)!;
-  return { router: live.router, tracks: live.participant(identity).tracks };
+  return { router: live.routerForTesting, tracks: live.participant(identity).tracks };
 }
 
 beforeAll(async () => {

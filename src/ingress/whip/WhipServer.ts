@@ -27,8 +27,8 @@ import { newSecret } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../../media/codecs.ts';
 import { negotiatePublish, parseOffer, writeAnswer, type MediaKind } from '../../media/sdp.ts';
-import { createServerWebRtcTransport, localParameters, restartServerIce, type ListenSettings } from '../../media/webrtcTransport.ts';
-import type { IceServer } from '../../signaling/protocol.ts';
+import { localParameters, restartServerIce } from '../../media/webrtcTransport.ts';
+import type { IceServer } from '../../sfu/ParticipantTypes.ts';
 import type { IngressSession } from '../IngressSessions.ts';
 
 export const WHIP_PATH = '/w';
@@ -38,8 +38,7 @@ const SESSION_SEGMENT = 'session';
 export interface WhipDeps {
   streamKeys: { byStreamKey(key: string): IngressInfo | undefined };
   sessions: { start(info: IngressInfo, protocol: 'whip'): IngressSession; live(ingressId: string): IngressSession | undefined };
-  rooms: { liveRoom(name: string): { router: types.Router } | undefined };
-  transport: ListenSettings;
+  rooms: { liveRoom(name: string): object | undefined };
   iceServers: (identity: string) => IceServer[];
   /** Concurrent WHIP publishers; more get 503 + Retry-After. */
   maxSessions: number;
@@ -212,11 +211,9 @@ export class WhipServer {
     const log = ingress.log;
     try {
       const participant = await ingress.joinRoom();
-      const room = this.#deps.rooms.liveRoom(info.roomName);
-      if (!room) throw new Error('the room closed while the publisher joined');
-      const transport = await createServerWebRtcTransport(room.router, this.#deps.transport, { whip: session.id, ingress: info.ingressId });
+      if (!this.#deps.rooms.liveRoom(info.roomName)) throw new Error('the room closed while the publisher joined');
+      const transport = await participant.openWebRtcSend({ whip: session.id, ingress: info.ingressId });
       session.transport = transport;
-      participant.adoptSendTransport(transport);
       if (ingress.ended) throw problem(409, 'the session was replaced while it started');
       transport.on('dtlsstatechange', (state) => {
         if (state === 'failed') ingress.end(IngressState_Status.ENDPOINT_ERROR, 'DTLS handshake failed');
