@@ -1,7 +1,8 @@
 // Stock livekit-client 2.23.0 (npm, bundled by the gateway for its /lk demo page) in headless Debian
 // Chromium with fake devices, against a real gateway on loopback: two LiveKit participants publish
-// and decode each other, exchange data, and meet a roomgate-SDK participant; bad input over the
-// same protocol gets a reason, never a crash.
+// and decode each other, exchange data, and meet a roomgate-SDK participant; a LiveKit client
+// watches an RTMP ingress (OBS's shape) and a room composite records two LiveKit clients; bad input
+// over the same protocol gets a reason, never a crash.
 import {
   AddTrackRequest,
   DataPacket_Kind,
@@ -15,11 +16,16 @@ import {
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, IngressClient, IngressInput } from 'livekit-server-sdk';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
+import grid from '../../templates/layouts/grid.ts';
 import { launchChromium } from '../helpers/chromium.ts';
-import { startTestGateway } from '../helpers/gateway.ts';
-import { waitFor } from '../helpers/net.ts';
+import { frameAt, frameTimes } from '../helpers/composite.ts';
+import { egressLookups, inProcessWorker } from '../helpers/egress.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
+import { shape, startRtmpPublisher } from '../helpers/publisherCorpus.ts';
+import { freePort, waitFor } from '../helpers/net.ts';
 import { join, joinToken, nextEvent } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
@@ -45,7 +51,7 @@ interface Lk {
 
 beforeAll(async () => {
   redis = await startRedis();
-  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url });
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_RTMP_ENABLED: 'true', ROOMGATE_RTMP_PORT: String(await freePort()) });
   browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
 });
 
@@ -83,16 +89,19 @@ const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk 
 /** Waits until `page` decodes video and receives audio from `other`, then sees both grow. */
 async function expectMediaFrom(page: Page, other: string, audio = true): Promise<void> {
   const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
+  let last: Stat[] = [];
   const first = await waitFor(
     async () => {
-      const s = await stats(page);
+      const s = (last = await stats(page));
       const v = pick(s, 'video');
       const a = pick(s, 'audio');
       return v && v.framesDecoded > 0 && v.elementWidth > 0 && (!audio || (a && a.packetsReceived > 0)) ? { v, a } : undefined;
     },
     40_000,
     `decoded media from ${other}`,
-  );
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; last stats: ${JSON.stringify(last)}`);
+  });
   await new Promise((r) => setTimeout(r, 1000));
   const later = await stats(page);
   expect(pick(later, 'video')!.framesDecoded).toBeGreaterThan(first.v.framesDecoded);
@@ -218,6 +227,63 @@ describe('stock livekit-client in headless Chromium', () => {
     });
     await unpublished;
     await carol.close();
+  }, 150_000);
+
+  it('watches an RTMP ingress (OBS without B-frames), and a room composite egress records two LiveKit clients', async () => {
+    // An RTMP ingress is a participant like any other: a LiveKit client decodes its video and
+    // receives its audio.
+    const ingress = new IngressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
+    const obs = shape('obs-nob-2s');
+    const info = await ingress.createIngress(IngressInput.RTMP_INPUT, { roomName: 'lk-rec', participantIdentity: 'obs', name: 'obs' });
+    const publisher = await startRtmpPublisher(obs, `rtmp://127.0.0.1:${gw.rtmpPort}/live/${info.streamKey}`);
+    const worker = await inProcessWorker(gw);
+    try {
+      const dave = await openLk('lk-rec', 'dave');
+      await expectMediaFrom(dave, 'obs');
+      await publisher.stop();
+      await ingress.deleteIngress(info.ingressId);
+      await dave.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'obs'), undefined, { timeout: 20_000 });
+
+      // A second LiveKit client joins; the room composite shows both cameras, live.
+      const erin = await openLk('lk-rec', 'erin');
+      await expectMediaFrom(dave, 'erin');
+      const egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
+      const { status } = egressLookups(() => egress);
+      const started = await egress.startRoomCompositeEgress('lk-rec', { file: new EncodedFileOutput({ fileType: EncodedFileType.MP4, filepath: 'lk/{room_name}' }) }, { layout: 'grid' });
+      await status(started.egressId, EgressStatus.EGRESS_ACTIVE, 30_000);
+      // The recording's length, not a wait for readiness: long enough for two pictures 2 s apart.
+      await new Promise((r) => setTimeout(r, 5000));
+      await egress.stopEgress(started.egressId);
+      const ended = await status(started.egressId, EgressStatus.EGRESS_COMPLETE, 30_000);
+      const file = ended.fileResults[0]!.location;
+
+      // Each participant's tile changes between two pictures of the recording (Chromium's fake
+      // camera animates): live video in both, not a name card or a frozen first frame.
+      const W = 1280;
+      const H = 720;
+      const p = (identity: string, joinedAt: number) => ({ identity, name: identity, joinedAt, tracks: [{ sid: `TR_${identity}`, kind: 'video' as const, source: 'camera' as const, muted: false, flowing: true }] });
+      const tiles = grid.plan({ participants: [p('dave', 1), p('erin', 2)], speakers: [], width: W, height: H, theme: 'dark' }).tiles;
+      expect(tiles.map((t) => t.identity).sort()).toEqual(['dave', 'erin']);
+      const times = frameTimes(file);
+      const last = times.at(-1)! - times[0]!;
+      expect(last).toBeGreaterThan(3);
+      const [a, b] = [await frameAt(file, last - 2.7), await frameAt(file, last - 0.2)];
+      expect([a.length, b.length]).toEqual([W * H * 3, W * H * 3]);
+      for (const t of tiles) {
+        let changed = 0;
+        for (let y = t.y; y < t.y + t.h; y += 4) {
+          for (let x = t.x; x < t.x + t.w; x += 4) {
+            const i = (y * W + x) * 3;
+            if (Math.abs(a[i]! - b[i]!) + Math.abs(a[i + 1]! - b[i + 1]!) + Math.abs(a[i + 2]! - b[i + 2]!) > 48) changed++;
+          }
+        }
+        expect(changed, `pixels of ${t.identity}'s tile that changed in 2.5 s`).toBeGreaterThan(100);
+      }
+      await Promise.all([dave.close(), erin.close()]);
+    } finally {
+      await publisher.stop();
+      await worker.close();
+    }
   }, 150_000);
 });
 

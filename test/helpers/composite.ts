@@ -27,15 +27,20 @@ export function frameAt(file: string, atS: number): Promise<Buffer> {
   return rgbFrames(['-ss', Math.max(0, atS).toFixed(2), '-i', file, '-frames:v', '1']);
 }
 
+/** The presentation time (s) of every video frame of the file, in order. */
+export function frameTimes(file: string): number[] {
+  return execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file], { encoding: 'utf8', maxBuffer: 64 << 20 })
+    .split('\n')
+    .map((l) => Number.parseFloat(l))
+    .filter((t) => Number.isFinite(t));
+}
+
 /**
  * Every frame of the file scaled to width × height, each with its time from the start of the
  * file (presentation timestamps, the first frame at 0).
  */
 export async function framesOf(file: string, width: number, height: number): Promise<{ t: number; rgb: Buffer }[]> {
-  const pts = execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file], { encoding: 'utf8', maxBuffer: 64 << 20 })
-    .split('\n')
-    .map((l) => Number.parseFloat(l))
-    .filter((t) => Number.isFinite(t));
+  const pts = frameTimes(file);
   const raw = await rgbFrames(['-i', file, '-an', '-vf', `scale=${width}:${height}`, '-fps_mode', 'passthrough']);
   const size = width * height * 3;
   const n = Math.min(pts.length, Math.floor(raw.length / size));
