@@ -15,6 +15,7 @@ import { runFanout } from './fanout.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
 import { runWhip } from './whip.ts';
 import { runAgents } from './agents.ts';
+import { runLivekit } from './livekit.ts';
 import { printPublishers, runPublishers, type PublisherFigures } from './publishers.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
@@ -67,6 +68,7 @@ async function main() {
   if (wanted('agents')) await runAgents(record);
   if (wanted('egress')) await runEgress(record);
   if (wanted('composite')) await runComposite(record);
+  if (wanted('livekit')) await runLivekit(record);
   let publishers: PublisherFigures[] = [];
   if (wanted('publishers')) publishers = await runPublishers();
   print(fanout, ingest, publishers);

@@ -9,7 +9,8 @@ import { EgressStatus, EncodingOptions, SegmentedFileOutput } from 'livekit-serv
 import { describe, expect, it } from 'vitest';
 import { parsePlaylist } from '../../src/egress/worker/hlsPlaylist.ts';
 import { sleep } from '../../src/time.ts';
-import { BUCKET, childWorker, egressLookups, inProcessWorker, useEgressStack } from '../helpers/egress.ts';
+import { BUCKET, childWorker, egressLookups, inProcessWorker } from '../helpers/egress.ts';
+import { useEgressStack } from '../helpers/egressStack.ts';
 import { decodeAll, download, ffprobe, sum } from '../helpers/hls.ts';
 import { isAlive, waitFor } from '../helpers/net.ts';
 import { join } from '../helpers/participants.ts';

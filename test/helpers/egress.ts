@@ -5,10 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { EgressClient, EgressStatus, S3Upload, type EgressInfo } from 'livekit-server-sdk';
+import { EgressStatus, type EgressClient, type EgressInfo } from 'livekit-server-sdk';
 import S3rver from 's3rver';
-import { afterAll, beforeAll } from 'vitest';
-import type { NodeParticipant } from '../../src/client/node.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
 import { startEgressWorker } from '../../src/egress/worker/startWorker.ts';
@@ -18,8 +16,7 @@ import { s3Client } from '../../src/storage/s3.ts';
 import { sleep } from '../../src/time.ts';
 import type { S3Settings } from '../../src/storage/settings.ts';
 import type { Gateway } from '../../src/main.ts';
-import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from './gateway.ts';
-import { startRedis, type TestRedis } from './redis.ts';
+import { API_KEY, API_SECRET } from './gateway.ts';
 import { scaled } from './deadline.ts';
 import { freePort, waitFor, waitForBound } from './net.ts';
 
@@ -170,43 +167,4 @@ export function egressLookups(client: () => EgressClient) {
       return i?.status === want ? i : undefined;
     }, ms, `${id} ${EgressStatus[want]}`);
   return { info, status };
-}
-
-/** What an egress test file runs against: Redis, S3, one gateway and its EgressClient. */
-export interface EgressStack {
-  redis: TestRedis;
-  s3: TestS3;
-  gw: Gateway;
-  egress: EgressClient;
-  /** Workers and participants the file starts: closed and left in afterAll, before the gateway. */
-  workers: EgressWorker[];
-  participants: NodeParticipant[];
-  /** An S3 destination in the stack's bucket. */
-  toS3(): { case: 's3'; value: S3Upload };
-}
-
-/**
- * Starts the stack in beforeAll and stops it in afterAll (participants, workers, gateway, S3,
- * Redis); the returned object is filled in once beforeAll has run.
- */
-export function useEgressStack(): EgressStack {
-  const stack = {
-    workers: [] as EgressWorker[],
-    participants: [] as NodeParticipant[],
-    toS3: () => ({ case: 's3' as const, value: new S3Upload({ ...stack.s3.settings }) }),
-  } as EgressStack;
-  beforeAll(async () => {
-    stack.redis = await startRedis();
-    stack.s3 = await startS3();
-    stack.gw = await startTestGateway({ ROOMGATE_REDIS_URL: stack.redis.url });
-    stack.egress = new EgressClient(stack.gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
-  });
-  afterAll(async () => {
-    await Promise.all(stack.participants.map((p) => p.leave().catch(() => undefined)));
-    for (const w of stack.workers) await w.close();
-    await stack.gw?.close();
-    await stack.s3?.stop();
-    await stack.redis?.stop();
-  });
-  return stack;
 }
