@@ -152,9 +152,12 @@ export interface WebRtcResource {
   /** The first bundled m-line, which the restart sdpfrag names. */
   readonly bundled: { mid: string; kind: MediaKind };
   restartIce(): Promise<{ iceUfrag: string; icePwd: string; candidates: IceCandidateLike[] }>;
-  /** DELETE: ends the session. */
-  terminate(): void;
+  /** Ends the session: a DELETE on its URL, or its endpoint closing. */
+  terminate(reason: TerminateReason): void;
 }
+
+/** Why a session is ended from outside: a DELETE on its URL, or the endpoint closing. */
+export type TerminateReason = 'delete' | 'shutdown';
 
 export const newEtag = (secret: string) => `"${secret}"`;
 
@@ -187,7 +190,7 @@ export async function handleResource(req: IncomingMessage, res: ServerResponse, 
     case 'HEAD':
       return sendEmpty(res, 204);
     case 'DELETE':
-      resource.terminate();
+      resource.terminate('delete');
       return sendEmpty(res, 200);
     case 'PATCH': {
       const ifMatch = req.headers['if-match'];

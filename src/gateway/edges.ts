@@ -66,9 +66,7 @@ export async function startEdges(
   let whep: WhepServer | undefined;
   let urlIngest: UrlIngest | undefined;
   shutdown.at('publishers', async () => {
-    whip?.close();
-    whep?.close();
-    await Promise.all([rtmp?.close(), urlIngest?.close()]);
+    await Promise.all([whip?.close(), whep?.close(), rtmp?.close(), urlIngest?.close()]);
     ingressSessions.close();
   });
 
