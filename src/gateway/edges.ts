@@ -75,10 +75,8 @@ export async function startEdges(
   // Stock LiveKit clients on the same path, told apart at the upgrade.
   const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
   let agentServer: AgentServer | undefined;
-  shutdown.at('sockets', () => {
-    signaling.close();
-    livekit.close();
-    agentServer?.close();
+  shutdown.at('sockets', async () => {
+    await Promise.all([signaling.close(), livekit.close(), agentServer?.close()]);
   });
 
   if (config.rtmp.enabled) {

@@ -25,7 +25,7 @@ import {
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import type { WebSocket } from 'ws';
-import { WsEndpoint, heartbeat } from '../api/wsServer.ts';
+import { WsEndpoint, closeReason, heartbeat } from '../api/wsServer.ts';
 import type { Claims } from '../auth/grants.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { ApiError } from '../errors.ts';
@@ -58,7 +58,7 @@ import type {
   RoomData,
   SignalSink,
 } from '../sfu/ParticipantTypes.ts';
-import { closeReason, type RoomJoiner } from '../signaling/server.ts';
+import type { RoomJoiner } from '../signaling/server.ts';
 import { dcepOpen, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
   decodeRequest,
