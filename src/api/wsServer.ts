@@ -7,8 +7,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { ZodType } from 'zod';
+import { authorize } from '../auth/authorize.ts';
 import type { Claims } from '../auth/grants.ts';
-import { ApiError, TWIRP_STATUS, unauthenticated, type TwirpCode } from '../errors.ts';
+import { ApiError, TWIRP_STATUS, type TwirpCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 export interface WsConnection {
@@ -136,7 +137,9 @@ export abstract class JsonWsConnection<Name extends string> implements WsConnect
     ws.on('error', (err) => this.log.debug({ err: err.message }, 'websocket error'));
   }
 
-  /** Checks what the verified token may do here and sets the connection up; false when the socket went meanwhile (nothing more to serve). */
+  /** The grant this endpoint needs (permission_denied otherwise); a join's grants are checked where it joins. */
+  protected grant(_claims: Claims): void {}
+  /** Sets the connection up for verified claims; false when the socket went meanwhile (nothing more to serve). */
   protected abstract open(claims: Claims, url: URL): Promise<boolean> | boolean;
   /** The error a refused connection gets before it is closed, when it threw something other than an ApiError. */
   protected abstract readonly openFailure: string;
@@ -161,9 +164,11 @@ export abstract class JsonWsConnection<Name extends string> implements WsConnect
       this.closed();
     });
     try {
-      const token = url.searchParams.get('access_token');
-      if (!token) throw unauthenticated('missing access_token query parameter');
-      if (!(await this.open(await this.#deps.verifier.verify(token), url))) return;
+      const claims = await authorize(this.#deps.verifier, url.searchParams.get('access_token'), {
+        missing: 'missing access_token query parameter',
+        grant: (c) => this.grant(c),
+      });
+      if (!(await this.open(claims, url))) return;
     } catch (err) {
       if (!(err instanceof ApiError)) this.log.error({ err }, this.openFailure);
       const apiErr = err instanceof ApiError ? err : new ApiError('internal', this.openFailure);

@@ -9,7 +9,8 @@ import type { types } from 'mediasoup';
 import { WebRtcEndpoint, WebRtcSession } from '../api/webrtcEndpoint.ts';
 import { bearerToken, problem, readTyped, sendCreated, sendProblem } from '../api/webrtcHttp.ts';
 import type { Claims } from '../auth/grants.ts';
-import { ApiError } from '../errors.ts';
+import { authorize } from '../auth/authorize.ts';
+import { ApiError, permissionDenied } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
 import { localParameters, restartServerIce, watchTraffic } from '../media/webrtcTransport.ts';
@@ -118,14 +119,16 @@ export class WhepServer extends WebRtcEndpoint<WhepSession> {
     const [roomName, identity, trackSid] = [parts[0]!, parts[1]!, parts[2]];
     const token = bearerToken(req);
     if (!token) throw problem(401, 'a join token is required: Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
-    let claims: Claims;
-    try {
-      claims = await this.#deps.verify(token);
-    } catch (err) {
-      if (err instanceof ApiError) throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+    const claims = await authorize(this.#deps, token, {
+      missing: 'a join token is required',
+      grant: (c) => {
+        if (!maySubscribe(c, roomName)) throw permissionDenied(`the token does not allow subscribing in room '${roomName}'`);
+      },
+    }).catch((err: unknown) => {
+      // A token that did not verify says why, and RFC 6750 names it so a player can refresh it.
+      if (err instanceof ApiError && err.code === 'unauthenticated') throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
       throw err;
-    }
-    if (!maySubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
+    });
     const release = this.admit();
     try {
       await this.#start(req, res, claims, roomName, identity, trackSid);

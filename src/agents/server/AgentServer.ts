@@ -78,13 +78,16 @@ class WorkerConnection extends JsonWsConnection<WorkerMessageType> {
     return this.#opts.dispatcher;
   }
 
-  protected open(claims: Claims): boolean {
+  protected override grant(claims: Claims): void {
     if (!claims.video?.agent) throw permissionDenied('the agent grant is required to register an agent worker');
     // A token that may also join a room (an agent job's join token, a participant's token) is not
     // a worker credential: leaking one must not let its holder take jobs for every room.
     if (claims.video.roomJoin || claims.video.room) {
       throw permissionDenied('a worker token must not carry roomJoin or room; mint one with only the agent grant');
     }
+  }
+
+  protected open(): boolean {
     return true;
   }
 
