@@ -80,7 +80,7 @@ export async function startEdges(
   });
 
   if (config.rtmp.enabled) {
-    rtmp = await RtmpIngestServer.start({
+    rtmp = new RtmpIngestServer({
       port: config.rtmp.port,
       bind: settings.rtmpBind,
       store: ingress,
@@ -89,6 +89,7 @@ export async function startEdges(
       admission: settings.rtmpAdmission,
       log: moduleLogger('rtmp'),
     });
+    await rtmp.start();
   }
   whip = new WhipServer({
     streamKeys: ingress,
