@@ -7,7 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { newSecret } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { MediaKind } from '../media/sdp.ts';
-import { handleResource, newEtag, pathSegments, problem, sendEmpty, sendOptions, sendProblem, toProblem, type TerminateReason, type WebRtcResource } from './webrtcHttp.ts';
+import { pathSegments } from '../http/body.ts';
+import { handleResource, newEtag, problem, sendEmpty, sendOptions, sendProblem, toProblem, type TerminateReason, type WebRtcResource } from './webrtcHttp.ts';
 
 const SESSION_SEGMENT = 'session';
 
