@@ -6,7 +6,7 @@ import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { MAX_SDP_BYTES, SdpError, parseSdpFrag, writeSdpFrag, type IceCandidateLike, type MediaKind } from '../media/sdp.ts';
 import type { IceServer } from '../sfu/ParticipantTypes.ts';
-import { readBody } from '../http/body.ts';
+import { bearerToken as bearerOf, readBody } from '../http/body.ts';
 
 /** An HTTP error with an RFC 9457 problem+json body. */
 export class HttpProblem extends Error {
@@ -94,22 +94,14 @@ export function sendEmpty(res: ServerResponse, status: number, headers: Record<s
   res.end();
 }
 
-/** The path segments after `prefix`, decoded (400 for bad percent-encoding). */
-export function pathSegments(pathname: string, prefix: string): string[] {
-  try {
-    return pathname.slice(prefix.length).split('/').filter(Boolean).map(decodeURIComponent);
-  } catch {
-    throw problem(400, 'the path is not valid percent-encoding');
-  }
-}
-
-/** The Bearer token of a request, if it carries one. */
+/** The Bearer token of a request, if it carries one (http/body.ts parses it); a malformed header is a 401 that asks for Bearer. */
 export function bearerToken(req: IncomingMessage): string | undefined {
-  const h = req.headers.authorization;
-  if (!h) return undefined;
-  const m = /^Bearer\s+(\S{1,4096})\s*$/i.exec(h);
-  if (!m) throw problem(401, 'the Authorization header must be "Bearer <token>"', { 'WWW-Authenticate': 'Bearer' });
-  return m[1];
+  try {
+    return bearerOf(req);
+  } catch (err) {
+    if (err instanceof ApiError) throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer' });
+    throw err;
+  }
 }
 
 function mediaType(req: IncomingMessage): string {
@@ -152,9 +144,12 @@ export interface WebRtcResource {
   /** The first bundled m-line, which the restart sdpfrag names. */
   readonly bundled: { mid: string; kind: MediaKind };
   restartIce(): Promise<{ iceUfrag: string; icePwd: string; candidates: IceCandidateLike[] }>;
-  /** DELETE: ends the session. */
-  terminate(): void;
+  /** Ends the session: a DELETE on its URL, or its endpoint closing. */
+  terminate(reason: TerminateReason): void;
 }
+
+/** Why a session is ended from outside: a DELETE on its URL, or the endpoint closing. */
+export type TerminateReason = 'delete' | 'shutdown';
 
 export const newEtag = (secret: string) => `"${secret}"`;
 
@@ -187,7 +182,7 @@ export async function handleResource(req: IncomingMessage, res: ServerResponse, 
     case 'HEAD':
       return sendEmpty(res, 204);
     case 'DELETE':
-      resource.terminate();
+      resource.terminate('delete');
       return sendEmpty(res, 200);
     case 'PATCH': {
       const ifMatch = req.headers['if-match'];

@@ -151,12 +151,16 @@ export class ConsoleServer {
     }
   }
 
-  close(): void {
-    this.#closed = true;
-    clearInterval(this.#timer);
-    clearInterval(this.#keepalive);
-    for (const c of this.#clients) c.res.end();
-    this.#clients.clear();
+  /** Ends the live streams and stops their timers. Idempotent. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      clearInterval(this.#timer);
+      clearInterval(this.#keepalive);
+      for (const c of this.#clients) c.res.end();
+      this.#clients.clear();
+    }
+    return Promise.resolve();
   }
 
   #error(res: ServerResponse, err: unknown, req?: IncomingMessage): void {

@@ -286,11 +286,13 @@ export class EgressTaps {
     for (const feed of s.feeds.values()) feed.close();
   }
 
-  close(): void {
-    if (this.#closed) return;
+  /** Ends every tap session and stops the sweep. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
     clearInterval(this.#sweep);
     for (const s of [...this.#sessions.values()]) this.#closeSession(s);
+    return Promise.resolve();
   }
 
   /** HTTP under EGRESS_INTERNAL_PATH; answers every request itself. */

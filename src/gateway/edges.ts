@@ -66,9 +66,7 @@ export async function startEdges(
   let whep: WhepServer | undefined;
   let urlIngest: UrlIngest | undefined;
   shutdown.at('publishers', async () => {
-    whip?.close();
-    whep?.close();
-    await Promise.all([rtmp?.close(), urlIngest?.close()]);
+    await Promise.all([whip?.close(), whep?.close(), rtmp?.close(), urlIngest?.close()]);
     ingressSessions.close();
   });
 
@@ -77,14 +75,12 @@ export async function startEdges(
   // Stock LiveKit clients on the same path, told apart at the upgrade.
   const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
   let agentServer: AgentServer | undefined;
-  shutdown.at('sockets', () => {
-    signaling.close();
-    livekit.close();
-    agentServer?.close();
+  shutdown.at('sockets', async () => {
+    await Promise.all([signaling.close(), livekit.close(), agentServer?.close()]);
   });
 
   if (config.rtmp.enabled) {
-    rtmp = await RtmpIngestServer.start({
+    rtmp = new RtmpIngestServer({
       port: config.rtmp.port,
       bind: settings.rtmpBind,
       store: ingress,
@@ -93,6 +89,7 @@ export async function startEdges(
       admission: settings.rtmpAdmission,
       log: moduleLogger('rtmp'),
     });
+    await rtmp.start();
   }
   whip = new WhipServer({
     streamKeys: ingress,

@@ -25,10 +25,11 @@ import {
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import type { WebSocket } from 'ws';
-import { WsEndpoint, heartbeat } from '../api/wsServer.ts';
+import { WsEndpoint, closeReason, heartbeat } from '../api/wsServer.ts';
+import { authorize } from '../auth/authorize.ts';
 import type { Claims } from '../auth/grants.ts';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import { ApiError } from '../errors.ts';
+import { ApiError, permissionDenied } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../media/codecs.ts';
@@ -58,7 +59,7 @@ import type {
   RoomData,
   SignalSink,
 } from '../sfu/ParticipantTypes.ts';
-import { closeReason, type RoomJoiner } from '../signaling/server.ts';
+import type { RoomJoiner } from '../signaling/server.ts';
 import { dcepOpen, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
   decodeRequest,
@@ -120,7 +121,7 @@ export class LiveKitSignaling extends WsEndpoint<LiveKitConnection> {
     const token = tokenFrom(url, req.headers.authorization);
     const refuse = (status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     if (!token) return void refuse('401 Unauthorized');
-    this.#opts.verifier.verify(token).then(
+    authorize(this.#opts.verifier, token, { missing: 'missing access_token' }).then(
       () => {
         url.searchParams.set('access_token', token);
         super.handleUpgrade(req, socket, head, url);
@@ -141,13 +142,16 @@ export class LiveKitSignaling extends WsEndpoint<LiveKitConnection> {
     if (url.pathname !== '/rtc/validate' || req.method !== 'GET') {
       return text(404, `no route for ${req.method} ${url.pathname} (LiveKit clients: roomgate speaks signaling v0 at /rtc)`);
     }
-    const token = tokenFrom(url, req.headers.authorization);
-    if (!token) return text(401, 'missing access_token');
     try {
-      const claims = await this.#opts.verifier.verify(token);
-      if (!claims.video?.roomJoin || !claims.video.room) return text(403, 'the token has no roomJoin grant for a room');
+      await authorize(this.#opts.verifier, tokenFrom(url, req.headers.authorization), {
+        missing: 'missing access_token',
+        grant: (claims) => {
+          if (!claims.video?.roomJoin || !claims.video.room) throw permissionDenied('the token has no roomJoin grant for a room');
+        },
+      });
     } catch (err) {
-      return text(401, err instanceof ApiError ? err.message : 'invalid token');
+      // 401 for a missing or bad token, 403 for a token without the grant: what the client shows.
+      return text(err instanceof ApiError ? err.status : 401, err instanceof ApiError ? err.message : 'invalid token');
     }
     text(200, 'success');
   }
@@ -182,7 +186,8 @@ class LiveKitConnection {
     this.ws.once('close', () => this.#closed());
     let claims: Claims;
     try {
-      claims = await this.#opts.verifier.verify(url.searchParams.get('access_token') ?? '');
+      // handleUpgrade put the token in the query, whichever way the client sent it.
+      claims = await authorize(this.#opts.verifier, url.searchParams.get('access_token'), { missing: 'missing access_token' });
       const key = sessionKey(claims.video?.room ?? '', claims.sub ?? '');
       if (url.searchParams.get('reconnect') === '1') {
         const held = this.#sessions.get(key);

@@ -43,3 +43,45 @@ export async function restartServerIce(transport: types.WebRtcTransport) {
   const ice = await transport.restartIce();
   return { iceUfrag: ice.usernameFragment, icePwd: ice.password, candidates: localParameters(transport).candidates };
 }
+
+/** One look at a transport's traffic, for a liveness rule. */
+export interface TrafficTick {
+  /** The counted bytes grew since the last look. */
+  grew: boolean;
+  /** Milliseconds since the watch began, and since the count last grew (or the watch began). */
+  sinceStart: number;
+  sinceChange: number;
+}
+
+/**
+ * Polls a server transport's byte counter every `intervalMs` and hands each look to `onTick`,
+ * which decides what silence means (WHIP: no media yet or a stall; WHEP: a viewer gone quiet).
+ * mediasoup 3.8's ICE-lite has no consent timeout, so polling is the only way to notice a peer
+ * that vanished. `onGone` runs when the transport closed or its stats failed; returns the stop.
+ */
+export function watchTraffic(
+  transport: types.WebRtcTransport,
+  opts: { intervalMs: number; bytes(stats: types.WebRtcTransportStat[]): number; onTick(tick: TrafficTick): void; onGone(): void },
+): () => void {
+  const started = Date.now();
+  let lastBytes = 0;
+  let lastChange = started;
+  const timer = setInterval(() => {
+    if (transport.closed) return opts.onGone();
+    transport
+      .getStats()
+      .then((stats) => {
+        const bytes = opts.bytes(stats);
+        const now = Date.now();
+        const grew = bytes > lastBytes;
+        if (grew) {
+          lastBytes = bytes;
+          lastChange = now;
+        }
+        opts.onTick({ grew, sinceStart: now - started, sinceChange: now - lastChange });
+      })
+      .catch(() => opts.onGone());
+  }, opts.intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

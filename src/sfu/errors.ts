@@ -1,7 +1,7 @@
 // The sfu's errors: each carries one of the few codes a media request can fail with, so an edge
 // never reads an error's text to decide what to answer. SfuError is an ApiError (src/errors.ts, the
 // leaf every edge maps to its transport once: Twirp in api/twirp/router.ts, JSON-WebSocket close
-// codes and error responses in signaling/server.ts, problem bodies in api/webrtcHttp.ts), so the
+// codes and error frames in api/wsServer.ts, problem bodies in api/webrtcHttp.ts), so the
 // sfu's codes reach every transport without a second table.
 import { ApiError } from '../errors.ts';
 

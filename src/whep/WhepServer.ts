@@ -6,26 +6,14 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { types } from 'mediasoup';
-import {
-  bearerToken,
-  handleResource,
-  newEtag,
-  pathSegments,
-  problem,
-  readTyped,
-  sendEmpty,
-  sendOptions,
-  sendCreated,
-  sendProblem,
-  toProblem,
-  type WebRtcResource,
-} from '../api/webrtcHttp.ts';
+import { WebRtcEndpoint, WebRtcSession } from '../api/webrtcEndpoint.ts';
+import { bearerToken, problem, readTyped, sendCreated, sendProblem } from '../api/webrtcHttp.ts';
 import type { Claims } from '../auth/grants.ts';
-import { ApiError } from '../errors.ts';
-import { newSecret } from '../ids.ts';
+import { authorize } from '../auth/authorize.ts';
+import { ApiError, permissionDenied } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { consumerAnswerMedia, negotiatePlay, parseOffer, viewerRouterCodecs, writeAnswer, type AnswerMedia, type MediaKind } from '../media/sdp.ts';
-import { localParameters, restartServerIce } from '../media/webrtcTransport.ts';
+import { localParameters, restartServerIce, watchTraffic } from '../media/webrtcTransport.ts';
 import { SfuError } from '../sfu/errors.ts';
 import type { IceServer } from '../sfu/ParticipantTypes.ts';
 import type { Viewer } from '../sfu/RoomTypes.ts';
@@ -42,7 +30,6 @@ export async function servePlayPage(req: IncomingMessage, res: ServerResponse): 
   res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': html.length, 'Cache-Control': 'no-cache' });
   res.end(req.method === 'HEAD' ? undefined : html);
 }
-const SESSION_SEGMENT = 'session';
 
 interface PlayableTrack {
   readonly info: { sid: string };
@@ -75,126 +62,78 @@ export interface WhepDeps {
 const VIEWER_CONNECT_MS = 30_000;
 const VIEWER_IDLE_MS = 30_000;
 
-class WhepSession implements WebRtcResource {
-  readonly id = newSecret(128);
-  etag = newEtag(newSecret(96));
-  remoteIce: { ufrag: string; pwd: string };
-  readonly bundled: { mid: string; kind: MediaKind };
+class WhepSession extends WebRtcSession {
   readonly transport: types.WebRtcTransport;
   readonly consumers: types.Consumer[] = [];
   readonly #onClose: () => void;
   #closed = false;
-  readonly #watch: NodeJS.Timeout;
+  readonly #stopWatching: () => void;
 
-  constructor(init: { transport: types.WebRtcTransport; remoteIce: { ufrag: string; pwd: string }; bundled: { mid: string; kind: MediaKind }; onClose: () => void }) {
+  constructor(init: { transport: types.WebRtcTransport; offer: { iceUfrag: string; icePwd: string }; bundled: { mid: string; kind: MediaKind }; onClose: () => void }) {
+    super(init.offer, init.bundled);
     this.transport = init.transport;
-    this.remoteIce = init.remoteIce;
-    this.bundled = init.bundled;
     this.#onClose = init.onClose;
     this.transport.observer.once('close', () => this.terminate());
-    this.#watch = this.#watchLiveness();
-  }
-
-  /**
-   * mediasoup 3.8's ICE-lite has no consent timeout, so a viewer that never connects or vanishes
-   * without a DTLS close would hold its Router and a session slot forever. A live viewer keeps
-   * sending (STUN consent checks, RTCP receiver reports); silence for VIEWER_IDLE_MS ends it.
-   */
-  #watchLiveness(): NodeJS.Timeout {
-    const created = Date.now();
-    let lastBytes = 0;
-    let lastChange = created;
-    const timer = setInterval(() => {
-      this.transport
-        .getStats()
-        .then((stats) => {
-          const bytes = stats.reduce((n, st) => n + (st.bytesReceived ?? 0), 0);
-          const now = Date.now();
-          if (bytes > lastBytes) {
-            lastBytes = bytes;
-            lastChange = now;
-          }
-          if (this.transport.dtlsState !== 'connected' && now - created > VIEWER_CONNECT_MS) this.terminate();
-          else if (now - lastChange > VIEWER_IDLE_MS) this.terminate();
-        })
-        .catch(() => this.terminate());
-    }, 5000);
-    timer.unref();
-    return timer;
+    // A viewer that never connects or vanishes without a DTLS close would hold its Router and a
+    // session slot forever. A live viewer keeps sending (STUN consent checks, RTCP receiver
+    // reports); silence for VIEWER_IDLE_MS ends it.
+    this.#stopWatching = watchTraffic(this.transport, {
+      intervalMs: 5000,
+      bytes: (stats) => stats.reduce((n, st) => n + (st.bytesReceived ?? 0), 0),
+      onTick: ({ sinceStart, sinceChange }) => {
+        if (this.transport.dtlsState !== 'connected' && sinceStart > VIEWER_CONNECT_MS) this.terminate();
+        else if (sinceChange > VIEWER_IDLE_MS) this.terminate();
+      },
+      onGone: () => this.terminate(),
+    });
   }
 
   async restartIce() {
     return restartServerIce(this.transport);
   }
 
-  /** Idempotent: DELETE, the tracks or the room going away. */
+  /** Idempotent: DELETE, shutdown, the tracks or the room going away. */
   terminate(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#watch);
+    this.#stopWatching();
     this.transport.close();
     this.#onClose();
   }
 }
 
-export class WhepServer {
+/**
+ * WHEP's part of the WebRTC-over-HTTP endpoint: a join token with canSubscribe authorizes a POST,
+ * which opens a viewer of one participant's tracks.
+ */
+export class WhepServer extends WebRtcEndpoint<WhepSession> {
   readonly #deps: WhepDeps;
-  readonly #sessions = new Map<string, WhepSession>();
-  #starting = 0;
 
   constructor(deps: WhepDeps) {
+    super({ path: WHEP_PATH, name: 'WHEP', maxSessions: deps.maxSessions, fullDetail: `the gateway serves at most ${deps.maxSessions} WHEP viewers`, target: { min: 2, max: 3, hint: 'use /whep/<room>/<participant identity>[/<track sid>]' }, log: deps.log });
     this.#deps = deps;
   }
 
-  get sessionCount(): number {
-    return this.#sessions.size;
-  }
-
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    try {
-      const parts = pathSegments(url.pathname, WHEP_PATH);
-      if (parts.length === 2 && parts[0] === SESSION_SEGMENT) {
-        const session = this.#sessions.get(parts[1]!);
-        if (!session) throw problem(404, 'no such WHEP session (it ended or never existed)');
-        return await handleResource(req, res, session, () => newEtag(newSecret(96)));
-      }
-      if (parts.length < 2 || parts.length > 3) throw problem(404, 'use /whep/<room>/<participant identity>[/<track sid>]');
-      switch (req.method) {
-        case 'OPTIONS':
-          return sendOptions(res, { 'Accept-Post': 'application/sdp' });
-        case 'GET':
-        case 'HEAD':
-          return sendEmpty(res, 204, req.method === 'HEAD' ? { 'Content-Type': 'application/sdp' } : {});
-        case 'POST':
-          return await this.#play(req, res, parts[0]!, parts[1]!, parts[2]);
-        default:
-          throw problem(405, `${req.method} is not allowed on a WHEP endpoint`, { Allow: 'OPTIONS, GET, HEAD, POST' });
-      }
-    } catch (err) {
-      sendProblem(res, toProblem(err, this.#deps.log));
-    }
-  }
-
-  async #play(req: IncomingMessage, res: ServerResponse, roomName: string, identity: string, trackSid: string | undefined): Promise<void> {
+  /** POST /whep/<room>/<participant identity>[/<track sid>]. */
+  protected async post(req: IncomingMessage, res: ServerResponse, parts: string[]): Promise<void> {
+    const [roomName, identity, trackSid] = [parts[0]!, parts[1]!, parts[2]];
     const token = bearerToken(req);
     if (!token) throw problem(401, 'a join token is required: Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
-    let claims: Claims;
-    try {
-      claims = await this.#deps.verify(token);
-    } catch (err) {
-      if (err instanceof ApiError) throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+    const claims = await authorize(this.#deps, token, {
+      missing: 'a join token is required',
+      grant: (c) => {
+        if (!maySubscribe(c, roomName)) throw permissionDenied(`the token does not allow subscribing in room '${roomName}'`);
+      },
+    }).catch((err: unknown) => {
+      // A token that did not verify says why, and RFC 6750 names it so a player can refresh it.
+      if (err instanceof ApiError && err.code === 'unauthenticated') throw problem(401, err.message, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
       throw err;
-    }
-    if (!maySubscribe(claims, roomName)) throw problem(403, `the token does not allow subscribing in room '${roomName}'`);
-    // Offers in flight count too: concurrent POSTs must not get past the limit while they await.
-    if (this.#sessions.size + this.#starting >= this.#deps.maxSessions) {
-      throw problem(503, `the gateway serves at most ${this.#deps.maxSessions} WHEP viewers`, { 'Retry-After': '10' });
-    }
-    this.#starting++;
+    });
+    const release = this.admit();
     try {
       await this.#start(req, res, claims, roomName, identity, trackSid);
     } finally {
-      this.#starting--;
+      release();
     }
   }
 
@@ -219,13 +158,9 @@ export class WhepServer {
       throw err;
     });
     const transport = viewer.transport;
-    const session = new WhepSession({
-      transport,
-      remoteIce: { ufrag: offer.iceUfrag, pwd: offer.icePwd },
-      bundled: { mid: plan[0]!.mid, kind: plan[0]!.kind },
-      onClose: () => this.#sessions.delete(session.id),
-    });
-    this.#sessions.set(session.id, session);
+    let forget = () => {};
+    const session = new WhepSession({ transport, offer, bundled: plan[0]!, onClose: () => forget() });
+    forget = this.add(session);
     try {
       await transport.connect({ dtlsParameters: { role: 'client', fingerprints: offer.fingerprints as types.DtlsFingerprint[] } });
       const streamId = `${identity}`;
@@ -251,16 +186,12 @@ export class WhepServer {
         if (state === 'failed' || state === 'closed') session.terminate();
       });
       const answer = writeAnswer(offer, answerMedia, localParameters(transport), String(Date.now()));
-      const location = `${WHEP_PATH}/${SESSION_SEGMENT}/${session.id}`;
+      const location = this.location(session);
       sendCreated(res, answer, { location, etag: session.etag, iceServers: this.#deps.iceServers(claims.sub ?? 'whep') });
       this.#deps.log.info({ room: roomName, participant: identity, tracks: session.consumers.length }, 'WHEP viewer started');
     } catch (err) {
       session.terminate();
       throw err;
     }
-  }
-
-  close(): void {
-    for (const s of [...this.#sessions.values()]) s.terminate();
   }
 }

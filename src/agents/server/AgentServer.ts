@@ -2,12 +2,12 @@
 // take jobs. Every frame is validated (zod); a bad one gets an `error` message and the connection
 // stays open. Auth failures close with 4000 + the HTTP status, as /rtc does.
 import type { WebSocket } from 'ws';
-import { WsEndpoint, heartbeat } from '../../api/wsServer.ts';
+import { JsonWsConnection, WsEndpoint, type FrameRef, type JsonWsProtocol } from '../../api/wsServer.ts';
+import type { Claims } from '../../auth/grants.ts';
 import type { TokenVerifier } from '../../auth/tokens.ts';
-import { ApiError, permissionDenied, unauthenticated } from '../../errors.ts';
+import { ApiError, permissionDenied, type TwirpCode } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
-import { closeReason } from '../../signaling/server.ts';
 import {
   AGENT_PROTOCOL_VERSION,
   MAX_AGENT_MESSAGE_BYTES,
@@ -27,8 +27,25 @@ export interface AgentServerOptions {
   pingIntervalMs?: number;
 }
 
-const CLOSE_CODE: Partial<Record<string, number>> = { unauthenticated: 4401, permission_denied: 4403 };
-const CLIENT_CODES: ReadonlySet<string> = new Set<AgentErrorCode>(['malformed', 'invalid_argument', 'failed_precondition', 'not_found', 'unavailable']);
+/** /agent frames: `{"type", ...}` messages; an error names the job it concerns. */
+const AGENT_PROTOCOL: JsonWsProtocol<WorkerMessageType> = {
+  noun: 'message',
+  maxBytes: MAX_AGENT_MESSAGE_BYTES,
+  envelope: (raw) => {
+    const envelope = workerEnvelope.safeParse(raw);
+    if (!envelope.success) return { error: 'message must be a JSON object {"type": <string>, ...}', ref: undefined };
+    return { name: envelope.data.type, ref: undefined, payload: raw };
+  },
+  schemas: workerMessageSchemas,
+  unknownName: (type) => `unknown message type '${type}' (known: ${Object.keys(workerMessageSchemas).join(', ')})`,
+  root: 'message',
+  refOf: (m) => (typeof m === 'object' && m !== null && 'jobId' in m && typeof m.jobId === 'string' ? m.jobId : undefined),
+  clientCodes: new Set<AgentErrorCode>(['malformed', 'invalid_argument', 'failed_precondition', 'not_found', 'unavailable']),
+  failedCode: 'unavailable',
+};
+
+/** Codes an agent worker understands; any other becomes `unavailable`. */
+const WIRE_CODES: ReadonlySet<string> = new Set<AgentErrorCode>(['malformed', 'invalid_argument', 'failed_precondition', 'not_found', 'unavailable', 'unauthenticated', 'permission_denied']);
 
 type Handler<K extends WorkerMessageType> = (conn: WorkerConnection, msg: WorkerMessageOf<K>) => void;
 
@@ -47,52 +64,31 @@ export class AgentServer extends WsEndpoint<WorkerConnection> {
   }
 }
 
-class WorkerConnection {
-  readonly #ws: WebSocket;
+class WorkerConnection extends JsonWsConnection<WorkerMessageType> {
   readonly #opts: Required<AgentServerOptions>;
-  readonly #onGone: () => void;
-  #log: Logger;
   #worker: WorkerHandle | undefined;
-  #pinger: NodeJS.Timeout | undefined;
+  protected readonly openFailure = 'agent authentication failed';
 
   constructor(ws: WebSocket, opts: Required<AgentServerOptions>, onGone: () => void) {
-    this.#ws = ws;
+    super(ws, AGENT_PROTOCOL, opts, onGone);
     this.#opts = opts;
-    this.#onGone = onGone;
-    this.#log = opts.log;
-    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'agent websocket error'));
   }
 
   get dispatcher(): AgentDispatcher {
     return this.#opts.dispatcher;
   }
 
-  async start(url: URL): Promise<void> {
-    const early: Buffer[] = [];
-    const buffer = (data: Buffer, isBinary: boolean) => void (isBinary ? this.#error('malformed', 'binary frames are not part of the protocol; send JSON text') : early.push(data));
-    this.#ws.on('message', buffer);
-    this.#ws.once('close', () => this.#closed());
-    try {
-      const token = url.searchParams.get('access_token');
-      if (!token) throw unauthenticated('missing access_token query parameter');
-      const claims = await this.#opts.verifier.verify(token);
-      if (!claims.video?.agent) throw permissionDenied('the agent grant is required to register an agent worker');
-      // A token that may also join a room (an agent job's join token, a participant's token) is not
-      // a worker credential: leaking one must not let its holder take jobs for every room.
-      if (claims.video.roomJoin || claims.video.room) {
-        throw permissionDenied('a worker token must not carry roomJoin or room; mint one with only the agent grant');
-      }
-    } catch (err) {
-      const apiErr = err instanceof ApiError ? err : new ApiError('internal', 'agent authentication failed');
-      const code = apiErr.code === 'permission_denied' || apiErr.code === 'unauthenticated' ? apiErr.code : 'unavailable';
-      this.#send({ type: 'error', code, message: apiErr.message });
-      this.#ws.close(CLOSE_CODE[apiErr.code] ?? 4500, closeReason(apiErr.message));
-      return;
+  protected override grant(claims: Claims): void {
+    if (!claims.video?.agent) throw permissionDenied('the agent grant is required to register an agent worker');
+    // A token that may also join a room (an agent job's join token, a participant's token) is not
+    // a worker credential: leaking one must not let its holder take jobs for every room.
+    if (claims.video.roomJoin || claims.video.room) {
+      throw permissionDenied('a worker token must not carry roomJoin or room; mint one with only the agent grant');
     }
-    this.#ws.off('message', buffer);
-    this.#ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary));
-    this.#pinger = heartbeat(this.#ws, this.#opts.pingIntervalMs, () => this.terminate());
-    for (const data of early) this.#onMessage(data, false);
+  }
+
+  protected open(): boolean {
+    return true;
   }
 
   registered(): WorkerHandle {
@@ -110,56 +106,25 @@ class WorkerConnection {
       automatic: m.automatic,
       send: (msg) => this.#send(msg),
     };
-    this.#log = this.#opts.log.child({ worker: id, agent: m.agentName });
+    this.log = this.#opts.log.child({ worker: id, agent: m.agentName });
     this.#send({ type: 'registered', workerId: id, protocolVersion: AGENT_PROTOCOL_VERSION });
     this.dispatcher.addWorker(this.#worker);
   }
 
-  terminate(): void {
-    this.#ws.terminate();
-  }
-
   #send(msg: GatewayMessage): void {
-    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(JSON.stringify(msg));
+    this.write(msg);
   }
 
-  #error(code: AgentErrorCode, message: string, jobId?: string): void {
-    this.#send({ type: 'error', code, message, ...(jobId ? { jobId } : {}) });
+  protected sendError(code: TwirpCode, message: string, jobId: FrameRef): void {
+    const wire = (WIRE_CODES.has(code) ? code : 'unavailable') as AgentErrorCode;
+    this.#send({ type: 'error', code: wire, message, ...(typeof jobId === 'string' ? { jobId } : {}) });
   }
 
-  #onMessage(data: Buffer, isBinary: boolean): void {
-    if (isBinary) return this.#error('malformed', 'binary frames are not part of the protocol; send JSON text');
-    if (data.length > MAX_AGENT_MESSAGE_BYTES) return this.#error('malformed', `message larger than ${MAX_AGENT_MESSAGE_BYTES} bytes`);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(data.toString('utf8'));
-    } catch {
-      return this.#error('malformed', 'message is not valid JSON');
-    }
-    const envelope = workerEnvelope.safeParse(raw);
-    if (!envelope.success) return this.#error('malformed', 'message must be a JSON object {"type": <string>, ...}');
-    const type = envelope.data.type;
-    if (!Object.hasOwn(workerMessageSchemas, type)) {
-      return this.#error('malformed', `unknown message type '${type}' (known: ${Object.keys(workerMessageSchemas).join(', ')})`);
-    }
-    const parsed = workerMessageSchemas[type as WorkerMessageType].safeParse(raw);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return this.#error('invalid_argument', `${type}: ${issue.path.join('.') || 'message'}: ${issue.message}`);
-    }
-    const jobId = 'jobId' in parsed.data ? parsed.data.jobId : undefined;
-    try {
-      (HANDLERS[type as WorkerMessageType] as Handler<WorkerMessageType>)(this, parsed.data as WorkerMessageOf<WorkerMessageType>);
-    } catch (err) {
-      if (err instanceof ApiError && CLIENT_CODES.has(err.code)) return this.#error(err.code as AgentErrorCode, err.message, jobId);
-      this.#log.error({ err, type }, 'agent message handling failed');
-      this.#error('unavailable', `${type} failed`, jobId);
-    }
+  protected handle(type: WorkerMessageType, msg: unknown): void {
+    (HANDLERS[type] as Handler<WorkerMessageType>)(this, msg as WorkerMessageOf<WorkerMessageType>);
   }
 
-  #closed(): void {
-    clearInterval(this.#pinger);
-    this.#onGone();
+  protected closed(): void {
     if (this.#worker) this.dispatcher.removeWorker(this.#worker.id);
   }
 }

@@ -2,9 +2,10 @@
 // @livekit/protocol message classes, errors as Twirp JSON. Services register typed methods here.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AnyMessage, Message, MessageType } from '@bufbuild/protobuf';
+import { authorize } from '../../auth/authorize.ts';
 import type { Claims } from '../../auth/grants.ts';
 import type { TokenVerifier } from '../../auth/tokens.ts';
-import { ApiError, unauthenticated } from '../../errors.ts';
+import { ApiError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { readBody, sendJson } from '../../http/body.ts';
@@ -116,9 +117,8 @@ export class TwirpRouter {
           `unexpected Content-Type '${req.headers['content-type'] ?? ''}': use application/json or application/protobuf`,
         );
       }
-      const token = bearerToken(req, url);
-      if (!token) throw unauthenticated('missing access token: send Authorization: Bearer <token>');
-      const claims = await this.#verifier.verify(token);
+      // Each method checks its own grant (api/twirp/*.ts), as LiveKit's services do.
+      const claims = await authorize(this.#verifier, bearerToken(req, url), { missing: 'missing access token: send Authorization: Bearer <token>' });
       const body = await readBody(req, MAX_BODY_BYTES);
       const input = decode(m.input, body, encoding);
       const output = await m.handle(input, { claims, log });

@@ -56,8 +56,11 @@ export class RtmpIngestServer {
   readonly #refused = new Set<string>();
   readonly #listeners: [string, (s: BaseSession) => void][] = [];
   #port = 0;
+  #started = false;
+  #closing: Promise<void> | undefined;
 
-  private constructor(opts: RtmpServerOptions) {
+  /** Built from its narrow dependencies; nothing listens until `start()`. */
+  constructor(opts: RtmpServerOptions) {
     this.#opts = opts;
     this.#pending = new PendingConnections({ ...DEFAULT_ADMISSION, ...opts.admission }, (ip, reason) =>
       opts.log.info({ ip, reason }, 'pending RTMP connection closed'),
@@ -74,8 +77,12 @@ export class RtmpIngestServer {
     return this.#publishes.size;
   }
 
-  static async start(opts: RtmpServerOptions): Promise<RtmpIngestServer> {
+  /** Listens on the configured port; once. */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error('the RTMP server was started already');
+    this.#started = true;
     if (running) throw new Error('an RTMP server is already running in this process (node-media-server keeps global state)');
+    const opts = this.#opts;
     // The library logs with console.log at a level its constructor forces to debug: route it to pino.
     const log = opts.log;
     nmsLogger.log = (message: string, level = 'info') => {
@@ -83,8 +90,7 @@ export class RtmpIngestServer {
       else log.trace({ nms: level }, message);
     };
     Context.config = { bind: opts.bind, rtmp: { port: opts.port } };
-    const server = new RtmpIngestServer(opts);
-    const tcp = server.#tcp;
+    const tcp = this.#tcp;
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
       tcp.listen(opts.port, opts.bind, () => {
@@ -97,18 +103,17 @@ export class RtmpIngestServer {
       );
     });
     tcp.on('error', (err) => log.error({ err: err.message }, 'RTMP server error'));
-    server.#port = (tcp.address() as { port: number }).port;
-    server.#on('prePublish', (s) => server.#prePublish(s));
-    server.#on('postPublish', (s) => server.#postPublish(s));
-    server.#on('donePublish', (s) => server.#donePublish(s));
+    this.#port = (tcp.address() as { port: number }).port;
+    this.#on('prePublish', (s) => this.#prePublish(s));
+    this.#on('postPublish', (s) => this.#postPublish(s));
+    this.#on('donePublish', (s) => this.#donePublish(s));
     // Ingress streams are not for playing back over RTMP: the room is where they are watched.
-    server.#on('prePlay', (s) => {
+    this.#on('prePlay', (s) => {
       log.info({ app: s.streamApp, ip: s.ip }, 'RTMP play refused'); // the path may hold a real key
       s.socket?.destroy();
     });
-    running = server;
-    log.info({ port: server.#port, bind: opts.bind }, 'RTMP ingest listening');
-    return server;
+    running = this;
+    log.info({ port: this.#port, bind: opts.bind }, 'RTMP ingest listening');
   }
 
   #connection(socket: net.Socket): void {
@@ -232,7 +237,13 @@ export class RtmpIngestServer {
     return [...this.#publishes.values()].find((p) => p.ingressId === ingressId);
   }
 
-  async close(): Promise<void> {
+  /** Evicts every publisher and stops listening. Idempotent: later calls get the first call's promise. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     for (const [event, fn] of this.#listeners) Context.eventEmitter.off(event, fn);
     this.#listeners.length = 0;
     const publishes = [...this.#publishes.values()];

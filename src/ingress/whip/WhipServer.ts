@@ -8,31 +8,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { IngressInput, IngressState_Status, type IngressInfo, type TrackInfo } from '@livekit/protocol';
 import type { types } from 'mediasoup';
-import {
-  bearerToken,
-  handleResource,
-  newEtag,
-  pathSegments,
-  problem,
-  readTyped,
-  sendEmpty,
-  sendOptions,
-  sendCreated,
-  sendProblem,
-  toProblem,
-  type WebRtcResource,
-} from '../../api/webrtcHttp.ts';
+import { WebRtcEndpoint, WebRtcSession } from '../../api/webrtcEndpoint.ts';
+import { bearerToken, problem, readTyped, sendCreated, toProblem, type TerminateReason } from '../../api/webrtcHttp.ts';
 import { ApiError } from '../../errors.ts';
-import { newSecret } from '../../ids.ts';
 import type { Logger } from '../../logger.ts';
 import { ROUTER_MEDIA_CODECS } from '../../media/codecs.ts';
 import { negotiatePublish, parseOffer, writeAnswer, type MediaKind } from '../../media/sdp.ts';
-import { localParameters, restartServerIce } from '../../media/webrtcTransport.ts';
+import { localParameters, restartServerIce, watchTraffic } from '../../media/webrtcTransport.ts';
 import type { IceServer } from '../../sfu/ParticipantTypes.ts';
 import type { IngressSession } from '../IngressSessions.ts';
 
 export const WHIP_PATH = '/w';
-const SESSION_SEGMENT = 'session';
 
 /** What the WHIP server needs from the rest of the gateway (narrow, so tests could fake it). */
 export interface WhipDeps {
@@ -50,21 +36,16 @@ const FIRST_MEDIA_MS = 30_000;
 const STALL_MS = 20_000;
 const WATCH_INTERVAL_MS = 500;
 
-class WhipSession implements WebRtcResource {
-  readonly id = newSecret(128);
-  etag = newEtag(newSecret(96));
-  remoteIce: { ufrag: string; pwd: string };
-  readonly bundled: { mid: string; kind: MediaKind };
+class WhipSession extends WebRtcSession {
   readonly streamKey: string;
   readonly ingress: IngressSession;
   transport: types.WebRtcTransport | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopWatching: (() => void) | undefined;
 
-  constructor(init: { streamKey: string; ingress: IngressSession; remoteIce: { ufrag: string; pwd: string }; bundled: { mid: string; kind: MediaKind } }) {
+  constructor(init: { streamKey: string; ingress: IngressSession; offer: { iceUfrag: string; icePwd: string }; bundled: { mid: string; kind: MediaKind } }) {
+    super(init.offer, init.bundled);
     this.streamKey = init.streamKey;
     this.ingress = init.ingress;
-    this.remoteIce = init.remoteIce;
-    this.bundled = init.bundled;
   }
 
   async restartIce() {
@@ -72,99 +53,58 @@ class WhipSession implements WebRtcResource {
     return restartServerIce(this.transport);
   }
 
-  terminate(): void {
-    this.ingress.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'WHIP DELETE');
+  terminate(reason: TerminateReason): void {
+    this.ingress.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, reason === 'delete' ? 'WHIP DELETE' : 'shutdown');
   }
 
   /** Follows the RTP counters: PUBLISHING on the first packets, INACTIVE/ERROR when they stop or never come. */
-  watch(tracks: TrackInfo[], kinds: Map<MediaKind, string>): void {
-    const started = Date.now();
-    let lastBytes = 0;
-    let lastChange = started;
+  watch(transport: types.WebRtcTransport, tracks: TrackInfo[], kinds: Map<MediaKind, string>): void {
     let publishing = false;
-    this.#timer = setInterval(() => {
-      const transport = this.transport;
-      if (!transport || transport.closed) return this.stopWatching();
-      transport
-        .getStats()
-        .then((stats) => {
-          const bytes = stats.reduce((n, s) => n + (s.rtpBytesReceived ?? 0), 0);
-          const now = Date.now();
-          if (bytes > lastBytes) {
-            lastBytes = bytes;
-            lastChange = now;
-            if (!publishing) {
-              publishing = true;
-              this.ingress.publishing(tracks);
-              this.ingress.updateInput({
-                ...(kinds.has('video') ? { video: { mimeType: kinds.get('video')! } } : {}),
-                ...(kinds.has('audio') ? { audio: { mimeType: kinds.get('audio')! } } : {}),
-              });
-            }
-          } else if (!publishing && now - started > FIRST_MEDIA_MS) {
-            this.ingress.end(IngressState_Status.ENDPOINT_ERROR, `no media received within ${FIRST_MEDIA_MS / 1000} s (ICE or DTLS did not complete)`);
-          } else if (publishing && now - lastChange > STALL_MS) {
-            this.ingress.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `no media for ${STALL_MS / 1000} s`);
+    this.#stopWatching = watchTraffic(transport, {
+      intervalMs: WATCH_INTERVAL_MS,
+      bytes: (stats) => stats.reduce((n, s) => n + (s.rtpBytesReceived ?? 0), 0),
+      onTick: ({ grew, sinceStart, sinceChange }) => {
+        if (grew) {
+          if (!publishing) {
+            publishing = true;
+            this.ingress.publishing(tracks);
+            this.ingress.updateInput({
+              ...(kinds.has('video') ? { video: { mimeType: kinds.get('video')! } } : {}),
+              ...(kinds.has('audio') ? { audio: { mimeType: kinds.get('audio')! } } : {}),
+            });
           }
-        })
-        .catch(() => this.stopWatching()); // transport closed under us: the session is ending anyway
-    }, WATCH_INTERVAL_MS);
-    this.#timer.unref();
+        } else if (!publishing && sinceStart > FIRST_MEDIA_MS) {
+          this.ingress.end(IngressState_Status.ENDPOINT_ERROR, `no media received within ${FIRST_MEDIA_MS / 1000} s (ICE or DTLS did not complete)`);
+        } else if (publishing && sinceChange > STALL_MS) {
+          this.ingress.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, `no media for ${STALL_MS / 1000} s`);
+        }
+      },
+      // The transport closed under us: the session is ending anyway.
+      onGone: () => this.stopWatching(),
+    });
   }
 
   stopWatching(): void {
-    clearInterval(this.#timer);
+    this.#stopWatching?.();
   }
 }
 
-export class WhipServer {
+/**
+ * WHIP's part of the WebRTC-over-HTTP endpoint: the stream key (Bearer or path) authorizes a POST,
+ * which starts the ingress session and publishes the offer's tracks into its room.
+ */
+export class WhipServer extends WebRtcEndpoint<WhipSession> {
   readonly #deps: WhipDeps;
-  readonly #log: Logger;
-  readonly #sessions = new Map<string, WhipSession>();
-  #reading = 0;
-  #closed = false;
 
   constructor(deps: WhipDeps) {
+    super({ path: WHIP_PATH, name: 'WHIP', maxSessions: deps.maxSessions, fullDetail: `the gateway takes at most ${deps.maxSessions} WHIP publishers`, target: { min: 0, max: 1, hint: 'no such WHIP resource' }, log: deps.log });
     this.#deps = deps;
-    this.#log = deps.log;
   }
 
-  get sessionCount(): number {
-    return this.#sessions.size;
-  }
-
-  /** Handles every request under /w. Never throws: failures become problem+json. */
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    try {
-      const parts = pathSegments(url.pathname, WHIP_PATH);
-      if (parts.length === 2 && parts[0] === SESSION_SEGMENT) return await this.#resource(req, res, parts[1]!);
-      if (parts.length > 1) throw problem(404, 'no such WHIP resource');
-      const pathKey = parts[0];
-      switch (req.method) {
-        case 'OPTIONS':
-          return sendOptions(res, { 'Accept-Post': 'application/sdp' });
-        case 'GET':
-        case 'HEAD':
-          return sendEmpty(res, 204);
-        case 'POST':
-          return await this.#publish(req, res, pathKey);
-        default:
-          throw problem(405, `${req.method} is not allowed on the WHIP endpoint`, { Allow: 'OPTIONS, GET, POST' });
-      }
-    } catch (err) {
-      sendProblem(res, toProblem(err, this.#log));
-    }
-  }
-
-  async #resource(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const session = this.#sessions.get(id);
-    if (!session) throw problem(404, 'no such WHIP session (it ended or never existed)');
-    if (req.method !== 'OPTIONS') {
-      const key = bearerToken(req);
-      // The session URL is itself a 128-bit secret; a token, when sent, must be the session's key.
-      if (key !== undefined && key !== session.streamKey) throw problem(401, 'the Bearer token is not the stream key of this session');
-    }
-    await handleResource(req, res, session, () => newEtag(newSecret(96)));
+  protected override authorizeResource(req: IncomingMessage, session: WhipSession): void {
+    const key = bearerToken(req);
+    // The session URL is itself a 128-bit secret; a token, when sent, must be the session's key.
+    if (key !== undefined && key !== session.streamKey) throw problem(401, 'the Bearer token is not the stream key of this session');
   }
 
   #authorise(key: string | undefined): IngressInfo {
@@ -176,37 +116,28 @@ export class WhipServer {
     return info;
   }
 
-  async #publish(req: IncomingMessage, res: ServerResponse, pathKey: string | undefined): Promise<void> {
-    if (this.#closed) throw problem(503, 'the gateway is shutting down', { 'Retry-After': '5' });
+  /** POST /w or /w/<stream key>. */
+  protected async post(req: IncomingMessage, res: ServerResponse, [pathKey]: string[]): Promise<void> {
     const info = this.#authorise(bearerToken(req) ?? pathKey);
     const key = info.streamKey;
-    const replacing = this.#deps.sessions.live(info.ingressId) !== undefined;
-    // Offers being read count too: concurrent POSTs must not get past the limit while they await.
-    if (!replacing && this.#sessions.size + this.#reading >= this.#deps.maxSessions) {
-      throw problem(503, `the gateway takes at most ${this.#deps.maxSessions} WHIP publishers`, { 'Retry-After': '10' });
-    }
-    this.#reading++;
+    // A publisher replacing its own live session takes no new place.
+    const release = this.admit(this.#deps.sessions.live(info.ingressId) !== undefined);
     let sdp: string;
     try {
       sdp = await readTyped(req, 'application/sdp');
     } finally {
-      this.#reading--;
+      release();
     }
     const offer = parseOffer(sdp);
     const plan = negotiatePublish(offer, ROUTER_MEDIA_CODECS);
 
     const ingress = this.#deps.sessions.start(info, 'whip');
-    const session = new WhipSession({
-      streamKey: key,
-      ingress,
-      remoteIce: { ufrag: offer.iceUfrag, pwd: offer.icePwd },
-      bundled: { mid: plan[0]!.mid, kind: plan[0]!.kind },
-    });
-    this.#sessions.set(session.id, session);
+    const session = new WhipSession({ streamKey: key, ingress, offer, bundled: plan[0]! });
+    const forget = this.add(session);
     ingress.once('end', () => {
       session.stopWatching();
       session.transport?.close();
-      this.#sessions.delete(session.id);
+      forget();
     });
     const log = ingress.log;
     try {
@@ -241,20 +172,15 @@ export class WhipServer {
         localParameters(transport),
         String(Date.now()),
       );
-      session.watch(tracks, kinds);
-      const location = `${WHIP_PATH}/${SESSION_SEGMENT}/${session.id}`;
+      session.watch(transport, tracks, kinds);
+      const location = this.location(session);
       sendCreated(res, answer, { location, etag: session.etag, iceServers: this.#deps.iceServers(info.participantIdentity) });
-      log.info({ whip: location.slice(0, WHIP_PATH.length + SESSION_SEGMENT.length + 8), tracks: tracks.map((t) => t.sid) }, 'WHIP publisher accepted');
+      // The session URL is a capability: the log names only its first characters.
+      log.info({ whip: `${location.slice(0, -session.id.length)}${session.id.slice(0, 6)}`, tracks: tracks.map((t) => t.sid) }, 'WHIP publisher accepted');
     } catch (err) {
       const p = toProblem(err, log);
       ingress.end(IngressState_Status.ENDPOINT_ERROR, p.message);
       throw p;
     }
-  }
-
-  /** Ends every WHIP session (the ingress sessions end with them). */
-  close(): void {
-    this.#closed = true;
-    for (const s of [...this.#sessions.values()]) s.ingress.end(IngressState_Status.ENDPOINT_INACTIVE, undefined, 'shutdown');
   }
 }
