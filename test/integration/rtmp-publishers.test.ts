@@ -37,10 +37,17 @@ describe.each(['rtmp2sink', 'rtmpsink'] as const)('GStreamer %s publisher', (sin
     const info = await ingress.createIngress(IngressInput.RTMP_INPUT, { roomName: room, participantIdentity: sink, participantName: sink });
     const pub = gstPublish(`rtmp://127.0.0.1:${gw.rtmpPort}/live/${info.streamKey}`, sink, { width: 640, height: 360 });
     publishers.push(pub);
+    // A publisher that exits fails the wait at once; either failure says what GStreamer printed and
+    // the last state the gateway reported.
+    let last: IngressInfo | undefined;
     const started = await waitFor(async () => {
+      if (pub.process.exitCode !== null || pub.process.signalCode !== null) throw new Error(`gst-launch exited (${pub.process.exitCode ?? pub.process.signalCode}) before PUBLISHING`);
       const [i] = await ingress.listIngress({ ingressId: info.ingressId });
+      last = i;
       return i?.state?.status === IngressState_Status.ENDPOINT_PUBLISHING ? i : undefined;
-    }, 60_000, `${sink} PUBLISHING`);
+    }, 60_000, `${sink} PUBLISHING`).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; last state ${JSON.stringify(last?.state?.toJson() ?? null)}; GStreamer: ${pub.stderr().trim() || '(nothing)'}`);
+    });
     // Filled at once from the probe (LiveKit fills them when publishing starts).
     expect(started.state!.audio?.mimeType).toBe('audio/aac');
     // Both tracks, in the room and in the state, once the video has come (restart or not).
