@@ -16,9 +16,8 @@ import { defineAgent, runWorker, type RemoteTrackInfo } from '../src/agents/inde
 import { mintToken } from '../src/auth/tokens.ts';
 import { NodeParticipant } from '../src/client/node.ts';
 import { waitFor } from '../test/helpers/net.ts';
-import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway, type Recorder } from './gateway.ts';
 
-type Record = (name: string, value: number, unit: string, note?: string) => void;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 function tone(ms: number): Int16Array {
@@ -28,7 +27,7 @@ function tone(ms: number): Int16Array {
   return out;
 }
 
-export async function runAgents(record: Record, rounds = 10): Promise<void> {
+export async function runAgents(record: Recorder, rounds = 10): Promise<void> {
   const API_KEY = BENCH_KEY;
   const API_SECRET = BENCH_SECRET;
   const bench = await startBenchGateway();

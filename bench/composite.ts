@@ -17,14 +17,12 @@ import { startEgressWorker } from '../src/egress/worker/startWorker.ts';
 import { launchFfmpeg, runningFfmpegPids, type FfmpegProcess } from '../src/media/ffmpeg.ts';
 import { firstByteSink } from './egress.ts';
 import { cpuSeconds } from './fanout.ts';
-import { startBenchGateway } from './gateway.ts';
+import { startBenchGateway, type Recorder } from './gateway.ts';
 import { API_KEY, API_SECRET } from '../test/helpers/gateway.ts';
 import { startRtmpSink } from '../test/helpers/egress.ts';
 import { waitFor } from '../test/helpers/net.ts';
 import { joinToken } from '../test/helpers/participants.ts';
 import { NodeParticipant } from '../src/client/node.ts';
-
-type Record = (name: string, value: number, unit: string, note?: string) => void;
 
 const ROOM = 'bench-composite';
 const FLASH_PERIOD_S = 2;
@@ -103,7 +101,7 @@ function mediaDuration(file: string): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
-export async function runComposite(record: Record): Promise<void> {
+export async function runComposite(record: Recorder): Promise<void> {
   const seconds = Number(process.env.BENCH_COMPOSITE_SECONDS ?? 60);
   const bench = await startBenchGateway({ ROOMGATE_EGRESS_MAX_CPU: '16', ROOMGATE_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent', ROOMGATE_API_KEY: API_KEY, ROOMGATE_API_SECRET: API_SECRET });
   const { gw } = bench;

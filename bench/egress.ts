@@ -16,8 +16,7 @@ import { freePort, waitFor } from '../test/helpers/net.ts';
 import { join } from '../test/helpers/participants.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import { API_KEY, API_SECRET } from '../test/helpers/gateway.ts';
-
-type Record = (name: string, value: number, unit: string, note?: string) => void;
+import type { Recorder } from './gateway.ts';
 
 /** A TCP listener standing in for an RTMP server: notes when the first byte arrives, then holds the socket. */
 export async function firstByteSink(): Promise<{ url: string; first: Promise<number>; close(): void }> {
@@ -50,7 +49,7 @@ async function egressCpu(pidsBefore: Set<number>, seconds: number): Promise<{ co
   return { cores: used / ((performance.now() - t0) / 1000), processes: pids.length };
 }
 
-export async function runEgress(record: Record): Promise<void> {
+export async function runEgress(record: Recorder): Promise<void> {
   const redis = await startRedis();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-egress-'));
   const config = loadConfig({

@@ -9,6 +9,9 @@ import { startGateway, type Gateway } from '../src/main.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
+/** How a suite reports one figure to the bench's table (bench/run.ts). */
+export type Recorder = (name: string, value: number, unit: string, note?: string) => void;
+
 export const BENCH_KEY = 'APIbench';
 export const BENCH_SECRET = 'bench-secret-0123456789-0123456789-xx';
 

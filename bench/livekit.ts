@@ -13,9 +13,7 @@ import type { Browser, BrowserContext } from 'playwright-core';
 import { NodeParticipant } from '../src/client/node.ts';
 import { launchChromium } from '../test/helpers/chromium.ts';
 import { cpuSeconds } from './fanout.ts';
-import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
-
-type Recorder = (name: string, value: number, unit: string, note?: string) => void;
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway, type Recorder } from './gateway.ts';
 
 const ROOM = 'bench-lk';
 const JOINS = 10;

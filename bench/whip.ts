@@ -14,15 +14,13 @@ import { waitFor } from '../test/helpers/net.ts';
 import { whipPublish } from '../test/helpers/whip.ts';
 import { cpuSeconds } from './fanout.ts';
 import { FLASH_INPUT, flashLatency } from './ingest.ts';
-import { BENCH_KEY, BENCH_SECRET, startBenchGateway } from './gateway.ts';
+import { BENCH_KEY, BENCH_SECRET, startBenchGateway, type Recorder } from './gateway.ts';
 
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const key = (payload: Buffer) => createHash('sha1').update(payload).digest('base64');
 
-type Record = (name: string, value: number, unit: string, note?: string) => void;
-
-export async function runWhip(record: Record, windowS = 10): Promise<void> {
+export async function runWhip(record: Recorder, windowS = 10): Promise<void> {
   const API_KEY = BENCH_KEY;
   const API_SECRET = BENCH_SECRET;
   const bench = await startBenchGateway();

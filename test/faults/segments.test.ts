@@ -74,7 +74,6 @@ describe('HLS segments through faults', () => {
     await rescuer.close();
   });
 
-
   it('S3 down at the end: the rest waits in the backup folder and is uploaded in order when S3 is back', async () => {
     const worker = await inProcessWorker(t.gw);
     t.workers.push(worker);
