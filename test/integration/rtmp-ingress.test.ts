@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { IngressState_Status, IngressVideoEncodingPreset, IngressVideoOptions, ParticipantInfo_Kind } from '@livekit/protocol';
+import { IngressState_Status, IngressVideoEncodingPreset, IngressVideoOptions, ParticipantInfo_Kind, TrackType } from '@livekit/protocol';
 import { IngressClient, IngressInput, RoomServiceClient, WebhookReceiver, type IngressInfo } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
@@ -24,7 +24,7 @@ let ingress: IngressClient;
 let rooms: RoomServiceClient;
 const publishers = new Set<FfmpegProcess>();
 const people: NodeParticipant[] = [];
-const clips: Record<'plain' | 'bframes', string> = { plain: '', bframes: '' };
+const clips: Record<'plain' | 'bframes' | 'lateBframes', string> = { plain: '', bframes: '', lateBframes: '' };
 
 /** Clips encoded once, pushed with -re -c copy so the publisher costs almost nothing. */
 async function encodeClip(name: string, args: string[]): Promise<string> {
@@ -85,6 +85,17 @@ beforeAll(async () => {
     '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100', '-t', '12',
     '-c:v', 'libx264', '-preset', 'ultrafast', '-bf', '2', '-g', '30', '-pix_fmt', 'yuv420p', '-c:a', 'aac',
   ]);
+  // One second without B-frames, then B-frames: the passthrough decision at the first keyframe (no
+  // composition offset, as GStreamer's flvmux sends it) meets B-frames a second later. Headers
+  // in-band so that the second part's SPS reaches the decoder.
+  const part = (bf: number, seconds: number) => [
+    '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100', '-t', String(seconds),
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-bf', String(bf), '-g', '30', '-x264-params', 'repeat-headers=1', '-pix_fmt', 'yuv420p', '-c:a', 'aac',
+  ];
+  const parts = [await encodeClip('360p30-bf0-aac-1s', part(0, 1)), await encodeClip('360p30-bf2-aac-11s', part(2, 11))];
+  const list = path.join(os.tmpdir(), `roomgate-test-late-bf-${process.pid}.txt`);
+  fs.writeFileSync(list, parts.map((f) => `file '${f}'\n`).join(''));
+  clips.lateBframes = await encodeClip('360p30-late-bf-aac-12s', ['-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy']);
 }, 120_000);
 
 afterAll(async () => {
@@ -197,6 +208,28 @@ describe('RTMP ingress', () => {
     const video = probed.streams.find((s) => s.codec_type === 'video');
     expect(video).toMatchObject({ codec_name: 'h264', width: 640, height: 360, has_b_frames: 0 });
     expect(probed.frames).toBeGreaterThan(30);
+    await pub.stop();
+    await waitStatus(info.ingressId, IngressState_Status.ENDPOINT_INACTIVE);
+  });
+
+  it('B-frames that appear after a passthrough start restart the video re-encoded, as the same publish', async () => {
+    const info = await create('rtmp-late-bframes', 'lbcam');
+    const pub = pushClip(clips.lateBframes, info.streamKey);
+    await waitStatus(info.ingressId, IngressState_Status.ENDPOINT_PUBLISHING);
+    // The passthrough video track, then the re-encoded one that replaced it.
+    const receiver = new WebhookReceiver(API_KEY, API_SECRET);
+    await waitFor(async () => {
+      const all = await Promise.all(sink.received.map((r) => receiver.receive(r.body, r.auth)));
+      const published = all.filter((e) => e.event === 'track_published' && e.participant?.identity === 'lbcam' && e.track?.type === TrackType.VIDEO);
+      return published.length >= 2 ? true : undefined;
+    }, 20_000, 'the video track published twice');
+    const { router, tracks } = producersOf('rtmp-late-bframes', 'lbcam');
+    const probed = probe(await recordProducers(router, tracks.map((t) => t.producer), 3));
+    expect(probed.streams.find((s) => s.codec_type === 'video')).toMatchObject({ codec_name: 'h264', width: 640, height: 360, has_b_frames: 0 });
+    expect(probed.frames).toBeGreaterThan(30);
+    const state = (await stateOf(info.ingressId)).state!;
+    expect(state.status).toBe(IngressState_Status.ENDPOINT_PUBLISHING);
+    expect(state.error).toBe('');
     await pub.stop();
     await waitStatus(info.ingressId, IngressState_Status.ENDPOINT_INACTIVE);
   });

@@ -35,7 +35,7 @@ const STALL_MS = 15_000;
 const MAX_PENDING = 16 * 1024 * 1024;
 /** The video since the last keyframe is kept up to this size (OBS's 8.3 s at 2500 kb/s: 2.6 MB). */
 const MAX_GOP_BYTES = 8 * 1024 * 1024;
-/** Pipeline restarts for tracks that came late, at most (a publisher flapping its tracks is not followed). */
+/** Pipeline restarts for a stream that changed (late tracks, B-frames), at most: a publisher flapping its tracks is not followed. */
 const MAX_RESTARTS = 2;
 
 interface Probe {
@@ -148,19 +148,17 @@ export class RtmpPublish {
       probe.videoCodec = p.codec_id;
       if (p.flags === PKT.VIDEO_HEADER && p.codec_id === H264_CODEC_ID) probe.avc = parseAvcSequenceHeader(body(p));
       if (p.flags === PKT.KEYFRAME) probe.keyframe = true;
-      if (hasReordering(p) && !probe.bframes) {
-        probe.bframes = true;
-        // The encoder changed its settings mid-stream. The publisher's reconnect (OBS does it by
-        // itself) is probed afresh and gets the re-encoding fallback.
-        if (this.#plan?.video === 'copy') this.#fail('B-frames appeared in a passthrough stream; reconnect to re-encode them');
-      }
+      // A passthrough plan that meets B-frames is replanned below (#replan): the plan is made at the
+      // first keyframe, and some muxers (GStreamer's flvmux) give it no composition offset, so the
+      // first reordered picture comes a few packets later.
+      if (hasReordering(p)) probe.bframes = true;
     } else if (p.codec_type === FLV.AUDIO) {
       probe.firstMediaAt ??= Date.now();
       probe.audioCodecId = p.codec_id;
       if (p.flags === PKT.AUDIO_HEADER || !probe.audio) probe.audio = parseAudioHeader(body(p));
     }
     if (!this.#plan) this.#decide(false);
-    else this.#lateTrack();
+    else this.#replan();
   }
 
   #keep(p: AVPacket): void {
@@ -174,22 +172,33 @@ export class RtmpPublish {
   }
 
   /**
-   * A track the plan does not have started (GStreamer's video comes a moment after its audio,
-   * x264's lookahead): the pipeline restarts with it, as the same participant.
+   * The stream outgrew its plan: a track started after the ingest began (GStreamer's video comes a
+   * moment after its audio, x264's lookahead), or B-frames appeared in a passthrough video. The
+   * pipeline restarts with a new plan, as the same participant, primed with the pictures since the
+   * last keyframe.
    */
-  #lateTrack(): void {
+  #replan(): void {
     const plan = this.#plan;
     if (!plan || this.#restarting || !this.#pipeline || this.#ended) return;
     const probe = this.#probe;
     const videoReady = probe.videoCodec !== undefined && (probe.videoCodec !== H264_CODEC_ID || probe.keyframe);
     const audioReady = probe.audioCodecId !== undefined;
-    const late = [...(!plan.video && videoReady ? ['video'] : []), ...(!plan.audio && audioReady ? ['audio'] : [])];
-    if (late.length === 0 || this.#restarts >= MAX_RESTARTS) return;
+    const reasons = [
+      ...(!plan.video && videoReady ? ['late video'] : []),
+      ...(!plan.audio && audioReady ? ['late audio'] : []),
+      ...(plan.video === 'copy' && probe.bframes ? ['B-frames'] : []),
+    ];
+    if (reasons.length === 0) return;
+    if (this.#restarts >= MAX_RESTARTS) {
+      // A publisher flapping its tracks is not followed; passthrough B-frames cannot be played.
+      if (plan.video === 'copy' && probe.bframes) this.#fail('B-frames appeared in a passthrough stream; reconnect to re-encode them');
+      return;
+    }
     const next = this.#planFor(videoReady, audioReady);
     if (!next) return;
     this.#restarts++;
     this.#restarting = true;
-    this.#log.info({ late }, 'a track started after the ingest began: restarting the pipeline with it');
+    this.#log.info({ reasons }, 'the stream changed after the ingest began: restarting the pipeline');
     const old = this.#pipeline;
     this.#feed = undefined;
     this.#pipeline = undefined;
