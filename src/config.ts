@@ -85,10 +85,12 @@ const schema = z.strictObject({
       max_port: port.default(49999),
       announced_ip: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).optional(),
       workers: z.int().min(1).max(256).optional(),
+      /** Consumers one mediasoup worker carries before a room on it places new receivers on another worker. */
+      consumers_per_worker: z.int().min(1).max(1_000_000).default(500),
       /** STUN servers handed to clients (stun: URLs). */
       stun_urls: z.array(z.string().regex(/^stuns?:/, 'must be a stun: or stuns: URL')).default([]),
     })
-    .default({ min_port: 40000, max_port: 49999, stun_urls: [] }),
+    .default({ min_port: 40000, max_port: 49999, consumers_per_worker: 500, stun_urls: [] }),
   turn: z
     .strictObject({
       urls: z.array(z.string().regex(/^turns?:/, 'must be a turn: or turns: URL')).default([]),
@@ -241,6 +243,7 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_RTC_MAX_PORT: { path: ['rtc', 'max_port'], kind: 'int' },
   ROOMGATE_ANNOUNCED_IP: { path: ['rtc', 'announced_ip'], kind: 'string' },
   ROOMGATE_RTC_WORKERS: { path: ['rtc', 'workers'], kind: 'int' },
+  ROOMGATE_RTC_CONSUMERS_PER_WORKER: { path: ['rtc', 'consumers_per_worker'], kind: 'int' },
   ROOMGATE_STUN_URLS: { path: ['rtc', 'stun_urls'], kind: 'list' },
   ROOMGATE_TURN_URLS: { path: ['turn', 'urls'], kind: 'list' },
   ROOMGATE_TURN_SECRET: { path: ['turn', 'secret'], kind: 'string' },

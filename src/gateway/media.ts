@@ -13,6 +13,7 @@ export async function startMedia(config: Config, shutdown: Shutdown): Promise<Ga
     count: config.rtc.workers,
     rtcMinPort: config.rtc.min_port,
     rtcMaxPort: config.rtc.max_port,
+    consumersPerWorker: config.rtc.consumers_per_worker,
     log: moduleLogger('workers'),
   });
   shutdown.at('media workers', () => pool.close());

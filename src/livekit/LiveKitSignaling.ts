@@ -771,7 +771,7 @@ class LiveKitSession implements SignalSink, DataPath {
   async #openDownstreamData(): Promise<void> {
     const transport = this.#p.recvTransport;
     if (!transport) return;
-    const direct = await this.#room.createDataSource();
+    const direct = await this.#room.createDataSource(this.#p);
     const reliable = await direct.produceData({ label: '_reliable' });
     const lossy = await direct.produceData({ label: '_lossy' });
     await transport.consumeData({ dataProducerId: reliable.id, ordered: true });

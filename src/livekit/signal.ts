@@ -183,6 +183,7 @@ const DISCONNECT: Record<LeaveReason, DisconnectReason> = {
   SERVER_SHUTDOWN: DisconnectReason.SERVER_SHUTDOWN,
   CONNECTION_LOST: DisconnectReason.SIGNAL_CLOSE,
   JOIN_FAILURE: DisconnectReason.JOIN_FAILURE,
+  MEDIA_FAILURE: DisconnectReason.MEDIA_FAILURE,
 };
 
 export function leaveRequest(reason: LeaveReason | 'STATE_MISMATCH'): LeaveRequest {

@@ -62,7 +62,12 @@ export function sourceNames(sources: TrackSource[]): TrackSourceName[] {
 }
 
 export interface ParticipantInit extends ParticipantJoin {
+  /** The room's own Router: send transports and server transports, and where every producer lives. */
   router: types.Router;
+  /** The Router a new receive transport goes on (the room's own, or an overflow router on another worker). */
+  receiverRouter: () => Promise<types.Router>;
+  /** Makes `producer` (on `router`, the room's) consumable on `target`; a no-op once done. */
+  pipe: (producer: types.Producer, target: types.Router) => Promise<void>;
   transport: TransportSettings;
   log: Logger;
 }
@@ -77,6 +82,10 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #attributes: Record<string, string>;
   #permission: ParticipantPermission;
   readonly #router: types.Router;
+  readonly #receiverRouter: ParticipantInit['receiverRouter'];
+  readonly #pipe: ParticipantInit['pipe'];
+  /** The Router of the receive transport, once there is one. */
+  #recvRouter: types.Router | undefined;
   readonly #settings: TransportSettings;
   readonly #log: Logger;
   readonly #transports = new Map<string, types.WebRtcTransport>();
@@ -109,6 +118,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#attributes = { ...init.attributes };
     this.#permission = init.permission.clone();
     this.#router = init.router;
+    this.#receiverRouter = init.receiverRouter;
+    this.#pipe = init.pipe;
     this.#settings = init.transport;
     this.#log = init.log.child({ participant: init.identity, sid: this.sid });
     this.onListenerError((event, err) => this.#log.error({ event, err }, 'participant listener threw'));
@@ -198,7 +209,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       throw failedPrecondition('a receive transport already exists');
     }
     if (this.#transports.size >= 4) throw resourceExhausted('at most 4 transports per participant');
-    const transport = await this.#router.createWebRtcTransport({
+    // Receivers are what outgrows a worker, so only they may go to another one; publishing stays on the room's.
+    const router = direction === 'recv' ? await this.#receiverRouter() : this.#router;
+    const transport = await router.createWebRtcTransport({
       listenIps: [{ ip: this.#settings.listenIp, ...(this.#settings.announcedIp ? { announcedIp: this.#settings.announcedIp } : {}) }],
       enableUdp: true,
       enableTcp: true,
@@ -213,6 +226,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       throw failedPrecondition('participant has left');
     }
     this.#transports.set(transport.id, transport);
+    if (direction === 'recv') this.#recvRouter = router;
     transport.on('dtlsstatechange', (state) => {
       if (state === 'failed' || state === 'closed') this.#log.warn({ transport: transport.id, state }, 'transport DTLS ended');
     });
@@ -264,6 +278,14 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   get recvTransport(): types.WebRtcTransport | undefined {
     return [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
+  }
+
+  /**
+   * The Router of the latest receive transport (the room's own or an overflow router), kept after
+   * that transport closed so the room can tell whose receivers a dead worker took.
+   */
+  get recvRouter(): types.Router | undefined {
+    return this.#recvRouter;
   }
 
   async connectTransport({ transportId, dtlsParameters }: ConnectTransportRequest): Promise<void> {
@@ -435,6 +457,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#subscribing.add(sid);
     let consumer: types.Consumer;
     try {
+      const router = this.#recvRouter;
+      if (router && router !== this.#router) await this.#pipe(track.producer, router);
       consumer = await transport.consume({
         producerId: track.producer.id,
         rtpCapabilities: this.#rtpCapabilities,

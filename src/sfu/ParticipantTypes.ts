@@ -18,7 +18,9 @@ export type LeaveReason =
   | 'ROOM_CLOSED'
   | 'SERVER_SHUTDOWN'
   | 'CONNECTION_LOST'
-  | 'JOIN_FAILURE';
+  | 'JOIN_FAILURE'
+  /** The media worker carrying this participant's receive transport died; rejoining places it anew. */
+  | 'MEDIA_FAILURE';
 
 /**
  * Who joins a room and what it may do there: a join token's grants (src/auth/join.ts), or what a

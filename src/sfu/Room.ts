@@ -1,6 +1,9 @@
 // A live room: one mediasoup Router, its participants, who receives whose tracks, the data relay
 // and active-speaker detection. close() is idempotent and takes everything the room owns with it
-// in one cascade (participants → transports → producers/consumers/data channels → router).
+// in one cascade (participants → transports → producers/consumers/data channels → routers).
+// Receivers that outgrow the room's worker go on overflow Routers on other workers, one per worker,
+// each fed from the room's Router by pipeToRouter (mediasoup's way to spread a room over cores);
+// producers, the audio level observer and upstream data stay on the room's Router.
 import { ParticipantInfo_Kind } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
@@ -13,6 +16,7 @@ import type { ActiveSpeaker, ParticipantJoin, PublishedTrack, SignalSink, Transp
 import {
   LEAVE_REASON_FOR_CLOSE,
   type ParticipantInfo,
+  type ReceiverPlacement,
   type RelayCodec,
   type RoomCloseReason,
   type RoomEvents,
@@ -21,12 +25,25 @@ import {
   type Viewer,
 } from './RoomTypes.ts';
 
+/** The room's Router on another worker, for receivers its own worker has no room for. */
+interface Overflow {
+  readonly router: types.Router;
+  readonly pid: number;
+  /** Producer id → its pipe onto this router, in flight or done (piping twice would fail). */
+  readonly piped: Map<string, Promise<void>>;
+  /** The server's data channels towards receivers on this router (the room's relay, their side). */
+  readonly dataRelay: types.DirectTransport;
+}
+
 export class RoomImpl extends TypedEmitter<RoomEvents> {
   readonly #info: RoomInfo;
   readonly #media: RoomMedia;
   readonly #transport: TransportSettings;
   readonly #codec: RelayCodec;
   readonly #viewerRouter: (mediaCodecs: types.RtpCodecCapability[]) => Promise<types.Router>;
+  readonly #placement: ReceiverPlacement | undefined;
+  /** Worker pid → the room's overflow router there (`value` once open). */
+  readonly #overflow = new Map<number, { ready: Promise<Overflow>; value?: Overflow }>();
   readonly #log: Logger;
   readonly #participants = new Map<string, Participant>();
   /** identity → the server's data producer feeding that participant's data channel. */
@@ -40,6 +57,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     transport,
     codec,
     viewerRouter,
+    placement,
     log,
   }: {
     info: RoomInfo;
@@ -48,6 +66,8 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     codec: RelayCodec;
     /** A Router for one viewer (on any worker), with the viewer's codecs. */
     viewerRouter: (mediaCodecs: types.RtpCodecCapability[]) => Promise<types.Router>;
+    /** Without it every receiver stays on the room's Router. */
+    placement?: ReceiverPlacement;
     log: Logger;
   }) {
     super();
@@ -56,6 +76,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     this.#transport = transport;
     this.#codec = codec;
     this.#viewerRouter = viewerRouter;
+    this.#placement = placement;
     this.#log = log.child({ room: info.name, sid: info.sid });
     // The worker died under us: the room cannot carry media any more, so it ends rather than lingering.
     media.router.on('workerclose', () => this.close('worker_died'));
@@ -126,9 +147,118 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     };
   }
 
-  /** A DirectTransport of the room's own, for an edge that frames data channels itself (LiveKit's DCEP). */
-  createDataSource(): Promise<types.DirectTransport> {
-    return this.#media.router.createDirectTransport();
+  /**
+   * A DirectTransport for an edge that frames data channels itself (LiveKit's DCEP): on the Router of
+   * `receiver`'s receive transport, so that transport can consume what it produces.
+   */
+  createDataSource(receiver?: Participant): Promise<types.DirectTransport> {
+    return (receiver?.recvRouter ?? this.#media.router).createDirectTransport();
+  }
+
+  // ---- receivers across workers --------------------------------------------------------------
+
+  /** For tests and benchmarks: the worker pid of each participant's receive transport. */
+  receiverWorkersForTesting(): Map<string, number | undefined> {
+    const out = new Map<string, number | undefined>();
+    for (const p of this.#participants.values()) {
+      const router = p.recvTransport ? p.recvRouter : undefined;
+      out.set(p.identity, router ? this.#placement?.workerPidOf(router) : undefined);
+    }
+    return out;
+  }
+
+  /** For tests: the worker pid of the room's own Router. */
+  get workerPidForTesting(): number | undefined {
+    return this.#placement?.workerPidOf(this.#media.router);
+  }
+
+  /** Where a new receive transport goes: the placement's choice, the room's own Router if that fails. */
+  async #receiverRouter(): Promise<types.Router> {
+    if (this.#closed) throw failedPrecondition(`room '${this.name}' is closed`);
+    const origin = this.#media.router;
+    const pid = this.#placement?.receiverWorker(origin);
+    if (pid === undefined || pid === this.#placement?.workerPidOf(origin)) return origin;
+    try {
+      return (await this.#overflowOn(pid)).router;
+    } catch (err) {
+      // A worker that died or is restarting: the receiver is better served by the busy worker than refused.
+      this.#log.warn({ pid, err: (err as Error).message }, 'could not open an overflow router; the receiver stays on the room worker');
+      return origin;
+    }
+  }
+
+  #overflowOn(pid: number): Promise<Overflow> {
+    const existing = this.#overflow.get(pid);
+    if (existing) return existing.ready;
+    const entry: { ready: Promise<Overflow>; value?: Overflow } = { ready: this.#openOverflow(pid) };
+    this.#overflow.set(pid, entry);
+    entry.ready.then(
+      (o) => (entry.value = o),
+      () => {
+        if (this.#overflow.get(pid) === entry) this.#overflow.delete(pid);
+      },
+    );
+    return entry.ready;
+  }
+
+  async #openOverflow(pid: number): Promise<Overflow> {
+    const router = await this.#placement!.createRouterOn(pid, { room: this.name, overflow: true });
+    let dataRelay: types.DirectTransport;
+    try {
+      dataRelay = await router.createDirectTransport();
+      // The room closed while mediasoup worked: close() did not see this router.
+      if (this.#closed) throw failedPrecondition(`room '${this.name}' is closed`);
+    } catch (err) {
+      router.close();
+      throw err;
+    }
+    const overflow: Overflow = { router, pid, piped: new Map(), dataRelay };
+    router.on('workerclose', () => this.#overflowLost(overflow));
+    router.observer.once('close', () => {
+      if (this.#overflow.get(pid)?.value === overflow) this.#overflow.delete(pid);
+    });
+    this.#log.info({ pid, router: router.id }, 'overflow router opened: new receivers go to another worker');
+    return overflow;
+  }
+
+  /**
+   * The worker under an overflow router died: its consumers are gone with it, so its receivers
+   * leave with MEDIA_FAILURE and rejoin (placed anew); the room and everyone else go on.
+   */
+  #overflowLost(o: Overflow): void {
+    if (this.#closed) return;
+    const lost = [...this.#participants.values()].filter((p) => p.recvRouter === o.router);
+    this.#log.error({ pid: o.pid, receivers: lost.length }, 'the worker of an overflow router died; its receivers leave to rejoin');
+    for (const p of lost) p.close('MEDIA_FAILURE');
+  }
+
+  #overflowOf(router: types.Router): Overflow | undefined {
+    for (const entry of this.#overflow.values()) if (entry.value?.router === router) return entry.value;
+    return undefined;
+  }
+
+  /** Pipes `producer` from the room's Router onto overflow router `target`, once. */
+  #pipeTo(producer: types.Producer, target: types.Router): Promise<void> {
+    const o = this.#overflowOf(target);
+    if (!o) return Promise.reject(failedPrecondition('the receive transport\'s router is gone'));
+    const existing = o.piped.get(producer.id);
+    if (existing) return existing;
+    const piping = this.#media.router.pipeToRouter({ producerId: producer.id, router: target }).then(() => undefined);
+    o.piped.set(producer.id, piping);
+    const forget = () => {
+      if (o.piped.get(producer.id) === piping) o.piped.delete(producer.id);
+    };
+    piping.catch(forget); // a failed pipe is tried again by the next subscriber
+    producer.observer.once('close', forget);
+    return piping;
+  }
+
+  /** The room's relay transport on `router`'s side: the room's own, or the overflow router's. */
+  #dataRelayOn(router: types.Router | undefined): types.DirectTransport {
+    if (!router || router === this.#media.router) return this.#media.dataRelay;
+    const o = this.#overflowOf(router);
+    if (!o) throw failedPrecondition('the receive transport\'s router is gone');
+    return o.dataRelay;
   }
 
   get participantCount(): number {
@@ -198,7 +328,14 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     }
     existing?.close('DUPLICATE_IDENTITY');
 
-    const init: ParticipantInit = { ...req, router: this.#media.router, transport: this.#transport, log: this.#log };
+    const init: ParticipantInit = {
+      ...req,
+      router: this.#media.router,
+      receiverRouter: () => this.#receiverRouter(),
+      pipe: (producer, target) => this.#pipeTo(producer, target),
+      transport: this.#transport,
+      log: this.#log,
+    };
     const p = new Participant(init);
     this.#participants.set(p.identity, p);
     p.attach(sink);
@@ -266,7 +403,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     // A participant with its own data path gets data through it, not the relay channel.
     if (p.recvTransport && !p.dataPath && !this.#relays.has(p.identity)) {
       try {
-        const relay = await this.#media.dataRelay.produceData({ label: this.#codec.label, protocol: this.#codec.protocol });
+        const relay = await this.#dataRelayOn(p.recvRouter).produceData({ label: this.#codec.label, protocol: this.#codec.protocol });
         if (p.closed || this.#relays.has(p.identity)) {
           relay.close();
           return;
@@ -376,6 +513,9 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     this.#closed = true;
     this.#log.info({ reason, participants: this.#participants.size }, 'room closed');
     for (const p of [...this.#participants.values()]) p.close(LEAVE_REASON_FOR_CLOSE[reason]);
+    // Overflow routers still opening see #closed and close themselves.
+    for (const entry of this.#overflow.values()) entry.value?.router.close();
+    this.#overflow.clear();
     this.#media.router.close();
     this.safeEmit('@close', reason);
   }

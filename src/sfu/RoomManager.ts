@@ -352,6 +352,7 @@ export class RoomManager extends TypedEmitter<RoomManagerEvents> {
         transport: this.#transport,
         codec: this.#codec,
         viewerRouter: (mediaCodecs) => this.#pool.createRouter({ whep: true }, mediaCodecs),
+        placement: this.#pool,
         log: this.#log,
       });
     } catch (err) {

@@ -75,7 +75,21 @@ export interface Viewer {
   consume(track: Pick<PublishedTrack, 'producer'>, rtpCapabilities: types.RtpCapabilities): Promise<types.Consumer>;
 }
 
+/**
+ * Where a room's receivers go (implemented by WorkerPool): the room's own worker until it carries
+ * its consumer budget, then another worker, where the room opens an overflow Router fed from its
+ * own by pipeToRouter.
+ */
+export interface ReceiverPlacement {
+  /** The pid of the worker a new receiver should use; undefined when `origin`'s worker is gone. */
+  receiverWorker(origin: types.Router): number | undefined;
+  /** A Router with the rooms' codecs on worker `pid`; rejects when that worker is not running. */
+  createRouterOn(pid: number, appData: Record<string, unknown>): Promise<types.Router>;
+  workerPidOf(router: types.Router): number | undefined;
+}
+
 export interface RoomMedia {
+  /** The room's own Router: every producer, the data relay and the audio level observer live here. */
   router: types.Router;
   /** Relays data messages between participants (and from the RoomService SendData). */
   dataRelay: types.DirectTransport;
