@@ -1,7 +1,9 @@
-// Fan-out: one 720p30 H.264 publisher, N subscribers on ONE mediasoup worker. Subscribers are
-// SRTP PlainTransport consumers (the same encrypt-and-send work per subscriber as WebRTC, without
-// running N WebRTC stacks on this 2-core machine); a separate receiver process counts every packet
-// per SSRC. Reports CPU of the worker, the gateway process and the receiver, and loss.
+// Fan-out: one 720p30 H.264 publisher, N subscribers on ONE mediasoup worker, or (mode 'pipe') on
+// two workers: the room's receiver placement puts subscribers past a small consumer budget on an
+// overflow router on the second worker, fed by pipeToRouter. Subscribers are SRTP PlainTransport
+// consumers (the same encrypt-and-send work per subscriber as WebRTC, without running N WebRTC
+// stacks on this 2-core machine); a separate receiver process counts every packet per SSRC.
+// Reports CPU of the worker(s), the gateway process and the receiver, and loss.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -12,8 +14,17 @@ import { launchFfmpeg } from '../src/media/ffmpeg.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startBenchGateway } from './gateway.ts';
 
+export type FanoutMode = 'one' | 'pipe';
+
+/** Consumer budget per worker in 'pipe' mode: past it, subscribers spread over both workers. */
+const PIPE_BUDGET = 25;
+
 export interface FanoutRow {
+  mode: FanoutMode;
   subscribers: number;
+  /** Subscribers whose consumer is on the second worker (0 with one worker). */
+  onSecondWorker: number;
+  /** CPU of all mediasoup workers together (cores). */
   workerCpu: number;
   gatewayCpu: number;
   receiverCpu: number;
@@ -56,9 +67,13 @@ sock.bind(0, '127.0.0.1', () => process.send({ port: sock.address().port }));
 process.on('message', (msg) => { if (msg === 'counts') process.send({ counts: [...counts] }); if (msg === 'reset') counts.clear(); });
 `;
 
-export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promise<FanoutRow[]> {
+export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: FanoutMode = 'one'): Promise<FanoutRow[]> {
   const file = await clip();
-  const bench = await startBenchGateway({ ROOMGATE_RTC_MIN_PORT: '46000', ROOMGATE_RTC_MAX_PORT: '47999' });
+  const bench = await startBenchGateway({
+    ROOMGATE_RTC_MIN_PORT: '46000',
+    ROOMGATE_RTC_MAX_PORT: '47999',
+    ...(mode === 'pipe' ? { ROOMGATE_RTC_WORKERS: '2', ROOMGATE_RTC_CONSUMERS_PER_WORKER: String(PIPE_BUDGET) } : {}),
+  });
   const { gw } = bench;
   const receiverFile = path.join(os.tmpdir(), `roomgate-receiver-${process.pid}.cjs`);
   fs.writeFileSync(receiverFile, RECEIVER);
@@ -72,7 +87,8 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
   const rows: FanoutRow[] = [];
   try {
     await gw.rooms.createRoom({ name: 'fanout', emptyTimeout: 3600 });
-    const router = gw.rooms.liveRoom('fanout')!.routerForTesting;
+    const room = gw.rooms.liveRoom('fanout')!;
+    const router = room.routerForTesting;
     const ingest = await router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
     const producer = await ingest.produce({
       kind: 'video',
@@ -84,19 +100,24 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
     // comedia locks onto the first sender's address: every FFmpeg run sends from the same port.
     const sourcePort = await freePort();
     const consumers: types.Consumer[] = [];
-    const [workerPid] = gw.mediaWorkerPids;
+    let onSecond = 0;
+    const workerPids = gw.mediaWorkerPids;
+    const workerCpu = () => workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
     for (const n of steps) {
       while (consumers.length < n) {
         const batch = Math.min(25, n - consumers.length);
+        // One placement per batch: a batch's consumers do not exist yet when it is decided.
+        const target = mode === 'pipe' ? await room.receiverRouterForTesting(producer) : router;
+        if (target !== router) onSecond += batch;
         const created = await Promise.all(
           Array.from({ length: batch }, async () => {
-            const t = await router.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: false, enableSrtp: true });
+            const t = await target.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: false, enableSrtp: true });
             await t.connect({
               ip: '127.0.0.1',
               port: receiverPort,
               srtpParameters: { cryptoSuite: 'AES_CM_128_HMAC_SHA1_80', keyBase64: randomBytes(30).toString('base64') },
             });
-            return t.consume({ producerId: producer.id, rtpCapabilities: router.rtpCapabilities });
+            return t.consume({ producerId: producer.id, rtpCapabilities: target.rtpCapabilities });
           }),
         );
         consumers.push(...created);
@@ -113,9 +134,9 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
       };
       receiver.send('reset'); // IPC keeps order: counting restarts before the window opens
       const before = await packets();
-      const cpu0 = { w: cpuSeconds(workerPid!), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const cpu0 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
       await new Promise((r) => setTimeout(r, windowS * 1000));
-      const cpu1 = { w: cpuSeconds(workerPid!), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const cpu1 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
       const after = await packets();
       await new Promise((r) => setTimeout(r, 300)); // in-flight packets land
       const { counts } = await ask<{ counts: [number, number][] }>('counts');
@@ -124,7 +145,9 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8): Promi
       const sent = after.sent.reduce((a, b, i) => a + b - before.sent[i]!, 0);
       const received = counts.reduce((a, [, c]) => a + c, 0);
       rows.push({
+        mode,
         subscribers: n,
+        onSecondWorker: onSecond,
         workerCpu: (cpu1.w - cpu0.w) / windowS,
         gatewayCpu: (cpu1.g - cpu0.g) / windowS,
         receiverCpu: (cpu1.r - cpu0.r) / windowS,

@@ -61,7 +61,10 @@ const wanted = (name: string) => only.size === 0 || only.has(name);
 async function main() {
   if (wanted('foundation')) await foundation();
   let fanout: Awaited<ReturnType<typeof runFanout>> = [];
-  if (wanted('fanout')) fanout = await runFanout();
+  // ROOMGATE_BENCH_FANOUT_STEPS=50,100 for a short run; `fanout` runs one worker then two piped, `fanout-pipe` only the latter.
+  const steps = process.env.ROOMGATE_BENCH_FANOUT_STEPS?.split(',').map(Number);
+  if (wanted('fanout')) fanout = await runFanout(steps);
+  if (wanted('fanout') || wanted('fanout-pipe')) fanout.push(...(await runFanout(steps, undefined, 'pipe')));
   let ingest: IngestFigures | undefined;
   if (wanted('ingest')) ingest = await runIngest();
   if (wanted('whip')) await runWhip(record);
@@ -144,14 +147,22 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFig
     console.log(`${'metric'.padEnd(width)}  ${'value'.padStart(10)}  unit`);
     for (const r of rows) console.log(`${r.name.padEnd(width)}  ${String(r.value).padStart(10)}  ${r.unit}${r.note ? `  (${r.note})` : ''}`);
   }
-  if (fanout.length > 0) {
-    console.log('\nfan-out: one 720p30 H.264 publisher (~2 Mb/s) to N SRTP subscribers on one mediasoup worker');
-    console.log('subscribers  worker cpu  gateway cpu  receiver cpu  publisher pkt/s  sent pkt/s/sub  ingest loss  delivery loss');
-    for (const r of fanout) {
+  for (const mode of ['one', 'pipe'] as const) {
+    const table = fanout.filter((r) => r.mode === mode);
+    if (table.length === 0) continue;
+    console.log(
+      mode === 'one'
+        ? '\nfan-out: one 720p30 H.264 publisher (~2 Mb/s) to N SRTP subscribers on one mediasoup worker'
+        : '\nfan-out across two workers: subscribers past 25 consumers per worker spread to a second worker fed by pipeToRouter',
+    );
+    console.log('subscribers  on 2nd worker  worker cpu  cpu/sub (ms/s)  gateway cpu  receiver cpu  publisher pkt/s  sent pkt/s/sub  ingest loss  delivery loss');
+    for (const r of table) {
       console.log(
         [
           String(r.subscribers).padStart(11),
+          String(r.onSecondWorker).padStart(13),
           r.workerCpu.toFixed(2).padStart(10),
+          ((r.workerCpu / r.subscribers) * 1000).toFixed(2).padStart(14),
           r.gatewayCpu.toFixed(3).padStart(11),
           r.receiverCpu.toFixed(2).padStart(12),
           r.producerPps.toFixed(0).padStart(15),

@@ -167,6 +167,21 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     return out;
   }
 
+  /**
+   * For benchmarks that consume with their own transports: the Router the placement gives a new
+   * receiver now, with `producer` (the room's) piped onto it when it is an overflow router.
+   */
+  async receiverRouterForTesting(producer: types.Producer): Promise<types.Router> {
+    const router = await this.#receiverRouter();
+    if (router !== this.#media.router) await this.#pipeTo(producer, router);
+    return router;
+  }
+
+  /** For tests: the room's overflow routers open now. */
+  get overflowRoutersForTesting(): types.Router[] {
+    return [...this.#overflow.values()].flatMap((e) => (e.value ? [e.value.router] : []));
+  }
+
   /** For tests: the worker pid of the room's own Router. */
   get workerPidForTesting(): number | undefined {
     return this.#placement?.workerPidOf(this.#media.router);
