@@ -39,6 +39,38 @@ describe('mediasoup', () => {
     expect(ports.some((p) => p >= 41500 && p <= 41999)).toBe(true);
   });
 
+  it('counts consumers per worker and places receivers past the budget on the least-loaded worker', async () => {
+    const p = await WorkerPool.create({ count: 2, rtcMinPort: 42100, rtcMaxPort: 42199, consumersPerWorker: 1, log: moduleLogger('test') });
+    try {
+      const origin = await p.createRouter();
+      const home = p.workerPidOf(origin)!;
+      const other = p.workerPids.find((pid) => pid !== home)!;
+      expect(p.receiverWorker(origin)).toBe(home);
+      const ingest = await origin.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true, comedia: true });
+      const producer = await ingest.produce({
+        kind: 'audio',
+        rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1111 }] },
+      });
+      const out = await origin.createPlainTransport({ listenIp: '127.0.0.1', rtcpMux: true });
+      const consumer = await out.consume({ producerId: producer.id, rtpCapabilities: origin.rtpCapabilities });
+      expect(p.load.find((l) => l.pid === home)?.consumers).toBe(1);
+      // At the budget: the other worker, which has none.
+      expect(p.receiverWorker(origin)).toBe(other);
+      const overflow = await p.createRouterOn(other, { overflow: true });
+      expect(p.workerPidOf(overflow)).toBe(other);
+      await origin.pipeToRouter({ producerId: producer.id, router: overflow });
+      // The pipe consumer counts on the room's worker: piping costs it too.
+      expect(p.load.find((l) => l.pid === home)?.consumers).toBe(2);
+      consumer.close();
+      overflow.close();
+      expect(p.load.find((l) => l.pid === home)?.consumers).toBe(0);
+      expect(p.receiverWorker(origin)).toBe(home);
+      await expect(p.createRouterOn(123456789)).rejects.toThrow(/not running/);
+    } finally {
+      p.close();
+    }
+  });
+
   it('replaces a worker that dies', async () => {
     const p = await WorkerPool.create({ count: 1, rtcMinPort: 42000, rtcMaxPort: 42099, log: moduleLogger('test') });
     try {
