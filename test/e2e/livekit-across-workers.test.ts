@@ -1,0 +1,131 @@
+// Stock livekit-client 2.23.0 in headless Chromium when its receive side is on an overflow router
+// (issue 16, part 1): two workers and a consumer budget of 1, so both LiveKit clients receive on
+// the second worker through pipeToRouter. They decode each other's simulcast video and audio, a
+// request for the lowest layer crosses the pipe, and chat reaches the other side (LiveKit's DCEP
+// data source is opened on the receiver's router).
+import { DataPacket_Kind } from '@livekit/protocol';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeParticipant } from '../../src/client/node.ts';
+import type { Gateway } from '../../src/main.ts';
+import { launchChromium } from '../helpers/chromium.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
+import { waitFor } from '../helpers/net.ts';
+import { join, joinToken } from '../helpers/participants.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+
+let redis: TestRedis;
+let gw: Gateway;
+let browser: Browser;
+const nodes: NodeParticipant[] = [];
+const ROOM = 'lk-spread';
+
+interface Stat {
+  identity: string;
+  kind: string;
+  packetsReceived: number;
+  framesDecoded: number;
+  width: number;
+  elementWidth: number;
+}
+interface Lk {
+  events: { name: string; data: unknown }[];
+  chat: { from: string | null; text: string; topic: string | null; kind: number }[];
+  mediaStats(): Promise<Stat[]>;
+  sendChat(text: string, opts?: Record<string, unknown>): Promise<void>;
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_RTC_WORKERS: '2', ROOMGATE_RTC_CONSUMERS_PER_WORKER: '1' });
+  browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
+});
+
+afterAll(async () => {
+  await Promise.all(nodes.map((n) => n.leave().catch(() => undefined)));
+  await browser?.close();
+  await gw?.close();
+  await redis?.stop();
+});
+
+async function openLk(identity: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  const token = await joinToken(ROOM, identity);
+  await page.goto(`${gw.url}/lk?room=${ROOM}&identity=${identity}&autojoin=1&token=${token}`);
+  await waitFor(
+    async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))),
+    45_000,
+    `${identity} joined and published`,
+  );
+  expect(pageErrors).toEqual([]);
+  expect(await page.evaluate(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'error'))).toBeUndefined();
+  return page;
+}
+
+const stats = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.mediaStats());
+const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.chat);
+
+async function expectMediaFrom(page: Page, other: string): Promise<void> {
+  const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
+  const first = await waitFor(
+    async () => {
+      const s = await stats(page);
+      const v = pick(s, 'video');
+      const a = pick(s, 'audio');
+      return v && v.framesDecoded > 0 && v.elementWidth > 0 && a && a.packetsReceived > 0 ? { v, a } : undefined;
+    },
+    40_000,
+    `decoded media from ${other}`,
+  );
+  await waitFor(async () => (pick(await stats(page), 'video')?.framesDecoded ?? 0) > first.v.framesDecoded || undefined, 10_000, `more frames from ${other}`);
+}
+
+describe('stock livekit-client receiving on an overflow router', () => {
+  it('decodes, switches simulcast layers and gets chat across the pipe', async () => {
+    // A Node publisher and one Node subscriber fill the room worker's budget of one consumer.
+    const pub = await join(gw.url, ROOM, 'pub');
+    nodes.push(pub);
+    await pub.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
+    const filler = await join(gw.url, ROOM, 'filler');
+    nodes.push(filler);
+    await waitFor(() => filler.remoteTracks.length > 0 || undefined, 15_000, 'filler subscribed');
+
+    const alice = await openLk('alice');
+    const bob = await openLk('bob');
+    const room = gw.rooms.liveRoom(ROOM)!;
+    const home = room.workerPidForTesting;
+    const placed = room.receiverWorkersForTesting();
+    expect(placed.get('filler')).toBe(home);
+    expect(placed.get('alice')).not.toBe(home);
+    expect(placed.get('bob')).not.toBe(home);
+    expect(gw.mediaWorkerPids).toContain(placed.get('bob'));
+
+    await expectMediaFrom(alice, 'bob');
+    await expectMediaFrom(bob, 'alice');
+
+    // bob asks for alice's lowest simulcast layer: the preferred layer holds on the piped producer.
+    const cam = (await gw.rooms.listParticipants(ROOM)).find((p) => p.identity === 'alice')!.tracks.find((t) => t.type === 1)!;
+    expect(cam.simulcast).toBe(true);
+    type Pub = { setVideoQuality(q: number): void };
+    type LkRooms = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): Pub } } } };
+    await bob.evaluate(() => (window as unknown as LkRooms).lk.room.getParticipantByIdentity('alice').getTrackPublication('camera').setVideoQuality(0));
+    const small = await waitFor(
+      async () => {
+        const v = (await stats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
+        return v && v.width > 0 && v.width <= 400 ? v : undefined;
+      },
+      30_000,
+      'lowest simulcast layer at bob',
+    );
+    expect(small.width).toBeLessThanOrEqual(cam.layers.map((l) => l.width).sort((a, b) => a - b)[0]!);
+
+    // Chat from alice reaches bob through the data source on bob's (overflow) router.
+    await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('across workers', { topic: 'greetings' }));
+    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'across workers'), 15_000, 'reliable data at bob');
+    expect((await chat(bob)).find((m) => m.text === 'across workers')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
+    await alice.close();
+    await bob.close();
+  }, 120_000);
+});
