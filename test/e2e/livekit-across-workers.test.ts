@@ -2,8 +2,9 @@
 // (issue 16, part 1): two workers and a consumer budget of 1, so both LiveKit clients receive on
 // the second worker through pipeToRouter. They decode each other's simulcast video and audio, a
 // request for the lowest layer crosses the pipe, and chat reaches the other side (LiveKit's DCEP
-// data source is opened on the receiver's router).
-import { DataPacket_Kind } from '@livekit/protocol';
+// data source is opened on the receiver's router). When that worker dies they are disconnected
+// with MEDIA_FAILURE and the room goes on.
+import { DataPacket_Kind, DisconnectReason } from '@livekit/protocol';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant } from '../../src/client/node.ts';
@@ -52,6 +53,7 @@ async function openLk(identity: string): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
   const pageErrors: string[] = [];
   page.on('pageerror', (err) => pageErrors.push(err.message));
+  if (process.env.LK_DEBUG) page.on('console', (m) => console.log(`[${identity}] ${m.text()}`));
   const token = await joinToken(ROOM, identity);
   await page.goto(`${gw.url}/lk?room=${ROOM}&identity=${identity}&autojoin=1&token=${token}`);
   await waitFor(
@@ -69,16 +71,19 @@ const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk 
 
 async function expectMediaFrom(page: Page, other: string): Promise<void> {
   const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
+  let last: Stat[] = [];
   const first = await waitFor(
     async () => {
-      const s = await stats(page);
+      const s = (last = await stats(page));
       const v = pick(s, 'video');
       const a = pick(s, 'audio');
       return v && v.framesDecoded > 0 && v.elementWidth > 0 && a && a.packetsReceived > 0 ? { v, a } : undefined;
     },
     40_000,
     `decoded media from ${other}`,
-  );
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; last stats: ${JSON.stringify(last)}`);
+  });
   await waitFor(async () => (pick(await stats(page), 'video')?.framesDecoded ?? 0) > first.v.framesDecoded || undefined, 10_000, `more frames from ${other}`);
 }
 
@@ -125,6 +130,21 @@ describe('stock livekit-client receiving on an overflow router', () => {
     await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('across workers', { topic: 'greetings' }));
     await waitFor(async () => (await chat(bob)).find((m) => m.text === 'across workers'), 15_000, 'reliable data at bob');
     expect((await chat(bob)).find((m) => m.text === 'across workers')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
+
+    // Their worker dies: both clients are disconnected with MEDIA_FAILURE (their app rejoins); the
+    // Node participants on the room's worker and the room stay as they were.
+    const sids = new Map((await gw.rooms.listParticipants(ROOM)).map((p) => [p.identity, p.sid]));
+    process.kill(placed.get('bob')!, 'SIGKILL');
+    for (const page of [alice, bob]) {
+      const reason = await page
+        .waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'disconnected')?.data, undefined, { timeout: 30_000 })
+        .then((h) => h.jsonValue());
+      expect(reason).toBe(DisconnectReason.MEDIA_FAILURE);
+    }
+    const after = new Map((await gw.rooms.listParticipants(ROOM)).map((p) => [p.identity, p.sid]));
+    expect([...after.keys()].sort()).toEqual(['filler', 'pub']);
+    expect(after.get('pub')).toBe(sids.get('pub'));
+    expect(gw.rooms.liveRoom(ROOM)).toBe(room);
     await alice.close();
     await bob.close();
   }, 120_000);
