@@ -147,6 +147,9 @@ describe('a room across mediasoup workers', () => {
     const after = counter(resubscribed);
     await waitFor(() => after.n > 20 || undefined, 10_000, 'video at b after re-subscribing');
 
+    // Active speakers are measured on the room's Router and told to everyone, wherever they receive.
+    await waitFor(() => c.p.activeSpeakers.some((s) => s.identity === 'pub') || undefined, 10_000, 'pub among the active speakers at c');
+
     // Data from the publisher reaches receivers on both workers (the relay has a side on each router).
     await Promise.all([a.p.dataReady, b.p.dataReady, c.p.dataReady]);
     const got = [a, b, c].map((s) => nextEvent(s.p, 'dataReceived'));
