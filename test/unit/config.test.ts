@@ -29,6 +29,7 @@ describe('config', () => {
     expect(c.rtmp.port).toBe(1935);
     expect(c.rtc.min_port).toBeLessThan(c.rtc.max_port);
     expect(c.rtc.workers).toBe(os.availableParallelism());
+    expect(c.rtc.consumers_per_worker).toBe(500);
     expect(c.keys).toEqual({ devkey: 'secret' });
     expect(c.dev_keys).toBe(true);
     expect(c.redis.url).toBeUndefined();
@@ -44,6 +45,7 @@ describe('config', () => {
         ROOMGATE_RTC_MIN_PORT: '50000',
         ROOMGATE_RTC_MAX_PORT: '50100',
         ROOMGATE_ANNOUNCED_IP: '203.0.113.7',
+        ROOMGATE_RTC_CONSUMERS_PER_WORKER: '40',
         ROOMGATE_API_KEY: 'k1',
         ROOMGATE_API_SECRET: 's1',
         ROOMGATE_REDIS_URL: 'redis://10.0.0.2:6379/1',
@@ -55,7 +57,7 @@ describe('config', () => {
       port: 9000,
       bind: '0.0.0.0',
       rtmp: { port: 1936 },
-      rtc: { min_port: 50000, max_port: 50100, announced_ip: '203.0.113.7' },
+      rtc: { min_port: 50000, max_port: 50100, announced_ip: '203.0.113.7', consumers_per_worker: 40 },
       keys: { k1: 's1' },
       dev_keys: false,
       redis: { url: 'redis://10.0.0.2:6379/1' },
@@ -104,6 +106,7 @@ describe('config', () => {
     [{ ROOMGATE_TURN_URLS: 'turn:t.example:3478' }, /ROOMGATE_TURN_SECRET \(turn.secret\): required when TURN URLs are configured/],
     [{ ROOMGATE_TURN_URLS: 'http://t.example' }, /ROOMGATE_TURN_URLS: must be a turn: or turns: URL/],
     [{ ROOMGATE_STUN_URLS: 'turn:x' }, /ROOMGATE_STUN_URLS: must be a stun: or stuns: URL/],
+    [{ ROOMGATE_RTC_CONSUMERS_PER_WORKER: '0' }, /ROOMGATE_RTC_CONSUMERS_PER_WORKER/],
   ])('rejects %o naming the setting', (env, message) => {
     expect(errorOf(() => loadConfig({ env }))).toMatch(message);
   });
