@@ -1,0 +1,191 @@
+// SIPp (Debian's sip-tester) as the phone in the SIP tests: a scenario file written per call, run
+// headless against the gateway on loopback, G.711 audio streamed from a file by SIPp's rtp_stream.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
+import { scaled } from './deadline.ts';
+import { freePort } from './net.ts';
+
+export interface SippCall {
+  /** The number dialled (Request-URI user). */
+  called: string;
+  caller: string;
+  /** Digest credentials the phone answers a 401 with. */
+  auth?: { username: string; password: string };
+  /** The final response expected to the (authenticated) INVITE; 200 places the call. */
+  expect: 200 | 403 | 404;
+  /** After the 200: stream this μ-law file (raw, 8 kHz) in a loop. */
+  audio?: string;
+  /** DTMF keys sent as RFC 4733 events after the ACK. */
+  dtmf?: string;
+  /** Who hangs up: the phone after `holdMs`, or the gateway (the phone waits for its BYE). */
+  hangup?: { by: 'phone'; holdMs: number } | { by: 'gateway' };
+}
+
+const SDP = `v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+`;
+
+function invite(call: SippCall, cseq: number, auth: boolean): string {
+  return `<send retrans="500"><![CDATA[
+INVITE sip:${call.called}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:${call.called}@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: ${cseq} INVITE
+Contact: <sip:phone@[local_ip]:[local_port]>
+Max-Forwards: 70
+${auth ? `[authentication username=${call.auth!.username} password=${call.auth!.password}]\n` : ''}Content-Type: application/sdp
+Content-Length: [len]
+
+${SDP}
+]]></send>
+<recv response="100" optional="true"/>
+<recv response="180" optional="true"/>
+`;
+}
+
+/** ACK of a non-2xx final response: same branch as the INVITE (§17.1.1.3). */
+const ackError = (call: SippCall, cseq: number) => `<send><![CDATA[
+ACK sip:${call.called}@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+CSeq: ${cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+`;
+
+export function scenario(call: SippCall): string {
+  const parts: string[] = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="roomgate test call">'];
+  let cseq = 1;
+  parts.push(invite(call, cseq, false));
+  if (call.auth) {
+    parts.push('<recv response="401" auth="true"/>', ackError(call, cseq));
+    cseq++;
+    parts.push(invite(call, cseq, true));
+  }
+  if (call.expect !== 200) {
+    parts.push(`<recv response="${call.expect}"/>`, ackError(call, cseq), '</scenario>');
+    return parts.join('\n');
+  }
+  parts.push(`<recv response="200" rrs="true"/>
+<send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ACK
+Contact: <sip:phone@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>`);
+  if (call.audio) parts.push(`<nop><action><exec rtp_stream="${call.audio},-1,0"/></action></nop>`);
+  for (const key of call.dtmf ?? '') {
+    const name = key === '#' ? 'pound' : key === '*' ? 'star' : key;
+    parts.push('<pause milliseconds="300"/>', `<nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_${name}.pcap"/></action></nop>`);
+  }
+  const hangup = call.hangup ?? { by: 'phone', holdMs: 1000 };
+  if (hangup.by === 'phone') {
+    parts.push(`<pause milliseconds="${hangup.holdMs}"/>
+<send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq + 1} BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>`);
+  } else {
+    parts.push(`<recv request="BYE"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>`);
+  }
+  parts.push('</scenario>');
+  return parts.join('\n');
+}
+
+export interface SippRun {
+  /** Resolves with SIPp's exit code (0: the scenario ran as written) and its output. */
+  done: Promise<{ code: number | null; output: string }>;
+  kill(): void;
+}
+
+/** Runs one call of `call` against the gateway's SIP port. */
+export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): Promise<SippRun> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-sipp-'));
+  const file = path.join(dir, 'call.xml');
+  fs.writeFileSync(file, scenario(call));
+  const args = [
+    `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freePort()),
+    '-mp', String(await freePort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err',
+  ];
+  const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+  child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+  const done = new Promise<{ code: number | null; output: string }>((resolve) => {
+    child.once('exit', (code) => {
+      let errors = '';
+      for (const f of fs.readdirSync(dir)) if (f.endsWith('_errors.log')) errors += fs.readFileSync(path.join(dir, f), 'utf8');
+      fs.rmSync(dir, { recursive: true, force: true });
+      resolve({ code, output: `${errors}\n${output.slice(-3000)}` });
+    });
+  });
+  return { done, kill: () => child.kill('SIGKILL') };
+}
+
+/** `seconds` of a `hz` sine as raw 8 kHz μ-law (what a phone sends), cached in the temp folder. */
+export async function muLawTone(hz: number, seconds: number): Promise<string> {
+  const file = path.join(os.tmpdir(), `roomgate-tone-${hz}-${seconds}.ul`);
+  if (fs.existsSync(file)) return file;
+  const tmp = `${file}.${process.pid}.tmp`;
+  const ff = launchFfmpeg(['-y', '-f', 'lavfi', '-i', `sine=frequency=${hz}:sample_rate=8000:duration=${seconds}`, '-c:a', 'pcm_mulaw', '-f', 'mulaw', tmp]);
+  const code = await ff.exited;
+  if (code !== 0) throw new Error(`ffmpeg could not write the tone: ${ff.stderrTail()}`);
+  fs.renameSync(tmp, file);
+  return file;
+}
+
+/** Relative power of `hz` in PCM samples (Goertzel), 0..1 of the signal's power. */
+export function toneShare(samples: Int16Array, sampleRate: number, hz: number): number {
+  const k = (2 * Math.cos((2 * Math.PI * hz) / sampleRate));
+  let s1 = 0;
+  let s2 = 0;
+  let energy = 0;
+  for (const x of samples) {
+    const s0 = x + k * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+    energy += x * x;
+  }
+  const power = s1 * s1 + s2 * s2 - k * s1 * s2;
+  return energy === 0 ? 0 : (2 * power) / (samples.length * energy);
+}

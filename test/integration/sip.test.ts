@@ -1,0 +1,120 @@
+// Phone calls into rooms: SIPp (Debian's sip-tester) dials the gateway's SIP port on loopback with
+// trunks and dispatch rules made by the real SipClient. The caller lands in the room as a SIP
+// participant, a Node participant decodes its audio and finds the caller's tone; a wrong password
+// gets 403, an unknown number 404; BYE ends the call from either side.
+import { ParticipantInfo_Kind } from '@livekit/protocol';
+import { AccessToken, RoomServiceClient, SipClient } from 'livekit-server-sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RtpAudioDecoder, SAMPLE_RATE } from '../../src/agents/audio.ts';
+import type { RemoteTrack } from '../../src/client/session.ts';
+import type { Gateway } from '../../src/main.ts';
+import { NodeParticipant } from '../../src/client/node.ts';
+import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
+import { freePort, waitFor } from '../helpers/net.ts';
+import { joinToken } from '../helpers/participants.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { muLawTone, runSipp, toneShare } from '../helpers/sip.ts';
+
+let redis: TestRedis;
+let gw: Gateway;
+let sip: SipClient;
+let rooms: RoomServiceClient;
+const AUTH = { username: 'pbx', password: 'correct-horse' };
+const PHONE = '+15550111';
+
+beforeAll(async () => {
+  redis = await startRedis();
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_SIP_ENABLED: 'true', ROOMGATE_SIP_PORT: String(await freePort()) });
+  sip = new SipClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
+  rooms = new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await redis?.stop();
+});
+
+async function sipParticipant(room: string) {
+  return waitFor(async () => {
+    const list = await rooms.listParticipants(room).catch(() => []);
+    return list.find((p) => p.kind === ParticipantInfo_Kind.SIP);
+  }, 20_000, `the SIP participant in ${room}`);
+}
+
+describe('SIP API', () => {
+  it('keeps trunks and dispatch rules made by SipClient; a token without sip.admin is refused', async () => {
+    const trunk = await sip.createSipInboundTrunk('office', ['+15550100'], { authUsername: AUTH.username, authPassword: AUTH.password });
+    expect(trunk.sipTrunkId).toMatch(/^ST_/);
+    const open = await sip.createSipInboundTrunk('lobby', ['+15550200'], { allowedAddresses: ['127.0.0.0/8'] });
+    const rule = await sip.createSipDispatchRule({ type: 'individual', roomPrefix: 'call' }, { trunkIds: [trunk.sipTrunkId], name: 'per caller' });
+    expect(rule.sipDispatchRuleId).toMatch(/^SDR_/);
+    await sip.createSipDispatchRule({ type: 'direct', roomName: 'lobby' }, { trunkIds: [open.sipTrunkId], attributes: { desk: 'front' } });
+    expect((await sip.listSipInboundTrunk()).map((t) => t.name).sort()).toEqual(['lobby', 'office']);
+    expect((await sip.listSipDispatchRule()).length).toBe(2);
+    // A second rule for the same trunk and callers would make routing ambiguous.
+    await expect(sip.createSipDispatchRule({ type: 'direct', roomName: 'x' }, { trunkIds: [open.sipTrunkId] })).rejects.toThrow(/already covers/);
+
+    const at = new AccessToken(API_KEY, API_SECRET, { identity: 'ops' });
+    at.addGrant({ roomAdmin: true, roomList: true });
+    const res = await fetch(`${gw.url}/twirp/livekit.SIP/ListSIPInboundTrunk`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${await at.toJwt()}`, 'Content-Type': 'application/json' },
+      body: '{}',
+    });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { code: string }).code).toBe('permission_denied');
+    await expect(sip.createSipParticipant('ST_x', '+15550999', 'room')).rejects.toThrow(/not supported yet/);
+  });
+});
+
+describe('inbound calls (SIPp)', () => {
+  it('refuses an unknown number with 404 and a wrong password with 403', async () => {
+    const unknown = await runSipp(gw.sipPort, { called: '+15550999', caller: PHONE, expect: 404 });
+    const wrong = await runSipp(gw.sipPort, { called: '+15550100', caller: PHONE, auth: { ...AUTH, password: 'nope' }, expect: 403 });
+    const [u, w] = await Promise.all([unknown.done, wrong.done]);
+    expect(u.code, u.output).toBe(0);
+    expect(w.code, w.output).toBe(0);
+  });
+
+  it('puts an authenticated caller in its own room; a participant hears its tone; RemoveParticipant sends BYE', async () => {
+    const tone = await muLawTone(1000, 5);
+    const phone = await runSipp(gw.sipPort, { called: '+15550100', caller: PHONE, auth: AUTH, expect: 200, audio: tone, hangup: { by: 'gateway' } });
+    const room = await waitFor(async () => (await rooms.listRooms()).find((r) => r.name.startsWith(`call_${PHONE}_`))?.name, 20_000, 'the call room');
+    const caller = await sipParticipant(room);
+    expect(caller.identity).toBe(`sip_${PHONE}`);
+    expect(caller.attributes).toMatchObject({ 'sip.phoneNumber': PHONE, 'sip.trunkPhoneNumber': '+15550100', 'sip.callStatus': 'active' });
+    expect(caller.attributes['sip.callID']).toMatch(/^SCL_/);
+    expect(caller.attributes['sip.trunkID']).toMatch(/^ST_/);
+
+    const host = await NodeParticipant.connect(gw.url, await joinToken(room, 'host', { canSubscribe: true }));
+    try {
+      const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
+      const frames = new RtpAudioDecoder(track.track).frames();
+      // A second of decoded audio after the first frame with sound in it.
+      const pcm: number[] = [];
+      for await (const f of frames) {
+        if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
+        pcm.push(...f.samples);
+        if (pcm.length >= SAMPLE_RATE) break;
+      }
+      await frames.return?.();
+      const samples = Int16Array.from(pcm);
+      expect(toneShare(samples, SAMPLE_RATE, 1000)).toBeGreaterThan(0.8);
+      expect(toneShare(samples, SAMPLE_RATE, 440)).toBeLessThan(0.05);
+    } finally {
+      await host.leave();
+    }
+    await rooms.removeParticipant(room, caller.identity);
+    const result = await phone.done;
+    expect(result.code, result.output).toBe(0);
+  });
+
+  it('ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
+    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, hangup: { by: 'phone', holdMs: 1500 } });
+    const caller = await sipParticipant('lobby');
+    expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
+    const result = await phone.done;
+    expect(result.code, result.output).toBe(0);
+    await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.kind === ParticipantInfo_Kind.SIP) ? undefined : true), 10_000, 'the SIP participant to leave');
+  });
+});
