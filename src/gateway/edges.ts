@@ -107,7 +107,7 @@ export async function startEdges(
       announcedIp: config.sip.announced_ip ?? (sipBind === '0.0.0.0' ? (settings.listen.announcedIp ?? '127.0.0.1') : sipBind),
       maxCalls: config.sip.max_calls,
       routing: { inboundTrunks: () => sip.inbound.list(), rules: () => sip.rules.list() },
-      join: async (req) => (await rooms.join(req, sink)).participant,
+      join: (req) => rooms.join(req, sink),
       log: moduleLogger('sip'),
     });
     await sipServer.start();

@@ -43,6 +43,8 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
   #lastDtmfTs: number | undefined;
   /** RTP packets received from the caller (tests and logs). */
   packets = 0;
+  /** Our stream to the caller: SSRC, next sequence number and timestamp. */
+  readonly #out = { ssrc: randomInt(1, 2 ** 31), seq: randomInt(0, 0x10000), ts: randomInt(0, 2 ** 31), first: true };
 
   private constructor(socket: dgram.Socket, offer: CallOffer, log: Logger) {
     super();
@@ -129,6 +131,25 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
     // A full pipe means FFmpeg stalled: dropping keeps the call live rather than queueing without end.
     if ((this.#ffmpeg?.pending ?? 0) > 64 * 1024) return;
     this.#ffmpeg?.write(chunk);
+  }
+
+  /**
+   * Sends 20 ms of the caller's codec from the port in our SDP answer (symmetric RTP: phones and
+   * NATs expect the answer's port to be the source too).
+   */
+  sendAudio(payload: Buffer): void {
+    if (this.#stopping) return;
+    const o = this.#out;
+    const h = Buffer.alloc(12);
+    h[0] = 0x80;
+    h[1] = (o.first ? 0x80 : 0) | this.#offer.payloadType;
+    h.writeUInt16BE(o.seq, 2);
+    h.writeUInt32BE(o.ts >>> 0, 4);
+    h.writeUInt32BE(o.ssrc, 8);
+    o.first = false;
+    o.seq = (o.seq + 1) & 0xffff;
+    o.ts = (o.ts + payload.length) >>> 0;
+    this.#socket.send(Buffer.concat([h, payload]), this.#offer.port, this.#offer.address);
   }
 
   /** RFC 4733 §2.3: event, E|R|volume, duration; one key press is many packets of one timestamp. */

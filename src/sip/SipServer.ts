@@ -16,6 +16,7 @@ import type { Logger } from '../logger.ts';
 import type { Participant } from '../sfu/Participant.ts';
 import type { JoinRequest } from '../sfu/RoomTypes.ts';
 import { CallMedia } from './CallMedia.ts';
+import { CallMix, type MixRoom } from './CallMix.ts';
 import { DigestAuth } from './digest.ts';
 import { destination, matchRule, matchTrunk, type CallIdentity } from './dispatch.ts';
 import {
@@ -50,7 +51,7 @@ export interface SipRouting {
 }
 
 /** Joins a server-driven participant into a room (RoomManager.join with a sink that sends nothing). */
-export type CallJoin = (req: JoinRequest) => Promise<Participant>;
+export type CallJoin = (req: JoinRequest) => Promise<{ participant: Participant; room: MixRoom }>;
 
 export interface SipServerOptions {
   port: number;
@@ -86,6 +87,7 @@ interface Call {
   /** The last response to the INVITE, re-sent when the INVITE comes again. */
   lastResponse: SipResponse | undefined;
   media: CallMedia | undefined;
+  mix: CallMix | undefined;
   participant: Participant | undefined;
   timers: Set<NodeJS.Timeout>;
 }
@@ -265,6 +267,7 @@ export class SipServer {
       state: 'setup',
       lastResponse: trying,
       media: undefined,
+      mix: undefined,
       participant: undefined,
       timers: new Set(),
     };
@@ -302,7 +305,7 @@ export class SipServer {
       [SIP_ATTRIBUTES.callStatus]: 'active',
       ...(rule.hidePhoneNumber ? {} : { [SIP_ATTRIBUTES.phoneNumber]: who.caller }),
     };
-    const participant = await this.#opts.join({
+    const { participant, room } = await this.#opts.join({
       room: call.room,
       identity: call.identity,
       name: rule.hidePhoneNumber ? 'Phone call' : `Phone ${who.caller}`,
@@ -328,9 +331,12 @@ export class SipServer {
     });
     await media.start(participant);
     if (call.state !== 'setup') return;
+    // The caller hears everyone else in the room, from the moment it is answered.
+    call.mix = new CallMix({ room, selfIdentity: call.identity, codec: offer.codec, send: (p) => media.sendAudio(p), log });
     const answer = writeAnswer(offer, { address: this.#opts.announcedIp, port: media.port, sessionId: randomInt(1, 2 ** 31) });
     call.state = 'answered';
     call.lastResponse = this.#respond(call.invite, call.peer, 200, 'OK', { toTag: call.localTag, headers: this.#answerHeaders(), body: answer });
+    call.mix.start();
     log.info({ caller: who.caller, called: who.called, trunk: trunk.sipTrunkId, codec: offer.codec }, 'SIP call answered');
     this.#retransmit200(call, T1, 0);
   }
@@ -392,7 +398,7 @@ export class SipServer {
     this.#calls.delete(call.callId);
     if (sendBye && wasUp) this.#sendBye(call);
     call.participant?.close('CLIENT_INITIATED');
-    await call.media?.stop();
+    await Promise.all([call.media?.stop(), call.mix?.close()]);
     this.#log.info({ call: call.id, room: call.room, reason }, 'SIP call ended');
   }
 

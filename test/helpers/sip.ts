@@ -18,6 +18,8 @@ export interface SippCall {
   expect: 200 | 403 | 404;
   /** After the 200: stream this μ-law file (raw, 8 kHz) in a loop. */
   audio?: string;
+  /** SIPp's -rtp_echo: the audio the phone receives goes back to the gateway as its own. */
+  echo?: boolean;
   /** DTMF keys sent as RFC 4733 events after the ACK. */
   dtmf?: string;
   /** Who hangs up: the phone after `holdMs`, or the gateway (the phone waits for its BYE). */
@@ -146,6 +148,7 @@ export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): P
   const args = [
     `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freePort()),
     '-mp', String(await freePort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err',
+    ...(call.echo ? ['-rtp_echo'] : []),
   ];
   const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

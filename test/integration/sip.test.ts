@@ -6,9 +6,10 @@ import { ParticipantInfo_Kind } from '@livekit/protocol';
 import { AccessToken, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpAudioDecoder, SAMPLE_RATE } from '../../src/agents/audio.ts';
-import type { RemoteTrack } from '../../src/client/session.ts';
+import type { RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
 import { NodeParticipant } from '../../src/client/node.ts';
+import { scaled } from '../helpers/deadline.ts';
 import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
@@ -89,18 +90,7 @@ describe('inbound calls (SIPp)', () => {
     const host = await NodeParticipant.connect(gw.url, await joinToken(room, 'host', { canSubscribe: true }));
     try {
       const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
-      const frames = new RtpAudioDecoder(track.track).frames();
-      // A second of decoded audio after the first frame with sound in it.
-      const pcm: number[] = [];
-      for await (const f of frames) {
-        if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
-        pcm.push(...f.samples);
-        if (pcm.length >= SAMPLE_RATE) break;
-      }
-      await frames.return?.();
-      const samples = Int16Array.from(pcm);
-      expect(toneShare(samples, SAMPLE_RATE, 1000)).toBeGreaterThan(0.8);
-      expect(toneShare(samples, SAMPLE_RATE, 440)).toBeLessThan(0.05);
+      expect(await toneOf(track, 1000)).toBeGreaterThan(0.8);
     } finally {
       await host.leave();
     }
@@ -109,12 +99,43 @@ describe('inbound calls (SIPp)', () => {
     expect(result.code, result.output).toBe(0);
   });
 
-  it('ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
-    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, hangup: { by: 'phone', holdMs: 1500 } });
-    const caller = await sipParticipant('lobby');
-    expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
-    const result = await phone.done;
-    expect(result.code, result.output).toBe(0);
+  it('sends the room\'s audio to the caller (its echo carries a participant\'s tone back) and ends when the caller hangs up', async () => {
+    // The host speaks first: the phone echoes what it hears, so the SIP participant's own track
+    // carries the host's 440 Hz only if the room's mix reached the phone as G.711.
+    const host = await NodeParticipant.connect(gw.url, await joinToken('lobby', 'host', { canSubscribe: true, canPublish: true }));
+    try {
+      const voice = await host.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
+      const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, echo: true, hangup: { by: 'phone', holdMs: 8000 } });
+      const caller = await sipParticipant('lobby');
+      expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
+      const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
+      const share = await toneOf(track, 440);
+      expect(share).toBeGreaterThan(0.8);
+      await voice.stop();
+      const result = await phone.done;
+      expect(result.code, result.output).toBe(0);
+    } finally {
+      await host.leave();
+    }
     await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.kind === ParticipantInfo_Kind.SIP) ? undefined : true), 10_000, 'the SIP participant to leave');
   });
 });
+
+/** The share of `hz` in a second of the track's decoded audio, from its first frame with sound. */
+async function toneOf(track: RemoteTrack, hz: number): Promise<number> {
+  const frames = new RtpAudioDecoder(track.track).frames();
+  const giveUp = setTimeout(() => frames.end(), scaled(15_000));
+  const pcm: number[] = [];
+  try {
+    for await (const f of frames) {
+      if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
+      pcm.push(...f.samples);
+      if (pcm.length >= SAMPLE_RATE) break;
+    }
+  } finally {
+    clearTimeout(giveUp);
+    await frames.return();
+  }
+  if (pcm.length < SAMPLE_RATE) throw new Error(`only ${pcm.length} samples of sound arrived from ${track.participantIdentity} in ${scaled(15_000)} ms`);
+  return toneShare(Int16Array.from(pcm), SAMPLE_RATE, hz);
+}
