@@ -22,8 +22,8 @@ const SILENCE = { PCMU: 0xff, PCMA: 0xd5 } as const;
 const MAX_GAP_SAMPLES = 16_000;
 
 export type CallMediaEvents = {
-  /** A DTMF key (RFC 4733), once per key press. */
-  dtmf: [digit: string];
+  /** A DTMF key (RFC 4733 event code and its character), once per key press. */
+  dtmf: [code: number, digit: string];
   /** FFmpeg ended by itself (failure: the call cannot carry audio any more). */
   failed: [error: string];
 };
@@ -158,7 +158,7 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
     const event = payload[0]!;
     if (event >= DTMF_DIGITS.length || this.#lastDtmfTs === timestamp) return;
     this.#lastDtmfTs = timestamp;
-    this.safeEmit('dtmf', DTMF_DIGITS[event]!);
+    this.safeEmit('dtmf', event, DTMF_DIGITS[event]!);
   }
 
   async stop(): Promise<void> {

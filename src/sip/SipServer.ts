@@ -10,10 +10,11 @@
 // until its 200. Everything a datagram carries is checked; a malformed one is dropped.
 import dgram from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
-import { ParticipantInfo_Kind, ParticipantPermission, type SIPDispatchRuleInfo, type SIPInboundTrunkInfo } from '@livekit/protocol';
+import { DataPacket, DataPacket_Kind, ParticipantInfo_Kind, ParticipantPermission, SipDTMF, type SIPDispatchRuleInfo, type SIPInboundTrunkInfo } from '@livekit/protocol';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { Participant } from '../sfu/Participant.ts';
+import type { RoomImpl } from '../sfu/Room.ts';
 import type { JoinRequest } from '../sfu/RoomTypes.ts';
 import { CallMedia } from './CallMedia.ts';
 import { CallMix, type MixRoom } from './CallMix.ts';
@@ -50,8 +51,17 @@ export interface SipRouting {
   rules(): SIPDispatchRuleInfo[];
 }
 
+/** The room as a call uses it: the mix's taps, and data delivery for DTMF. */
+export type CallRoom = MixRoom & Pick<RoomImpl, 'deliver'>;
+
 /** Joins a server-driven participant into a room (RoomManager.join with a sink that sends nothing). */
-export type CallJoin = (req: JoinRequest) => Promise<{ participant: Participant; room: MixRoom }>;
+export type CallJoin = (req: JoinRequest) => Promise<{ participant: Participant; room: CallRoom }>;
+
+/**
+ * Topic of the data message a caller's DTMF key becomes for roomgate clients (JSON `{code, digit}`);
+ * LiveKit clients get LiveKit's own SipDTMF packet (RoomEvent.DtmfReceived) instead.
+ */
+export const DTMF_TOPIC = 'sip.dtmf';
 
 export interface SipServerOptions {
   port: number;
@@ -62,8 +72,6 @@ export interface SipServerOptions {
   maxCalls: number;
   routing: SipRouting;
   join: CallJoin;
-  /** A DTMF key pressed by a caller (RFC 4733). */
-  onDtmf?: (room: string, identity: string, digit: string) => void;
   log: Logger;
 }
 
@@ -324,7 +332,16 @@ export class SipServer {
       participant.close('CLIENT_INITIATED');
       return;
     }
-    media.on('dtmf', (digit) => this.#opts.onDtmf?.(call.room, call.identity, digit));
+    media.on('dtmf', (code, digit) => {
+      const packet = new DataPacket({
+        kind: DataPacket_Kind.RELIABLE,
+        participantIdentity: call.identity,
+        value: { case: 'sipDtmf', value: new SipDTMF({ code, digit }) },
+      });
+      const payload = Buffer.from(JSON.stringify({ code, digit }));
+      const n = room.deliver(payload, DTMF_TOPIC, [], call.identity, true, { packet: packet.toBinary(), fromSid: participant.sid });
+      log.debug({ digit, recipients: n }, 'DTMF from the caller');
+    });
     media.on('failed', (error) => {
       log.warn({ error }, 'call media failed');
       this.#hangup(call, 'media failed', true);

@@ -1,6 +1,7 @@
 // SIPp (Debian's sip-tester) as the phone in the SIP tests: a scenario file written per call, run
 // headless against the gateway on loopback, G.711 audio streamed from a file by SIPp's rtp_stream.
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,6 +138,8 @@ Content-Length: 0
 export interface SippRun {
   /** Resolves with SIPp's exit code (0: the scenario ran as written) and its output. */
   done: Promise<{ code: number | null; output: string }>;
+  /** The RTP port of the gateway's SDP answer, read from SIPp's message trace once the 200 came. */
+  answerPort(): number | undefined;
   kill(): void;
 }
 
@@ -147,7 +150,7 @@ export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): P
   fs.writeFileSync(file, scenario(call));
   const args = [
     `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freePort()),
-    '-mp', String(await freePort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err',
+    '-mp', String(await freePort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
     ...(call.echo ? ['-rtp_echo'] : []),
   ];
   const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -162,7 +165,44 @@ export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): P
       resolve({ code, output: `${errors}\n${output.slice(-3000)}` });
     });
   });
-  return { done, kill: () => child.kill('SIGKILL') };
+  const answerPort = () => {
+    try {
+      for (const f of fs.readdirSync(dir)) {
+        if (!f.endsWith('_messages.log')) continue;
+        const m = /message received[^\n]*\n+SIP\/2\.0 200 OK[\s\S]*?\nm=audio (\d+) /.exec(fs.readFileSync(path.join(dir, f), 'utf8'));
+        if (m) return Number(m[1]);
+      }
+    } catch {
+      // the call ended and its folder is gone
+    }
+    return undefined;
+  };
+  return { done, answerPort, kill: () => child.kill('SIGKILL') };
+}
+
+/**
+ * Presses `digit` on the phone as RFC 4733 telephone-event packets (payload type 101, as the SIPp
+ * scenario offers): three packets of one event, the last two with the end bit, as phones send them.
+ */
+export async function sendDtmf(port: number, digit: string, seq: number): Promise<void> {
+  const code = '0123456789*#ABCD'.indexOf(digit);
+  if (code < 0) throw new Error(`'${digit}' is not a DTMF key`);
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const ts = 0x1000 * (seq + 1);
+  for (let i = 0; i < 3; i++) {
+    const p = Buffer.alloc(16);
+    p[0] = 0x80;
+    p[1] = (i === 0 ? 0x80 : 0) | 101;
+    p.writeUInt16BE(seq * 3 + i, 2);
+    p.writeUInt32BE(ts, 4);
+    p.writeUInt32BE(0x5eed, 8);
+    p[12] = code;
+    p[13] = (i > 0 ? 0x80 : 0) | 10; // end bit, volume -10 dBm0
+    p.writeUInt16BE(800, 14); // 100 ms
+    await new Promise<void>((resolve) => sock.send(p, port, '127.0.0.1', () => resolve()));
+  }
+  await new Promise<void>((resolve) => sock.close(() => resolve()));
 }
 
 /** `seconds` of a `hz` sine as raw 8 kHz μ-law (what a phone sends), cached in the temp folder. */

@@ -14,7 +14,7 @@ import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/g
 import { freePort, waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import { muLawTone, runSipp, toneShare } from '../helpers/sip.ts';
+import { muLawTone, runSipp, sendDtmf, toneShare } from '../helpers/sip.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -99,19 +99,31 @@ describe('inbound calls (SIPp)', () => {
     expect(result.code, result.output).toBe(0);
   });
 
-  it('sends the room\'s audio to the caller (its echo carries a participant\'s tone back) and ends when the caller hangs up', async () => {
+  it('sends the room\'s audio to the caller (its echo carries a participant\'s tone back), DTMF keys become data, the caller hangs up', async () => {
     // The host speaks first: the phone echoes what it hears, so the SIP participant's own track
     // carries the host's 440 Hz only if the room's mix reached the phone as G.711.
     const host = await NodeParticipant.connect(gw.url, await joinToken('lobby', 'host', { canSubscribe: true, canPublish: true }));
     try {
       const voice = await host.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
-      const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, echo: true, hangup: { by: 'phone', holdMs: 8000 } });
+      const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, echo: true, hangup: { by: 'phone', holdMs: scaled(8000) } });
       const caller = await sipParticipant('lobby');
       expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
       const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
       const share = await toneOf(track, 440);
       expect(share).toBeGreaterThan(0.8);
       await voice.stop();
+
+      // Keys pressed on the phone reach the room as data from the caller.
+      const digits: { from?: string | undefined; topic?: string | undefined; body: unknown }[] = [];
+      host.on('dataReceived', (m) => digits.push({ from: m.from, topic: m.topic, body: JSON.parse(new TextDecoder().decode(m.payload)) }));
+      const port = await waitFor(() => phone.answerPort(), 10_000, 'the answer in SIPp\'s trace');
+      await sendDtmf(port, '4', 1);
+      await sendDtmf(port, '#', 2);
+      await waitFor(() => (digits.length >= 2 ? true : undefined), 10_000, 'two DTMF messages');
+      expect(digits).toEqual([
+        { from: caller.identity, topic: 'sip.dtmf', body: { code: 4, digit: '4' } },
+        { from: caller.identity, topic: 'sip.dtmf', body: { code: 11, digit: '#' } },
+      ]);
       const result = await phone.done;
       expect(result.code, result.output).toBe(0);
     } finally {
