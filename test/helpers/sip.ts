@@ -21,8 +21,6 @@ export interface SippCall {
   audio?: string;
   /** SIPp's -rtp_echo: the audio the phone receives goes back to the gateway as its own. */
   echo?: boolean;
-  /** DTMF keys sent as RFC 4733 events after the ACK. */
-  dtmf?: string;
   /** Who hangs up: the phone after `holdMs`, or the gateway (the phone waits for its BYE). */
   hangup?: { by: 'phone'; holdMs: number } | { by: 'gateway' };
 }
@@ -99,10 +97,6 @@ Content-Length: 0
 
 ]]></send>`);
   if (call.audio) parts.push(`<nop><action><exec rtp_stream="${call.audio},-1,0"/></action></nop>`);
-  for (const key of call.dtmf ?? '') {
-    const name = key === '#' ? 'pound' : key === '*' ? 'star' : key;
-    parts.push('<pause milliseconds="300"/>', `<nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_${name}.pcap"/></action></nop>`);
-  }
   const hangup = call.hangup ?? { by: 'phone', holdMs: 1000 };
   if (hangup.by === 'phone') {
     parts.push(`<pause milliseconds="${hangup.holdMs}"/>

@@ -2,6 +2,8 @@
 // trunks and dispatch rules made by the real SipClient. The caller lands in the room as a SIP
 // participant, a Node participant decodes its audio and finds the caller's tone; a wrong password
 // gets 403, an unknown number 404; BYE ends the call from either side.
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { ParticipantInfo_Kind } from '@livekit/protocol';
 import { AccessToken, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,6 +79,28 @@ describe('inbound calls (SIPp)', () => {
     expect(w.code, w.output).toBe(0);
   });
 
+  it('drops datagrams that are not SIP and still answers OPTIONS', async () => {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+    try {
+      const replies: string[] = [];
+      sock.on('message', (m) => replies.push(m.toString()));
+      const junk = ['\r\n\r\n', 'INVITE sip:x SIP/2.0\r\n\r\n', 'INVITE sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\n', randomBytes(1400).toString('latin1'),
+        'BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nCall-ID: nope\r\nCSeq: x\r\n\r\n'];
+      for (const j of junk) sock.send(j, gw.sipPort, '127.0.0.1');
+      const options = ['OPTIONS sip:roomgate@127.0.0.1 SIP/2.0', `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-opt`, 'From: <sip:probe@127.0.0.1>;tag=p1',
+        'To: <sip:roomgate@127.0.0.1>', 'Call-ID: probe-1', 'CSeq: 1 OPTIONS', 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n');
+      sock.send(options, gw.sipPort, '127.0.0.1');
+      const reply = await waitFor(() => replies.find((r) => r.startsWith('SIP/2.0 200 OK')), 10_000, 'the OPTIONS answer');
+      expect(reply).toMatch(/\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n/);
+      expect(reply).toMatch(/\r\nCall-ID: probe-1\r\n/);
+      // Only the OPTIONS was answered: the junk got no reply.
+      expect(replies).toHaveLength(1);
+    } finally {
+      sock.close();
+    }
+  });
+
   it('puts an authenticated caller in its own room; a participant hears its tone; RemoveParticipant sends BYE', async () => {
     const tone = await muLawTone(1000, 5);
     const phone = await runSipp(gw.sipPort, { called: '+15550100', caller: PHONE, auth: AUTH, expect: 200, audio: tone, hangup: { by: 'gateway' } });
@@ -99,13 +123,13 @@ describe('inbound calls (SIPp)', () => {
     expect(result.code, result.output).toBe(0);
   });
 
-  it('sends the room\'s audio to the caller (its echo carries a participant\'s tone back), DTMF keys become data, the caller hangs up', async () => {
+  it('sends the room\'s audio to the caller (its echo carries a participant\'s tone back); DTMF keys become data', async () => {
     // The host speaks first: the phone echoes what it hears, so the SIP participant's own track
     // carries the host's 440 Hz only if the room's mix reached the phone as G.711.
     const host = await NodeParticipant.connect(gw.url, await joinToken('lobby', 'host', { canSubscribe: true, canPublish: true }));
     try {
       const voice = await host.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
-      const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, echo: true, hangup: { by: 'phone', holdMs: scaled(8000) } });
+      const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, echo: true, hangup: { by: 'gateway' } });
       const caller = await sipParticipant('lobby');
       expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
       const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
@@ -124,11 +148,20 @@ describe('inbound calls (SIPp)', () => {
         { from: caller.identity, topic: 'sip.dtmf', body: { code: 4, digit: '4' } },
         { from: caller.identity, topic: 'sip.dtmf', body: { code: 11, digit: '#' } },
       ]);
+      await rooms.removeParticipant('lobby', caller.identity);
       const result = await phone.done;
       expect(result.code, result.output).toBe(0);
     } finally {
       await host.leave();
     }
+  });
+
+  it('ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
+    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550133', expect: 200, hangup: { by: 'phone', holdMs: scaled(3000) } });
+    const caller = await sipParticipant('lobby');
+    expect(caller.identity).toBe('sip_+15550133');
+    const result = await phone.done;
+    expect(result.code, result.output).toBe(0);
     await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.kind === ParticipantInfo_Kind.SIP) ? undefined : true), 10_000, 'the SIP participant to leave');
   });
 });
