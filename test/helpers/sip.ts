@@ -19,6 +19,8 @@ export interface SippCall {
   expect: 200 | 403 | 404;
   /** After the 200: stream this μ-law file (raw, 8 kHz) in a loop. */
   audio?: string;
+  /** After the ACK, a re-INVITE with the same offer (a session refresh); it must get 200 again. */
+  reinvite?: boolean;
   /** SIPp's -rtp_echo: the audio the phone receives goes back to the gateway as its own. */
   echo?: boolean;
   /** Who hangs up: the phone after `holdMs`, or the gateway (the phone waits for its BYE). */
@@ -96,6 +98,35 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>`);
+  if (call.reinvite) {
+    cseq++;
+    parts.push(`<send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} INVITE
+Contact: <sip:phone@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+${SDP}
+]]></send>
+<recv response="200"/>
+<send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>`);
+  }
   if (call.audio) parts.push(`<nop><action><exec rtp_stream="${call.audio},-1,0"/></action></nop>`);
   const hangup = call.hangup ?? { by: 'phone', holdMs: 1000 };
   if (hangup.by === 'phone') {

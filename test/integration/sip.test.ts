@@ -156,8 +156,8 @@ describe('inbound calls (SIPp)', () => {
     }
   });
 
-  it('ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
-    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550133', expect: 200, hangup: { by: 'phone', holdMs: scaled(3000) } });
+  it('answers a re-INVITE and ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
+    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550133', expect: 200, reinvite: true, hangup: { by: 'phone', holdMs: scaled(3000) } });
     const caller = await sipParticipant('lobby');
     expect(caller.identity).toBe('sip_+15550133');
     const result = await phone.done;
