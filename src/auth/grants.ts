@@ -32,6 +32,8 @@ export const sipGrantSchema = z.looseObject({
   call: z.boolean().optional(),
 });
 
+export type SipGrant = z.infer<typeof sipGrantSchema>;
+
 export const claimsSchema = z.looseObject({
   iss: z.string(),
   sub: z.string().optional(),

@@ -76,6 +76,7 @@ export interface SipServerOptions {
 }
 
 const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS';
+const USER_PART = /^[\w+*#.\-]{1,64}$/;
 const T1 = 500;
 const T2 = 4000;
 const TIMER_B = 64 * T1;
@@ -239,6 +240,8 @@ export class SipServer {
     const toUri = parseUri(req.uri) ?? parseUri(parseNameAddr(header(req, 'To'))?.uri ?? '');
     const callerUri = fromAddr ? parseUri(fromAddr.uri) : undefined;
     if (!toUri || !callerUri || !fromAddr?.params.get('tag')) return fail(400, 'Bad Request');
+    // The user parts become room names and identities: phone numbers and plain SIP user names only.
+    if (!USER_PART.test(toUri.user) || !USER_PART.test(callerUri.user)) return fail(400, 'Bad Request');
     const who: CallIdentity = { called: toUri.user, caller: callerUri.user, source: from.address };
     if (this.#calls.size >= this.#opts.maxCalls) return fail(486, 'Busy Here');
     if (header(req, 'Content-Type')?.split(';')[0]?.trim().toLowerCase() !== 'application/sdp') return fail(488, 'Not Acceptable Here');
