@@ -417,6 +417,8 @@ export class SipServer {
     call.timers.clear();
     this.#calls.delete(call.callId);
     if (sendBye && wasUp) this.#sendBye(call);
+    // As LiveKit does: the room sees the call hang up before the participant leaves.
+    if (call.participant && !call.participant.closed) call.participant.applyUpdate({ attributes: { [SIP_ATTRIBUTES.callStatus]: 'hangup' } });
     call.participant?.close('CLIENT_INITIATED');
     await Promise.all([call.media?.stop(), call.mix?.close()]);
     this.#log.info({ call: call.id, room: call.room, reason }, 'SIP call ended');

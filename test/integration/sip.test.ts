@@ -157,11 +157,23 @@ describe('inbound calls (SIPp)', () => {
   });
 
   it('answers a re-INVITE and ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
-    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550133', expect: 200, reinvite: true, hangup: { by: 'phone', holdMs: scaled(3000) } });
-    const caller = await sipParticipant('lobby');
-    expect(caller.identity).toBe('sip_+15550133');
-    const result = await phone.done;
-    expect(result.code, result.output).toBe(0);
+    const host = await NodeParticipant.connect(gw.url, await joinToken('lobby', 'host2', { canSubscribe: true }));
+    const statuses: string[] = [];
+    host.on('participantUpdated', (p) => {
+      const attributes = p.attributes as Record<string, string> | undefined;
+      if (p.identity === 'sip_+15550133' && attributes?.['sip.callStatus']) statuses.push(attributes['sip.callStatus']);
+    });
+    try {
+      const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550133', expect: 200, reinvite: true, hangup: { by: 'phone', holdMs: scaled(3000) } });
+      const caller = await sipParticipant('lobby');
+      expect(caller.identity).toBe('sip_+15550133');
+      const result = await phone.done;
+      expect(result.code, result.output).toBe(0);
+      // The room sees the call hang up before the participant goes.
+      await waitFor(() => (statuses.includes('hangup') ? true : undefined), 10_000, 'sip.callStatus hangup');
+    } finally {
+      await host.leave();
+    }
     await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.kind === ParticipantInfo_Kind.SIP) ? undefined : true), 10_000, 'the SIP participant to leave');
   });
 });
