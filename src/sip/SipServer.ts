@@ -11,6 +11,7 @@
 import dgram from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { DataPacket, DataPacket_Kind, ParticipantInfo_Kind, ParticipantPermission, SipDTMF, type SIPDispatchRuleInfo, type SIPInboundTrunkInfo } from '@livekit/protocol';
+import { ApiError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import type { Participant } from '../sfu/Participant.ts';
@@ -285,9 +286,14 @@ export class SipServer {
     this.#calls.set(callId, call);
     call.lastResponse = this.#respond(req, from, 180, 'Ringing', { toTag: localTag });
     this.#answer(call, offer, trunk, rule, who).catch((err: unknown) => {
-      this.#log.error({ err, callId, room: call.room }, 'SIP call setup failed');
+      if (err instanceof ApiError) this.#log.info({ callId, room: call.room, code: err.code, msg: err.message }, 'SIP call refused by the room');
+      else this.#log.error({ err, callId, room: call.room }, 'SIP call setup failed');
       if (call.state === 'setup') {
-        call.lastResponse = this.#respond(req, from, 500, 'Server Internal Error', { toTag: localTag });
+        // A full room is busy; a room hosted elsewhere or a gateway shutting down is unavailable
+        // (the caller may retry); anything else is our failure.
+        const code = err instanceof ApiError ? err.code : undefined;
+        const [status, reason] = code === 'resource_exhausted' ? [486, 'Busy Here'] : code === 'unavailable' ? [503, 'Service Unavailable'] : [500, 'Server Internal Error'];
+        call.lastResponse = this.#respond(req, from, status, reason, { toTag: localTag });
       }
       this.#hangup(call, 'setup failed', false);
     });

@@ -16,7 +16,7 @@ export interface SippCall {
   /** Digest credentials the phone answers a 401 with. */
   auth?: { username: string; password: string };
   /** The final response expected to the (authenticated) INVITE; 200 places the call. */
-  expect: 200 | 403 | 404;
+  expect: 200 | 403 | 404 | 486;
   /** After the 200: stream this μ-law file (raw, 8 kHz) in a loop. */
   audio?: string;
   /** After the ACK, a re-INVITE with the same offer (a session refresh); it must get 200 again. */

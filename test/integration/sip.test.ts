@@ -79,6 +79,20 @@ describe('inbound calls (SIPp)', () => {
     expect(w.code, w.output).toBe(0);
   });
 
+  it('answers 486 Busy Here when the rule\'s room is full', async () => {
+    const trunk = await sip.createSipInboundTrunk('desk', ['+15550300']);
+    await sip.createSipDispatchRule({ type: 'direct', roomName: 'tiny' }, { trunkIds: [trunk.sipTrunkId] });
+    await rooms.createRoom({ name: 'tiny', maxParticipants: 1 });
+    const host = await NodeParticipant.connect(gw.url, await joinToken('tiny', 'only-one'));
+    try {
+      const phone = await runSipp(gw.sipPort, { called: '+15550300', caller: PHONE, expect: 486 });
+      const result = await phone.done;
+      expect(result.code, result.output).toBe(0);
+    } finally {
+      await host.leave();
+    }
+  });
+
   it('drops datagrams that are not SIP and still answers OPTIONS', async () => {
     const sock = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
