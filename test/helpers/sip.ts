@@ -7,7 +7,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
 import { scaled } from './deadline.ts';
-import { freePort } from './net.ts';
+
+/**
+ * A UDP port free a moment ago on loopback. SIPp binds its SIP and media ports over UDP, and the
+ * ephemeral range freePort (TCP) draws from overlaps the UDP ports mediasoup and FFmpeg hold.
+ */
+export async function freeUdpPort(): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const { port } = sock.address();
+  await new Promise<void>((resolve) => sock.close(() => resolve()));
+  return port;
+}
 
 export interface SippCall {
   /** The number dialled (Request-URI user). */
@@ -15,8 +26,8 @@ export interface SippCall {
   caller: string;
   /** Digest credentials the phone answers a 401 with. */
   auth?: { username: string; password: string };
-  /** The final response expected to the (authenticated) INVITE; 200 places the call. */
-  expect: 200 | 403 | 404 | 486;
+  /** The final response expected to the (authenticated) INVITE; 200 places the call, 487 cancels it at the 180. */
+  expect: 200 | 403 | 404 | 486 | 487;
   /** After the 200: stream this μ-law file (raw, 8 kHz) in a loop. */
   audio?: string;
   /** After the ACK, a re-INVITE with the same offer (a session refresh); it must get 200 again. */
@@ -80,6 +91,25 @@ export function scenario(call: SippCall): string {
     parts.push('<recv response="401" auth="true"/>', ackError(call, cseq));
     cseq++;
     parts.push(invite(call, cseq, true));
+  }
+  if (call.expect === 487) {
+    // The phone gives up while it rings: CANCEL with the INVITE's branch (§9.1), 200 to it, 487 to the INVITE.
+    parts.pop();
+    parts.push(invite(call, cseq, !!call.auth).replace('<recv response="180" optional="true"/>', '<recv response="180"/>'));
+    parts.push(`<send><![CDATA[
+CANCEL sip:${call.called}@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:${call.called}@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: ${cseq} CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>
+<recv response="487"/>`, ackError(call, cseq), '</scenario>');
+    return parts.join('\n');
   }
   if (call.expect !== 200) {
     parts.push(`<recv response="${call.expect}"/>`, ackError(call, cseq), '</scenario>');
@@ -163,6 +193,8 @@ Content-Length: 0
 export interface SippRun {
   /** Resolves with SIPp's exit code (0: the scenario ran as written) and its output. */
   done: Promise<{ code: number | null; output: string }>;
+  /** Rejects when SIPp exits before `p` settles (it failed to start, or the scenario went wrong). */
+  during<T>(p: Promise<T>): Promise<T>;
   /** The RTP port of the gateway's SDP answer, read from SIPp's message trace once the 200 came. */
   answerPort(): number | undefined;
   kill(): void;
@@ -174,8 +206,8 @@ export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): P
   const file = path.join(dir, 'call.xml');
   fs.writeFileSync(file, scenario(call));
   const args = [
-    `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freePort()),
-    '-mp', String(await freePort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
+    `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freeUdpPort()),
+    '-mp', String(await freeUdpPort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
     ...(call.echo ? ['-rtp_echo'] : []),
   ];
   const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -202,7 +234,9 @@ export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): P
     }
     return undefined;
   };
-  return { done, answerPort, kill: () => child.kill('SIGKILL') };
+  const during = <T>(p: Promise<T>): Promise<T> =>
+    Promise.race([p, done.then((r) => Promise.reject(new Error(`SIPp exited (${r.code}) while the test waited: ${r.output}`)))]);
+  return { done, during, answerPort, kill: () => child.kill('SIGKILL') };
 }
 
 /**

@@ -7,6 +7,7 @@ import { fuzzAll } from '../fuzz/edges.ts';
 import { API_KEY, API_SECRET, startTestGateway } from '../helpers/gateway.ts';
 import { freePort } from '../helpers/net.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { freeUdpPort } from '../helpers/sip.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -18,7 +19,7 @@ beforeAll(async () => {
     ROOMGATE_RTMP_ENABLED: 'true',
     ROOMGATE_RTMP_PORT: String(await freePort()),
     ROOMGATE_SIP_ENABLED: 'true',
-    ROOMGATE_SIP_PORT: String(await freePort()),
+    ROOMGATE_SIP_PORT: String(await freeUdpPort()),
   });
 });
 

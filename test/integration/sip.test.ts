@@ -13,10 +13,10 @@ import type { Gateway } from '../../src/main.ts';
 import { NodeParticipant } from '../../src/client/node.ts';
 import { scaled } from '../helpers/deadline.ts';
 import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
-import { freePort, waitFor } from '../helpers/net.ts';
+import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import { muLawTone, runSipp, sendDtmf, toneShare } from '../helpers/sip.ts';
+import { freeUdpPort, muLawTone, runSipp, sendDtmf, toneShare } from '../helpers/sip.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -27,7 +27,7 @@ const PHONE = '+15550111';
 
 beforeAll(async () => {
   redis = await startRedis();
-  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_SIP_ENABLED: 'true', ROOMGATE_SIP_PORT: String(await freePort()) });
+  gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_SIP_ENABLED: 'true', ROOMGATE_SIP_PORT: String(await freeUdpPort()) });
   sip = new SipClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
   rooms = new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
 });
@@ -93,6 +93,14 @@ describe('inbound calls (SIPp)', () => {
     }
   });
 
+  it('a CANCEL while it rings gets 487 and leaves nobody in the room', async () => {
+    const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550144', expect: 487 });
+    const result = await phone.done;
+    expect(result.code, result.output).toBe(0);
+    // The join that was under way when the CANCEL came is undone.
+    await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.identity === 'sip_+15550144') ? undefined : true), 10_000, 'no SIP participant left');
+  });
+
   it('drops datagrams that are not SIP and still answers OPTIONS', async () => {
     const sock = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
@@ -118,8 +126,8 @@ describe('inbound calls (SIPp)', () => {
   it('puts an authenticated caller in its own room; a participant hears its tone; RemoveParticipant sends BYE', async () => {
     const tone = await muLawTone(1000, 5);
     const phone = await runSipp(gw.sipPort, { called: '+15550100', caller: PHONE, auth: AUTH, expect: 200, audio: tone, hangup: { by: 'gateway' } });
-    const room = await waitFor(async () => (await rooms.listRooms()).find((r) => r.name.startsWith(`call_${PHONE}_`))?.name, 20_000, 'the call room');
-    const caller = await sipParticipant(room);
+    const room = await phone.during(waitFor(async () => (await rooms.listRooms()).find((r) => r.name.startsWith(`call_${PHONE}_`))?.name, 20_000, 'the call room'));
+    const caller = await phone.during(sipParticipant(room));
     expect(caller.identity).toBe(`sip_${PHONE}`);
     expect(caller.attributes).toMatchObject({ 'sip.phoneNumber': PHONE, 'sip.trunkPhoneNumber': '+15550100', 'sip.callStatus': 'active' });
     expect(caller.attributes['sip.callID']).toMatch(/^SCL_/);
@@ -144,7 +152,7 @@ describe('inbound calls (SIPp)', () => {
     try {
       const voice = await host.publishFromFfmpeg({ kind: 'audio', source: 'microphone', input: ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] });
       const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550122', expect: 200, echo: true, hangup: { by: 'gateway' } });
-      const caller = await sipParticipant('lobby');
+      const caller = await phone.during(sipParticipant('lobby'));
       expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
       const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
       const share = await toneOf(track, 440);
@@ -179,7 +187,7 @@ describe('inbound calls (SIPp)', () => {
     });
     try {
       const phone = await runSipp(gw.sipPort, { called: '+15550200', caller: '+15550133', expect: 200, reinvite: true, hangup: { by: 'phone', holdMs: scaled(3000) } });
-      const caller = await sipParticipant('lobby');
+      const caller = await phone.during(sipParticipant('lobby'));
       expect(caller.identity).toBe('sip_+15550133');
       const result = await phone.done;
       expect(result.code, result.output).toBe(0);
