@@ -1,6 +1,6 @@
 // The room's audio for the caller: every audio track in the room except the caller's own, each
 // tapped from the sfu (Room.openTap, as egress does) and decoded by its own FFmpeg to 8 kHz PCM,
-// mixed here and encoded to the caller's G.711 every 20 ms.
+// mixed here and encoded to the caller's G.711 every 20 ms (each track with a 60 ms prebuffer).
 //
 // One decoder per track rather than one FFmpeg with amix: amix waits for every input, so one
 // silent or muted publisher would stall the whole mix; here a track with nothing queued is
@@ -23,6 +23,8 @@ import type { CallCodec } from './sdp.ts';
 export type MixRoom = Pick<RoomImpl, 'participants' | 'participant' | 'openTap' | 'on' | 'off'>;
 
 const FRAME = 160; // 20 ms at 8 kHz
+/** What a track queues before it plays (60 ms). */
+const PREBUFFER_BYTES = FRAME * 2 * 3;
 /** Most PCM a track may have queued (300 ms); older audio is dropped. */
 const MAX_QUEUE_BYTES = 8000 * 2 * 0.3;
 
@@ -71,9 +73,19 @@ class TrackDecoder {
     await tap.start({ ip: '127.0.0.1', port, rtcpPort });
   }
 
+  /** Playing from the queue; false while it fills up again after running dry. */
+  #primed = false;
+
   /** Adds the next 20 ms (if any) into `mix`. */
   takeInto(mix: Int32Array): void {
-    if (this.#queue.length < FRAME * 2) return;
+    // FFmpeg's output comes in bursts: start (and restart after running dry) with 60 ms queued, so
+    // a late burst is absorbed instead of cutting holes of silence into the sound.
+    if (!this.#primed && this.#queue.length >= PREBUFFER_BYTES) this.#primed = true;
+    if (!this.#primed) return;
+    if (this.#queue.length < FRAME * 2) {
+      this.#primed = false;
+      return;
+    }
     for (let i = 0; i < FRAME; i++) mix[i]! += this.#queue.readInt16LE(i * 2);
     this.#queue = this.#queue.subarray(FRAME * 2);
   }
