@@ -1,4 +1,4 @@
-// `npm run fuzz`: 10 000+ seeded inputs per network edge (test/fuzz/edges.ts) against a gateway
+// `npm run fuzz`: 10 000+ seeded inputs per network edge (test/fuzz/edges.ts; SIP included) against a gateway
 // process started here (`roomgate start`, its own data dir, embedded Redis, RTMP on, no egress
 // worker, no webhooks), on loopback only. Reports 5xx answers, internal errors, hangs, a crashed
 // gateway and RSS growth per edge; exits 1 on any finding.
@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { fuzzAgent, fuzzAll, fuzzInternal, fuzzRtc, fuzzRtmp, fuzzTwirp, type EdgeReport, type FuzzOptions, type FuzzTarget } from '../test/fuzz/edges.ts';
+import { fuzzAgent, fuzzAll, fuzzInternal, fuzzRtc, fuzzRtmp, fuzzSip, fuzzTwirp, type EdgeReport, type FuzzOptions, type FuzzTarget } from '../test/fuzz/edges.ts';
 import { freePort, waitFor } from '../test/helpers/net.ts';
 
 const { values } = parseArgs({
@@ -26,13 +26,15 @@ if (!Number.isInteger(opts.inputs) || opts.inputs < 1 || !Number.isInteger(opts.
 const API_KEY = 'APIfuzz';
 const API_SECRET = 'fuzz-secret-that-is-long-enough-0123456789';
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-fuzz-'));
-const [port, rtmpPort, redisPort] = [await freePort(), await freePort(), await freePort()];
+const [port, rtmpPort, redisPort, sipPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ROOMGATE_')));
 const gateway = spawn(process.execPath, ['bin/roomgate.mjs', 'start'], {
   env: {
     ...env,
     ROOMGATE_PORT: String(port),
     ROOMGATE_RTMP_PORT: String(rtmpPort),
+    ROOMGATE_SIP_ENABLED: 'true',
+    ROOMGATE_SIP_PORT: String(sipPort),
     ROOMGATE_REDIS_EMBEDDED_PORT: String(redisPort),
     ROOMGATE_DATA_DIR: dataDir,
     ROOMGATE_RTC_WORKERS: '1',
@@ -53,6 +55,7 @@ const url = `http://127.0.0.1:${port}`;
 const target: FuzzTarget = {
   url,
   rtmpPort,
+  sipPort,
   apiKey: API_KEY,
   apiSecret: API_SECRET,
   rss: () => {
@@ -75,6 +78,7 @@ try {
       rtc: () => fuzzRtc(target, { ...opts, seed: opts.seed + 2 }),
       agent: () => fuzzAgent(target, { ...opts, seed: opts.seed + 3 }),
       rtmp: () => fuzzRtmp(target, { ...opts, seed: opts.seed + 5 }),
+      sip: () => fuzzSip(target, { ...opts, seed: opts.seed + 7 }),
       'internal-egress': () => fuzzInternal(target, { ...opts, seed: opts.seed + 6 }),
     };
     for (const name of values.edges.split(',')) {

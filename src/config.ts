@@ -79,6 +79,19 @@ const schema = z.strictObject({
       max_sessions: z.int().min(1).max(100_000).default(500),
     })
     .default({ max_sessions: 500 }),
+  sip: z
+    .strictObject({
+      /** The SIP listener (UDP) that answers calls for the inbound trunks (livekit.SIP API). */
+      enabled: z.boolean().default(false),
+      port: port.default(5060),
+      /** Address of the SIP socket and the calls' RTP sockets (default: `bind`). */
+      bind: z.string().refine((v) => net.isIPv4(v), 'must be an IPv4 address').optional(),
+      /** Address written into SDP answers and Contact headers (default: the announced IP, else the bind address). */
+      announced_ip: z.string().refine((v) => net.isIPv4(v), 'must be an IPv4 address').optional(),
+      /** Concurrent calls; more get 486 Busy Here. */
+      max_calls: z.int().min(1).max(10_000).default(64),
+    })
+    .default({ enabled: false, port: 5060, max_calls: 64 }),
   rtc: z
     .strictObject({
       min_port: port.default(40000),
@@ -239,6 +252,11 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_WHIP_BASE_URL: { path: ['whip', 'base_url'], kind: 'string' },
   ROOMGATE_WHIP_MAX_SESSIONS: { path: ['whip', 'max_sessions'], kind: 'int' },
   ROOMGATE_WHEP_MAX_SESSIONS: { path: ['whep', 'max_sessions'], kind: 'int' },
+  ROOMGATE_SIP_ENABLED: { path: ['sip', 'enabled'], kind: 'bool' },
+  ROOMGATE_SIP_PORT: { path: ['sip', 'port'], kind: 'int' },
+  ROOMGATE_SIP_BIND: { path: ['sip', 'bind'], kind: 'string' },
+  ROOMGATE_SIP_ANNOUNCED_IP: { path: ['sip', 'announced_ip'], kind: 'string' },
+  ROOMGATE_SIP_MAX_CALLS: { path: ['sip', 'max_calls'], kind: 'int' },
   ROOMGATE_RTC_MIN_PORT: { path: ['rtc', 'min_port'], kind: 'int' },
   ROOMGATE_RTC_MAX_PORT: { path: ['rtc', 'max_port'], kind: 'int' },
   ROOMGATE_ANNOUNCED_IP: { path: ['rtc', 'announced_ip'], kind: 'string' },

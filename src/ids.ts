@@ -3,7 +3,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
-export type IdPrefix = 'RM_' | 'PA_' | 'TR_' | 'EV_' | 'IN_' | 'EG_' | 'RT_' | 'WH_' | 'UR_' | 'AD_' | 'AJ_' | 'AW_';
+export type IdPrefix = 'RM_' | 'PA_' | 'TR_' | 'EV_' | 'IN_' | 'EG_' | 'RT_' | 'WH_' | 'UR_' | 'AD_' | 'AJ_' | 'AW_' | 'ST_' | 'SDR_' | 'SCL_';
 
 export function newId(prefix: IdPrefix, length = 12): string {
   let out = prefix;

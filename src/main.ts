@@ -26,6 +26,8 @@ export interface Gateway {
   readonly agents: AgentDispatcher;
   /** The RTMP listener's port (0 when RTMP is off). */
   readonly rtmpPort: number;
+  /** The SIP listener's UDP port (0 when SIP is off). */
+  readonly sipPort: number;
   /** PIDs of the mediasoup-worker processes (metrics, benchmarks). */
   readonly mediaWorkerPids: number[];
   /** PID of the supervised egress worker child (0 when egress.worker is off or between restarts). */
@@ -82,6 +84,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
       rooms: services.rooms,
       agents: services.agents,
       rtmpPort: started.rtmpPort,
+      sipPort: started.sipPort,
       get mediaWorkerPids() {
         return pool.workerPids;
       },

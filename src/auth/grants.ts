@@ -26,6 +26,14 @@ export const videoGrantSchema = z.looseObject({
 
 export type VideoGrant = z.infer<typeof videoGrantSchema>;
 
+/** LiveKit's SIPGrant: `admin` manages trunks and dispatch rules, `call` places calls. */
+export const sipGrantSchema = z.looseObject({
+  admin: z.boolean().optional(),
+  call: z.boolean().optional(),
+});
+
+export type SipGrant = z.infer<typeof sipGrantSchema>;
+
 export const claimsSchema = z.looseObject({
   iss: z.string(),
   sub: z.string().optional(),
@@ -39,6 +47,7 @@ export const claimsSchema = z.looseObject({
   roomPreset: z.string().optional(),
   roomConfig: z.record(z.string(), z.unknown()).optional(),
   video: videoGrantSchema.optional(),
+  sip: sipGrantSchema.optional(),
 });
 
 /** Verified claims of an access token. `sub` is the participant identity. */

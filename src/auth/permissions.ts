@@ -21,6 +21,14 @@ export function ensureIngressAdminPermission(claims: Claims): void {
   if (!claims.video?.ingressAdmin) throw permissionDenied('the ingressAdmin grant is required');
 }
 
+export function ensureSipAdminPermission(claims: Claims): void {
+  if (!claims.sip?.admin) throw permissionDenied('the sip.admin grant is required');
+}
+
+export function ensureSipCallPermission(claims: Claims): void {
+  if (!claims.sip?.call) throw permissionDenied('the sip.call grant is required');
+}
+
 /** roomAdmin for exactly this room (the grant's `room` must name it). */
 export function ensureAdminPermission(claims: Claims, room: string): void {
   if (!claims.video?.roomAdmin) throw permissionDenied('the roomAdmin grant is required');

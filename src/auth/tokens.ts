@@ -2,7 +2,7 @@
 // (CLI, webhooks, tests). HS256 JWTs as LiveKit's protocol/auth writes them.
 import { SignJWT, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
 import { unauthenticated } from '../errors.ts';
-import { claimsSchema, type Claims, type VideoGrant } from './grants.ts';
+import { claimsSchema, type Claims, type SipGrant, type VideoGrant } from './grants.ts';
 
 /** LiveKit's verifier allows one minute of clock skew. */
 const CLOCK_TOLERANCE_S = 60;
@@ -63,6 +63,7 @@ export interface MintOptions {
   attributes?: Record<string, string>;
   kind?: string;
   video?: VideoGrant;
+  sip?: SipGrant;
   /** base64 SHA-256 of a webhook body. */
   sha256?: string;
   /** Lifetime in seconds; LiveKit's default for join tokens is 6 h. */

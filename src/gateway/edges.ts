@@ -10,6 +10,7 @@ import { agentDispatchService } from '../api/twirp/agentDispatch.ts';
 import { egressService } from '../api/twirp/egress.ts';
 import { ingressService } from '../api/twirp/ingress.ts';
 import { roomService } from '../api/twirp/room.ts';
+import { sipService } from '../api/twirp/sip.ts';
 import { TwirpRouter } from '../api/twirp/router.ts';
 import { claimsJoiner } from '../auth/join.ts';
 import { mintToken } from '../auth/tokens.ts';
@@ -29,6 +30,8 @@ import { LIVEKIT_RTC_PATH, LiveKitSignaling } from '../livekit/LiveKitSignaling.
 import { isLiveKitUpgrade } from '../livekit/signal.ts';
 import { moduleLogger, type Logger } from '../logger.ts';
 import { SIGNALING_PATH, SignalingServer } from '../signaling/server.ts';
+import { SipServer } from '../sip/SipServer.ts';
+import type { SignalSink } from '../sfu/ParticipantTypes.ts';
 import { PLAY_PATH, WHEP_PATH, WhepServer, servePlayPage } from '../whep/WhepServer.ts';
 import type { GatewayMedia } from './media.ts';
 import type { GatewayServices } from './services.ts';
@@ -41,6 +44,8 @@ export interface GatewayEdges {
   port: number;
   /** The RTMP listener's port (0 when RTMP is off). */
   rtmpPort: number;
+  /** The SIP listener's UDP port (0 when SIP is off). */
+  sipPort: number;
   /** PID of the supervised egress worker child (0 when egress.worker is off or between restarts). */
   readonly egressWorkerPid: number;
   /** Open signaling connections (both protocols). */
@@ -56,7 +61,7 @@ export async function startEdges(
   log: Logger,
   shutdown: Shutdown,
 ): Promise<GatewayEdges> {
-  const { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, iceServers } = services;
+  const { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, sip, iceServers } = services;
   const { listenIp } = settings;
 
   // Publishers go first, so ingresses end INACTIVE with their FFmpeg gone; registered before they
@@ -65,8 +70,9 @@ export async function startEdges(
   let whip: WhipServer | undefined;
   let whep: WhepServer | undefined;
   let urlIngest: UrlIngest | undefined;
+  let sipServer: SipServer | undefined;
   shutdown.at('publishers', async () => {
-    await Promise.all([whip?.close(), whep?.close(), rtmp?.close(), urlIngest?.close()]);
+    await Promise.all([whip?.close(), whep?.close(), rtmp?.close(), urlIngest?.close(), sipServer?.close()]);
     ingressSessions.close();
   });
 
@@ -91,6 +97,21 @@ export async function startEdges(
     });
     await rtmp.start();
   }
+  if (config.sip.enabled) {
+    // Calls are server-driven participants: nothing is sent to them over signaling.
+    const sink: SignalSink = { send: () => undefined, close: () => undefined, superseded: () => undefined };
+    const sipBind = config.sip.bind ?? (listenIp === '0.0.0.0' ? '0.0.0.0' : listenIp);
+    sipServer = new SipServer({
+      port: config.sip.port,
+      bind: sipBind,
+      announcedIp: config.sip.announced_ip ?? (sipBind === '0.0.0.0' ? (settings.listen.announcedIp ?? '127.0.0.1') : sipBind),
+      maxCalls: config.sip.max_calls,
+      routing: { inboundTrunks: () => sip.inbound.list(), rules: () => sip.rules.list() },
+      join: (req) => rooms.join(req, sink),
+      log: moduleLogger('sip'),
+    });
+    await sipServer.start();
+  }
   whip = new WhipServer({
     streamKeys: ingress,
     sessions: ingressSessions,
@@ -110,6 +131,7 @@ export async function startEdges(
   const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
   twirp.register(roomService(rooms));
   twirp.register(agentDispatchService(agents));
+  twirp.register(sipService(sip));
   const urlPolicy = new UrlPolicy(config.ingress.url_allow);
   const urlProxy = await UrlIngressProxy.start(urlPolicy, moduleLogger('ingress-proxy'));
   shutdown.at('url proxy', () => urlProxy.close());
@@ -260,6 +282,7 @@ export async function startEdges(
     url,
     port,
     rtmpPort: rtmp?.port ?? 0,
+    sipPort: sipServer?.port ?? 0,
     get egressWorkerPid() {
       return egressWorker?.pid ?? 0;
     },

@@ -17,6 +17,7 @@ import type { IceServer } from '../sfu/ParticipantTypes.ts';
 import { RoomManager } from '../sfu/RoomManager.ts';
 import { IngressStore } from '../store/IngressStore.ts';
 import { RoomStore } from '../store/RoomStore.ts';
+import { SipStore } from '../store/SipStore.ts';
 import { bridgeRoomWebhooks } from '../webhooks/roomWebhooks.ts';
 import { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
 import type { GatewayMedia } from './media.ts';
@@ -36,6 +37,8 @@ export interface GatewayServices {
   verifier: TokenVerifier;
   ingress: IngressStore;
   ingressSessions: IngressSessions;
+  /** SIP trunks and dispatch rules (livekit.SIP). */
+  sip: SipStore;
   iceServers: (identity: string) => IceServer[];
 }
 
@@ -107,5 +110,8 @@ export async function startServices(
     await ingressSessions.flush();
   });
 
-  return { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, iceServers };
+  const sip = new SipStore(redis);
+  await sip.load();
+
+  return { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, sip, iceServers };
 }

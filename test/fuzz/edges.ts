@@ -10,6 +10,7 @@
 // Everything here talks to the target on 127.0.0.1 only, and nothing generated can make the
 // gateway connect elsewhere: URL-ingress sources and egress tap targets are rewritten to loopback
 // before sending (see `sanitize`), and the target runs without an egress worker or webhooks.
+import dgram from 'node:dgram';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { mintToken } from '../../src/auth/tokens.ts';
@@ -20,6 +21,8 @@ export interface FuzzTarget {
   /** http://127.0.0.1:<port> */
   url: string;
   rtmpPort: number;
+  /** The SIP listener's UDP port; the SIP edge runs only when set. */
+  sipPort?: number;
   apiKey: string;
   apiSecret: string;
   /** Resident memory of the gateway process, bytes. */
@@ -277,6 +280,7 @@ function adminToken(t: FuzzTarget, room = ROOMS[0]!): Promise<string> {
   return mintToken(t.apiKey, t.apiSecret, {
     identity: 'fuzz-admin',
     video: { roomCreate: true, roomList: true, roomAdmin: true, roomRecord: true, ingressAdmin: true, room },
+    sip: { admin: true, call: true },
     ttl: 3600,
   });
 }
@@ -341,6 +345,14 @@ const TWIRP: [string, string, unknown][] = [
   ['livekit.AgentDispatchService', 'CreateDispatch', { room: 'fz-a', agentName: 'a', metadata: 'm' }],
   ['livekit.AgentDispatchService', 'ListDispatch', { room: 'fz-a' }],
   ['livekit.AgentDispatchService', 'DeleteDispatch', { room: 'fz-a', dispatchId: 'AD_x' }],
+  ['livekit.SIP', 'CreateSIPInboundTrunk', { trunk: { name: 't', numbers: ['+15550100'], allowedAddresses: ['127.0.0.1'], authUsername: 'u', authPassword: 'p' } }],
+  ['livekit.SIP', 'CreateSIPOutboundTrunk', { trunk: { name: 'o', address: '127.0.0.1:5060', numbers: ['+15550100'] } }],
+  ['livekit.SIP', 'ListSIPInboundTrunk', { trunkIds: ['ST_x'] }],
+  ['livekit.SIP', 'DeleteSIPTrunk', { sipTrunkId: 'ST_x' }],
+  ['livekit.SIP', 'CreateSIPDispatchRule', { rule: { dispatchRuleIndividual: { roomPrefix: 'fz' } }, name: 'r' }],
+  ['livekit.SIP', 'ListSIPDispatchRule', {}],
+  ['livekit.SIP', 'DeleteSIPDispatchRule', { sipDispatchRuleId: 'SDR_x' }],
+  // CreateSIPParticipant is left out: it answers 501 unimplemented by design (no dialling out yet).
 ];
 
 /** Room and ingress names from a small pool, so valid mutations do not create thousands of each. */
@@ -715,6 +727,68 @@ export function fuzzInternal(t: FuzzTarget, o: FuzzOptions): Promise<EdgeReport>
   });
 }
 
+// ---- SIP (UDP) ---------------------------------------------------------------------------------
+
+function sipSeeds(port: number): string[] {
+  const sdp = ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=audio 9 RTP/AVP 0 8 101', 'a=rtpmap:101 telephone-event/8000', ''].join('\r\n');
+  const request = (method: string, extra: string[] = [], body = '') =>
+    [`${method} sip:+15559999@127.0.0.1:${port} SIP/2.0`, 'Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfz', 'From: "F" <sip:+15550001@127.0.0.1>;tag=fz', 'To: <sip:+15559999@127.0.0.1>',
+      'Call-ID: fz@127.0.0.1', `CSeq: 1 ${method}`, 'Max-Forwards: 70', ...extra, `Content-Length: ${Buffer.byteLength(body)}`, '', body].join('\r\n');
+  return [
+    request('INVITE', ['Contact: <sip:f@127.0.0.1:9>', 'Content-Type: application/sdp', 'Authorization: Digest username="u", realm="roomgate", nonce="1.x", uri="sip:x", response="0"'], sdp),
+    request('OPTIONS'),
+    request('BYE'),
+    request('CANCEL'),
+    request('ACK'),
+    request('REGISTER'),
+    'SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfz\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n',
+  ];
+}
+
+/**
+ * Mutated SIP datagrams at the SIP listener (run before the Twirp edge, so no trunk exists and no
+ * input places a real call): any 5xx but 503 is a finding, and afterwards OPTIONS must still get 200.
+ */
+export function fuzzSip(t: FuzzTarget, o: FuzzOptions): Promise<EdgeReport> {
+  return edge('sip', t, o, async (rec, opts) => {
+    const port = t.sipPort!;
+    const r = new Rng(opts.seed);
+    const seeds = sipSeeds(port);
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+    const sent = new Map<string, string>();
+    let options200 = false;
+    sock.on('message', (m) => {
+      const text = m.toString('latin1');
+      const status = /^SIP\/2\.0 (\d{3})/.exec(text)?.[1];
+      if (/Call-ID: liveness\r\n/.test(text) && status === '200') options200 = true;
+      const input = sent.get(/^Call-ID: (.*)$/m.exec(text)?.[1]?.trim() ?? '') ?? '(unknown input)';
+      if (status && status.startsWith('5') && status !== '503') rec.find('5xx', `the SIP listener answered ${status}`, input);
+      else rec.count(status ? `answered ${status}` : 'answered (not a status line)');
+    });
+    try {
+      for (let i = 0; i < opts.inputs; i++) {
+        const seed = r.pick(seeds).replace('Call-ID: fz@', `Call-ID: fz${i}@`);
+        const input = r.chance(0.1) ? r.bytes(r.int(1500)) : Buffer.from(mutateText(seed, r), 'latin1');
+        sent.set(`fz${i}@127.0.0.1`, short(input));
+        await new Promise<void>((resolve) => sock.send(input, port, '127.0.0.1', () => resolve()));
+        rec.count('sent');
+        // Let the listener drain now and then rather than overflow its socket buffer.
+        if (i % 50 === 49) await new Promise((res) => setTimeout(res, 5));
+      }
+      const liveness = sipSeeds(port)[1]!.replace('Call-ID: fz@127.0.0.1', 'Call-ID: liveness').replace('Via: SIP/2.0/UDP 127.0.0.1:9', `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port}`);
+      const deadline = Date.now() + opts.deadlineMs;
+      while (!options200 && Date.now() < deadline) {
+        sock.send(liveness, port, '127.0.0.1');
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      if (!options200) rec.find('crash', `OPTIONS got no 200 within ${opts.deadlineMs} ms after the fuzz`, '(liveness check)');
+    } finally {
+      sock.close();
+    }
+  });
+}
+
 /** Every edge in turn, with its own derived seed; the WHIP key comes from a real CreateIngress. */
 export async function fuzzAll(t: FuzzTarget, o: FuzzOptions, log: (line: string) => void = () => undefined): Promise<EdgeReport[]> {
   const token = await adminToken(t);
@@ -727,6 +801,8 @@ export async function fuzzAll(t: FuzzTarget, o: FuzzOptions, log: (line: string)
   const whipKey = info.streamKey ?? info.stream_key;
   if (!whipKey) throw new Error(`CreateIngress for the WHIP fuzz failed: ${JSON.stringify(info)}`);
   const runs: [string, () => Promise<EdgeReport>][] = [
+    // SIP first: later edges create trunks and rules, and a fuzzed INVITE must not place real calls.
+    ...(t.sipPort ? [['sip', () => fuzzSip(t, { ...o, seed: o.seed + 7 })] as [string, () => Promise<EdgeReport>]] : []),
     ['twirp', () => fuzzTwirp(t, { ...o, seed: o.seed + 1 })],
     ['rtc', () => fuzzRtc(t, { ...o, seed: o.seed + 2 })],
     ['agent', () => fuzzAgent(t, { ...o, seed: o.seed + 3 })],

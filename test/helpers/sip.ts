@@ -1,0 +1,293 @@
+// SIPp (Debian's sip-tester) as the phone in the SIP tests: a scenario file written per call, run
+// headless against the gateway on loopback, G.711 audio streamed from a file by SIPp's rtp_stream.
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
+import { scaled } from './deadline.ts';
+
+/**
+ * A UDP port free a moment ago on loopback. SIPp binds its SIP and media ports over UDP, and the
+ * ephemeral range freePort (TCP) draws from overlaps the UDP ports mediasoup and FFmpeg hold.
+ */
+export async function freeUdpPort(): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const { port } = sock.address();
+  await new Promise<void>((resolve) => sock.close(() => resolve()));
+  return port;
+}
+
+export interface SippCall {
+  /** The number dialled (Request-URI user). */
+  called: string;
+  caller: string;
+  /** Digest credentials the phone answers a 401 with. */
+  auth?: { username: string; password: string };
+  /** The final response expected to the (authenticated) INVITE; 200 places the call, 487 cancels it at the 180. */
+  expect: 200 | 403 | 404 | 486 | 487;
+  /** After the 200: stream this μ-law file (raw, 8 kHz) in a loop. */
+  audio?: string;
+  /** After the ACK, a re-INVITE with the same offer (a session refresh); it must get 200 again. */
+  reinvite?: boolean;
+  /** SIPp's -rtp_echo: the audio the phone receives goes back to the gateway as its own. */
+  echo?: boolean;
+  /** Who hangs up: the phone after `holdMs`, or the gateway (the phone waits for its BYE). */
+  hangup?: { by: 'phone'; holdMs: number } | { by: 'gateway' };
+}
+
+const SDP = `v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+`;
+
+function invite(call: SippCall, cseq: number, auth: boolean): string {
+  return `<send retrans="500"><![CDATA[
+INVITE sip:${call.called}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:${call.called}@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: ${cseq} INVITE
+Contact: <sip:phone@[local_ip]:[local_port]>
+Max-Forwards: 70
+${auth ? `[authentication username=${call.auth!.username} password=${call.auth!.password}]\n` : ''}Content-Type: application/sdp
+Content-Length: [len]
+
+${SDP}
+]]></send>
+<recv response="100" optional="true"/>
+<recv response="180" optional="true"/>
+`;
+}
+
+/** ACK of a non-2xx final response: same branch as the INVITE (§17.1.1.3). */
+const ackError = (call: SippCall, cseq: number) => `<send><![CDATA[
+ACK sip:${call.called}@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+CSeq: ${cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+`;
+
+export function scenario(call: SippCall): string {
+  const parts: string[] = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="roomgate test call">'];
+  let cseq = 1;
+  parts.push(invite(call, cseq, false));
+  if (call.auth) {
+    parts.push('<recv response="401" auth="true"/>', ackError(call, cseq));
+    cseq++;
+    parts.push(invite(call, cseq, true));
+  }
+  if (call.expect === 487) {
+    // The phone gives up while it rings: CANCEL with the INVITE's branch (§9.1), 200 to it, 487 to the INVITE.
+    parts.pop();
+    parts.push(invite(call, cseq, !!call.auth).replace('<recv response="180" optional="true"/>', '<recv response="180"/>'));
+    parts.push(`<send><![CDATA[
+CANCEL sip:${call.called}@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:${call.called}@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: ${cseq} CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>
+<recv response="487"/>`, ackError(call, cseq), '</scenario>');
+    return parts.join('\n');
+  }
+  if (call.expect !== 200) {
+    parts.push(`<recv response="${call.expect}"/>`, ackError(call, cseq), '</scenario>');
+    return parts.join('\n');
+  }
+  parts.push(`<recv response="200" rrs="true"/>
+<send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ACK
+Contact: <sip:phone@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>`);
+  if (call.reinvite) {
+    cseq++;
+    parts.push(`<send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} INVITE
+Contact: <sip:phone@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+${SDP}
+]]></send>
+<recv response="200"/>
+<send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>`);
+  }
+  if (call.audio) parts.push(`<nop><action><exec rtp_stream="${call.audio},-1,0"/></action></nop>`);
+  const hangup = call.hangup ?? { by: 'phone', holdMs: 1000 };
+  if (hangup.by === 'phone') {
+    parts.push(`<pause milliseconds="${hangup.holdMs}"/>
+<send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq + 1} BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>`);
+  } else {
+    parts.push(`<recv request="BYE"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>`);
+  }
+  parts.push('</scenario>');
+  return parts.join('\n');
+}
+
+export interface SippRun {
+  /** Resolves with SIPp's exit code (0: the scenario ran as written) and its output. */
+  done: Promise<{ code: number | null; output: string }>;
+  /** Rejects when SIPp exits before `p` settles (it failed to start, or the scenario went wrong). */
+  during<T>(p: Promise<T>): Promise<T>;
+  /** The RTP port of the gateway's SDP answer, read from SIPp's message trace once the 200 came. */
+  answerPort(): number | undefined;
+  kill(): void;
+}
+
+/** Runs one call of `call` against the gateway's SIP port. */
+export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): Promise<SippRun> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-sipp-'));
+  const file = path.join(dir, 'call.xml');
+  fs.writeFileSync(file, scenario(call));
+  const args = [
+    `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freeUdpPort()),
+    '-mp', String(await freeUdpPort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
+    ...(call.echo ? ['-rtp_echo'] : []),
+  ];
+  const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+  child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+  const done = new Promise<{ code: number | null; output: string }>((resolve) => {
+    child.once('exit', (code) => {
+      let errors = '';
+      for (const f of fs.readdirSync(dir)) if (f.endsWith('_errors.log')) errors += fs.readFileSync(path.join(dir, f), 'utf8');
+      fs.rmSync(dir, { recursive: true, force: true });
+      resolve({ code, output: `${errors}\n${output.slice(-3000)}` });
+    });
+  });
+  const answerPort = () => {
+    try {
+      for (const f of fs.readdirSync(dir)) {
+        if (!f.endsWith('_messages.log')) continue;
+        const m = /message received[^\n]*\n+SIP\/2\.0 200 OK[\s\S]*?\nm=audio (\d+) /.exec(fs.readFileSync(path.join(dir, f), 'utf8'));
+        if (m) return Number(m[1]);
+      }
+    } catch {
+      // the call ended and its folder is gone
+    }
+    return undefined;
+  };
+  const during = <T>(p: Promise<T>): Promise<T> =>
+    Promise.race([p, done.then((r) => Promise.reject(new Error(`SIPp exited (${r.code}) while the test waited: ${r.output}`)))]);
+  return { done, during, answerPort, kill: () => child.kill('SIGKILL') };
+}
+
+/**
+ * Presses `digit` on the phone as RFC 4733 telephone-event packets (payload type 101, as the SIPp
+ * scenario offers): three packets of one event, the last two with the end bit, as phones send them.
+ */
+export async function sendDtmf(port: number, digit: string, seq: number): Promise<void> {
+  const code = '0123456789*#ABCD'.indexOf(digit);
+  if (code < 0) throw new Error(`'${digit}' is not a DTMF key`);
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const ts = 0x1000 * (seq + 1);
+  for (let i = 0; i < 3; i++) {
+    const p = Buffer.alloc(16);
+    p[0] = 0x80;
+    p[1] = (i === 0 ? 0x80 : 0) | 101;
+    p.writeUInt16BE(seq * 3 + i, 2);
+    p.writeUInt32BE(ts, 4);
+    p.writeUInt32BE(0x5eed, 8);
+    p[12] = code;
+    p[13] = (i > 0 ? 0x80 : 0) | 10; // end bit, volume -10 dBm0
+    p.writeUInt16BE(800, 14); // 100 ms
+    await new Promise<void>((resolve) => sock.send(p, port, '127.0.0.1', () => resolve()));
+  }
+  await new Promise<void>((resolve) => sock.close(() => resolve()));
+}
+
+/** `seconds` of a `hz` sine as raw 8 kHz μ-law (what a phone sends), cached in the temp folder. */
+export async function muLawTone(hz: number, seconds: number): Promise<string> {
+  const file = path.join(os.tmpdir(), `roomgate-tone-${hz}-${seconds}.ul`);
+  if (fs.existsSync(file)) return file;
+  const tmp = `${file}.${process.pid}.tmp`;
+  const ff = launchFfmpeg(['-y', '-f', 'lavfi', '-i', `sine=frequency=${hz}:sample_rate=8000:duration=${seconds}`, '-c:a', 'pcm_mulaw', '-f', 'mulaw', tmp]);
+  const code = await ff.exited;
+  if (code !== 0) throw new Error(`ffmpeg could not write the tone: ${ff.stderrTail()}`);
+  fs.renameSync(tmp, file);
+  return file;
+}
+
+/** Relative power of `hz` in PCM samples (Goertzel), 0..1 of the signal's power. */
+export function toneShare(samples: Int16Array, sampleRate: number, hz: number): number {
+  const k = (2 * Math.cos((2 * Math.PI * hz) / sampleRate));
+  let s1 = 0;
+  let s2 = 0;
+  let energy = 0;
+  for (const x of samples) {
+    const s0 = x + k * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+    energy += x * x;
+  }
+  const power = s1 * s1 + s2 * s2 - k * s1 * s2;
+  return energy === 0 ? 0 : (2 * power) / (samples.length * energy);
+}
