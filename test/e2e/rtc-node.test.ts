@@ -2,7 +2,8 @@
 // uses it) against a real gateway on loopback: two rtc-node participants publish a sine from an
 // AudioSource and frames from a VideoSource and read each other's through AudioStream/VideoStream,
 // exchange data with a topic, an RPC and attributes; an rtc-node participant and a roomgate-SDK
-// participant receive each other's media.
+// participant receive each other's media, and an rtc-node participant and stock livekit-client
+// 2.23.0 in headless Chromium exchange audio, video, data and RPCs both ways.
 import {
   AudioFrame,
   AudioSource,
@@ -23,9 +24,11 @@ import {
   type RemoteParticipant,
   type RemoteTrack,
 } from '@livekit/rtc-node';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeParticipant, RemoteTrack as SdkRemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join, joinToken } from '../helpers/participants.ts';
@@ -33,6 +36,7 @@ import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
+let browser: Browser | undefined;
 const rooms: Room[] = [];
 const nodes: NodeParticipant[] = [];
 const stops: (() => Promise<void>)[] = [];
@@ -46,6 +50,7 @@ afterAll(async () => {
   for (const stop of stops) await stop();
   await Promise.all(rooms.map((r) => r.disconnect()));
   await Promise.all(nodes.map((n) => n.leave().catch(() => undefined)));
+  await browser?.close();
   // The FFI's runtime and its threads belong to the process, which runs the next test file too.
   await dispose();
   await gw?.close();
@@ -239,4 +244,89 @@ describe('stock @livekit/rtc-node participants', () => {
     await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
     expect(await fromNode).toBe('hi carol');
   }, 60_000);
+
+  it('an rtc-node participant and livekit-client in Chromium exchange media, data and RPCs', async () => {
+    const rs = await connect('lk-rs', 'rs');
+    await publishSine(rs);
+    await publishFrames(rs);
+
+    browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
+    const page = await (await browser.newContext()).newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.goto(`${gw.url}/lk?room=lk-rs&identity=page&autojoin=1&token=${await joinToken('lk-rs', 'page')}`);
+    await waitFor(async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))), 45_000, 'page joined and published');
+    expect(pageErrors).toEqual([]);
+    expect(await page.evaluate(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'error'))).toBeUndefined();
+
+    // The page decodes rtc-node's frames at their size and receives its audio.
+    const stats = () => page.evaluate(() => (window as unknown as { lk: Lk }).lk.mediaStats());
+    const seen = await waitFor(
+      async () => {
+        const s = await stats();
+        const v = s.find((x) => x.identity === 'rs' && x.kind === 'video');
+        const a = s.find((x) => x.identity === 'rs' && x.kind === 'audio');
+        return v && v.framesDecoded > 10 && v.elementWidth > 0 && a && a.packetsReceived > 50 ? v : undefined;
+      },
+      30_000,
+      'rtc-node media decoded by the page',
+    );
+    expect([seen.width, seen.elementWidth]).toEqual([320, 320]);
+
+    // rtc-node reads the page's fake camera and microphone (Chromium's fake device beeps).
+    const [audio, video] = await Promise.all([subscribed(rs, 'page', TrackKind.KIND_AUDIO), subscribed(rs, 'page', TrackKind.KIND_VIDEO)]);
+    const [frames, loud] = await Promise.all([seeFrames(video, 20), hearSound(audio)]);
+    expect(frames.at(-1)!.width).toBeGreaterThan(0);
+    expect(loud).toBeGreaterThan(1000);
+
+    // Data both ways, reliability kept: the page's reliable chat, rtc-node's lossy packet.
+    const fromPage = new Promise<{ text: string; kind?: DataPacketKind; from?: string }>((resolve) =>
+      rs.on(RoomEvent.DataReceived, (payload, p, kind, topic) => topic === 'chat' && resolve({ text: new TextDecoder().decode(payload), kind, from: p?.identity })),
+    );
+    await page.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hello rs'));
+    expect(await fromPage).toEqual({ text: 'hello rs', kind: DataPacketKind.KIND_RELIABLE, from: 'page' });
+    // Lossy may drop a packet on a loaded machine: sent until one arrives.
+    const chat = () => page.evaluate(() => (window as unknown as { lk: Lk }).lk.chat);
+    const lossy = await waitFor(
+      async () => {
+        await rs.localParticipant!.publishData(new TextEncoder().encode('hello page'), { reliable: false, topic: 'ticks' });
+        return (await chat()).find((m) => m.text === 'hello page');
+      },
+      15_000,
+      'lossy data at the page',
+    );
+    expect(lossy).toMatchObject({ from: 'rs', topic: 'ticks', kind: 1 }); // livekit-client's DataPacket_Kind.LOSSY
+
+    // RPCs both ways.
+    type Rpc = { lk: { room: { registerRpcMethod(m: string, h: (d: { payload: string; callerIdentity: string }) => Promise<string>): void; localParticipant: { performRpc(p: { destinationIdentity: string; method: string; payload: string }): Promise<string> } } } };
+    await page.evaluate(() => (window as unknown as Rpc).lk.room.registerRpcMethod('shout', async (d) => `${d.payload.toUpperCase()} (for ${d.callerIdentity})`));
+    expect(await rs.localParticipant!.performRpc({ destinationIdentity: 'page', method: 'shout', payload: 'quiet please' })).toBe('QUIET PLEASE (for rs)');
+    rs.localParticipant!.registerRpcMethod('sum', async (d) => String((JSON.parse(d.payload) as number[]).reduce((a, b) => a + b, 0)));
+    expect(await page.evaluate(() => (window as unknown as Rpc).lk.room.localParticipant.performRpc({ destinationIdentity: 'rs', method: 'sum', payload: '[1,2,39]' }))).toBe('42');
+
+    await page.close();
+    await waitFor(() => !rs.remoteParticipants.has('page') || undefined, 15_000, 'page gone at rtc-node');
+  }, 90_000);
 });
+
+interface Lk {
+  events: { name: string; data: unknown }[];
+  chat: { from: string | null; text: string; topic: string | null; kind: number }[];
+  mediaStats(): Promise<{ identity: string; kind: string; packetsReceived: number; framesDecoded: number; width: number; elementWidth: number }[]>;
+  sendChat(text: string, opts?: Record<string, unknown>): Promise<void>;
+}
+
+/** The loudest sample of the first frame with sound in it. */
+async function hearSound(track: RemoteTrack): Promise<number> {
+  const reader = new AudioStream(track, SAMPLE_RATE, 1).getReader();
+  try {
+    for (;;) {
+      const { value: frame, done } = await reader.read();
+      if (done) throw new Error('audio stream ended before any sound');
+      const peak = frame.data.reduce((m, s) => Math.max(m, Math.abs(s)), 0);
+      if (peak > 1000) return peak;
+    }
+  } finally {
+    await reader.cancel();
+  }
+}
