@@ -12,7 +12,6 @@ import {
   AudioFrame,
   AudioSource,
   AudioStream,
-  dispose,
   LocalAudioTrack,
   ParticipantKind,
   Room,
@@ -55,7 +54,7 @@ afterAll(async () => {
   for (const stop of stops) await stop();
   await Promise.all(rooms.map((r) => r.disconnect()));
   await Promise.all(workers.map((w) => killWorker(w)));
-  await dispose();
+  // No dispose(): see test/e2e/rtc-node.test.ts.
   await gw?.close();
   await redis?.stop();
 });

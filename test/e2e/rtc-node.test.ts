@@ -9,7 +9,6 @@ import {
   AudioSource,
   AudioStream,
   DataPacketKind,
-  dispose,
   LocalAudioTrack,
   LocalVideoTrack,
   Room,
@@ -51,8 +50,8 @@ afterAll(async () => {
   await Promise.all(rooms.map((r) => r.disconnect()));
   await Promise.all(nodes.map((n) => n.leave().catch(() => undefined)));
   await browser?.close();
-  // The FFI's runtime and its threads belong to the process, which runs the next test file too.
-  await dispose();
+  // No dispose(): the FFI's runtime belongs to the process, and the suite's one fork (isolate: false)
+  // runs the next rtc-node file with this module, whose client cannot start again once disposed.
   await gw?.close();
   await redis?.stop();
 });
