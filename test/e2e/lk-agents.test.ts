@@ -213,6 +213,21 @@ describe('stock @livekit/agents workers on /agent', () => {
     expect(frames.some((f) => f.message.case === 'assignment')).toBe(false);
     ws.close();
 
+    // A worker registered without an agent name is dispatched to every new room, as in LiveKit.
+    const auto = new WebSocket(`${gw.url.replace('http', 'ws')}/agent`, { headers: { authorization: `Bearer ${await at.toJwt()}` } });
+    const autoFrames: ServerMessage[] = [];
+    auto.on('message', (data: Buffer) => autoFrames.push(ServerMessage.fromBinary(data)));
+    await new Promise<void>((resolve, reject) => {
+      auto.once('open', () => resolve());
+      auto.once('error', reject);
+    });
+    auto.send(new WorkerMessage({ message: { case: 'register', value: { agentName: '' } } }).toBinary());
+    await waitFor(() => autoFrames.find((f) => f.message.case === 'register'), 10_000, 'automatic worker registered');
+    await connect('agent-auto', 'user5');
+    const autoOffer = await waitFor(() => autoFrames.find((f) => f.message.case === 'availability'), 10_000, 'automatic dispatch');
+    expect(autoOffer.message.case === 'availability' && autoOffer.message.value.job).toMatchObject({ agentName: '', room: { name: 'agent-auto' } });
+    auto.close();
+
     // A room token is no worker credential; a bad token is refused at the upgrade.
     const statusOf = (token: string) =>
       new Promise<number>((resolve) => {
