@@ -113,8 +113,8 @@ class LiveKitWorkerConnection {
   }
 
   async start(url: URL): Promise<void> {
-    const early: Buffer[] = [];
-    const buffer = (data: Buffer) => early.push(data);
+    const early: [Buffer, boolean][] = [];
+    const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
     this.ws.on('message', buffer);
     this.ws.once('close', () => this.#closed());
     try {
@@ -135,7 +135,7 @@ class LiveKitWorkerConnection {
     this.ws.off('message', buffer);
     this.ws.on('message', (data: Buffer, isBinary: boolean) => this.#receive(data, isBinary));
     this.#pinger = heartbeat(this.ws, this.#opts.pingIntervalMs, () => this.terminate());
-    for (const data of early) this.#receive(data, true);
+    for (const [data, isBinary] of early) this.#receive(data, isBinary);
   }
 
   terminate(): void {
