@@ -12,12 +12,12 @@ import type { InboundData, RoomData } from '../sfu/ParticipantTypes.ts';
 export const MAX_PACKET_BYTES = 64 * 1024;
 
 /**
- * SDKs built on LiveKit's Rust SDK (rtc-node, Python rtc, Rust) write their own DataPacketKind enum
+ * SDKs built on LiveKit's Rust SDK (rtc-node, Python rtc, Rust; Unity and C++ through its FFI) write their own DataPacketKind enum
  * (Lossy 0, Reliable 1) into the protobuf's `kind` (RELIABLE 0, LOSSY 1), so the field says the
  * opposite of the channel used. LiveKit's server goes by the channel, which mediasoup 3.8.4 cannot
  * name (no DCEP); these SDKs number every reliable packet (`sequence` ≥ 1) and no lossy one.
  */
-const KIND_FROM_SEQUENCE_SDKS: ReadonlySet<string> = new Set(['rust', 'node', 'python']);
+const KIND_FROM_SEQUENCE_SDKS: ReadonlySet<string> = new Set(['rust', 'node', 'python', 'unity', 'cpp']);
 
 export function kindFromSequence(sdk: string | null | undefined): boolean {
   return KIND_FROM_SEQUENCE_SDKS.has(sdk ?? '');
