@@ -13,6 +13,7 @@ import {
   LocalVideoTrack,
   Room,
   RoomEvent,
+  SimulateScenarioKind,
   TrackKind,
   TrackPublishOptions,
   TrackSource,
@@ -211,6 +212,18 @@ describe('stock @livekit/rtc-node participants', () => {
     await alice.localParticipant!.setAttributes({ mood: 'curious' });
     expect(await changed).toEqual({ mood: 'curious' });
     expect((await gw.rooms.listParticipants('rs-room')).find((p) => p.identity === 'alice')?.attributes).toEqual({ mood: 'curious' });
+
+    // Bob's signaling WebSocket drops (the SDK's signal-reconnect scenario): he resumes the same
+    // session (reconnect=1, same sid; the server offers his subscriber PeerConnection again with an
+    // ICE restart) and still hears alice's tone.
+    const bobSid = (await gw.rooms.listParticipants('rs-room')).find((p) => p.identity === 'bob')!.sid;
+    const resumed = new Promise<void>((resolve) => bob.once(RoomEvent.Reconnected, () => resolve()));
+    await bob.simulateScenario(SimulateScenarioKind.SIMULATE_SIGNAL_RECONNECT);
+    await resumed;
+    expect((await gw.rooms.listParticipants('rs-room')).find((p) => p.identity === 'bob')?.sid).toBe(bobSid);
+    const again = await hearTone(audio);
+    expect(again.hz).toBeGreaterThan(TONE_HZ * 0.9);
+    expect(again.hz).toBeLessThan(TONE_HZ * 1.1);
 
     // Leaving is seen by the other side.
     const left = new Promise<string>((resolve) => alice.on(RoomEvent.ParticipantDisconnected, (p) => resolve(p.identity)));
