@@ -255,6 +255,21 @@ describe('stock @livekit/rtc-node participants', () => {
     const fromNode = new Promise<string>((resolve) => carol.on(RoomEvent.DataReceived, (payload, _p, _k, topic) => topic === 'chat' && resolve(new TextDecoder().decode(payload))));
     await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
     expect(await fromNode).toBe('hi carol');
+
+    // The SDK's full reconnect: it leaves and joins again as a new participant, republishing both tracks.
+    const oldSid = (await gw.rooms.listParticipants('mixed-rs')).find((p) => p.identity === 'carol')!.sid;
+    const back = new Promise<void>((resolve) => carol.once(RoomEvent.Reconnected, () => resolve()));
+    await carol.simulateScenario(SimulateScenarioKind.SIMULATE_FULL_RECONNECT);
+    await back;
+    const again = await waitFor(
+      async () => {
+        const c = (await gw.rooms.listParticipants('mixed-rs')).find((p) => p.identity === 'carol');
+        return c && c.sid !== oldSid && c.tracks.length === 2 ? c : undefined;
+      },
+      15_000,
+      'carol rejoined with her tracks',
+    );
+    expect(again.tracks.map((t) => t.mimeType).sort()).toEqual(['audio/opus', 'video/VP8']);
   }, 60_000);
 
   it('an rtc-node participant and livekit-client in Chromium exchange media, data and RPCs', async () => {
