@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AGENT_PATH } from '../agents/protocol.ts';
 import { AgentServer } from '../agents/server/AgentServer.ts';
+import { isLiveKitWorkerUpgrade, LiveKitWorkers } from '../agents/server/LiveKitWorkers.ts';
 import { createHttpServer } from '../api/http.ts';
 import { agentDispatchService } from '../api/twirp/agentDispatch.ts';
 import { egressService } from '../api/twirp/egress.ts';
@@ -81,8 +82,16 @@ export async function startEdges(
   // Stock LiveKit clients on the same path, told apart at the upgrade.
   const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
   let agentServer: AgentServer | undefined;
+  // Stock LiveKit agent workers (@livekit/agents) on /agent beside roomgate's own, told apart at the upgrade.
+  const lkWorkers = new LiveKitWorkers({
+    verifier,
+    dispatcher: agents,
+    mint: (opts) => mintToken(settings.serviceKey.apiKey, settings.serviceKey.apiSecret, opts),
+    nodeId: config.node_id,
+    log: moduleLogger('agents'),
+  });
   shutdown.at('sockets', async () => {
-    await Promise.all([signaling.close(), livekit.close(), agentServer?.close()]);
+    await Promise.all([signaling.close(), livekit.close(), agentServer?.close(), lkWorkers.close()]);
   });
 
   if (config.rtmp.enabled) {
@@ -209,6 +218,7 @@ export async function startEdges(
     upgrade: (req, socket, head, url) => {
       if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekit.handleUpgrade(req, socket, head, url);
       if (url.pathname === SIGNALING_PATH) return signaling.handleUpgrade(req, socket, head, url);
+      if (url.pathname === AGENT_PATH && isLiveKitWorkerUpgrade(url, req.headers.authorization)) return lkWorkers.handleUpgrade(req, socket, head, url);
       if (url.pathname === AGENT_PATH) return agentSockets.handleUpgrade(req, socket, head, url);
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
     },

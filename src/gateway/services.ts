@@ -96,6 +96,7 @@ export async function startServices(
   shutdown.at('agents', () => agents.close());
   rooms.on('roomstarted', (room) => agents.roomStarted(room));
   rooms.on('roomfinished', (room) => agents.roomFinished(room));
+  rooms.on('participantleft', (room, p) => agents.participantLeft(room.name, p.identity, p.sid));
 
   const verifier = new TokenVerifier(config.keys);
 

@@ -60,7 +60,7 @@ import type {
   SignalSink,
 } from '../sfu/ParticipantTypes.ts';
 import type { RoomJoiner } from '../signaling/server.ts';
-import { dcepOpen, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
+import { dcepOpen, kindFromSequence, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
   decodeRequest,
   departedInfo,
@@ -197,7 +197,7 @@ class LiveKitConnection {
         }
       }
       if (!this.#session) {
-        const session = new LiveKitSession(this.#opts, () => {
+        const session = new LiveKitSession(this.#opts, kindFromSequence(url.searchParams.get('sdk')), () => {
           if (this.#sessions.get(key) === session) this.#sessions.delete(key);
         });
         const { room, participant } = await this.#opts.rooms.join(claims, session);
@@ -273,6 +273,8 @@ interface SubscriberSection {
 class LiveKitSession implements SignalSink, DataPath {
   readonly #opts: Required<LiveKitSignalingOptions>;
   readonly #onEnd: () => void;
+  /** Whether this client's SDK marks reliable packets by `sequence` rather than `kind` (data.ts). */
+  readonly #kindFromSequence: boolean;
   #conn: LiveKitConnection | undefined;
   #room!: RoomImpl;
   #p!: Participant;
@@ -309,8 +311,9 @@ class LiveKitSession implements SignalSink, DataPath {
   /** The server's data channels on the subscriber PeerConnection, open once SCTP is up. */
   #down: { direct: types.DirectTransport; reliable: types.DataProducer; lossy: types.DataProducer; open: boolean } | undefined;
 
-  constructor(opts: Required<LiveKitSignalingOptions>, onEnd: () => void) {
+  constructor(opts: Required<LiveKitSignalingOptions>, kindFromSequence: boolean, onEnd: () => void) {
     this.#opts = opts;
+    this.#kindFromSequence = kindFromSequence;
     this.#onEnd = onEnd;
     this.#log = opts.log;
   }
@@ -792,7 +795,7 @@ class LiveKitSession implements SignalSink, DataPath {
   }
 
   read(message: Buffer): ReturnType<DataPath['read']> {
-    return readDataPacket(message);
+    return readDataPacket(message, this.#kindFromSequence);
   }
 
   deliver(message: RoomData): void {

@@ -11,8 +11,23 @@ import type { InboundData, RoomData } from '../sfu/ParticipantTypes.ts';
 /** Largest DataPacket relayed (LiveKit's reliable limit is 15 KiB per message; streams chunk below it). */
 export const MAX_PACKET_BYTES = 64 * 1024;
 
-/** A client's DataPacket as what the room delivers; undefined for what is not one or not ours to relay. */
-export function readDataPacket(message: Uint8Array): InboundData | undefined {
+/**
+ * SDKs built on LiveKit's Rust SDK (rtc-node, Python rtc, Rust; Unity and C++ through its FFI) write their own DataPacketKind enum
+ * (Lossy 0, Reliable 1) into the protobuf's `kind` (RELIABLE 0, LOSSY 1), so the field says the
+ * opposite of the channel used. LiveKit's server goes by the channel, which mediasoup 3.8.4 cannot
+ * name (no DCEP); these SDKs number every reliable packet (`sequence` ≥ 1) and no lossy one.
+ */
+const KIND_FROM_SEQUENCE_SDKS: ReadonlySet<string> = new Set(['rust', 'node', 'python', 'unity', 'cpp']);
+
+export function kindFromSequence(sdk: string | null | undefined): boolean {
+  return KIND_FROM_SEQUENCE_SDKS.has(sdk ?? '');
+}
+
+/**
+ * A client's DataPacket as what the room delivers; undefined for what is not one or not ours to
+ * relay. `bySequence`: reliability from `sequence`, not `kind` (see kindFromSequence).
+ */
+export function readDataPacket(message: Uint8Array, bySequence = false): InboundData | undefined {
   if (message.length === 0 || message.length > MAX_PACKET_BYTES) return undefined;
   let packet: DataPacket;
   try {
@@ -23,7 +38,7 @@ export function readDataPacket(message: Uint8Array): InboundData | undefined {
   const value = packet.value;
   // Speaker updates are the server's to send; an empty packet carries nothing.
   if (value.case === undefined || value.case === 'speaker') return undefined;
-  const reliable = packet.kind !== DataPacket_Kind.LOSSY;
+  const reliable = bySequence ? packet.sequence > 0 : packet.kind !== DataPacket_Kind.LOSSY;
   if (value.case === 'user') {
     const destinations = [...new Set([...packet.destinationIdentities, ...value.value.destinationIdentities])];
     return {
@@ -62,6 +77,8 @@ export function writeDataPacket(msg: RoomData): Uint8Array {
   }
   packet.participantIdentity = identity;
   packet.participantSid = sid;
+  // What the relay decided (from the channel or the sequence), for receivers that read the field.
+  packet.kind = msg.reliable ? DataPacket_Kind.RELIABLE : DataPacket_Kind.LOSSY;
   packet.destinationIdentities = [];
   if (packet.value.case === 'user') {
     packet.value.value.participantIdentity = identity;

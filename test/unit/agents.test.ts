@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FrameQueue, rmsDbfs } from '../../src/agents/audio.ts';
 import { workerMessageSchemas } from '../../src/agents/protocol.ts';
+import { isLiveKitWorkerUpgrade } from '../../src/agents/server/LiveKitWorkers.ts';
 import { defineAgent, runWorker } from '../../src/agents/worker.ts';
 
 describe('agent SDK pieces', () => {
@@ -23,6 +24,13 @@ describe('agent SDK pieces', () => {
     const rest: number[] = [];
     for await (const n of q) rest.push(n);
     expect(rest).toEqual([3, 4]);
+  });
+
+  it('tells a LiveKit worker (Bearer header only) from a roomgate worker (access_token query) at /agent', () => {
+    expect(isLiveKitWorkerUpgrade(new URL('http://g/agent'), 'Bearer abc')).toBe(true);
+    expect(isLiveKitWorkerUpgrade(new URL('http://g/agent?access_token=x'), undefined)).toBe(false);
+    expect(isLiveKitWorkerUpgrade(new URL('http://g/agent?access_token=x'), 'Bearer abc')).toBe(false);
+    expect(isLiveKitWorkerUpgrade(new URL('http://g/agent'), undefined)).toBe(false);
   });
 
   it('defineAgent refuses names the gateway would refuse', () => {

@@ -20,7 +20,7 @@ import {
   VideoQuality,
 } from '@livekit/protocol';
 import { describe, expect, it } from 'vitest';
-import { dcepOpen, readDataPacket, writeDataPacket } from '../../src/livekit/data.ts';
+import { dcepOpen, kindFromSequence, readDataPacket, writeDataPacket } from '../../src/livekit/data.ts';
 import {
   decodeRequest,
   encodeResponse,
@@ -190,6 +190,21 @@ describe('LiveKit data packets', () => {
     expect([...read.payload!]).toEqual([1, 2]);
     expect(readDataPacket(new Uint8Array([0xff, 0xff, 0xff]))).toBeUndefined();
     expect(readDataPacket(new DataPacket({ value: { case: 'speaker', value: {} as never } }).toBinary())).toBeUndefined();
+  });
+
+  it('tells reliable from lossy by sequence for Rust-based SDKs, whose kind field is inverted', () => {
+    expect(kindFromSequence('node')).toBe(true);
+    expect(kindFromSequence('python')).toBe(true);
+    expect(kindFromSequence('js')).toBe(false);
+    expect(kindFromSequence(null)).toBe(false);
+    const user = { case: 'user' as const, value: new UserPacket({ payload: new Uint8Array([1]) }) };
+    // rtc-node 0.13.35: reliable goes out as kind 1 (LOSSY) with a sequence, lossy as kind 0 without one.
+    const reliable = new DataPacket({ kind: DataPacket_Kind.LOSSY, sequence: 1, value: user }).toBinary();
+    const lossy = new DataPacket({ kind: DataPacket_Kind.RELIABLE, sequence: 0, value: user }).toBinary();
+    expect(readDataPacket(reliable, true)?.reliable).toBe(true);
+    expect(readDataPacket(lossy, true)?.reliable).toBe(false);
+    // Forwarded, the kind field says what the relay decided.
+    expect(DataPacket.fromBinary(writeDataPacket({ from: 'a', reliable: true, packet: reliable })).kind).toBe(DataPacket_Kind.RELIABLE);
   });
 
   it('stamps the sender on what it forwards and clears destinations; builds user packets for roomgate senders', () => {

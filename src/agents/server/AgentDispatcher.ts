@@ -28,6 +28,13 @@ export interface WorkerHandle {
   readonly agentName: string;
   readonly capacity: number;
   readonly automatic: boolean;
+  /** A worker that said it is full gets no offers (LiveKit workers report status, not a job count). */
+  full?(): boolean;
+  /**
+   * Its jobs end when their participant leaves the room: LiveKit's frameworks never report a job's
+   * end, LiveKit's server watches the agent participant instead.
+   */
+  readonly endsWithParticipant?: boolean;
   send(msg: GatewayMessage): void;
 }
 
@@ -116,6 +123,8 @@ interface JobEntry {
    */
   tried: Map<string, number>;
   ended: boolean;
+  /** The agent participant of the current attempt, once it joined. */
+  participantSid?: string;
 }
 
 interface DispatchEntry {
@@ -193,6 +202,8 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       clearTimeout(entry.offerTimer);
       entry.workerId = undefined;
       entry.offered = false;
+      // The dead attempt's agent leaving (or being replaced by the next one's) ends nothing.
+      entry.participantSid = undefined;
       entry.attempt++;
       const error = `worker ${workerId} disconnected`;
       // The dead attempt ends as far as webhooks go (every agent_job_started gets one ended); the
@@ -206,17 +217,40 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     for (const entry of orphans) this.#offerLater(entry);
   }
 
-  accept(workerId: string, jobId: string): void {
+  /**
+   * `identity`: the participant identity the worker chose (LiveKit workers answer one); the job's
+   * token must then be minted for it. Returns the identity and room the agent joins.
+   */
+  accept(workerId: string, jobId: string, identity?: string): { identity: string; room: string } {
     const entry = this.#jobs.get(jobId);
     const w = this.#workers.get(workerId);
     if (!entry || !w || entry.workerId !== workerId || !entry.offered) {
       throw notFound(`job '${jobId}' is not offered to this worker`);
     }
+    if (identity !== undefined && (identity.length === 0 || identity.length > 128)) {
+      throw new ApiError('invalid_argument', 'the agent participant identity must have 1 to 128 characters');
+    }
+    if (identity) entry.identity = identity;
     clearTimeout(entry.offerTimer);
     entry.offered = false;
     w.offers.delete(jobId);
     w.jobs.add(jobId);
     this.#setState(entry, JobStatus.JS_PENDING, { workerId, participantIdentity: entry.identity });
+    return { identity: entry.identity, room: entry.dispatch.info.room };
+  }
+
+  /**
+   * A participant left a room: a job of a worker whose jobs end with their participant ends here.
+   * By sid: a dead worker's agent, replaced by the next attempt's with the same identity, ends nothing.
+   */
+  participantLeft(room: string, identity: string, sid: string): void {
+    for (const entry of this.#jobs.values()) {
+      if (entry.ended || entry.identity !== identity || entry.participantSid !== sid || entry.dispatch.info.room !== room || entry.offered || !entry.workerId) continue;
+      const w = this.#workers.get(entry.workerId);
+      if (!w?.handle.endsWithParticipant) continue;
+      this.#end(entry, JobStatus.JS_SUCCESS, '', false);
+      this.#drain(entry.job.agentName);
+    }
   }
 
   reject(workerId: string, jobId: string, reason: string | undefined): void {
@@ -304,11 +338,16 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
    * Joins that pass the dispatcher: a token's roomConfig.agents dispatches, and an agent whose job
    * ended may not join.
    */
-  gateJoins<Sink, Joined extends { room: { info(): Room } }, Resumed>(rooms: JoiningRooms<Sink, Joined, Resumed>): JoiningRooms<Sink, Joined, Resumed> {
+  gateJoins<Sink, Joined extends { room: { info(): Room }; participant: { sid: string } }, Resumed>(
+    rooms: JoiningRooms<Sink, Joined, Resumed>,
+  ): JoiningRooms<Sink, Joined, Resumed> {
     return {
       join: async (claims, sink) => {
         this.checkAgentJoin(claims);
         const joined = await rooms.join(claims, sink);
+        const jobId = claims.attributes?.[AGENT_JOB_ATTRIBUTE];
+        const entry = claims.kind === 'agent' && jobId ? this.#jobs.get(jobId) : undefined;
+        if (entry) entry.participantSid = joined.participant.sid;
         this.participantJoined(claims, joined.room.info());
         return joined;
       },
@@ -442,7 +481,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     let best: WorkerEntry | undefined;
     for (const w of this.#workers.values()) {
       if (w.handle.agentName !== entry.job.agentName || entry.tried.has(w.handle.id)) continue;
-      if (busy(w) >= w.handle.capacity) continue;
+      if (busy(w) >= w.handle.capacity || w.handle.full?.()) continue;
       if (!best || w.load < best.load || (w.load === best.load && busy(w) < busy(best))) best = w;
     }
     return best;
