@@ -25,7 +25,7 @@ export interface FuzzTarget {
   sipPort?: number;
   apiKey: string;
   apiSecret: string;
-  /** Resident memory of the gateway process, bytes. */
+  /** Memory of the gateway process, bytes: its RSS (the in-process lean test reads live memory after a full collection). */
   rss(): number;
   /** False once the gateway process is gone. */
   alive(): boolean;
