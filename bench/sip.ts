@@ -16,7 +16,7 @@
 //     late (arriving more than LATE_MS behind the stream's best transit time, i.e. past what a
 //     LATE_MS jitter buffer would hold). A step breaks up when either is above 1 % anywhere.
 // BENCH_SIP_STEPS (default 1,4,8,16,32) and BENCH_SIP_SECONDS (window, default 10) size the run;
-// the steps stop after the first that breaks up.
+// the run ends early only when a step collapses (a call unanswered, or over 10 % loss).
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -171,6 +171,11 @@ interface SipStep {
   toPhoneMs: number[];
   worstLossPct: number;
   worstLatePct: number;
+  meanLatePct: number;
+  /** Frames the bench's phones sent more than 40 ms after their time. */
+  benchLatePct: number;
+  /** 1-minute load average at the window's start (2 cores, shared). */
+  load: number;
 }
 
 export async function runSip(record: Recorder): Promise<void> {
@@ -247,14 +252,17 @@ export async function runSip(record: Recorder): Promise<void> {
         `sip: ${n} concurrent calls — gateway CPU per call (G.711↔Opus both ways)`,
         step.perCall,
         'cores',
-        `${step.answered}/${n} answered; total ${step.cores.toFixed(2)} cores over ${seconds} s`,
+        `${step.answered}/${n} answered; total ${step.cores.toFixed(2)} cores over ${seconds} s; load average ${step.load.toFixed(1)}`,
       );
       record(`sip: ${n} calls — caller → room latency p50`, percentile(step.toRoomMs, 50), 'ms', `p95 ${percentile(step.toRoomMs, 95).toFixed(1)} over ${step.toRoomMs.length} bursts`);
       record(`sip: ${n} calls — room → caller latency p50`, percentile(step.toPhoneMs, 50), 'ms', `p95 ${percentile(step.toPhoneMs, 95).toFixed(1)} over ${step.toPhoneMs.length} bursts`);
-      record(`sip: ${n} calls — worst stream loss / late (>${LATE_MS} ms)`, step.worstLossPct, '%', `late ${step.worstLatePct.toFixed(2)} %`);
-      if (step.answered < n || step.worstLossPct > 1 || step.worstLatePct > 1) break;
+      record(`sip: ${n} calls — worst stream loss / late (>${LATE_MS} ms)`, step.worstLossPct, '%', `late ${step.worstLatePct.toFixed(2)} % (mean over streams ${step.meanLatePct.toFixed(2)} %); bench's phones sent ${step.benchLatePct.toFixed(2)} % of frames > 40 ms late`);
+      // Only a collapse ends the run early: a step over the threshold may be the shared machine's noise.
+      if (step.answered < n || step.worstLossPct > 10) break;
     }
-    const fine = results.filter((r) => r.answered === r.calls && r.worstLossPct <= 1 && r.worstLatePct <= 1);
+    const ok = (r: SipStep) => r.answered === r.calls && r.worstLossPct <= 1 && r.worstLatePct <= 1;
+    const firstBad = results.findIndex((r) => !ok(r));
+    const fine = firstBad < 0 ? results : results.slice(0, firstBad);
     record('sip: most concurrent calls without break-up (loss and late ≤ 1 % at every subscriber)', fine.at(-1)?.calls ?? 0, 'calls', `steps ${results.map((r) => r.calls).join(',')}`);
   } finally {
     await voice.stop();
@@ -279,6 +287,8 @@ export async function runSip(record: Recorder): Promise<void> {
     const calls: Call[] = [];
     const seqStart = n * 1000;
     let timer: NodeJS.Timeout | undefined;
+    let sendFrames = 0;
+    let sendLate = 0;
     try {
       // The gateway's answers, from SIPp's message trace: called number → answer port.
       const answers = await waitFor(() => {
@@ -298,8 +308,14 @@ export async function runSip(record: Recorder): Promise<void> {
       const t0 = performance.now();
       let sent = 0;
       const tick = () => {
-        const due = Math.floor((performance.now() - t0) / FRAME_MS);
+        const now = performance.now();
+        const due = Math.floor((now - t0) / FRAME_MS);
         for (; sent <= due; sent++) {
+          // The bench's own lateness (a busy event loop) shows up downstream as late packets too.
+          if (recording) {
+            sendFrames++;
+            if (now - (t0 + sent * FRAME_MS) > FRAME_MS * 2) sendLate++;
+          }
           const burst = sent % BURST_EVERY < BURST_FRAMES;
           for (const c of calls) {
             const h = Buffer.alloc(12);
@@ -339,6 +355,7 @@ export async function runSip(record: Recorder): Promise<void> {
       toRoomMs.length = 0;
       toPhoneMs.length = 0;
       recording = true;
+      const load = os.loadavg()[0]!;
       const cpu0 = treeCpu(gw.child.pid!);
       const w0 = performance.now();
       await new Promise((r) => setTimeout(r, seconds * 1000));
@@ -353,7 +370,7 @@ export async function runSip(record: Recorder): Promise<void> {
       const worstLossPct = Math.max(0, ...calls.flatMap((c) => [c.toRoom, c.toPhone].map((s) => (s.received === 0 ? 100 : pct(s.lost, s.expected)))));
       const worstLatePct = Math.max(0, ...calls.flatMap((c) => [c.toRoom, c.toPhone].map((s) => pct(s.late, s.received))));
       if (process.env.BENCH_DEBUG) for (const c of calls) console.error(c.room, 'toRoom', c.toRoom.received, c.toRoom.lost, c.toRoom.late, 'toPhone', c.toPhone.received, c.toPhone.lost, c.toPhone.late);
-      return { calls: n, answered: calls.length, cores, perCall: calls.length ? cores / calls.length : Number.NaN, toRoomMs: [...toRoomMs], toPhoneMs: [...toPhoneMs], worstLossPct, worstLatePct };
+      return { load, benchLatePct: pct(sendLate, sendFrames), meanLatePct: calls.length ? calls.reduce((a, c) => a + pct(c.toRoom.late, c.toRoom.received) + pct(c.toPhone.late, c.toPhone.received), 0) / (2 * calls.length) : Number.NaN, calls: n, answered: calls.length, cores, perCall: calls.length ? cores / calls.length : Number.NaN, toRoomMs: [...toRoomMs], toPhoneMs: [...toPhoneMs], worstLossPct, worstLatePct };
     } finally {
       if (timer) clearInterval(timer);
       // Deleting the rooms hangs the calls up (BYE to SIPp, which then ends).
