@@ -183,11 +183,12 @@ export async function runSip(record: Recorder): Promise<void> {
   const seconds = Number(process.env.BENCH_SIP_SECONDS ?? 10);
   const redis = await startRedis();
   const sipPort = await freeUdpPort();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-'));
   const gw = await startGatewayProcess({
     ROOMGATE_REDIS_URL: redis.url,
     ROOMGATE_RTMP_ENABLED: 'false',
     ROOMGATE_EGRESS_WORKER: 'false',
-    ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-bench-')),
+    ROOMGATE_DATA_DIR: dataDir,
     ROOMGATE_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent',
     ROOMGATE_RTC_WORKERS: '1',
     ROOMGATE_API_KEY: API_KEY,
@@ -195,11 +196,20 @@ export async function runSip(record: Recorder): Promise<void> {
     ROOMGATE_SIP_ENABLED: 'true',
     ROOMGATE_SIP_PORT: String(sipPort),
     ROOMGATE_SIP_MAX_CALLS: '256',
+  }).catch(async (err: unknown) => {
+    await redis.stop();
+    throw err;
   });
   const rooms = new RoomServiceClient(gw.url, API_KEY, API_SECRET);
   const sip = new SipClient(gw.url, API_KEY, API_SECRET);
-  const trunk = await sip.createSipInboundTrunk('bench', [], { allowedAddresses: ['127.0.0.0/8'] });
-  await sip.createSipDispatchRule({ type: 'callee', roomPrefix: PREFIX }, { trunkIds: [trunk.sipTrunkId] });
+  try {
+    const trunk = await sip.createSipInboundTrunk('bench', [], { allowedAddresses: ['127.0.0.0/8'] });
+    await sip.createSipDispatchRule({ type: 'callee', roomPrefix: PREFIX }, { trunkIds: [trunk.sipTrunkId] });
+  } catch (err) {
+    await gw.stop();
+    await redis.stop();
+    throw err;
+  }
 
   // The phones' media socket: all calls send from it and the gateway answers to it (symmetric RTP).
   const phoneSock = dgram.createSocket('udp4');
@@ -270,6 +280,7 @@ export async function runSip(record: Recorder): Promise<void> {
     phoneSock.close();
     await gw.stop();
     await redis.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   }
 
   async function runStep(n: number, serial: number): Promise<SipStep> {
