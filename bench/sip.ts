@@ -133,7 +133,7 @@ function treeCpu(root: number): Map<number, number> {
   return out;
 }
 
-async function startGatewayProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
+async function startGatewayProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stderr(): string; stop(): Promise<void> }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['bin/roomgate.mjs', 'start'], { env: { ...process.env, ...env, ROOMGATE_PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -147,6 +147,7 @@ async function startGatewayProcess(env: Record<string, string>): Promise<{ child
   return {
     child,
     url,
+    stderr: () => stderr,
     async stop() {
       child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
@@ -302,14 +303,23 @@ export async function runSip(record: Recorder): Promise<void> {
     let sendLate = 0;
     try {
       // The gateway's answers, from SIPp's message trace: called number → answer port.
-      const answers = await waitFor(() => {
+      const readAnswers = () => {
         const found = new Map<string, number>();
         for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('_messages.log'))) {
           const text = fs.readFileSync(path.join(dir, f), 'utf8');
           for (const m of text.matchAll(/message received[^\n]*\n+SIP\/2\.0 200 OK\r?\n[\s\S]*?\nTo:[^\n]*?sip:([^@>;]+)@[\s\S]*?\nm=audio (\d+) /g)) found.set(m[1]!, Number(m[2]));
         }
+        return found;
+      };
+      // The calls that were answered in time are measured even when some were not.
+      const answers = await waitFor(() => {
+        const found = readAnswers();
         return found.size >= n ? found : undefined;
-      }, 30_000 + n * 1000, `${n} answered calls`).catch(() => new Map<string, number>());
+      }, 30_000 + n * 1000, `${n} answered calls`).catch(() => readAnswers());
+      if (answers.size < n && process.env.BENCH_DEBUG) {
+        for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('_errors.log'))) console.error(fs.readFileSync(path.join(dir, f), 'utf8').slice(-3000));
+        console.error('gateway stderr:', gw.stderr().slice(-3000));
+      }
       for (const [num, port] of answers) {
         const call: Call = { called: num, room: `${PREFIX}${num}`, answerPort: port, ssrc: 0x10000 + port, seq: seqStart, onset: undefined, hostOnset: undefined, toRoom: new StreamStats(48), toPhone: new StreamStats(8) };
         calls.push(call);
