@@ -13,6 +13,7 @@ import { runComposite } from './composite.ts';
 import { runEgress } from './egress.ts';
 import { runFanout } from './fanout.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
+import { runSip, runSipPodcast } from './sip.ts';
 import { runWhip } from './whip.ts';
 import { runAgents } from './agents.ts';
 import { runLivekit } from './livekit.ts';
@@ -72,6 +73,8 @@ async function main() {
   if (wanted('egress')) await runEgress(record);
   if (wanted('composite')) await runComposite(record);
   if (wanted('livekit')) await runLivekit(record);
+  if (wanted('sip')) await runSip(record);
+  if (wanted('sip-podcast')) await runSipPodcast(record);
   let publishers: PublisherFigures[] = [];
   if (wanted('publishers')) publishers = await runPublishers();
   print(fanout, ingest, publishers);
