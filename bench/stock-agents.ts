@@ -11,8 +11,9 @@
 //   frame above -30 dBFS). Onset is when the tone's first sample leaves the speaker's source queue
 //   (capture time + the queued duration). End of speech → answer heard is the turn latency proper:
 //   the agent's pause detection, its state updates, Opus both ways and the SFU.
-// - Per-job memory and CPU: the job process (the worker's child that took the job) while the speaker
-//   talks in bursts and the agent answers, over WINDOW_S; its RSS against the warm idle process's.
+// - Per-job memory and CPU: the job process (the worker's busiest child) while the speaker talks in
+//   bursts and the agent answers, over WINDOW_S; its RSS beside the worker's other children's.
+// - runRoomgateAgentJob: the same window for roomgate's own SDK (examples/echo.ts).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
