@@ -16,6 +16,7 @@ import { runIngest, type IngestFigures } from './ingest.ts';
 import { runSip, runSipPodcast } from './sip.ts';
 import { runWhip } from './whip.ts';
 import { runAgents } from './agents.ts';
+import { runRoomgateAgentJob, runStockAgents } from './stock-agents.ts';
 import { runLivekit } from './livekit.ts';
 import { printPublishers, runPublishers, type PublisherFigures } from './publishers.ts';
 import { freePort } from '../test/helpers/net.ts';
@@ -70,6 +71,8 @@ async function main() {
   if (wanted('ingest')) ingest = await runIngest();
   if (wanted('whip')) await runWhip(record);
   if (wanted('agents')) await runAgents(record);
+  if (wanted('agents') || wanted('agents-stock')) await runStockAgents(record);
+  if (wanted('agents') || wanted('agents-job')) await runRoomgateAgentJob(record);
   if (wanted('egress')) await runEgress(record);
   if (wanted('composite')) await runComposite(record);
   if (wanted('livekit')) await runLivekit(record);
@@ -197,7 +200,8 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFig
   console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
 }
 
-main().catch((err: unknown) => {
+// Exits once written: native clients (rtc-node's FFI runtime) keep the event loop alive.
+main().then(() => process.exit(0), (err: unknown) => {
   console.error(err);
   process.exit(1);
 });
