@@ -12,7 +12,8 @@ import type { Gateway } from '../../src/main.ts';
 import { launchChromium } from '../helpers/chromium.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
-import { join, joinToken } from '../helpers/participants.ts';
+import { expectMediaFrom, lkChat, lkStats, openLk, type Lk } from '../helpers/livekitPage.ts';
+import { join } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
 let redis: TestRedis;
@@ -20,21 +21,6 @@ let gw: Gateway;
 let browser: Browser;
 const nodes: NodeParticipant[] = [];
 const ROOM = 'lk-spread';
-
-interface Stat {
-  identity: string;
-  kind: string;
-  packetsReceived: number;
-  framesDecoded: number;
-  width: number;
-  elementWidth: number;
-}
-interface Lk {
-  events: { name: string; data: unknown }[];
-  chat: { from: string | null; text: string; topic: string | null; kind: number }[];
-  mediaStats(): Promise<Stat[]>;
-  sendChat(text: string, opts?: Record<string, unknown>): Promise<void>;
-}
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -49,44 +35,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function openLk(identity: string): Promise<Page> {
-  const page = await (await browser.newContext()).newPage();
-  const pageErrors: string[] = [];
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-  if (process.env.LK_DEBUG) page.on('console', (m) => console.log(`[${identity}] ${m.text()}`));
-  const token = await joinToken(ROOM, identity);
-  await page.goto(`${gw.url}/lk?room=${ROOM}&identity=${identity}&autojoin=1&token=${token}`);
-  await waitFor(
-    async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))),
-    45_000,
-    `${identity} joined and published`,
-  );
-  expect(pageErrors).toEqual([]);
-  expect(await page.evaluate(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'error'))).toBeUndefined();
-  return page;
-}
-
-const stats = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.mediaStats());
-const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.chat);
-
-async function expectMediaFrom(page: Page, other: string): Promise<void> {
-  const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
-  let last: Stat[] = [];
-  const first = await waitFor(
-    async () => {
-      const s = (last = await stats(page));
-      const v = pick(s, 'video');
-      const a = pick(s, 'audio');
-      return v && v.framesDecoded > 0 && v.elementWidth > 0 && a && a.packetsReceived > 0 ? { v, a } : undefined;
-    },
-    40_000,
-    `decoded media from ${other}`,
-  ).catch((err: unknown) => {
-    throw new Error(`${(err as Error).message}; last stats: ${JSON.stringify(last)}`);
-  });
-  await waitFor(async () => (pick(await stats(page), 'video')?.framesDecoded ?? 0) > first.v.framesDecoded || undefined, 10_000, `more frames from ${other}`);
-}
-
 describe('stock livekit-client receiving on an overflow router', () => {
   it('decodes, switches simulcast layers and gets chat across the pipe', async () => {
     // A Node publisher and one Node subscriber fill the room worker's budget of one consumer.
@@ -97,8 +45,8 @@ describe('stock livekit-client receiving on an overflow router', () => {
     nodes.push(filler);
     await waitFor(() => filler.remoteTracks.length > 0 || undefined, 15_000, 'filler subscribed');
 
-    const alice = await openLk('alice');
-    const bob = await openLk('bob');
+    const alice = await openLk(browser, gw.url, ROOM, 'alice');
+    const bob = await openLk(browser, gw.url, ROOM, 'bob');
     const room = gw.rooms.liveRoom(ROOM)!;
     const home = room.workerPidForTesting;
     const placed = room.receiverWorkersForTesting();
@@ -118,7 +66,7 @@ describe('stock livekit-client receiving on an overflow router', () => {
     await bob.evaluate(() => (window as unknown as LkRooms).lk.room.getParticipantByIdentity('alice').getTrackPublication('camera').setVideoQuality(0));
     const small = await waitFor(
       async () => {
-        const v = (await stats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
+        const v = (await lkStats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
         return v && v.width > 0 && v.width <= 400 ? v : undefined;
       },
       30_000,
@@ -128,8 +76,8 @@ describe('stock livekit-client receiving on an overflow router', () => {
 
     // Chat from alice reaches bob through the data source on bob's (overflow) router.
     await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('across workers', { topic: 'greetings' }));
-    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'across workers'), 15_000, 'reliable data at bob');
-    expect((await chat(bob)).find((m) => m.text === 'across workers')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
+    await waitFor(async () => (await lkChat(bob)).find((m) => m.text === 'across workers'), 15_000, 'reliable data at bob');
+    expect((await lkChat(bob)).find((m) => m.text === 'across workers')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
 
     // Their worker dies: both clients are disconnected with MEDIA_FAILURE (their app rejoins); the
     // Node participants on the room's worker and the room stay as they were.

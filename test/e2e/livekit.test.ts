@@ -26,6 +26,7 @@ import { egressLookups, inProcessWorker } from '../helpers/egress.ts';
 import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
 import { shape, startRtmpPublisher } from '../helpers/publisherCorpus.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { expectMediaFrom, lkChat, lkStats, openLk, type Lk } from '../helpers/livekitPage.ts';
 import { join, joinToken, nextEvent } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
@@ -33,21 +34,6 @@ let redis: TestRedis;
 let gw: Gateway;
 let browser: Browser;
 const nodes: NodeParticipant[] = [];
-
-interface Stat {
-  identity: string;
-  kind: string;
-  packetsReceived: number;
-  framesDecoded: number;
-  width: number;
-  elementWidth: number;
-}
-interface Lk {
-  events: { name: string; data: unknown }[];
-  chat: { from: string | null; text: string; topic: string | null; kind: number }[];
-  mediaStats(): Promise<Stat[]>;
-  sendChat(text: string, opts?: Record<string, unknown>): Promise<void>;
-}
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -62,56 +48,10 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function openLk(room: string, identity: string, grant: Record<string, boolean> = {}): Promise<Page> {
-  const page = await (await browser.newContext()).newPage();
-  const pageErrors: string[] = [];
-  page.on('pageerror', (err) => {
-    pageErrors.push(err.message);
-    console.error(`[${identity}] page error:`, err.message);
-  });
-  if (process.env.LK_DEBUG) page.on('console', (m) => console.log(`[${identity}] ${m.text()}`));
-  const token = await joinToken(room, identity, grant);
-  await page.goto(`${gw.url}/lk?room=${room}&identity=${identity}&autojoin=1&token=${token}`);
-  await waitFor(
-    async () => pageErrors.length > 0 || (await page.evaluate(() => (window as unknown as { lk?: Lk }).lk?.events.some((e) => e.name === 'published' || e.name === 'error'))),
-    45_000,
-    `${identity} joined and published`,
-  );
-  expect(pageErrors).toEqual([]);
-  const error = await page.evaluate(() => (window as unknown as { lk: Lk }).lk.events.find((e) => e.name === 'error'));
-  expect(error).toBeUndefined();
-  return page;
-}
-
-const stats = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.mediaStats());
-const chat = (page: Page) => page.evaluate(() => (window as unknown as { lk: Lk }).lk.chat);
-
-/** Waits until `page` decodes video and receives audio from `other`, then sees both grow. */
-async function expectMediaFrom(page: Page, other: string, audio = true): Promise<void> {
-  const pick = (s: Stat[], kind: string) => s.find((x) => x.identity === other && x.kind === kind);
-  let last: Stat[] = [];
-  const first = await waitFor(
-    async () => {
-      const s = (last = await stats(page));
-      const v = pick(s, 'video');
-      const a = pick(s, 'audio');
-      return v && v.framesDecoded > 0 && v.elementWidth > 0 && (!audio || (a && a.packetsReceived > 0)) ? { v, a } : undefined;
-    },
-    40_000,
-    `decoded media from ${other}`,
-  ).catch((err: unknown) => {
-    throw new Error(`${(err as Error).message}; last stats: ${JSON.stringify(last)}`);
-  });
-  await new Promise((r) => setTimeout(r, 1000));
-  const later = await stats(page);
-  expect(pick(later, 'video')!.framesDecoded).toBeGreaterThan(first.v.framesDecoded);
-  if (audio) expect(pick(later, 'audio')!.packetsReceived).toBeGreaterThan(first.a!.packetsReceived);
-}
-
 describe('stock livekit-client in headless Chromium', () => {
   it('two LiveKit participants decode each other and exchange data with a topic', async () => {
-    const alice = await openLk('lk-room', 'alice');
-    const bob = await openLk('lk-room', 'bob');
+    const alice = await openLk(browser, gw.url, 'lk-room', 'alice');
+    const bob = await openLk(browser, gw.url, 'lk-room', 'bob');
     await expectMediaFrom(alice, 'bob');
     await expectMediaFrom(bob, 'alice');
 
@@ -128,7 +68,7 @@ describe('stock livekit-client in headless Chromium', () => {
     await bob.evaluate(() => (window as unknown as LkRooms).lk.room.getParticipantByIdentity('alice').getTrackPublication('camera').setVideoQuality(0));
     const small = await waitFor(
       async () => {
-        const v = (await stats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
+        const v = (await lkStats(bob)).find((x) => x.identity === 'alice' && x.kind === 'video');
         return v && v.width > 0 && v.width <= 400 ? v : undefined;
       },
       30_000,
@@ -146,8 +86,8 @@ describe('stock livekit-client in headless Chromium', () => {
     expect(refused).toMatch(/canUpdateOwnMetadata/);
 
     await alice.evaluate(() => (window as unknown as { lk: Lk }).lk.sendChat('hello bob', { topic: 'greetings' }));
-    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
-    expect((await chat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
+    await waitFor(async () => (await lkChat(bob)).find((m) => m.text === 'hello bob'), 15_000, 'reliable data at bob');
+    expect((await lkChat(bob)).find((m) => m.text === 'hello bob')).toMatchObject({ from: 'alice', topic: 'greetings', kind: DataPacket_Kind.RELIABLE });
 
     // An RPC round trip: request, ack and response are DataPackets relayed to their destination.
     type Rpc = { lk: { room: { registerRpcMethod(m: string, h: (d: { payload: string; callerIdentity: string }) => Promise<string>): void; localParticipant: { performRpc(p: { destinationIdentity: string; method: string; payload: string }): Promise<string> } } } };
@@ -157,8 +97,8 @@ describe('stock livekit-client in headless Chromium', () => {
 
     // RoomService SendData reaches a LiveKit client as a user packet without a sender.
     await gw.rooms.sendData('lk-room', { data: new TextEncoder().encode('from the server'), topic: 'ops', destinationIdentities: ['bob'], destinationSids: [] });
-    await waitFor(async () => (await chat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
-    expect((await chat(bob)).find((m) => m.text === 'from the server')).toMatchObject({ from: null, topic: 'ops' });
+    await waitFor(async () => (await lkChat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
+    expect((await lkChat(bob)).find((m) => m.text === 'from the server')).toMatchObject({ from: null, topic: 'ops' });
 
     // A mute is a signal request; the other side sees the track muted.
     await alice.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMicrophoneEnabled(on: boolean): Promise<unknown> } } } }).lk.room.localParticipant.setMicrophoneEnabled(false));
@@ -190,7 +130,7 @@ describe('stock livekit-client in headless Chromium', () => {
     };
     node.on('trackSubscribed', count);
 
-    const carol = await openLk('mixed-room', 'carol', { canUpdateOwnMetadata: true });
+    const carol = await openLk(browser, gw.url, 'mixed-room', 'carol', { canUpdateOwnMetadata: true });
     await expectMediaFrom(carol, 'node');
     await waitFor(() => ((rtp.get('video') ?? 0) > 30 && (rtp.get('audio') ?? 0) > 30 ? true : undefined), 30_000, 'carol\'s RTP at the Node participant');
 
@@ -215,8 +155,8 @@ describe('stock livekit-client in headless Chromium', () => {
     await updated;
 
     await node.publishData(new TextEncoder().encode('hi carol'), { topic: 'chat' });
-    await waitFor(async () => (await chat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
-    expect((await chat(carol)).find((m) => m.text === 'hi carol')).toMatchObject({ from: 'node', topic: 'chat' });
+    await waitFor(async () => (await lkChat(carol)).find((m) => m.text === 'hi carol'), 15_000, 'roomgate data at carol');
+    expect((await lkChat(carol)).find((m) => m.text === 'hi carol')).toMatchObject({ from: 'node', topic: 'chat' });
 
     // livekit-client unpublishes by renegotiating (its m-line goes inactive): the track leaves the room.
     const cam = (await gw.rooms.listParticipants('mixed-room')).find((p) => p.identity === 'carol')!.tracks.find((t) => t.type === 1)!;
@@ -238,14 +178,14 @@ describe('stock livekit-client in headless Chromium', () => {
     const publisher = await startRtmpPublisher(obs, `rtmp://127.0.0.1:${gw.rtmpPort}/live/${info.streamKey}`);
     const worker = await inProcessWorker(gw);
     try {
-      const dave = await openLk('lk-rec', 'dave');
+      const dave = await openLk(browser, gw.url, 'lk-rec', 'dave');
       await expectMediaFrom(dave, 'obs');
       await publisher.stop();
       await ingress.deleteIngress(info.ingressId);
       await dave.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'obs'), undefined, { timeout: 20_000 });
 
       // A second LiveKit client joins; the room composite shows both cameras, live.
-      const erin = await openLk('lk-rec', 'erin');
+      const erin = await openLk(browser, gw.url, 'lk-rec', 'erin');
       await expectMediaFrom(dave, 'erin');
       const egress = new EgressClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
       const { status } = egressLookups(() => egress);
