@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
+  ConnectionQualityUpdate,
   ParticipantInfo,
   ReconnectResponse,
   RoomUpdate,
@@ -28,7 +29,8 @@ import type { WebSocket } from 'ws';
 import { WsEndpoint, closeReason, heartbeat } from '../api/wsServer.ts';
 import { authorize } from '../auth/authorize.ts';
 import type { Claims } from '../auth/grants.ts';
-import type { TokenVerifier } from '../auth/tokens.ts';
+import { grantFromPermission } from '../auth/join.ts';
+import type { MintOptions, TokenVerifier } from '../auth/tokens.ts';
 import { ApiError, permissionDenied } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
@@ -62,6 +64,7 @@ import type {
 import type { RoomJoiner } from '../signaling/server.ts';
 import { dcepOpen, kindFromSequence, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
+  connectionQuality,
   decodeRequest,
   departedInfo,
   encodeResponse,
@@ -87,10 +90,22 @@ export interface LiveKitSignalingOptions {
   iceServers: (identity: string) => IceServer[];
   nodeId: string;
   log: Logger;
+  /** Signs the refreshed tokens sent to clients (`refresh_token`). */
+  mint: (opts: MintOptions) => Promise<string>;
   /** How long a participant whose socket dropped is kept for a resume (`reconnect=1`). */
   reconnectGraceMs?: number;
   pingIntervalMs?: number;
+  /** How often a client gets a fresh token, besides after each change of its grants or details. */
+  tokenRefreshMs?: number;
+  /** How often a client gets the room's connection qualities. */
+  qualityIntervalMs?: number;
 }
+
+/**
+ * LiveKit's figures: a refreshed token lives 10 minutes and a new one comes every 5, so a client
+ * that reconnects always holds a valid one, with its current grants and details.
+ */
+const REFRESHED_TOKEN_TTL_S = 600;
 
 /** How long an add_track waits for the offer that carries its track. */
 const PENDING_TRACK_MS = 30_000;
@@ -108,7 +123,7 @@ export class LiveKitSignaling extends WsEndpoint<LiveKitConnection> {
   readonly #sessions = new Map<string, LiveKitSession>();
 
   constructor(opts: LiveKitSignalingOptions) {
-    const full: Required<LiveKitSignalingOptions> = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, ...opts };
+    const full: Required<LiveKitSignalingOptions> = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, tokenRefreshMs: 5 * 60_000, qualityIntervalMs: 5_000, ...opts };
     super('livekit signaling', (ws, onClose) => new LiveKitConnection(ws, full, this.#sessions, onClose), opts.log);
     this.#opts = full;
   }
@@ -197,7 +212,7 @@ class LiveKitConnection {
         }
       }
       if (!this.#session) {
-        const session = new LiveKitSession(this.#opts, kindFromSequence(url.searchParams.get('sdk')), () => {
+        const session = new LiveKitSession(this.#opts, claims, kindFromSequence(url.searchParams.get('sdk')), () => {
           if (this.#sessions.get(key) === session) this.#sessions.delete(key);
         });
         const { room, participant } = await this.#opts.rooms.join(claims, session);
@@ -273,6 +288,10 @@ interface SubscriberSection {
 class LiveKitSession implements SignalSink, DataPath {
   readonly #opts: Required<LiveKitSignalingOptions>;
   readonly #onEnd: () => void;
+  /** The join token's claims: the grants a refreshed token keeps besides the participant's current ones. */
+  readonly #claims: Claims;
+  /** The refresh_token and connection-quality timers, while the session lasts. */
+  readonly #timers: NodeJS.Timeout[] = [];
   /** Whether this client's SDK marks reliable packets by `sequence` rather than `kind` (data.ts). */
   readonly #kindFromSequence: boolean;
   #conn: LiveKitConnection | undefined;
@@ -311,8 +330,9 @@ class LiveKitSession implements SignalSink, DataPath {
   /** The server's data channels on the subscriber PeerConnection, open once SCTP is up. */
   #down: { direct: types.DirectTransport; reliable: types.DataProducer; lossy: types.DataProducer; open: boolean } | undefined;
 
-  constructor(opts: Required<LiveKitSignalingOptions>, kindFromSequence: boolean, onEnd: () => void) {
+  constructor(opts: Required<LiveKitSignalingOptions>, claims: Claims, kindFromSequence: boolean, onEnd: () => void) {
     this.#opts = opts;
+    this.#claims = claims;
     this.#kindFromSequence = kindFromSequence;
     this.#onEnd = onEnd;
     this.#log = opts.log;
@@ -328,7 +348,11 @@ class LiveKitSession implements SignalSink, DataPath {
     this.#conn = conn;
     this.#log = this.#opts.log.child({ room: room.name, participant: participant.identity });
     participant.dataPath = this;
-    participant.on('@updated', () => this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [participant.info()] }) }));
+    participant.on('@updated', () => {
+      this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [participant.info()] }) });
+      // As LiveKit: new grants or details come with a token that carries them, for the next reconnect.
+      this.#refreshToken();
+    });
     participant.on('@trackmuted', (t) => this.#send({ case: 'mute', value: new MuteTrackRequest({ sid: t.info.sid, muted: t.info.muted }) }));
     participant.on('@trackunpublished', (t) => {
       if (this.#selfUnpublished.delete(t.info.sid)) return;
@@ -355,6 +379,10 @@ class LiveKitSession implements SignalSink, DataPath {
       }),
     });
     this.#started = true;
+    this.#timers.push(
+      setInterval(() => this.#refreshToken(), this.#opts.tokenRefreshMs),
+      setInterval(() => this.#sendQuality(), this.#opts.qualityIntervalMs),
+    );
     // subscriber_primary: the client waits for this offer to connect at all.
     this.#negotiate();
     // Receive capabilities: the router's own, so consumers use the payload types and header
@@ -400,6 +428,37 @@ class LiveKitSession implements SignalSink, DataPath {
 
   #send(message: SignalResponseMessage): void {
     this.#conn?.send(message);
+  }
+
+  /** A token with the participant's current grants, name, metadata and attributes (`refresh_token`). */
+  #refreshToken(): void {
+    if (!this.#started || this.#p.closed) return;
+    const info = this.#p.info();
+    const { sub: _sub, exp: _exp, nbf: _nbf, iss: _iss, jti: _jti, iat: _iat, ...kept } = this.#claims;
+    this.#opts
+      .mint({
+        ...kept,
+        identity: info.identity,
+        name: info.name,
+        metadata: info.metadata,
+        attributes: info.attributes,
+        video: { ...this.#claims.video, ...(info.permission ? grantFromPermission(info.permission) : {}) },
+        ttl: REFRESHED_TOKEN_TTL_S,
+      })
+      .then((token) => this.#send({ case: 'refreshToken', value: token }))
+      .catch((err: unknown) => this.#log.warn({ err }, 'could not mint a refreshed token'));
+  }
+
+  /** Everyone's connection quality as this participant may see them (`connection_quality`). */
+  #sendQuality(): void {
+    if (!this.#started || !this.#conn) return;
+    const updates = [this.#p, ...this.#room.visibleOthersOf(this.#p)].map((p) =>
+      connectionQuality(
+        p.sid,
+        p.tracks.filter((t) => !t.producer.paused && !t.info.muted).map((t) => t.producer.score.map((s) => s.score)),
+      ),
+    );
+    this.#send({ case: 'connectionQuality', value: new ConnectionQualityUpdate({ updates }) });
   }
 
   // ---- SignalSink: room events, as LiveKit responses ------------------------------------------
@@ -463,6 +522,7 @@ class LiveKitSession implements SignalSink, DataPath {
   }
 
   #end(): void {
+    for (const t of this.#timers.splice(0)) clearInterval(t);
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();
     this.#down?.direct.close();

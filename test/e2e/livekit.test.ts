@@ -16,7 +16,8 @@ import {
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, IngressClient, IngressInput } from 'livekit-server-sdk';
+import { decodeJwt } from 'jose';
+import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, IngressClient, IngressInput, RoomServiceClient } from 'livekit-server-sdk';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
 import grid from '../../templates/layouts/grid.ts';
@@ -104,8 +105,29 @@ describe('stock livekit-client in headless Chromium', () => {
     await alice.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMicrophoneEnabled(on: boolean): Promise<unknown> } } } }).lk.room.localParticipant.setMicrophoneEnabled(false));
     await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:audio'), undefined, { timeout: 15_000 });
 
+    // Connection quality (coarse: mediasoup's scores of what bob publishes) reaches alice's client.
+    type Quality = { lk: { room: { getParticipantByIdentity(i: string): { connectionQuality: string } | undefined } } };
+    await waitFor(
+      () => alice.evaluate(() => (window as unknown as Quality).lk.room.getParticipantByIdentity('bob')?.connectionQuality === 'excellent' || undefined),
+      20_000,
+      'bob\'s connection quality at alice',
+    );
+
+    // UpdateParticipant through the stock RoomServiceClient: bob's client gets a refreshed token that
+    // carries the new metadata and grants (refresh_token); the resume below connects with it.
+    type Engine = { lk: { room: { engine: { token: string } } } };
+    const tokenOf = () => bob.evaluate(() => (window as unknown as Engine).lk.room.engine.token);
+    const joinedWith = await tokenOf();
+    await new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS).updateParticipant('lk-room', 'bob', {
+      metadata: 'refreshed',
+      permission: { canPublish: true, canSubscribe: true, canPublishData: true, canUpdateMetadata: true },
+    });
+    const refreshed = decodeJwt(await waitFor(async () => ((await tokenOf()) !== joinedWith ? tokenOf() : undefined), 15_000, 'a refreshed token at bob'));
+    expect(refreshed).toMatchObject({ sub: 'bob', metadata: 'refreshed', video: { room: 'lk-room', roomJoin: true, canUpdateOwnMetadata: true } });
+    expect(refreshed.exp! - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(600);
+
     // Drop bob's signaling WebSocket: the client resumes the same session (reconnect=1) with its
-    // tracks, and media keeps flowing both ways.
+    // tracks (and its refreshed token), and media keeps flowing both ways.
     type LkRoom = { lk: { room: { localParticipant: { sid: string }; simulateScenario(s: string): Promise<void> } } };
     const sid = await bob.evaluate(() => (window as unknown as LkRoom).lk.room.localParticipant.sid);
     await bob.evaluate(() => (window as unknown as LkRoom).lk.room.simulateScenario('signal-reconnect'));
