@@ -1,16 +1,16 @@
 // The WebSocket endpoints' common part (/rtc for participants and LiveKit clients, /agent for agent
 // workers): upgrade, track the connections, close them all on shutdown. JsonWsConnection is the one
-// connection base of the JSON protocols (/rtc, /agent): frames that arrive before the token is
-// checked wait their turn, the token is checked, a refusal closes with 4000 + the HTTP status of the
-// error's code, and each frame goes parse → envelope → zod → handler, one at a time, in order.
+// connection base of the JSON protocols (/rtc, /agent): it opens as every authenticated socket does
+// (authenticatedSocket.ts), a refusal sends an error frame and closes with 4000 + the HTTP status of
+// the error's code, and each frame goes parse → envelope → zod → handler, one at a time, in order.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { ZodType } from 'zod';
-import { authorize } from '../auth/authorize.ts';
 import type { Claims } from '../auth/grants.ts';
-import { ApiError, TWIRP_STATUS, type TwirpCode } from '../errors.ts';
+import { ApiError, type TwirpCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { AuthenticatedSocket, wsCloseCode, type AuthenticatedSocketDeps, type Refusal } from './authenticatedSocket.ts';
 
 export interface WsConnection {
   /** Authenticates and starts serving; a rejection is logged and the socket terminated. */
@@ -60,32 +60,6 @@ export class WsEndpoint<C extends WsConnection> {
   }
 }
 
-/** Pings every `intervalMs`; a peer that has not answered the previous ping is declared dead. */
-export function heartbeat(ws: WebSocket, intervalMs: number, onDead: () => void): NodeJS.Timeout {
-  let alive = true;
-  ws.on('pong', () => (alive = true));
-  return setInterval(() => {
-    if (!alive) return onDead();
-    alive = false;
-    ws.ping();
-  }, intervalMs);
-}
-
-/** A WebSocket close reason may hold 123 bytes of UTF-8; cut on a character boundary. */
-export function closeReason(message: string): string {
-  let out = '';
-  for (const ch of message) {
-    if (Buffer.byteLength(out + ch) > 123) break;
-    out += ch;
-  }
-  return out;
-}
-
-/** The close code of a connection refused with this error: 4000 + the HTTP status of its code (4401, 4403, 4404…). */
-export function wsCloseCode(code: TwirpCode): number {
-  return 4000 + TWIRP_STATUS[code];
-}
-
 /** What a frame refers to, echoed in its error: /rtc's request id, /agent's job id. */
 export type FrameRef = number | string | undefined;
 
@@ -108,82 +82,43 @@ export interface JsonWsProtocol<Name extends string> {
   failedCode: TwirpCode;
 }
 
-export interface JsonWsDeps {
-  verifier: { verify(token: string): Promise<Claims> };
-  pingIntervalMs: number;
-  log: Logger;
-}
+export type JsonWsDeps = AuthenticatedSocketDeps;
 
 /**
  * A connection of a JSON protocol. The subclass says what an accepted token opens (`open`), how an
  * error frame looks (`sendError`) and what each validated frame does (`handle`).
  */
-export abstract class JsonWsConnection<Name extends string> implements WsConnection {
-  protected readonly ws: WebSocket;
-  protected log: Logger;
-  readonly #deps: JsonWsDeps;
+export abstract class JsonWsConnection<Name extends string> extends AuthenticatedSocket {
   readonly #protocol: JsonWsProtocol<Name>;
-  readonly #onGone: () => void;
-  #pinger: NodeJS.Timeout | undefined;
   /** Frames run one at a time, in arrival order, as a client expects (connect before produce). */
   #queue: Promise<void> = Promise.resolve();
+  protected readonly missingToken = 'missing access_token query parameter';
 
   constructor(ws: WebSocket, protocol: JsonWsProtocol<Name>, deps: JsonWsDeps, onGone: () => void) {
-    this.ws = ws;
+    super(ws, deps, onGone);
     this.#protocol = protocol;
-    this.#deps = deps;
-    this.#onGone = onGone;
-    this.log = deps.log;
-    ws.on('error', (err) => this.log.debug({ err: err.message }, 'websocket error'));
   }
 
-  /** The grant this endpoint needs (permission_denied otherwise); a join's grants are checked where it joins. */
-  protected grant(_claims: Claims): void {}
-  /** Sets the connection up for verified claims; false when the socket went meanwhile (nothing more to serve). */
-  protected abstract open(claims: Claims, url: URL): Promise<boolean> | boolean;
   /** The error a refused connection gets before it is closed, when it threw something other than an ApiError. */
   protected abstract readonly openFailure: string;
   protected abstract sendError(code: TwirpCode, message: string, ref: FrameRef): void;
   /** Runs a validated frame; an ApiError it throws is answered with `sendError`. */
   protected abstract handle(name: Name, payload: unknown, ref: FrameRef): unknown;
-  /** The socket closed: release what `open` took. */
-  protected abstract closed(): void;
   /** False once the connection no longer serves frames (its participant left). */
   protected get serving(): boolean {
     return true;
   }
 
-  async start(url: URL): Promise<void> {
-    // Frames that arrive while the token is checked are handled after it, in order.
-    const early: [Buffer, boolean][] = [];
-    const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
-    this.ws.on('message', buffer);
-    this.ws.once('close', () => {
-      clearInterval(this.#pinger);
-      this.#onGone();
-      this.closed();
-    });
-    try {
-      const claims = await authorize(this.#deps.verifier, url.searchParams.get('access_token'), {
-        missing: 'missing access_token query parameter',
-        grant: (c) => this.grant(c),
-      });
-      if (!(await this.open(claims, url))) return;
-    } catch (err) {
-      if (!(err instanceof ApiError)) this.log.error({ err }, this.openFailure);
-      const apiErr = err instanceof ApiError ? err : new ApiError('internal', this.openFailure);
-      this.sendError(apiErr.code, apiErr.message, undefined);
-      this.ws.close(wsCloseCode(apiErr.code), closeReason(apiErr.message));
-      return;
-    }
-    this.ws.off('message', buffer);
-    this.ws.on('message', (data: Buffer, isBinary: boolean) => this.#enqueue(data, isBinary));
-    this.#pinger = heartbeat(this.ws, this.#deps.pingIntervalMs, () => this.terminate());
-    for (const [data, isBinary] of early) this.#enqueue(data, isBinary);
+  /** A refusal: an error frame, then a close with 4000 + the HTTP status of the error's code. */
+  protected refused(err: unknown): Refusal {
+    if (!(err instanceof ApiError)) this.log.error({ err }, this.openFailure);
+    const apiErr = err instanceof ApiError ? err : new ApiError('internal', this.openFailure);
+    this.sendError(apiErr.code, apiErr.message, undefined);
+    return { code: wsCloseCode(apiErr.code), reason: apiErr.message };
   }
 
-  terminate(): void {
-    this.ws.terminate();
+  protected receive(data: Buffer, isBinary: boolean): void {
+    this.#enqueue(data, isBinary);
   }
 
   protected write(msg: unknown): void {

@@ -26,7 +26,8 @@ import {
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import type { WebSocket } from 'ws';
-import { WsEndpoint, closeReason, heartbeat } from '../api/wsServer.ts';
+import { AuthenticatedSocket, type Refusal } from '../api/authenticatedSocket.ts';
+import { WsEndpoint } from '../api/wsServer.ts';
 import { authorize } from '../auth/authorize.ts';
 import type { Claims } from '../auth/grants.ts';
 import { grantFromPermission } from '../auth/join.ts';
@@ -177,77 +178,65 @@ function sessionKey(room: string, identity: string): string {
 }
 
 /** One WebSocket. The session it serves outlives it while a resume is possible. */
-class LiveKitConnection {
-  readonly ws: WebSocket;
+class LiveKitConnection extends AuthenticatedSocket {
   readonly #opts: Required<LiveKitSignalingOptions>;
   readonly #sessions: Map<string, LiveKitSession>;
-  readonly #onGone: () => void;
   #session: LiveKitSession | undefined;
-  #pinger: NodeJS.Timeout | undefined;
   #queue: Promise<void> = Promise.resolve();
+  // handleUpgrade put the token in the query, whichever way the client sent it.
+  protected readonly missingToken = 'missing access_token';
 
   constructor(ws: WebSocket, opts: Required<LiveKitSignalingOptions>, sessions: Map<string, LiveKitSession>, onGone: () => void) {
-    this.ws = ws;
+    super(ws, opts, onGone);
     this.#opts = opts;
     this.#sessions = sessions;
-    this.#onGone = onGone;
-    ws.on('error', (err) => opts.log.debug({ err: err.message }, 'websocket error'));
   }
 
-  async start(url: URL): Promise<void> {
-    const early: [Buffer, boolean][] = [];
-    const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
-    this.ws.on('message', buffer);
-    this.ws.once('close', () => this.#closed());
-    let claims: Claims;
-    try {
-      // handleUpgrade put the token in the query, whichever way the client sent it.
-      claims = await authorize(this.#opts.verifier, url.searchParams.get('access_token'), { missing: 'missing access_token' });
-      const key = sessionKey(claims.video?.room ?? '', claims.sub ?? '');
-      if (url.searchParams.get('reconnect') === '1') {
-        const held = this.#sessions.get(key);
-        if (held && this.#opts.rooms.resume(claims, held)) {
-          this.#session = held;
-          await held.resumeOn(this);
-        }
+  /** Resumes the held session (`reconnect=1`) or joins with a new one. */
+  protected async open(claims: Claims, url: URL): Promise<boolean> {
+    const key = sessionKey(claims.video?.room ?? '', claims.sub ?? '');
+    if (url.searchParams.get('reconnect') === '1') {
+      const held = this.#sessions.get(key);
+      if (held && this.#opts.rooms.resume(claims, held)) {
+        this.#session = held;
+        await held.resumeOn(this);
       }
-      if (!this.#session) {
-        const session = new LiveKitSession(this.#opts, claims, kindFromSequence(url.searchParams.get('sdk')), () => {
-          if (this.#sessions.get(key) === session) this.#sessions.delete(key);
-        });
-        const { room, participant } = await this.#opts.rooms.join(claims, session);
-        this.#sessions.get(key)?.replaced();
-        this.#sessions.set(key, session);
-        this.#session = session;
-        if (this.ws.readyState !== this.ws.OPEN) {
-          participant.detach(session, this.#opts.reconnectGraceMs);
-          return;
-        }
-        await session.start(room, participant, this);
-      }
-    } catch (err) {
-      const apiErr = err instanceof ApiError ? err : new ApiError('internal', 'join failed');
-      if (!(err instanceof ApiError)) this.#opts.log.error({ err }, 'livekit join failed');
-      // The first frame a client reads: a leave with the reason, which it reports as a join error.
-      this.send({ case: 'leave', value: leaveRequest('JOIN_FAILURE') });
-      this.ws.close(1008, closeReason(apiErr.message));
-      return;
     }
-    this.ws.off('message', buffer);
-    this.ws.on('message', (data: Buffer, isBinary: boolean) => this.#enqueue(data, isBinary));
-    this.#pinger = heartbeat(this.ws, this.#opts.pingIntervalMs, () => this.terminate());
-    for (const [data, isBinary] of early) this.#enqueue(data, isBinary);
+    if (!this.#session) {
+      const session = new LiveKitSession(this.#opts, claims, kindFromSequence(url.searchParams.get('sdk')), () => {
+        if (this.#sessions.get(key) === session) this.#sessions.delete(key);
+      });
+      const { room, participant } = await this.#opts.rooms.join(claims, session);
+      this.#sessions.get(key)?.replaced();
+      this.#sessions.set(key, session);
+      this.#session = session;
+      if (this.ws.readyState !== this.ws.OPEN) {
+        participant.detach(session, this.#opts.reconnectGraceMs);
+        return false;
+      }
+      await session.start(room, participant, this);
+    }
+    return true;
+  }
+
+  /** The first frame a client reads: a leave with the reason, which it reports as a join error. */
+  protected refused(err: unknown): Refusal {
+    const apiErr = err instanceof ApiError ? err : new ApiError('internal', 'join failed');
+    if (!(err instanceof ApiError)) this.log.error({ err }, 'livekit join failed');
+    this.send({ case: 'leave', value: leaveRequest('JOIN_FAILURE') });
+    return { code: 1008, reason: apiErr.message };
+  }
+
+  /** Ends this socket for its session (a leave, a resume elsewhere). */
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason);
   }
 
   send(message: SignalResponseMessage): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(encodeResponse(message));
   }
 
-  terminate(): void {
-    this.ws.terminate();
-  }
-
-  #enqueue(data: Buffer, isBinary: boolean): void {
+  protected receive(data: Buffer, isBinary: boolean): void {
     this.#queue = this.#queue
       .then(async () => {
         const session = this.#session;
@@ -261,12 +250,10 @@ class LiveKitConnection {
         }
         await session.handle(message);
       })
-      .catch((err: unknown) => this.#opts.log.error({ err }, 'livekit signal handling failed'));
+      .catch((err: unknown) => this.log.error({ err }, 'livekit signal handling failed'));
   }
 
-  #closed(): void {
-    clearInterval(this.#pinger);
-    this.#onGone();
+  protected closed(): void {
     this.#session?.socketClosed(this);
   }
 }
@@ -404,7 +391,7 @@ class LiveKitSession implements SignalSink, DataPath {
   async resumeOn(conn: LiveKitConnection): Promise<void> {
     const old = this.#conn;
     this.#conn = conn;
-    if (old && old !== conn) old.ws.close(4409, 'session resumed on another connection');
+    if (old && old !== conn) old.close(4409, 'session resumed on another connection');
     this.#send({
       case: 'reconnect',
       value: new ReconnectResponse({ iceServers: iceServers(this.#opts.iceServers(this.#p.identity)), serverInfo: serverInfo(this.#opts.nodeId) }),
@@ -512,13 +499,13 @@ class LiveKitSession implements SignalSink, DataPath {
     if (!conn) return;
     // A client that asked to leave needs no reason back.
     if (reason !== 'CLIENT_INITIATED') conn.send({ case: 'leave', value: leaveRequest(reason) });
-    conn.ws.close(1000, reason);
+    conn.close(1000, reason);
   }
 
   superseded(): void {
     const conn = this.#conn;
     this.#conn = undefined;
-    conn?.ws.close(4409, 'session resumed on another connection');
+    conn?.close(4409, 'session resumed on another connection');
   }
 
   #end(): void {

@@ -1,24 +1,26 @@
-// One participant's media: its WebRTC transports, the tracks it publishes (Producers), what it
-// receives (Consumers) and its data channels. Permissions are checked here on every request, so
-// a grant changed live (RoomService UpdateParticipant) takes effect on the next one.
+// One participant's media, as a facade over its parts: its transports (participant/
+// ParticipantTransports.ts), what it publishes (ParticipantPublishing.ts), what it receives and its
+// data channels (ParticipantSubscribing.ts) and its signaling connection with the resume window
+// (ParticipantSession.ts). Its identity, metadata and grants live here; grants are checked on every
+// request, so a grant changed live (RoomService UpdateParticipant) takes effect on the next one.
 // Cross-participant work (who subscribes to what) is the Room's; the participant only acts on itself.
 import {
   ParticipantInfo,
   ParticipantInfo_Kind,
   ParticipantInfo_State,
   ParticipantPermission,
-  TrackInfo,
-  TrackSource,
-  TrackType,
+  type TrackInfo,
   type VideoLayer,
 } from '@livekit/protocol';
 import type { types } from 'mediasoup';
 import { TypedEmitter } from '../emitter.ts';
 import { newId } from '../ids.ts';
-import { rtpParametersProblem } from '../media/codecs.ts';
-import { createServerWebRtcTransport } from '../media/webrtcTransport.ts';
 import type { Logger } from '../logger.ts';
-import { failedPrecondition, invalidArgument, mediasoupCall, notFound, permissionDenied, resourceExhausted } from './errors.ts';
+import { permissionDenied } from './errors.ts';
+import { ParticipantPublishing } from './participant/ParticipantPublishing.ts';
+import { ParticipantSession } from './participant/ParticipantSession.ts';
+import { ParticipantSubscribing, type HeldOffers } from './participant/ParticipantSubscribing.ts';
+import { ParticipantTransports, type CreatedTransport } from './participant/ParticipantTransports.ts';
 import type {
   ConnectTransportRequest,
   ConsumerRef,
@@ -43,23 +45,7 @@ import type {
 } from './ParticipantTypes.ts';
 
 export type { DataPath, InboundData, PublishedTrack, RoomData, SignalSink, TransportSettings } from './ParticipantTypes.ts';
-
-export const SOURCE_BY_NAME: Record<TrackSourceName, TrackSource> = {
-  camera: TrackSource.CAMERA,
-  microphone: TrackSource.MICROPHONE,
-  screen_share: TrackSource.SCREEN_SHARE,
-  screen_share_audio: TrackSource.SCREEN_SHARE_AUDIO,
-};
-const SOURCE_KIND: Record<TrackSourceName, 'audio' | 'video'> = {
-  camera: 'video',
-  microphone: 'audio',
-  screen_share: 'video',
-  screen_share_audio: 'audio',
-};
-
-export function sourceNames(sources: TrackSource[]): TrackSourceName[] {
-  return (Object.keys(SOURCE_BY_NAME) as TrackSourceName[]).filter((n) => sources.includes(SOURCE_BY_NAME[n]));
-}
+export { SOURCE_BY_NAME, sourceNames } from './participant/trackSources.ts';
 
 export interface ParticipantInit extends ParticipantJoin {
   /** The room's own Router: send transports and server transports, and where every producer lives. */
@@ -81,30 +67,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #metadata: string;
   #attributes: Record<string, string>;
   #permission: ParticipantPermission;
-  readonly #router: types.Router;
-  readonly #receiverRouter: ParticipantInit['receiverRouter'];
-  readonly #pipe: ParticipantInit['pipe'];
-  /** The Router of the receive transport, once there is one. */
-  #recvRouter: types.Router | undefined;
-  readonly #settings: TransportSettings;
   readonly #log: Logger;
-  readonly #transports = new Map<string, types.WebRtcTransport>();
-  /** Transports the server opened for this participant (ingress PlainTransports, WHIP), not its client. */
-  readonly #serverTransports = new Map<string, types.Transport>();
-  readonly #tracks = new Map<string, PublishedTrack>();
-  /** consumerId → consumer; consumer.appData.trackSid names the track. */
-  readonly #consumers = new Map<string, types.Consumer>();
-  readonly #dataConsumers: types.DataConsumer[] = [];
-  /** What the client was told about each consumer / data channel, re-sent on a resumed session. */
-  readonly #consumerOffers = new Map<string, ParticipantSignals['newConsumer']>();
-  readonly #dataOffers: ParticipantSignals['newDataConsumer'][] = [];
-  /** Track sids with a consume in flight, so two triggers cannot create two consumers. */
-  readonly #subscribing = new Set<string>();
-  #graceTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Explicit subscribe/unsubscribe choices; tracks not in here follow auto-subscribe. */
-  readonly #subscriptions = new Map<string, boolean>();
-  #rtpCapabilities: types.RtpCapabilities | undefined;
-  #sink: SignalSink | undefined;
+  readonly #transports: ParticipantTransports;
+  readonly #publishing: ParticipantPublishing;
+  readonly #subscribing: ParticipantSubscribing;
+  readonly #session: ParticipantSession;
   #closed = false;
   /** Set by a signaling edge whose clients frame data themselves; see DataPath. */
   dataPath: DataPath | undefined;
@@ -117,12 +84,37 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#metadata = init.metadata;
     this.#attributes = { ...init.attributes };
     this.#permission = init.permission.clone();
-    this.#router = init.router;
-    this.#receiverRouter = init.receiverRouter;
-    this.#pipe = init.pipe;
-    this.#settings = init.transport;
     this.#log = init.log.child({ participant: init.identity, sid: this.sid });
     this.onListenerError((event, err) => this.#log.error({ event, err }, 'participant listener threw'));
+    const closed = () => this.#closed;
+    const permission = () => this.#permission;
+    this.#transports = new ParticipantTransports({
+      identity: this.identity,
+      router: init.router,
+      receiverRouter: init.receiverRouter,
+      settings: init.transport,
+      log: this.#log,
+      closed,
+      // a recv transport lets queued subscriptions proceed
+      recvReady: () => this.safeEmit('@ready'),
+    });
+    this.#publishing = new ParticipantPublishing({
+      identity: this.identity,
+      log: this.#log,
+      permission,
+      transport: (id) => this.#transports.publishing(id),
+      emit: (event, ...args) => this.safeEmit(event, ...args),
+    });
+    this.#subscribing = new ParticipantSubscribing({
+      router: init.router,
+      pipe: init.pipe,
+      recvTransport: () => this.#transports.recv,
+      recvRouter: () => this.#transports.recvRouter,
+      closed,
+      permission,
+      send: (event, data) => this.send(event, data),
+    });
+    this.#session = new ParticipantSession(closed, () => this.close('CONNECTION_LOST'));
   }
 
   get closed(): boolean {
@@ -142,11 +134,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   get tracks(): PublishedTrack[] {
-    return [...this.#tracks.values()];
+    return this.#publishing.tracks;
   }
 
   track(trackSid: string): PublishedTrack | undefined {
-    return this.#tracks.get(trackSid);
+    return this.#publishing.track(trackSid);
   }
 
   info(): ParticipantInfo {
@@ -160,16 +152,13 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       joinedAt: this.joinedAt,
       tracks: this.tracks.map((t) => t.info.clone()),
       permission: this.#permission.clone(),
-      isPublisher: this.#tracks.size > 0,
+      isPublisher: this.#publishing.size > 0,
       kind: this.kind,
     });
   }
 
   attach(sink: SignalSink): void {
-    clearTimeout(this.#graceTimer);
-    const old = this.#sink;
-    this.#sink = sink;
-    if (old && old !== sink) old.superseded();
+    this.#session.attach(sink);
   }
 
   /**
@@ -177,75 +166,30 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    * the client can resume it; after that the participant leaves with CONNECTION_LOST.
    */
   detach(sink: SignalSink, graceMs: number): void {
-    if (this.#sink !== sink || this.#closed) return;
-    this.#sink = undefined;
-    clearTimeout(this.#graceTimer);
-    this.#graceTimer = setTimeout(() => {
-      if (!this.#sink) this.close('CONNECTION_LOST');
-    }, graceMs);
+    this.#session.detach(sink, graceMs);
   }
 
   /** For a resumed session's `joined`: the consumers and data channels held for this participant. */
-  offers(): { consumers: ParticipantSignals['newConsumer'][]; dataConsumers: ParticipantSignals['newDataConsumer'][] } {
-    return { consumers: [...this.#consumerOffers.values()], dataConsumers: [...this.#dataOffers] };
+  offers(): HeldOffers {
+    return this.#subscribing.offers();
   }
 
   send<K extends ParticipantSignalName>(event: K, data: ParticipantSignals[K]): void {
-    this.#sink?.send(event, data);
+    this.#session.send(event, data);
   }
 
   // ---- requests from the participant's own connection ---------------------------------------
 
   ready(data: ReadyRequest): void {
-    this.#rtpCapabilities = data.rtpCapabilities as types.RtpCapabilities;
+    this.#subscribing.rtpCapabilities = data.rtpCapabilities as types.RtpCapabilities;
     this.safeEmit('@ready');
   }
 
-  async createTransport({ direction }: CreateTransportRequest) {
+  async createTransport({ direction }: CreateTransportRequest): Promise<CreatedTransport> {
     if (direction === 'send' && !this.#permission.canPublish && !this.#permission.canPublishData) {
       throw permissionDenied('this participant may not publish (canPublish and canPublishData are false)');
     }
-    if (direction === 'recv' && [...this.#transports.values()].some((t) => t.appData.direction === 'recv')) {
-      throw failedPrecondition('a receive transport already exists');
-    }
-    if (this.#transports.size >= 4) throw resourceExhausted('at most 4 transports per participant');
-    // Receivers are what outgrows a worker, so only they may go to another one; publishing stays on the room's.
-    const router = direction === 'recv' ? await this.#receiverRouter() : this.#router;
-    const transport = await router.createWebRtcTransport({
-      listenIps: [{ ip: this.#settings.listenIp, ...(this.#settings.announcedIp ? { announcedIp: this.#settings.announcedIp } : {}) }],
-      enableUdp: true,
-      enableTcp: true,
-      preferUdp: true,
-      enableSctp: true,
-      numSctpStreams: { OS: 1024, MIS: 1024 },
-      initialAvailableOutgoingBitrate: 1_000_000,
-      appData: { direction, participant: this.identity },
-    });
-    if (this.#closed) {
-      transport.close(); // replaced or removed while mediasoup worked
-      throw failedPrecondition('participant has left');
-    }
-    this.#transports.set(transport.id, transport);
-    if (direction === 'recv') this.#recvRouter = router;
-    transport.on('dtlsstatechange', (state) => {
-      if (state === 'failed' || state === 'closed') this.#log.warn({ transport: transport.id, state }, 'transport DTLS ended');
-    });
-    transport.observer.once('close', () => this.#transports.delete(transport.id));
-    if (direction === 'recv') this.safeEmit('@ready'); // a recv transport lets queued subscriptions proceed
-    return {
-      id: transport.id,
-      iceParameters: transport.iceParameters,
-      iceCandidates: transport.iceCandidates,
-      dtlsParameters: transport.dtlsParameters,
-      sctpParameters: transport.sctpParameters,
-      iceServers: this.#settings.iceServers(this.identity),
-    };
-  }
-
-  #transport(id: string): types.WebRtcTransport {
-    const t = this.#transports.get(id);
-    if (!t) throw notFound(`transport '${id}' not found`);
-    return t;
+    return this.#transports.create(direction);
   }
 
   /**
@@ -253,31 +197,17 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    * local FFmpeg, which sends RTP and RTCP on their own ports): publishTrack accepts its id, and it
    * closes with the participant.
    */
-  async openPlainSend(listenIp: string): Promise<types.PlainTransport> {
-    const transport = await this.#router.createPlainTransport({ listenIp: { ip: listenIp }, rtcpMux: false, comedia: true });
-    this.#adoptSendTransport(transport);
-    return transport;
+  openPlainSend(listenIp: string): Promise<types.PlainTransport> {
+    return this.#transports.openPlainSend(listenIp);
   }
 
   /** The same for a WHIP publisher: a WebRtcTransport whose DTLS and ICE the WHIP edge completes. */
-  async openWebRtcSend(appData: Record<string, unknown>): Promise<types.WebRtcTransport> {
-    const transport = await createServerWebRtcTransport(this.#router, this.#settings, appData);
-    this.#adoptSendTransport(transport);
-    return transport;
-  }
-
-  #adoptSendTransport(transport: types.Transport): void {
-    if (this.#closed) {
-      transport.close();
-      throw failedPrecondition('participant has left');
-    }
-    transport.appData.direction = 'send';
-    this.#serverTransports.set(transport.id, transport);
-    transport.observer.once('close', () => this.#serverTransports.delete(transport.id));
+  openWebRtcSend(appData: Record<string, unknown>): Promise<types.WebRtcTransport> {
+    return this.#transports.openWebRtcSend(appData);
   }
 
   get recvTransport(): types.WebRtcTransport | undefined {
-    return [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
+    return this.#transports.recv;
   }
 
   /**
@@ -285,103 +215,40 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    * that transport closed so the room can tell whose receivers a dead worker took.
    */
   get recvRouter(): types.Router | undefined {
-    return this.#recvRouter;
+    return this.#transports.recvRouter;
   }
 
-  async connectTransport({ transportId, dtlsParameters }: ConnectTransportRequest): Promise<void> {
-    await mediasoupCall(() => this.#transport(transportId).connect({ dtlsParameters: dtlsParameters as unknown as types.DtlsParameters }));
+  connectTransport(req: ConnectTransportRequest): Promise<void> {
+    return this.#transports.connect(req);
   }
 
-  async restartIce({ transportId }: TransportRef) {
-    return { iceParameters: await this.#transport(transportId).restartIce() };
+  restartIce(req: TransportRef): Promise<{ iceParameters: types.IceParameters }> {
+    return this.#transports.restartIce(req);
   }
 
   /**
    * `given` carries what a LiveKit client settled before its offer: the sid it was promised in
    * track_published, and its simulcast layers for TrackInfo.
    */
-  async publishTrack(req: PublishTrackRequest, given: { sid?: string; layers?: VideoLayer[] } = {}): Promise<{ trackSid: string }> {
-    this.checkPublish(req.source, req.kind);
-    const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
-    if (transport.appData.direction !== 'send') throw invalidArgument('tracks are published on a send transport');
-    // Codec parameters end up in the SDP egress FFmpeg reads: only known keys and plain values.
-    const codecProblem = rtpParametersProblem(req.rtpParameters);
-    if (codecProblem) throw invalidArgument(codecProblem, 'rtpParameters');
-    const producer = await mediasoupCall(() =>
-      transport.produce({
-        kind: req.kind,
-        rtpParameters: req.rtpParameters as unknown as types.RtpParameters,
-        paused: req.muted ?? false,
-      }),
-    );
-    const encodings = producer.rtpParameters.encodings ?? [];
-    const info = new TrackInfo({
-      sid: given.sid ?? newId('TR_'),
-      type: req.kind === 'audio' ? TrackType.AUDIO : TrackType.VIDEO,
-      name: req.name ?? req.source,
-      source: SOURCE_BY_NAME[req.source],
-      muted: req.muted ?? false,
-      simulcast: encodings.length > 1,
-      mimeType: producer.rtpParameters.codecs[0]?.mimeType ?? '',
-      width: req.width ?? 0,
-      height: req.height ?? 0,
-      layers: given.layers ?? [],
-    });
-    const track: PublishedTrack = { info, producer, ownerIdentity: this.identity };
-    this.#tracks.set(info.sid, track);
-    producer.observer.once('close', () => {
-      if (this.#tracks.delete(info.sid)) this.safeEmit('@trackunpublished', track);
-    });
-    this.#log.info({ track: info.sid, kind: req.kind, source: req.source, simulcast: info.simulcast }, 'track published');
-    this.safeEmit('@trackpublished', track);
-    return { trackSid: info.sid };
+  publishTrack(req: PublishTrackRequest, given: { sid?: string; layers?: VideoLayer[] } = {}): Promise<{ trackSid: string }> {
+    return this.#publishing.publishTrack(req, given);
   }
 
   /** Throws unless this participant may publish a `kind` track from `source` now (grants, one per source). */
   checkPublish(source: TrackSourceName, kind: 'audio' | 'video'): void {
-    if (!this.#permission.canPublish) throw permissionDenied('this participant may not publish tracks (canPublish is false)');
-    const allowed = this.#permission.canPublishSources;
-    if (allowed.length > 0 && !allowed.includes(SOURCE_BY_NAME[source])) {
-      throw permissionDenied(`this participant may not publish '${source}' (allowed: ${sourceNames(allowed).join(', ')})`);
-    }
-    if (SOURCE_KIND[source] !== kind) throw invalidArgument(`source '${source}' must be a ${SOURCE_KIND[source]} track`);
-    if (this.tracks.some((t) => t.info.source === SOURCE_BY_NAME[source])) {
-      throw failedPrecondition(`a '${source}' track is already published; unpublish it first`);
-    }
+    this.#publishing.check(source, kind);
   }
 
   unpublishTrack({ trackSid }: TrackRef): void {
-    const track = this.#tracks.get(trackSid);
-    if (!track) throw notFound(`track '${trackSid}' is not published by '${this.identity}'`);
-    track.producer.close(); // the producer's close observer unpublishes it
+    this.#publishing.unpublish(trackSid);
   }
 
-  async setTrackMuted(trackSid: string, muted: boolean): Promise<TrackInfo> {
-    const track = this.#tracks.get(trackSid);
-    if (!track) throw notFound(`track '${trackSid}' is not published by '${this.identity}'`);
-    if (track.info.muted !== muted) {
-      if (muted) await track.producer.pause();
-      else await track.producer.resume();
-      track.info.muted = muted;
-      this.safeEmit('@trackmuted', track);
-    }
-    return track.info.clone();
+  setTrackMuted(trackSid: string, muted: boolean): Promise<TrackInfo> {
+    return this.#publishing.setMuted(trackSid, muted);
   }
 
-  async publishData(req: PublishDataRequest) {
-    if (!this.#permission.canPublishData) throw permissionDenied('this participant may not send data (canPublishData is false)');
-    const transport: types.Transport = this.#serverTransports.get(req.transportId) ?? this.#transport(req.transportId);
-    if (transport.appData.direction !== 'send') throw invalidArgument('data is published on a send transport');
-    const dataProducer = await mediasoupCall(() =>
-      transport.produceData({
-        sctpStreamParameters: req.sctpStreamParameters as unknown as types.SctpStreamParameters,
-        label: req.label ?? '',
-        protocol: req.protocol ?? '',
-        appData: { participant: this.identity },
-      }),
-    );
-    this.safeEmit('@dataproducer', dataProducer);
-    return { id: dataProducer.id };
+  publishData(req: PublishDataRequest): Promise<{ id: string }> {
+    return this.#publishing.publishData(req);
   }
 
   updateMetadata(req: UpdateMetadataRequest): void {
@@ -408,130 +275,50 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** New grants apply at once: revoked publishing unpublishes, revoked subscribing unsubscribes. */
   setPermission(permission: ParticipantPermission): void {
     this.#permission = permission.clone();
-    if (!permission.canPublish) for (const t of this.tracks) t.producer.close();
-    else if (permission.canPublishSources.length > 0) {
-      for (const t of this.tracks) if (!permission.canPublishSources.includes(t.info.source)) t.producer.close();
-    }
-    if (!permission.canSubscribe) for (const c of [...this.#consumers.values()]) this.#closeConsumer(c);
+    this.#publishing.enforce(permission);
+    if (!permission.canSubscribe) this.#subscribing.closeAll();
     this.send('permissionsChanged', { permission: permission.toJson() as Record<string, unknown> });
     this.safeEmit('@updated');
   }
 
   setSubscription(trackSid: string, subscribe: boolean): void {
-    this.#subscriptions.set(trackSid, subscribe);
-    if (!subscribe) for (const c of [...this.#consumers.values()]) if (c.appData.trackSid === trackSid) this.#closeConsumer(c);
+    this.#subscribing.setSubscription(trackSid, subscribe);
   }
 
-  #consumer(id: string): types.Consumer {
-    const c = this.#consumers.get(id);
-    if (!c) throw notFound(`consumer '${id}' not found`);
-    return c;
+  resumeConsumer(req: ConsumerRef): Promise<void> {
+    return this.#subscribing.resume(req);
   }
 
-  async resumeConsumer({ consumerId }: ConsumerRef): Promise<void> {
-    const c = this.#consumer(consumerId);
-    await c.resume();
-    if (c.kind === 'video') await c.requestKeyFrame().catch(() => undefined);
+  pauseConsumer(req: ConsumerRef): Promise<void> {
+    return this.#subscribing.pause(req);
   }
 
-  async pauseConsumer({ consumerId }: ConsumerRef): Promise<void> {
-    await this.#consumer(consumerId).pause();
-  }
-
-  async setPreferredLayers({ consumerId, spatialLayer, temporalLayer }: PreferredLayersRequest): Promise<void> {
-    const c = this.#consumer(consumerId);
-    if (c.type !== 'simulcast' && c.type !== 'svc') throw failedPrecondition('this consumer has no layers');
-    await c.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
+  setPreferredLayers(req: PreferredLayersRequest): Promise<void> {
+    return this.#subscribing.setPreferredLayers(req);
   }
 
   // ---- called by the Room ---------------------------------------------------------------------
 
   /** Subscribes to another participant's track when grants, capabilities and choices allow. */
-  async subscribeTo(track: PublishedTrack): Promise<void> {
-    const transport = this.recvTransport;
-    if (this.#closed || !transport || !this.#rtpCapabilities || !this.#permission.canSubscribe) return;
-    const sid = track.info.sid;
-    if (this.#subscriptions.get(sid) === false || this.#subscribing.has(sid)) return;
-    if ([...this.#consumers.values()].some((c) => c.appData.trackSid === sid)) return;
-    if (track.producer.closed || !this.#router.canConsume({ producerId: track.producer.id, rtpCapabilities: this.#rtpCapabilities })) return;
-    this.#subscribing.add(sid);
-    let consumer: types.Consumer;
-    try {
-      const router = this.#recvRouter;
-      if (router && router !== this.#router) await this.#pipe(track.producer, router);
-      consumer = await transport.consume({
-        producerId: track.producer.id,
-        rtpCapabilities: this.#rtpCapabilities,
-        paused: true, // resumed by the client once its side is ready, then a keyframe is requested
-        appData: { trackSid: sid },
-      });
-    } finally {
-      this.#subscribing.delete(sid);
-    }
-    // Things may have changed while mediasoup worked: left, unsubscribed, grant revoked.
-    if (this.#closed || this.#subscriptions.get(sid) === false || !this.#permission.canSubscribe) {
-      consumer.close();
-      return;
-    }
-    this.#consumers.set(consumer.id, consumer);
-    const gone = () => this.#closeConsumer(consumer);
-    consumer.on('producerclose', gone);
-    consumer.on('transportclose', gone);
-    const offer: ParticipantSignals['newConsumer'] = {
-      consumerId: consumer.id,
-      producerId: track.producer.id,
-      trackSid: sid,
-      participantIdentity: track.ownerIdentity,
-      kind: consumer.kind,
-      rtpParameters: consumer.rtpParameters as unknown as Record<string, unknown>,
-      producerPaused: consumer.producerPaused,
-    };
-    this.#consumerOffers.set(consumer.id, offer);
-    this.send('newConsumer', offer);
-  }
-
-  #closeConsumer(consumer: types.Consumer): void {
-    if (!this.#consumers.delete(consumer.id)) return;
-    this.#consumerOffers.delete(consumer.id);
-    consumer.close();
-    this.send('consumerClosed', { consumerId: consumer.id, trackSid: String(consumer.appData.trackSid) });
+  subscribeTo(track: PublishedTrack): Promise<void> {
+    return this.#subscribing.subscribeTo(track);
   }
 
   /** The server's data channel towards this participant, fed by the room's data relay. */
-  async openDataChannel(relayProducer: types.DataProducer): Promise<void> {
-    const transport = this.recvTransport;
-    if (!transport || this.#closed) return;
-    const dc = await transport.consumeData({ dataProducerId: relayProducer.id });
-    if (this.#closed) {
-      dc.close();
-      return;
-    }
-    this.#dataConsumers.push(dc);
-    const offer: ParticipantSignals['newDataConsumer'] = {
-      id: dc.id,
-      dataProducerId: relayProducer.id,
-      sctpStreamParameters: dc.sctpStreamParameters as unknown as Record<string, unknown>,
-      label: dc.label,
-      protocol: dc.protocol,
-      reliable: true,
-    };
-    this.#dataOffers.push(offer);
-    this.send('newDataConsumer', offer);
+  openDataChannel(relayProducer: types.DataProducer): Promise<void> {
+    return this.#subscribing.openDataChannel(relayProducer);
   }
 
   /** Idempotent; closes everything the participant owns and tells its connection why. */
   close(reason: LeaveReason): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#graceTimer);
+    const sink = this.#session.end();
     this.#log.info({ reason }, 'participant left');
-    const sink = this.#sink;
-    this.#sink = undefined;
     // Closing a transport takes its producers, consumers and data channels with it.
-    for (const t of [...this.#transports.values(), ...this.#serverTransports.values()]) t.close();
-    for (const track of [...this.#tracks.values()]) this.safeEmit('@trackunpublished', track);
-    this.#tracks.clear();
-    this.#consumers.clear();
+    this.#transports.closeAll();
+    this.#publishing.end();
+    this.#subscribing.end();
     sink?.close(reason);
     this.safeEmit('@close', reason);
   }

@@ -32,8 +32,8 @@ import {
   type RegisterWorkerRequest,
 } from '@livekit/protocol';
 import type { WebSocket } from 'ws';
-import { WsEndpoint, closeReason, heartbeat, wsCloseCode } from '../../api/wsServer.ts';
-import { authorize } from '../../auth/authorize.ts';
+import { AuthenticatedSocket, wsCloseCode, type Refusal } from '../../api/authenticatedSocket.ts';
+import { WsEndpoint } from '../../api/wsServer.ts';
 import type { Claims } from '../../auth/grants.ts';
 import { grantFromPermission } from '../../auth/join.ts';
 import type { MintOptions } from '../../auth/tokens.ts';
@@ -95,52 +95,34 @@ interface Registered {
   full: boolean;
 }
 
-class LiveKitWorkerConnection {
-  readonly ws: WebSocket;
+class LiveKitWorkerConnection extends AuthenticatedSocket {
   readonly #opts: Required<LiveKitWorkersOptions>;
-  readonly #onGone: () => void;
-  #log: Logger;
   #worker: Registered | undefined;
-  #pinger: NodeJS.Timeout | undefined;
   /** Offers sent and not yet answered, by job id: what the assignment needs. */
   readonly #offers = new Set<string>();
+  // handleUpgrade put the header's token in the query.
+  protected readonly missingToken = 'missing Authorization: Bearer token';
 
   constructor(ws: WebSocket, opts: Required<LiveKitWorkersOptions>, onGone: () => void) {
-    this.ws = ws;
+    super(ws, opts, onGone);
     this.#opts = opts;
-    this.#onGone = onGone;
-    this.#log = opts.log;
-    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'websocket error'));
   }
 
-  async start(url: URL): Promise<void> {
-    const early: [Buffer, boolean][] = [];
-    const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
-    this.ws.on('message', buffer);
-    this.ws.once('close', () => this.#closed());
-    try {
-      // handleUpgrade put the header's token in the query.
-      await authorize(this.#opts.verifier, url.searchParams.get('access_token'), {
-        missing: 'missing Authorization: Bearer token',
-        grant: (claims) => {
-          if (!claims.video?.agent) throw permissionDenied('the agent grant is required to register an agent worker');
-          // A room token (an agent's own, a participant's) must not take jobs for every room.
-          if (claims.video.roomJoin || claims.video.room) throw permissionDenied('a worker token must not carry roomJoin or room');
-        },
-      });
-    } catch (err) {
-      const apiErr = err instanceof ApiError ? err : new ApiError('unauthenticated', 'agent authentication failed');
-      this.ws.close(wsCloseCode(apiErr.code), closeReason(apiErr.message));
-      return;
-    }
-    this.ws.off('message', buffer);
-    this.ws.on('message', (data: Buffer, isBinary: boolean) => this.#receive(data, isBinary));
-    this.#pinger = heartbeat(this.ws, this.#opts.pingIntervalMs, () => this.terminate());
-    for (const [data, isBinary] of early) this.#receive(data, isBinary);
+  protected override grant(claims: Claims): void {
+    if (!claims.video?.agent) throw permissionDenied('the agent grant is required to register an agent worker');
+    // A room token (an agent's own, a participant's) must not take jobs for every room.
+    if (claims.video.roomJoin || claims.video.room) throw permissionDenied('a worker token must not carry roomJoin or room');
   }
 
-  terminate(): void {
-    this.ws.terminate();
+  /** Nothing to set up before the worker's register message. */
+  protected open(): boolean {
+    return true;
+  }
+
+  /** The protocol has no error frame: the close code and reason say why. */
+  protected refused(err: unknown): Refusal {
+    const apiErr = err instanceof ApiError ? err : new ApiError('unauthenticated', 'agent authentication failed');
+    return { code: wsCloseCode(apiErr.code), reason: apiErr.message };
   }
 
   #send(message: ServerMessage['message']): void {
@@ -151,21 +133,21 @@ class LiveKitWorkerConnection {
    * One frame. The protocol has no error message: what cannot be read or done is logged and
    * dropped (the worker's own timeouts see it), and the connection stays up.
    */
-  #receive(data: Buffer, isBinary: boolean): void {
+  protected receive(data: Buffer, isBinary: boolean): void {
     let msg: WorkerMessage;
     try {
       if (!isBinary) throw new Error('a text frame (LiveKit workers send binary protobuf)');
       if (data.length > MAX_AGENT_MESSAGE_BYTES) throw new Error(`larger than ${MAX_AGENT_MESSAGE_BYTES} bytes`);
       msg = WorkerMessage.fromBinary(data);
     } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'unreadable LiveKit worker message dropped');
+      this.log.warn({ err: (err as Error).message }, 'unreadable LiveKit worker message dropped');
       return;
     }
     try {
       this.#handle(msg.message);
     } catch (err) {
-      if (err instanceof ApiError) this.#log.warn({ err: err.message, message: msg.message.case }, 'LiveKit worker message refused');
-      else this.#log.error({ err, message: msg.message.case }, 'LiveKit worker message failed');
+      if (err instanceof ApiError) this.log.warn({ err: err.message, message: msg.message.case }, 'LiveKit worker message refused');
+      else this.log.error({ err, message: msg.message.case }, 'LiveKit worker message failed');
     }
   }
 
@@ -215,7 +197,7 @@ class LiveKitWorkerConnection {
     const id = newId('AW_');
     const worker: Registered = { id, agentName: req.agentName, permissions: req.allowedPermissions ?? new ParticipantPermission({ canSubscribe: true, canPublish: true, canPublishData: true }), full: false };
     this.#worker = worker;
-    this.#log = this.#opts.log.child({ worker: id, agent: req.agentName || '(automatic)', version: req.version });
+    this.log = this.#opts.log.child({ worker: id, agent: req.agentName || '(automatic)', version: req.version });
     this.#send({
       case: 'register',
       value: new RegisterWorkerResponse({
@@ -250,7 +232,7 @@ class LiveKitWorkerConnection {
         this.#send({ case: 'termination', value: new JobTermination({ jobId: msg.jobId }) });
         return;
       case 'error':
-        this.#log.warn({ code: msg.code, job: msg.jobId, err: msg.message }, 'agent job error');
+        this.log.warn({ code: msg.code, job: msg.jobId, err: msg.message }, 'agent job error');
         return;
       case 'registered':
         return;
@@ -288,12 +270,10 @@ class LiveKitWorkerConnection {
         // A stock worker never reports running: the job runs from its assignment.
         d.update(worker.id, jobId, 'running');
       })
-      .catch((err: unknown) => this.#log.error({ err, job: jobId }, 'could not assign the agent job'));
+      .catch((err: unknown) => this.log.error({ err, job: jobId }, 'could not assign the agent job'));
   }
 
-  #closed(): void {
-    clearInterval(this.#pinger);
-    this.#onGone();
+  protected closed(): void {
     if (this.#worker) this.#opts.dispatcher.removeWorker(this.#worker.id);
   }
 }
