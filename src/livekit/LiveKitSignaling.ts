@@ -57,6 +57,7 @@ import type {
   DataPath,
   IceServer,
   LeaveReason,
+  MidReuse,
   ParticipantSignalName,
   ParticipantSignals,
   RoomData,
@@ -269,10 +270,17 @@ interface SubscriberSection {
   consumerId?: string;
   trackSid?: string;
   media: AnswerMedia;
+  /**
+   * Free for a new consumer: its consumer is gone and an offer showing it inactive went out (the
+   * client applies offers in order, so it sees the section end before it sees it reused).
+   */
+  reusable?: boolean;
+  /** Promised to a consumer being created (MidReuse.takeMid). */
+  taken?: boolean;
 }
 
 /** One LiveKit participant's session: its two PeerConnections' state, across WebSocket resumes. */
-class LiveKitSession implements SignalSink, DataPath {
+class LiveKitSession implements SignalSink, DataPath, MidReuse {
   readonly #opts: Required<LiveKitSignalingOptions>;
   readonly #onEnd: () => void;
   /** The join token's claims: the grants a refreshed token keeps besides the participant's current ones. */
@@ -335,6 +343,7 @@ class LiveKitSession implements SignalSink, DataPath {
     this.#conn = conn;
     this.#log = this.#opts.log.child({ room: room.name, participant: participant.identity });
     participant.dataPath = this;
+    participant.midReuse = this;
     participant.on('@updated', () => {
       this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [participant.info()] }) });
       // As LiveKit: new grants or details come with a token that carries them, for the next reconnect.
@@ -728,11 +737,23 @@ class LiveKitSession implements SignalSink, DataPath {
     const owner = this.#other(c.participantIdentity);
     if (!owner) return;
     const rtp = c.rtpParameters as unknown as types.RtpParameters;
-    // mediasoup writes the consumer's mid into forwarded RTP, so the m-line must carry that mid.
+    // mediasoup writes the consumer's mid into forwarded RTP, so the m-line must carry that mid:
+    // a freed section's when takeMid gave it one (the section is reused in place), else a new one.
     const mid = rtp.mid ?? `c${this.#sub.sections.length}`;
     const media = consumerAnswerMedia(mid, c.kind, rtp, `${owner.sid}|${c.trackSid}`, c.trackSid);
-    this.#sub.sections.push({ mid, kind: c.kind, consumerId: c.consumerId, trackSid: c.trackSid, media });
+    const section: SubscriberSection = { mid, kind: c.kind, consumerId: c.consumerId, trackSid: c.trackSid, media };
+    const at = this.#sub.sections.findIndex((x) => x.mid === mid);
+    if (at === -1) this.#sub.sections.push(section);
+    else this.#sub.sections[at] = section;
     this.#negotiate();
+  }
+
+  takeMid(kind: 'audio' | 'video'): string | undefined {
+    const free = this.#sub.sections.find((s) => s.reusable && !s.taken && !s.consumerId && s.kind === kind);
+    if (!free) return undefined;
+    // Taken for good: a consume that then fails leaves it unused, never doubly used.
+    free.taken = true;
+    return free.mid;
   }
 
   #removeConsumer(consumerId: string): void {
@@ -760,6 +781,7 @@ class LiveKitSession implements SignalSink, DataPath {
       ...sub.sections.map((s): DescriptionSection => ({ type: 'rtp', media: s.media })),
     ];
     const sdp = writeDescription('offer', sections, sub.local, this.#sessionId, ++sub.version);
+    for (const s of sub.sections) if (!s.consumerId) s.reusable = true;
     const id = ++sub.offerId;
     sub.inFlight = { id, resume: sub.sections.flatMap((s) => (s.consumerId && !sub.resumed.has(s.consumerId) ? [s.consumerId] : [])) };
     this.#send({ case: 'offer', value: new SessionDescription({ type: 'offer', sdp, id }) });

@@ -163,13 +163,18 @@ describe('stock livekit-client in headless Chromium', () => {
     expect(msg.from).toBe('carol');
 
     // UpdateSubscription: carol unsubscribes from the Node participant's video (its m-line goes
-    // inactive in the next subscriber offer) and subscribes again (a new m-line), decoding again.
+    // inactive in the next subscriber offer) and subscribes again (the freed m-line is reused, so
+    // her subscriber PeerConnection keeps its number of transceivers), decoding again.
     type Sub = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): { setSubscribed(on: boolean): void } } } } };
+    type Pcs = { lk: { room: { engine: { pcManager: { subscriber: { getTransceivers(): unknown[] } } } } } };
+    const transceivers = () => carol.evaluate(() => (window as unknown as Pcs).lk.room.engine.pcManager.subscriber.getTransceivers().length);
+    const before = await transceivers();
     await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(false));
     await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackUnsubscribed' && e.data === 'node:video'), undefined, { timeout: 20_000 });
     await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(true));
     await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.filter((e) => e.name === 'trackSubscribed' && e.data === 'node:video').length === 2, undefined, { timeout: 20_000 });
     await expectMediaFrom(carol, 'node');
+    expect(await transceivers()).toBe(before);
 
     // setMetadata resolves once carol's own update comes back; the Node participant sees it too.
     const updated = nextEvent(node, 'participantUpdated', (p) => p.identity === 'carol' && p.metadata === 'on stage', 15_000);
