@@ -96,6 +96,31 @@ describe('stock livekit-client in headless Chromium', () => {
     const reply = await alice.evaluate(() => (window as unknown as Rpc).lk.room.localParticipant.performRpc({ destinationIdentity: 'bob', method: 'greet', payload: 'alice' }));
     expect(reply).toBe('hi alice from bob, called by alice');
 
+    // A text stream (header, chunks, trailer: DataPackets the gateway relays as sent), read whole.
+    type Streams = {
+      lk: {
+        texts?: string[];
+        room: {
+          registerTextStreamHandler(topic: string, h: (reader: { readAll(): Promise<string> }, from: { identity: string }) => void): void;
+          localParticipant: { sendText(text: string, opts: { topic: string }): Promise<unknown> };
+        };
+      };
+    };
+    await bob.evaluate(() => {
+      const lk = (window as unknown as Streams).lk;
+      lk.texts = [];
+      lk.room.registerTextStreamHandler('notes', (reader, from) => {
+        reader.readAll().then(
+          (t) => lk.texts!.push(`${from.identity}: ${t}`),
+          (err: Error) => lk.texts!.push(`error: ${err.message}`),
+        );
+      });
+    });
+    const long = 'x'.repeat(40_000); // several chunks
+    await alice.evaluate((text) => (window as unknown as Streams).lk.room.localParticipant.sendText(text, { topic: 'notes' }), long);
+    const streamed = await waitFor(() => bob.evaluate(() => (window as unknown as Streams).lk.texts![0]), 15_000, 'the text stream at bob');
+    expect(streamed).toBe(`alice: ${long}`);
+
     // RoomService SendData reaches a LiveKit client as a user packet without a sender.
     await gw.rooms.sendData('lk-room', { data: new TextEncoder().encode('from the server'), topic: 'ops', destinationIdentities: ['bob'], destinationSids: [] });
     await waitFor(async () => (await lkChat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
