@@ -150,6 +150,10 @@ describe('stock livekit-client in headless Chromium', () => {
     const refreshed = decodeJwt(await waitFor(async () => ((await tokenOf()) !== joinedWith ? tokenOf() : undefined), 15_000, 'a refreshed token at bob'));
     expect(refreshed).toMatchObject({ sub: 'bob', metadata: 'refreshed', video: { room: 'lk-room', roomJoin: true, canUpdateOwnMetadata: true } });
     expect(refreshed.exp! - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(600);
+    // The new grant applies live: bob may now set his own metadata.
+    type Meta = { lk: { room: { localParticipant: { setMetadata(m: string): Promise<void> } } } };
+    await bob.evaluate(() => (window as unknown as Meta).lk.room.localParticipant.setMetadata('allowed now'));
+    expect((await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'bob')?.metadata).toBe('allowed now');
 
     // Drop bob's signaling WebSocket: the client resumes the same session (reconnect=1) with its
     // tracks (and its refreshed token), and media keeps flowing both ways.
@@ -160,6 +164,14 @@ describe('stock livekit-client in headless Chromium', () => {
     expect((await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'bob')?.sid).toBe(sid);
     await expectMediaFrom(alice, 'bob');
     await expectMediaFrom(bob, 'alice', false); // alice's microphone is muted
+
+    // MutePublishedTrack through the stock RoomServiceClient: alice's client mutes its own camera,
+    // and bob sees it muted.
+    const camSid = (await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'alice')!.tracks.find((t) => t.type === 1)!.sid;
+    await new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS).mutePublishedTrack('lk-room', 'alice', camSid, true);
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:video'), undefined, { timeout: 15_000 });
+    }
 
     await bob.close();
     await alice.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'bob'));
