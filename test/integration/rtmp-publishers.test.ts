@@ -61,9 +61,18 @@ describe.each(['rtmp2sink', 'rtmpsink'] as const)('GStreamer %s publisher', (sin
     const live = gw.rooms.liveRoom(room)!.participant(sink);
     await waitFor(() => (live.tracks.length === 2 ? true : undefined), 10_000, 'two published tracks');
     expect(live.tracks.map((t) => t.producer.kind).sort()).toEqual(['audio', 'video']);
-    // The video flows into the room (packets counted by mediasoup).
-    const video = live.tracks.find((t) => t.producer.kind === 'video')!;
-    await waitFor(async () => ((await video.producer.getStats()).some((s) => s.packetCount > 100) ? true : undefined), 20_000, 'video packets');
+    // The video flows into the room (packets counted by mediasoup). The track is looked up at each
+    // poll: B-frames seen after a passthrough start replace it with a re-encoded one (RtmpPublish
+    // replans), and the old producer may close between the lookup and getStats.
+    await waitFor(
+      async () => {
+        const video = live.tracks.find((t) => t.producer.kind === 'video' && !t.producer.closed);
+        const stats = video ? await video.producer.getStats().catch(() => undefined) : undefined;
+        return stats?.some((s) => s.packetCount > 100) ? true : undefined;
+      },
+      20_000,
+      'video packets',
+    );
     // One ingress_started for the publish, whatever happened to the tracks after.
     const startedHooks = hooks.received.filter((r) => r.body.includes('ingress_started') && r.body.includes(info.ingressId));
     expect(startedHooks).toHaveLength(1);
