@@ -5,6 +5,8 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { RtpAudioDecoder, SAMPLE_RATE } from '../../src/agents/audio.ts';
+import type { RemoteTrack } from '../../src/client/node.ts';
 import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
 import { scaled } from './deadline.ts';
 
@@ -202,13 +204,97 @@ export interface SippRun {
 
 /** Runs one call of `call` against the gateway's SIP port. */
 export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): Promise<SippRun> {
+  return spawnSipp(scenario(call), [`127.0.0.1:${sipPort}`, '-p', String(await freeUdpPort())], { echo: !!call.echo, timeoutS });
+}
+
+/** The phone the gateway dials (SIPp as UAS): what it answers to the gateway's INVITE. */
+export interface SippPhone {
+  /** 200 answers (after `ringMs` of 180), 486 is busy, 'ring' rings until the gateway CANCELs. */
+  answer: 200 | 486 | 'ring';
+  ringMs?: number;
+  /** Challenge the first INVITE with 401 and check the second's digest against these. */
+  auth?: { username: string; password: string };
+  /** The RTP port the phone's SDP answer names (a socket of the test's own); SIPp's echo port if absent. */
+  mediaPort?: number;
+}
+
+const UAS_SDP = (port: string) => `v=0
+o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio ${port} RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+`;
+
+/** A response to the last request SIPp received; the To gets the phone's tag. */
+function reply(status: string, extra = '', body = ''): string {
+  return `<send><![CDATA[
+SIP/2.0 ${status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:phone@[local_ip]:[local_port]>
+${extra}${body ? 'Content-Type: application/sdp\n' : ''}Content-Length: [len]
+
+${body}]]></send>`;
+}
+
+export function uasScenario(phone: SippPhone): string {
+  const parts = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="roomgate dials a phone">'];
+  if (phone.auth) {
+    parts.push('<recv request="INVITE"/>', reply('401 Unauthorized', 'WWW-Authenticate: Digest realm="phone.test", nonce="4f1a9c", algorithm=MD5, qop="auth"\n'), '<recv request="ACK"/>');
+    // A wrong digest gets 403 and the scenario fails (the test sees the refusal too).
+    parts.push(`<recv request="INVITE"><action><verifyauth assign_to="authvalid" username="${phone.auth.username}" password="${phone.auth.password}"/></action></recv>`,
+      '<nop hide="true" test="authvalid" next="authok"/>', reply('403 Forbidden'), '<recv request="ACK"/>', '<nop><action><exec int_cmd="stop_now"/></action></nop>', '<label id="authok"/>');
+  } else {
+    parts.push('<recv request="INVITE"/>');
+  }
+  parts.push(reply('100 Trying'));
+  if (phone.answer === 486) {
+    parts.push(reply('486 Busy Here'), '<recv request="ACK"/>', '</scenario>');
+    return parts.join('\n');
+  }
+  parts.push(reply('180 Ringing'));
+  if (phone.answer === 'ring') {
+    // The gateway gives up: 200 to the CANCEL, 487 to the INVITE (CSeq 1: no challenge before it).
+    parts.push('<recv request="CANCEL"/>', reply('200 OK'), `<send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: 1 INVITE
+Content-Length: 0
+
+]]></send>`, '<recv request="ACK"/>', '</scenario>');
+    return parts.join('\n');
+  }
+  if (phone.ringMs) parts.push(`<pause milliseconds="${phone.ringMs}"/>`);
+  parts.push(reply('200 OK', '', UAS_SDP(phone.mediaPort ? String(phone.mediaPort) : '[media_port]')).replace('<send>', '<send retrans="500">'),
+    '<recv request="ACK"/>', '<recv request="BYE"/>', reply('200 OK'), '</scenario>');
+  return parts.join('\n');
+}
+
+/** SIPp as the phone the gateway calls: listening on loopback, one call, then it exits. */
+export async function runSippPhone(phone: SippPhone, timeoutS = 30): Promise<SippRun & { port: number }> {
+  const port = await freeUdpPort();
+  const run = await spawnSipp(uasScenario(phone), ['-p', String(port)], { echo: !phone.mediaPort, timeoutS });
+  return { ...run, port };
+}
+
+async function spawnSipp(text: string, target: string[], opts: { echo: boolean; timeoutS: number }): Promise<SippRun> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-sipp-'));
   const file = path.join(dir, 'call.xml');
-  fs.writeFileSync(file, scenario(call));
+  fs.writeFileSync(file, text);
   const args = [
-    `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freeUdpPort()),
-    '-mp', String(await freeUdpPort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
-    ...(call.echo ? ['-rtp_echo'] : []),
+    ...target, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1',
+    '-mp', String(await freeUdpPort()), '-timeout', `${Math.round(scaled(opts.timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
+    ...(opts.echo ? ['-rtp_echo'] : []),
   ];
   const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -290,4 +376,23 @@ export function toneShare(samples: Int16Array, sampleRate: number, hz: number): 
   }
   const power = s1 * s1 + s2 * s2 - k * s1 * s2;
   return energy === 0 ? 0 : (2 * power) / (samples.length * energy);
+}
+
+/** The share of `hz` in a second of the track's decoded audio, from its first frame with sound. */
+export async function toneOf(track: RemoteTrack, hz: number): Promise<number> {
+  const frames = new RtpAudioDecoder(track.track).frames();
+  const giveUp = setTimeout(() => frames.end(), scaled(15_000));
+  const pcm: number[] = [];
+  try {
+    for await (const f of frames) {
+      if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
+      pcm.push(...f.samples);
+      if (pcm.length >= SAMPLE_RATE) break;
+    }
+  } finally {
+    clearTimeout(giveUp);
+    await frames.return();
+  }
+  if (pcm.length < SAMPLE_RATE) throw new Error(`only ${pcm.length} samples of sound arrived from ${track.participantIdentity} in ${scaled(15_000)} ms`);
+  return toneShare(Int16Array.from(pcm), SAMPLE_RATE, hz);
 }

@@ -7,7 +7,6 @@ import dgram from 'node:dgram';
 import { ParticipantInfo_Kind } from '@livekit/protocol';
 import { AccessToken, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpAudioDecoder, SAMPLE_RATE } from '../../src/agents/audio.ts';
 import type { RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
 import { NodeParticipant } from '../../src/client/node.ts';
@@ -16,7 +15,7 @@ import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/g
 import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import { freeUdpPort, muLawTone, runSipp, sendDtmf, toneShare } from '../helpers/sip.ts';
+import { freeUdpPort, muLawTone, runSipp, sendDtmf, toneOf } from '../helpers/sip.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -66,7 +65,7 @@ describe('SIP API', () => {
     });
     expect(res.status).toBe(403);
     expect(((await res.json()) as { code: string }).code).toBe('permission_denied');
-    await expect(sip.createSipParticipant('ST_x', '+15550999', 'room')).rejects.toThrow(/not supported yet/);
+    await expect(sip.createSipParticipant('ST_x', '+15550999', 'room')).rejects.toThrow(/outbound trunk 'ST_x' does not exist/);
   });
 });
 
@@ -199,22 +198,3 @@ describe('inbound calls (SIPp)', () => {
     await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.kind === ParticipantInfo_Kind.SIP) ? undefined : true), 10_000, 'the SIP participant to leave');
   });
 });
-
-/** The share of `hz` in a second of the track's decoded audio, from its first frame with sound. */
-async function toneOf(track: RemoteTrack, hz: number): Promise<number> {
-  const frames = new RtpAudioDecoder(track.track).frames();
-  const giveUp = setTimeout(() => frames.end(), scaled(15_000));
-  const pcm: number[] = [];
-  try {
-    for await (const f of frames) {
-      if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
-      pcm.push(...f.samples);
-      if (pcm.length >= SAMPLE_RATE) break;
-    }
-  } finally {
-    clearTimeout(giveUp);
-    await frames.return();
-  }
-  if (pcm.length < SAMPLE_RATE) throw new Error(`only ${pcm.length} samples of sound arrived from ${track.participantIdentity} in ${scaled(15_000)} ms`);
-  return toneShare(Int16Array.from(pcm), SAMPLE_RATE, hz);
-}
