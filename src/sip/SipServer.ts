@@ -79,7 +79,7 @@ export interface SipServerOptions {
   log: Logger;
 }
 
-const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS';
+const ALLOW = 'INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY';
 const USER_PART = /^[\w+*#.\-]{1,64}$/;
 const T1 = 500;
 const T2 = 4000;
@@ -177,6 +177,8 @@ export class SipServer {
   readonly #byes = new Map<string, () => void>();
   /** Our INVITEs by Call-ID, until their call ends (a 200 sent again must be ACKed again). */
   readonly #outInvites = new Map<string, { call: Call; out: OutInvite }>();
+  /** Transfers under way (our REFER, then the far end's NOTIFYs), by Call-ID. */
+  readonly #transfers = new Map<string, Transfer>();
   /** Each call's room, while its participant is in it (the mix of a call we place starts at the answer). */
   readonly #rooms = new Map<string, CallRoom>();
   readonly #log: Logger;
@@ -259,6 +261,7 @@ export class SipServer {
         return;
       }
       if (branch && msg.status >= 200) this.#byes.get(branch)?.();
+      if (cseq?.method === 'REFER') this.#transfers.get(header(msg, 'Call-ID') ?? '')?.onReferResponse(msg.status, msg.reason);
       return;
     }
     // Without these a response cannot be addressed (§8.1.1); such a request is dropped.
@@ -276,6 +279,8 @@ export class SipServer {
         return this.#onBye(msg, from);
       case 'CANCEL':
         return this.#onCancel(msg, from);
+      case 'NOTIFY':
+        return this.#onNotify(msg, from);
       case 'OPTIONS':
         this.#respond(msg, from, 200, 'OK', { toTag: randomTag(), headers: [['Allow', ALLOW], ['Accept', 'application/sdp']] });
         return;
@@ -495,6 +500,7 @@ export class SipServer {
     call.timers.clear();
     this.#calls.delete(call.callId);
     if (sendBye && wasUp) this.#sendBye(call);
+    this.#transfers.get(call.callId)?.end();
     const out = call.out;
     if (out) {
       // Hung up before the far end answered: CANCEL the INVITE (§9.1), and whoever waits is told.
@@ -848,6 +854,81 @@ export class SipServer {
     this.#sendNonInvite(cancel, `${out.branch}`, call.peer);
   }
 
+  // ---- transfer (REFER, RFC 3515) -----------------------------------------------------------------
+
+  /**
+   * Asks the phone of `identity`'s call to call `to` instead (blind transfer): REFER in the dialog,
+   * 202, then NOTIFYs carrying the new call's progress as message/sipfrag. A 2xx there ends our call
+   * (BYE, the participant leaves) and resolves; a refusal of the REFER or a failed new call rejects
+   * and the call goes on.
+   */
+  async transfer(room: string, identity: string, to: string, timeoutMs: number): Promise<void> {
+    const call = [...this.#calls.values()].find((c) => c.room === room && c.identity === identity);
+    if (!call) throw new ApiError('not_found', `no SIP call of participant '${identity}' in room '${room}'`);
+    const dialog = call.dialog;
+    if (!dialog || (call.state !== 'answered' && call.state !== 'confirmed')) throw new ApiError('failed_precondition', 'the call is not answered yet: only an answered call can be transferred');
+    if (this.#transfers.has(call.callId)) throw new ApiError('aborted', 'a transfer of this call is already under way');
+    const branch = newBranch();
+    const refer = serializeMessage({
+      kind: 'request',
+      method: 'REFER',
+      uri: dialog.target,
+      headers: new Map([
+        ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${branch};rport`]],
+        ['Max-Forwards', ['70']],
+        ['From', [dialog.local]],
+        ['To', [dialog.remote]],
+        ['Call-ID', [call.callId]],
+        ['CSeq', [`${++dialog.cseq} REFER`]],
+        ['Contact', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
+        ['Refer-To', [`<${to}>`]],
+        ['Referred-By', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
+        ['User-Agent', ['roomgate']],
+      ]),
+      body: '',
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new ApiError('deadline_exceeded', `the transfer to ${to} did not complete within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+      timer.unref();
+      const done = (err?: ApiError) => {
+        clearTimeout(timer);
+        if (this.#transfers.get(call.callId) === transfer) this.#transfers.delete(call.callId);
+        if (err) reject(err);
+        else resolve();
+      };
+      const transfer: Transfer = {
+        onReferResponse: (status, reason) => {
+          if (status >= 300) done(sipFailure(status, reason, 'the phone refused the transfer'));
+        },
+        onProgress: (status, reason) => {
+          if (status < 200) return;
+          if (status >= 300) return done(sipFailure(status, reason, `the transfer target answered ${status}`));
+          this.#log.info({ call: call.id, room, to }, 'SIP call transferred');
+          done();
+          this.#hangup(call, 'transferred', true);
+        },
+        end: () => done(new ApiError('aborted', 'the call ended before the transfer completed')),
+      };
+      this.#transfers.set(call.callId, transfer);
+      this.#sendNonInvite(refer, branch, call.peer);
+    });
+  }
+
+  #onNotify(req: SipRequest, from: Peer): void {
+    const callId = header(req, 'Call-ID')!;
+    const transfer = this.#transfers.get(callId);
+    const event = header(req, 'Event')?.split(';')[0]?.trim().toLowerCase();
+    if (!transfer || event !== 'refer') {
+      this.#respond(req, from, 481, 'Subscription Does Not Exist');
+      return;
+    }
+    this.#respond(req, from, 200, 'OK');
+    // message/sipfrag (RFC 3420): the status line of the response the new call got.
+    const frag = /^SIP\/2\.0 (\d{3}) ?([^\r\n]*)/.exec(req.body.trimStart());
+    if (frag) transfer.onProgress(Number(frag[1]), frag[2] ?? '');
+    else if (/terminated/i.test(header(req, 'Subscription-State') ?? '')) transfer.onProgress(500, 'transfer ended without a final status');
+  }
+
   // ---- both directions ----------------------------------------------------------------------------
 
   /** What a call's participant and media do in the room, whichever side placed the call. */
@@ -888,7 +969,7 @@ export class SipServer {
 }
 
 /** The keys a room data message asks the phone to press; undefined when it is not DTMF. */
-function dtmfOf(m: RoomData): string | undefined {
+export function dtmfOf(m: RoomData): string | undefined {
   if (m.packet) {
     try {
       const packet = DataPacket.fromBinary(m.packet);
@@ -908,6 +989,14 @@ function dtmfOf(m: RoomData): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+interface Transfer {
+  onReferResponse(status: number, reason: string): void;
+  /** A NOTIFY's sipfrag status. */
+  onProgress(status: number, reason: string): void;
+  /** The call ended meanwhile. */
+  end(): void;
 }
 
 function settle(out: OutInvite, err?: ApiError): void {

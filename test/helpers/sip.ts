@@ -216,6 +216,12 @@ export interface SippPhone {
   auth?: { username: string; password: string };
   /** The RTP port the phone's SDP answer names (a socket of the test's own); SIPp's echo port if absent. */
   mediaPort?: number;
+  /**
+   * Once answered, wait for a REFER whose Refer-To matches `referTo` (a regular expression), accept
+   * it and report the new call's outcome in NOTIFYs (100, then `status`); 200 is followed by the
+   * gateway's BYE, a failure leaves the call up until the gateway hangs up.
+   */
+  transfer?: { referTo: string; status: 200 | 486 };
 }
 
 const UAS_SDP = (port: string) => `v=0
@@ -275,8 +281,33 @@ Content-Length: 0
     return parts.join('\n');
   }
   if (phone.ringMs) parts.push(`<pause milliseconds="${phone.ringMs}"/>`);
-  parts.push(reply('200 OK', '', UAS_SDP(phone.mediaPort ? String(phone.mediaPort) : '[media_port]')).replace('<send>', '<send retrans="500">'),
-    '<recv request="ACK"/>', '<recv request="BYE"/>', reply('200 OK'), '</scenario>');
+  parts.push(reply('200 OK', '', UAS_SDP(phone.mediaPort ? String(phone.mediaPort) : '[media_port]')).replace('<send>', '<send retrans="500">'), '<recv request="ACK"/>');
+  if (phone.transfer) {
+    // The NOTIFYs go the other way in the dialog: From is the phone's side, To the gateway's From.
+    const notify = (cseq: number, state: string, frag: string) => `<send retrans="500"><![CDATA[
+NOTIFY sip:roomgate@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To:[$gateway]
+Call-ID: [call_id]
+CSeq: ${cseq} NOTIFY
+Contact: <sip:phone@[local_ip]:[local_port]>
+Event: refer
+Subscription-State: ${state}
+Max-Forwards: 70
+Content-Type: message/sipfrag;version=2.0
+Content-Length: [len]
+
+${frag}
+]]></send>
+<recv response="200"/>`;
+    const [code, reason] = phone.transfer.status === 200 ? [200, 'OK'] : [486, 'Busy Here'];
+    parts.push(`<recv request="REFER"><action>
+<ereg regexp=".*" search_in="hdr" header="From:" assign_to="gateway"/>
+<ereg regexp="${phone.transfer.referTo}" search_in="hdr" header="Refer-To:" check_it="true" assign_to="target"/>
+</action></recv>`, reply('202 Accepted', 'X-Refer-Seen:[$target]\n'), notify(1, 'active;expires=60', 'SIP/2.0 100 Trying'), notify(2, 'terminated;reason=noresource', `SIP/2.0 ${code} ${reason}`));
+  }
+  parts.push('<recv request="BYE"/>', reply('200 OK'), '</scenario>');
   return parts.join('\n');
 }
 
@@ -378,14 +409,24 @@ export function toneShare(samples: Int16Array, sampleRate: number, hz: number): 
   return energy === 0 ? 0 : (2 * power) / (samples.length * energy);
 }
 
-/** The share of `hz` in a second of the track's decoded audio, from its first frame with sound. */
-export async function toneOf(track: RemoteTrack, hz: number): Promise<number> {
+/**
+ * The share of `hz` in a second of the track's decoded audio, from its first frame with sound, or
+ * `skipMs` after it (a path through a phone's echo starts with the mix's and the echo's start-up).
+ */
+export async function toneOf(track: RemoteTrack, hz: number, skipMs = 0): Promise<number> {
   const frames = new RtpAudioDecoder(track.track).frames();
   const giveUp = setTimeout(() => frames.end(), scaled(15_000));
   const pcm: number[] = [];
+  let skip = Math.round((skipMs / 1000) * SAMPLE_RATE);
+  let heard = false;
   try {
     for await (const f of frames) {
-      if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
+      if (!heard && f.samples.every((s) => Math.abs(s) < 500)) continue;
+      heard = true;
+      if (skip > 0) {
+        skip -= f.samples.length;
+        continue;
+      }
       pcm.push(...f.samples);
       if (pcm.length >= SAMPLE_RATE) break;
     }

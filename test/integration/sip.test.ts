@@ -113,7 +113,7 @@ describe('inbound calls (SIPp)', () => {
         'To: <sip:roomgate@127.0.0.1>', 'Call-ID: probe-1', 'CSeq: 1 OPTIONS', 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n');
       sock.send(options, gw.sipPort, '127.0.0.1');
       const reply = await waitFor(() => replies.find((r) => r.startsWith('SIP/2.0 200 OK')), 10_000, 'the OPTIONS answer');
-      expect(reply).toMatch(/\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n/);
+      expect(reply).toMatch(/\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY\r\n/);
       expect(reply).toMatch(/\r\nCall-ID: probe-1\r\n/);
       // Only the OPTIONS was answered: the junk got no reply.
       expect(replies).toHaveLength(1);

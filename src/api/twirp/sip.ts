@@ -1,8 +1,8 @@
 // livekit.SIP as livekit-server-sdk's SipClient sends it: inbound and outbound trunks and dispatch
 // rules, stored in Redis (SipStore); the SIP listener (src/sip/SipServer.ts) reads them on each
 // INVITE. sip.admin for trunks and rules, sip.call for placing calls, as LiveKit checks them.
-// CreateSIPParticipant dials out through an outbound trunk (the SIP listener places the call);
-// transfers and the Update* calls are not there yet: they answer `unimplemented` with what to do instead.
+// CreateSIPParticipant dials out through an outbound trunk (the SIP listener places the call),
+// TransferSIPParticipant sends the phone a REFER; the Update* calls are not there yet: they answer `unimplemented` with what to do instead.
 import {
   CreateSIPDispatchRuleRequest,
   CreateSIPInboundTrunkRequest,
@@ -33,7 +33,7 @@ import {
   UpdateSIPOutboundTrunkRequest,
 } from '@livekit/protocol';
 import { Empty, Timestamp } from '@bufbuild/protobuf';
-import { ensureSipAdminPermission, ensureSipCallPermission } from '../../auth/permissions.ts';
+import { ensureAdminPermission, ensureSipAdminPermission, ensureSipCallPermission } from '../../auth/permissions.ts';
 import { ApiError, invalidArgument, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { conflicts, destination, validAddress } from '../../sip/dispatch.ts';
@@ -101,7 +101,7 @@ const MAX_RINGING_TIMEOUT_S = 80;
 const CALLED_NUMBER = /^[\w+*#.\-]{1,64}$/;
 
 /** `dialer`: the SIP listener, undefined when SIP is off (CreateSIPParticipant then says so). */
-export function sipService(store: SipStore, dialer?: Pick<SipServer, 'dial'>): TwirpService {
+export function sipService(store: SipStore, dialer?: Pick<SipServer, 'dial' | 'transfer'>): TwirpService {
   return {
     name: 'livekit.SIP',
     methods: {
@@ -266,9 +266,20 @@ export function sipService(store: SipStore, dialer?: Pick<SipServer, 'dial'>): T
         if (req.waitUntilAnswered) await call.answered;
         return new SIPParticipantInfo({ participantId: call.participantId, participantIdentity: call.participantIdentity, roomName: call.roomName, sipCallId: call.sipCallId });
       }),
-      TransferSIPParticipant: method(TransferSIPParticipantRequest, async (_req, { claims }): Promise<Empty> => {
+      TransferSIPParticipant: method(TransferSIPParticipantRequest, async (req, { claims, log }): Promise<Empty> => {
         ensureSipCallPermission(claims);
-        throw unimplemented('call transfer (REFER) is not supported yet');
+        // LiveKit asks for roomAdmin on the room as well (the SDK's token carries both).
+        ensureAdminPermission(claims, req.roomName);
+        if (!dialer) throw new ApiError('failed_precondition', 'SIP is off on this gateway: there is no call to transfer');
+        if (!req.participantIdentity) throw invalidArgument('participant_identity is required', 'participant_identity');
+        // LiveKit takes `sip:…` and `tel:…` URIs; a bare number is taken as tel:.
+        const to = /^(sips?|tel):/i.test(req.transferTo) ? req.transferTo : `tel:${req.transferTo}`;
+        if (!/^(sips?|tel):[^\s<>"]{1,200}$/i.test(to)) throw invalidArgument('transfer_to must be a sip: or tel: URI', 'transfer_to');
+        const ringing = Number(req.ringingTimeout?.seconds ?? 0n);
+        if (ringing > MAX_RINGING_TIMEOUT_S) throw invalidArgument(`ringing_timeout is at most ${MAX_RINGING_TIMEOUT_S} s`, 'ringing_timeout');
+        await dialer.transfer(req.roomName, req.participantIdentity, to, (ringing > 0 ? ringing : DEFAULT_RINGING_TIMEOUT_S) * 1000);
+        log.info({ room: req.roomName, identity: req.participantIdentity }, 'SIP participant transferred');
+        return new Empty();
       }),
     },
   };
