@@ -120,6 +120,18 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
         this.safeEmit('failed', `ffmpeg exited with ${code ?? 'a signal'}: ${ffmpeg.stderrTail().split('\n').slice(-2).join(' | ') || 'no output'}`);
       })
       .catch((err: unknown) => this.#log.error({ err }, 'handling the call FFmpeg exit failed'));
+    this.listen();
+  }
+
+  #listening = false;
+
+  /**
+   * Reads the far end's RTP before the audio goes anywhere (a caller typing a PIN): DTMF events
+   * are reported, audio is dropped until start().
+   */
+  listen(): void {
+    if (this.#listening) return;
+    this.#listening = true;
     this.#socket.on('message', (msg, from) => this.#onRtp(msg, from));
   }
 

@@ -22,6 +22,7 @@ import type { RoomData } from '../sfu/ParticipantTypes.ts';
 import type { JoinRequest } from '../sfu/RoomTypes.ts';
 import { CallMedia } from './CallMedia.ts';
 import { CallMix, type MixRoom } from './CallMix.ts';
+import { encodeG711 } from './g711.ts';
 import { DigestAuth, digestAnswer } from './digest.ts';
 import { destination, matchRule, matchTrunk, type CallIdentity } from './dispatch.ts';
 import {
@@ -84,6 +85,9 @@ const USER_PART = /^[\w+*#.\-]{1,64}$/;
 const T1 = 500;
 const T2 = 4000;
 const TIMER_B = 64 * T1;
+/** How long a caller has to type a rule's PIN and #. */
+const PIN_TIMEOUT_MS = 30_000;
+const MAX_PIN_DIGITS = 32;
 
 type Peer = { address: string; port: number };
 
@@ -344,8 +348,6 @@ export class SipServer {
     const rule = matchRule(this.#opts.routing.rules(), trunk.sipTrunkId, who);
     const dest = rule ? destination(rule, who) : undefined;
     if (!rule || !dest) return fail(404, 'Not Found');
-    // PIN entry needs a prompt the caller hears; until then a rule with a PIN takes no calls.
-    if (dest.pin) return fail(501, 'Not Implemented');
 
     const call: Call = {
       id: newId('SCL_'),
@@ -369,7 +371,7 @@ export class SipServer {
     };
     this.#calls.set(callId, call);
     call.lastResponse = this.#respond(req, from, 180, 'Ringing', { toTag: localTag });
-    this.#answer(call, offer, trunk, rule, who).catch((err: unknown) => {
+    this.#answer(call, offer, trunk, rule, who, dest.pin).catch((err: unknown) => {
       if (err instanceof ApiError) this.#log.info({ callId, room: call.room, code: err.code, msg: err.message }, 'SIP call refused by the room');
       else this.#log.error({ err, callId, room: call.room }, 'SIP call setup failed');
       if (call.state === 'setup') {
@@ -379,7 +381,8 @@ export class SipServer {
         const [status, reason] = code === 'resource_exhausted' ? [486, 'Busy Here'] : code === 'unavailable' ? [503, 'Service Unavailable'] : [500, 'Server Internal Error'];
         call.lastResponse = this.#respond(req, from, status, reason, { toTag: localTag });
       }
-      this.#hangup(call, 'setup failed', false);
+      // Answered already (a PIN was asked for): hang up with BYE.
+      this.#hangup(call, 'setup failed', call.state !== 'setup');
     });
   }
 
@@ -391,11 +394,26 @@ export class SipServer {
     ];
   }
 
-  async #answer(call: Call, offer: NonNullable<ReturnType<typeof readOffer>>, trunk: SIPInboundTrunkInfo, rule: SIPDispatchRuleInfo, who: CallIdentity): Promise<void> {
+  /**
+   * Joins the caller into the room and answers. A rule with a PIN answers first and asks for it
+   * (a beep, then the digits and #, as LiveKit's rules take them): a wrong or missing PIN hangs up
+   * before anyone in the room sees the call.
+   */
+  async #answer(call: Call, offer: CallOffer, trunk: SIPInboundTrunkInfo, rule: SIPDispatchRuleInfo, who: CallIdentity, pin: string): Promise<void> {
     const log = this.#log.child({ call: call.id, room: call.room });
     const media = await CallMedia.open(this.#opts.bind, offer, log);
     call.media = media;
     if (call.state === 'ended') return void (await media.stop());
+    if (pin) {
+      this.#send200(call, offer, media);
+      const entered = await this.#collectPin(call, media, offer, log);
+      if (isEnded(call)) return;
+      if (entered !== pin) {
+        log.info({ caller: who.caller, entered: entered === undefined ? 'none' : 'wrong' }, 'SIP call refused: PIN');
+        this.#hangup(call, entered === undefined ? 'no PIN entered' : 'wrong PIN', true);
+        return;
+      }
+    }
     const attributes: Record<string, string> = {
       ...rule.attributes,
       [SIP_ATTRIBUTES.callId]: call.id,
@@ -417,15 +435,22 @@ export class SipServer {
     });
     call.participant = participant;
     this.#wire(call, participant, room, media, log);
-    // The caller may have cancelled while the room was joined (TypeScript cannot see that).
+    // The caller may have hung up while the room was joined (TypeScript cannot see that).
     if (isEnded(call)) {
       participant.close('CLIENT_INITIATED');
       return;
     }
     await media.start(participant);
-    if (call.state !== 'setup') return;
+    if (isEnded(call) || (!pin && call.state !== 'setup')) return;
     // The caller hears everyone else in the room, from the moment it is answered.
     call.mix = new CallMix({ room, selfIdentity: call.identity, codec: offer.codec, send: (p) => media.sendAudio(p), log });
+    if (!pin) this.#send200(call, offer, media);
+    call.mix.start();
+    log.info({ caller: who.caller, called: who.called, trunk: trunk.sipTrunkId, codec: offer.codec, pin: !!pin }, 'SIP call answered');
+  }
+
+  /** The 200 with our SDP answer, re-sent until the ACK; the dialog starts here. */
+  #send200(call: Call, offer: CallOffer, media: CallMedia): void {
     const answer = writeAnswer(offer, { address: this.#opts.announcedIp, port: media.port, sessionId: randomInt(1, 2 ** 31) });
     call.state = 'answered';
     call.localSdp = answer;
@@ -439,9 +464,51 @@ export class SipServer {
       cseq: 0,
     };
     call.lastResponse = this.#respond(invite, call.peer, 200, 'OK', { toTag: call.localTag, headers: this.#answerHeaders(), body: answer });
-    call.mix.start();
-    log.info({ caller: who.caller, called: who.called, trunk: trunk.sipTrunkId, codec: offer.codec }, 'SIP call answered');
     this.#retransmit200(call, T1, 0);
+  }
+
+  /**
+   * The digits the caller types up to #, or undefined when none come within PIN_TIMEOUT_MS or the
+   * call ends. The caller hears a 440 Hz beep, then silence (phones expect a steady stream).
+   */
+  async #collectPin(call: Call, media: CallMedia, offer: CallOffer, log: Logger): Promise<string | undefined> {
+    media.listen();
+    const beep = Int16Array.from({ length: 160 }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000)));
+    const frames = { beep: encodeG711(beep, offer.codec), silence: encodeG711(new Int16Array(160), offer.codec) };
+    let sent = 0;
+    const started = Date.now();
+    const ticker = setInterval(() => {
+      // Every 20 ms frame due is sent, however late the timer runs; the first 300 ms beep.
+      for (const due = Math.floor((Date.now() - started) / 20); sent < due; sent++) media.sendAudio(sent < 15 ? frames.beep : frames.silence);
+    }, 10);
+    let digits = '';
+    try {
+      return await new Promise<string | undefined>((resolve) => {
+        const timer = setTimeout(() => finish(undefined), PIN_TIMEOUT_MS);
+        timer.unref();
+        const onKey = (_code: number, digit: string) => {
+          if (digit !== '#') {
+            digits = (digits + digit).slice(-MAX_PIN_DIGITS);
+            return;
+          }
+          finish(digits);
+        };
+        // The caller may hang up (BYE, CANCEL of nothing: the call is answered) while typing.
+        const ended = setInterval(() => {
+          if (isEnded(call)) finish(undefined);
+        }, 100);
+        const finish = (value: string | undefined) => {
+          clearTimeout(timer);
+          clearInterval(ended);
+          media.off('dtmf', onKey);
+          resolve(value);
+        };
+        media.on('dtmf', onKey);
+        log.debug('waiting for the PIN');
+      });
+    } finally {
+      clearInterval(ticker);
+    }
   }
 
   /** Re-sends the 200 until the ACK; no ACK in 64·T1 ends the call (§13.3.1.4). */

@@ -177,6 +177,32 @@ describe('inbound calls (SIPp)', () => {
     }
   });
 
+  it('a rule with a PIN answers, takes the digits and #: the right PIN joins the room, a wrong one hangs up before anyone sees the call', async () => {
+    const trunk = await sip.createSipInboundTrunk('vault', ['+15550400']);
+    await sip.createSipDispatchRule({ type: 'direct', roomName: 'vault', pin: '2468' }, { trunkIds: [trunk.sipTrunkId] });
+    const seen: string[] = [];
+    const host = await NodeParticipant.connect(gw.url, await joinToken('vault', 'guard', { canSubscribe: true }));
+    host.on('participantConnected', (p) => seen.push(String(p.identity)));
+    try {
+      const wrong = await runSipp(gw.sipPort, { called: '+15550400', caller: '+15550155', expect: 200, hangup: { by: 'gateway' } });
+      const wrongPort = await wrong.during(waitFor(() => wrong.answerPort(), 10_000, 'the answer in SIPp\'s trace'));
+      for (const [i, d] of [...'1357#'].entries()) await sendDtmf(wrongPort, d, i);
+      const w = await wrong.done;
+      expect(w.code, w.output).toBe(0);
+
+      const right = await runSipp(gw.sipPort, { called: '+15550400', caller: '+15550166', expect: 200, hangup: { by: 'gateway' } });
+      const port = await right.during(waitFor(() => right.answerPort(), 10_000, 'the answer in SIPp\'s trace'));
+      for (const [i, d] of [...'2468#'].entries()) await sendDtmf(port, d, i);
+      await right.during(sipParticipant('vault', 'sip_+15550166'));
+      expect(seen).toEqual(['sip_+15550166']);
+      await rooms.removeParticipant('vault', 'sip_+15550166');
+      const r = await right.done;
+      expect(r.code, r.output).toBe(0);
+    } finally {
+      await host.leave();
+    }
+  });
+
   it('answers a re-INVITE and ends the call when the caller hangs up: the SIP participant leaves the room', async () => {
     const host = await NodeParticipant.connect(gw.url, await joinToken('lobby', 'host2', { canSubscribe: true }));
     const statuses: string[] = [];
