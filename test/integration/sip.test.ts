@@ -15,6 +15,7 @@ import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/g
 import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { runBaresip } from '../helpers/baresip.ts';
 import { freeUdpPort, muLawTone, runSipp, sendDtmf, toneOf } from '../helpers/sip.ts';
 
 let redis: TestRedis;
@@ -154,7 +155,7 @@ describe('inbound calls (SIPp)', () => {
       const caller = await phone.during(sipParticipant('lobby', 'sip_+15550122'));
       expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
       const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
-      const share = await toneOf(track, 440);
+      const share = await toneOf(track, 440, 500);
       expect(share).toBeGreaterThan(0.8);
       await voice.stop();
 
@@ -222,5 +223,37 @@ describe('inbound calls (SIPp)', () => {
       await host.leave();
     }
     await waitFor(async () => ((await rooms.listParticipants('lobby').catch(() => [])).some((p) => p.kind === ParticipantInfo_Kind.SIP) ? undefined : true), 10_000, 'the SIP participant to leave');
+  });
+});
+
+describe('baresip calls in', () => {
+  it('a baresip softphone passes the trunk\'s digest auth, joins its own room and a participant hears its sine; RemoveParticipant hangs it up', async () => {
+    const trunk = await sip.createSipInboundTrunk('softphones', ['+15550500'], { authUsername: 'desk', authPassword: 'baresip-secret' });
+    await sip.createSipDispatchRule({ type: 'individual', roomPrefix: 'soft' }, { trunkIds: [trunk.sipTrunkId] });
+    const phone = await runBaresip({ user: '+15550177', dial: `sip:+15550500@127.0.0.1:${gw.sipPort}`, toneHz: 800, auth: { username: 'desk', password: 'baresip-secret' }, quitAfterS: 60 });
+    try {
+      const room = await waitFor(async () => {
+        phone.alive();
+        return (await rooms.listRooms()).find((r) => r.name.startsWith('soft_+15550177_'))?.name;
+      }, 20_000, 'baresip\'s call room');
+      const caller = await sipParticipant(room, 'sip_+15550177');
+      expect(caller.attributes).toMatchObject({ 'sip.phoneNumber': '+15550177', 'sip.trunkPhoneNumber': '+15550500', 'sip.callStatus': 'active' });
+      const host = await NodeParticipant.connect(gw.url, await joinToken(room, 'host', { canSubscribe: true }));
+      try {
+        const track = await waitFor(() => {
+          phone.alive();
+          return host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio');
+        }, 20_000, 'baresip\'s audio track');
+        expect(await toneOf(track, 800)).toBeGreaterThan(0.8);
+      } finally {
+        await host.leave();
+      }
+      await rooms.removeParticipant(room, caller.identity);
+      await waitFor(() => (/terminated|closed/i.test(phone.output()) ? true : undefined), 10_000, 'baresip to see the BYE');
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nbaresip said:\n${phone.output().slice(-1500)}`);
+    } finally {
+      await phone.stop();
+    }
   });
 });
