@@ -85,6 +85,22 @@ Content-Length: 0
 ]]></send>
 `;
 
+/**
+ * A request of the phone inside the call, after the gateway's 200 (§12.2.1.1): the phone's From
+ * and tag, the To the 200 came with (the gateway's tag), the call's Call-ID, this request's CSeq.
+ */
+function inDialog(call: SippCall, method: 'ACK' | 'INVITE' | 'BYE', cseq: number, opts: { contact?: boolean; sdp?: boolean; retrans?: boolean } = {}): string {
+  return `<send${opts.retrans ? ' retrans="500"' : ''}><![CDATA[
+${method} [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ${method}
+${opts.contact ? 'Contact: <sip:phone@[local_ip]:[local_port]>\n' : ''}Max-Forwards: 70
+${opts.sdp ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${SDP}\n` : 'Content-Length: 0\n\n'}]]></send>`;
+}
+
 export function scenario(call: SippCall): string {
   const parts: string[] = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="roomgate test call">'];
   let cseq = 1;
@@ -117,64 +133,15 @@ Content-Length: 0
     parts.push(`<recv response="${call.expect}"/>`, ackError(call, cseq), '</scenario>');
     return parts.join('\n');
   }
-  parts.push(`<recv response="200" rrs="true"/>
-<send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq} ACK
-Contact: <sip:phone@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>`);
+  parts.push('<recv response="200" rrs="true"/>', inDialog(call, 'ACK', cseq, { contact: true }));
   if (call.reinvite) {
     cseq++;
-    parts.push(`<send retrans="500"><![CDATA[
-INVITE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq} INVITE
-Contact: <sip:phone@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-${SDP}
-]]></send>
-<recv response="200"/>
-<send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq} ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>`);
+    parts.push(inDialog(call, 'INVITE', cseq, { contact: true, sdp: true, retrans: true }), '<recv response="200"/>', inDialog(call, 'ACK', cseq));
   }
   if (call.audio) parts.push(`<nop><action><exec rtp_stream="${call.audio},-1,0"/></action></nop>`);
   const hangup = call.hangup ?? { by: 'phone', holdMs: 1000 };
   if (hangup.by === 'phone') {
-    parts.push(`<pause milliseconds="${hangup.holdMs}"/>
-<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq + 1} BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>`);
+    parts.push(`<pause milliseconds="${hangup.holdMs}"/>`, inDialog(call, 'BYE', cseq + 1, { retrans: true }), '<recv response="200"/>');
   } else {
     parts.push(`<recv request="BYE"/>
 <send><![CDATA[
