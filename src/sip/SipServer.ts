@@ -861,6 +861,8 @@ export class SipServer {
     const media = call.media!;
     const participant = call.participant!;
     media.setRemote(answer);
+    // A re-INVITE from the phone gets what was agreed (its codec), not our first offer of three.
+    call.localSdp = writeAnswer(answer, { address: this.#opts.announcedIp, port: media.port, sessionId: randomInt(1, 2 ** 31) });
     await media.start(participant);
     if (isEnded(call)) return;
     const room = this.#rooms.get(call.callId);
