@@ -141,7 +141,7 @@ export async function startEdges(
   const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
   twirp.register(roomService(rooms));
   twirp.register(agentDispatchService(agents));
-  twirp.register(sipService(sip));
+  twirp.register(sipService(sip, sipServer));
   const urlPolicy = new UrlPolicy(config.ingress.url_allow);
   const urlProxy = await UrlIngressProxy.start(urlPolicy, moduleLogger('ingress-proxy'));
   shutdown.at('url proxy', () => urlProxy.close());

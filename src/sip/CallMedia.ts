@@ -30,10 +30,14 @@ export type CallMediaEvents = {
 
 /** RFC 4733 §3.2 event codes 0–15. */
 const DTMF_DIGITS = '0123456789*#ABCD';
+/** 20 ms at 8 kHz. */
+const FRAME_SAMPLES = 160;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class CallMedia extends TypedEmitter<CallMediaEvents> {
   readonly #socket: dgram.Socket;
-  readonly #offer: CallOffer;
+  /** The far end's media (its SDP): known at once for calls we answer, at the 200 for calls we place. */
+  #offer: CallOffer | undefined;
   readonly #log: Logger;
   #ffmpeg: FfmpegProcess | undefined;
   #stopping = false;
@@ -46,7 +50,11 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
   /** Our stream to the caller: SSRC, next sequence number and timestamp. */
   readonly #out = { ssrc: randomInt(1, 2 ** 31), seq: randomInt(0, 0x10000), ts: randomInt(0, 2 ** 31), first: true };
 
-  private constructor(socket: dgram.Socket, offer: CallOffer, log: Logger) {
+  /** Our DTMF key in progress: audio waits while its events go out (RFC 4733 §2.5.1.2). */
+  #dtmfUntil = 0;
+  #dtmfQueue: Promise<void> = Promise.resolve();
+
+  private constructor(socket: dgram.Socket, offer: CallOffer | undefined, log: Logger) {
     super();
     this.#socket = socket;
     this.#offer = offer;
@@ -55,7 +63,7 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
   }
 
   /** Binds the RTP socket (its port goes into the SDP answer); media flows after start(). */
-  static async open(bind: string, offer: CallOffer, log: Logger): Promise<CallMedia> {
+  static async open(bind: string, offer: CallOffer | undefined, log: Logger): Promise<CallMedia> {
     const socket = dgram.createSocket('udp4');
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -70,6 +78,11 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
 
   get port(): number {
     return this.#socket.address().port;
+  }
+
+  /** The far end's answer to our offer (a call we place), before start(). */
+  setRemote(remote: CallOffer): void {
+    this.#offer = remote;
   }
 
   /** Publishes the call's audio track for `participant` and starts the transcode. */
@@ -87,7 +100,9 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
       },
     });
     if (this.#stopping) return;
-    const law = this.#offer.codec === 'PCMU' ? 'mulaw' : 'alaw';
+    const offer = this.#offer;
+    if (!offer) throw new Error('call media started before the far end\'s SDP was known');
+    const law = offer.codec === 'PCMU' ? 'mulaw' : 'alaw';
     const target = `rtp://127.0.0.1:${transport.tuple.localPort}?rtcpport=${transport.rtcpTuple!.localPort}&pkt_size=1200`;
     const ffmpeg = launchFfmpeg(
       [
@@ -105,23 +120,36 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
         this.safeEmit('failed', `ffmpeg exited with ${code ?? 'a signal'}: ${ffmpeg.stderrTail().split('\n').slice(-2).join(' | ') || 'no output'}`);
       })
       .catch((err: unknown) => this.#log.error({ err }, 'handling the call FFmpeg exit failed'));
+    this.listen();
+  }
+
+  #listening = false;
+
+  /**
+   * Reads the far end's RTP before the audio goes anywhere (a caller typing a PIN): DTMF events
+   * are reported, audio is dropped until start().
+   */
+  listen(): void {
+    if (this.#listening) return;
+    this.#listening = true;
     this.#socket.on('message', (msg, from) => this.#onRtp(msg, from));
   }
 
   #onRtp(msg: Buffer, from: dgram.RemoteInfo): void {
+    const offer = this.#offer;
     // Only the address the caller's SDP names sends the call's audio (no one else can inject it).
-    if (from.address !== this.#offer.address) return;
+    if (!offer || from.address !== offer.address) return;
     const h = parseRtp(msg);
     if (!h) return;
     this.packets++;
-    if (h.payloadType === this.#offer.dtmfPayloadType) return this.#onDtmf(msg.subarray(h.payloadOffset, h.payloadEnd), h.timestamp);
-    if (h.payloadType !== this.#offer.payloadType) return;
+    if (h.payloadType === offer.dtmfPayloadType) return this.#onDtmf(msg.subarray(h.payloadOffset, h.payloadEnd), h.timestamp);
+    if (h.payloadType !== offer.payloadType) return;
     const payload = msg.subarray(h.payloadOffset, h.payloadEnd);
     const next = this.#next;
     if (next && next.ssrc === h.ssrc) {
       const gap = (h.timestamp - next.ts) | 0; // signed, across the 32-bit wrap
       if (gap < 0) return; // late or repeated: its time has passed
-      if (gap > 0 && gap <= MAX_GAP_SAMPLES) this.#write(Buffer.alloc(gap, SILENCE[this.#offer.codec]));
+      if (gap > 0 && gap <= MAX_GAP_SAMPLES) this.#write(Buffer.alloc(gap, SILENCE[offer.codec]));
     }
     this.#write(payload);
     this.#next = { ssrc: h.ssrc, ts: (h.timestamp + payload.length) >>> 0 };
@@ -138,18 +166,82 @@ export class CallMedia extends TypedEmitter<CallMediaEvents> {
    * NATs expect the answer's port to be the source too).
    */
   sendAudio(payload: Buffer): void {
-    if (this.#stopping) return;
+    const offer = this.#offer;
+    if (this.#stopping || !offer) return;
+    // While a key's events go out the audio pauses; its clock keeps running (the event covers it).
+    if (Date.now() < this.#dtmfUntil) {
+      this.#out.ts = (this.#out.ts + payload.length) >>> 0;
+      return;
+    }
+    this.#sendRtp(offer.payloadType, payload, payload.length);
+  }
+
+  #sendRtp(payloadType: number, payload: Buffer, advance: number, marker = this.#out.first): void {
+    const offer = this.#offer;
+    if (this.#stopping || !offer) return;
     const o = this.#out;
     const h = Buffer.alloc(12);
     h[0] = 0x80;
-    h[1] = (o.first ? 0x80 : 0) | this.#offer.payloadType;
+    h[1] = (marker ? 0x80 : 0) | payloadType;
     h.writeUInt16BE(o.seq, 2);
     h.writeUInt32BE(o.ts >>> 0, 4);
     h.writeUInt32BE(o.ssrc, 8);
     o.first = false;
     o.seq = (o.seq + 1) & 0xffff;
-    o.ts = (o.ts + payload.length) >>> 0;
-    this.#socket.send(Buffer.concat([h, payload]), this.#offer.port, this.#offer.address);
+    o.ts = (o.ts + advance) >>> 0;
+    this.#socket.send(Buffer.concat([h, payload]), offer.port, offer.address);
+  }
+
+  /**
+   * Presses `digits` on the far end's keypad as RFC 4733 events (keys 0-9 * # A-D; 'w' waits
+   * half a second, as LiveKit's dtmf field allows): each key 100 ms of events every 20 ms, then its
+   * end packet three times (§2.5.1.4), 60 ms apart from the next key. False when the far end
+   * offered no telephone-event (the keys cannot be sent in band).
+   */
+  sendDtmf(digits: string): boolean {
+    if (this.#offer?.dtmfPayloadType === undefined) return false;
+    const run = async () => {
+      for (const key of digits) {
+        if (this.#stopping) return;
+        if (key === 'w') {
+          await sleep(500);
+          continue;
+        }
+        const code = DTMF_DIGITS.indexOf(key.toUpperCase());
+        if (code < 0) continue;
+        await this.#sendKey(code);
+        await sleep(60);
+      }
+    };
+    this.#dtmfQueue = this.#dtmfQueue.then(run).catch((err: unknown) => this.#log.warn({ err }, 'sending DTMF failed'));
+    return true;
+  }
+
+  async #sendKey(code: number): Promise<void> {
+    const pt = this.#offer?.dtmfPayloadType;
+    if (pt === undefined) return;
+    const STEPS = 5; // 5 × 20 ms
+    this.#dtmfUntil = Date.now() + STEPS * 20 + 100;
+    const start = this.#out.ts;
+    const event = (duration: number, end: boolean) => {
+      const p = Buffer.alloc(4);
+      p[0] = code;
+      p[1] = (end ? 0x80 : 0) | 10; // volume -10 dBm0
+      p.writeUInt16BE(duration, 2);
+      return p;
+    };
+    // Every packet of one event carries the event's start time; only the first has the marker.
+    for (let i = 1; i <= STEPS; i++) {
+      this.#out.ts = start;
+      this.#sendRtp(pt, event(i * FRAME_SAMPLES, false), 0, i === 1);
+      await sleep(20);
+    }
+    for (let i = 0; i < 3; i++) {
+      this.#out.ts = start;
+      this.#sendRtp(pt, event(STEPS * FRAME_SAMPLES, true), 0, false);
+    }
+    this.#out.ts = (start + STEPS * FRAME_SAMPLES) >>> 0;
+    this.#dtmfUntil = 0;
   }
 
   /** RFC 4733 §2.3: event, E|R|volume, duration; one key press is many packets of one timestamp. */

@@ -65,3 +65,22 @@ export function writeAnswer(offer: CallOffer, local: { address: string; port: nu
   ];
   return `${lines.join('\r\n')}\r\n`;
 }
+
+/** Our offer when we dial out: μ-law first, A-law, and telephone-event 101 for DTMF both ways. */
+export function writeOffer(local: { address: string; port: number; sessionId: number }): string {
+  const lines = [
+    'v=0',
+    `o=roomgate ${local.sessionId} ${local.sessionId} IN IP4 ${local.address}`,
+    's=roomgate',
+    `c=IN IP4 ${local.address}`,
+    't=0 0',
+    `m=audio ${local.port} RTP/AVP 0 8 101`,
+    'a=rtpmap:0 PCMU/8000',
+    'a=rtpmap:8 PCMA/8000',
+    'a=rtpmap:101 telephone-event/8000',
+    'a=fmtp:101 0-16',
+    'a=ptime:20',
+    'a=sendrecv',
+  ];
+  return `${lines.join('\r\n')}\r\n`;
+}

@@ -5,6 +5,8 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { RtpAudioDecoder, SAMPLE_RATE } from '../../src/agents/audio.ts';
+import type { RemoteTrack } from '../../src/client/node.ts';
 import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
 import { scaled } from './deadline.ts';
 
@@ -83,6 +85,22 @@ Content-Length: 0
 ]]></send>
 `;
 
+/**
+ * A request of the phone inside the call, after the gateway's 200 (§12.2.1.1): the phone's From
+ * and tag, the To the 200 came with (the gateway's tag), the call's Call-ID, this request's CSeq.
+ */
+function inDialog(call: SippCall, method: 'ACK' | 'INVITE' | 'BYE', cseq: number, opts: { contact?: boolean; sdp?: boolean; retrans?: boolean } = {}): string {
+  return `<send${opts.retrans ? ' retrans="500"' : ''}><![CDATA[
+${method} [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: ${cseq} ${method}
+${opts.contact ? 'Contact: <sip:phone@[local_ip]:[local_port]>\n' : ''}Max-Forwards: 70
+${opts.sdp ? `Content-Type: application/sdp\nContent-Length: [len]\n\n${SDP}\n` : 'Content-Length: 0\n\n'}]]></send>`;
+}
+
 export function scenario(call: SippCall): string {
   const parts: string[] = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="roomgate test call">'];
   let cseq = 1;
@@ -115,64 +133,15 @@ Content-Length: 0
     parts.push(`<recv response="${call.expect}"/>`, ackError(call, cseq), '</scenario>');
     return parts.join('\n');
   }
-  parts.push(`<recv response="200" rrs="true"/>
-<send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq} ACK
-Contact: <sip:phone@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>`);
+  parts.push('<recv response="200" rrs="true"/>', inDialog(call, 'ACK', cseq, { contact: true }));
   if (call.reinvite) {
     cseq++;
-    parts.push(`<send retrans="500"><![CDATA[
-INVITE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq} INVITE
-Contact: <sip:phone@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-${SDP}
-]]></send>
-<recv response="200"/>
-<send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq} ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>`);
+    parts.push(inDialog(call, 'INVITE', cseq, { contact: true, sdp: true, retrans: true }), '<recv response="200"/>', inDialog(call, 'ACK', cseq));
   }
   if (call.audio) parts.push(`<nop><action><exec rtp_stream="${call.audio},-1,0"/></action></nop>`);
   const hangup = call.hangup ?? { by: 'phone', holdMs: 1000 };
   if (hangup.by === 'phone') {
-    parts.push(`<pause milliseconds="${hangup.holdMs}"/>
-<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:${call.caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: ${cseq + 1} BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>`);
+    parts.push(`<pause milliseconds="${hangup.holdMs}"/>`, inDialog(call, 'BYE', cseq + 1, { retrans: true }), '<recv response="200"/>');
   } else {
     parts.push(`<recv request="BYE"/>
 <send><![CDATA[
@@ -202,13 +171,128 @@ export interface SippRun {
 
 /** Runs one call of `call` against the gateway's SIP port. */
 export async function runSipp(sipPort: number, call: SippCall, timeoutS = 30): Promise<SippRun> {
+  return spawnSipp(scenario(call), [`127.0.0.1:${sipPort}`, '-p', String(await freeUdpPort())], { echo: !!call.echo, timeoutS });
+}
+
+/** The phone the gateway dials (SIPp as UAS): what it answers to the gateway's INVITE. */
+export interface SippPhone {
+  /** 200 answers (after `ringMs` of 180), 486 is busy, 'ring' rings until the gateway CANCELs. */
+  answer: 200 | 486 | 'ring';
+  ringMs?: number;
+  /** Challenge the first INVITE with 401 and check the second's digest against these. */
+  auth?: { username: string; password: string };
+  /** The RTP port the phone's SDP answer names (a socket of the test's own); SIPp's echo port if absent. */
+  mediaPort?: number;
+  /**
+   * Once answered, wait for a REFER whose Refer-To matches `referTo` (a regular expression), accept
+   * it and report the new call's outcome in NOTIFYs (100, then `status`); 200 is followed by the
+   * gateway's BYE, a failure leaves the call up until the gateway hangs up.
+   */
+  transfer?: { referTo: string; status: 200 | 486 };
+}
+
+const UAS_SDP = (port: string) => `v=0
+o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio ${port} RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+`;
+
+/** A response to the last request SIPp received; the To gets the phone's tag. */
+function reply(status: string, extra = '', body = ''): string {
+  return `<send><![CDATA[
+SIP/2.0 ${status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:phone@[local_ip]:[local_port]>
+${extra}${body ? 'Content-Type: application/sdp\n' : ''}Content-Length: [len]
+
+${body}]]></send>`;
+}
+
+export function uasScenario(phone: SippPhone): string {
+  const parts = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="roomgate dials a phone">'];
+  if (phone.auth) {
+    parts.push('<recv request="INVITE"/>', reply('401 Unauthorized', 'WWW-Authenticate: Digest realm="phone.test", nonce="4f1a9c", algorithm=MD5, qop="auth"\n'), '<recv request="ACK"/>');
+    // A wrong digest gets 403 and the scenario fails (the test sees the refusal too).
+    parts.push(`<recv request="INVITE"><action><verifyauth assign_to="authvalid" username="${phone.auth.username}" password="${phone.auth.password}"/></action></recv>`,
+      '<nop hide="true" test="authvalid" next="authok"/>', reply('403 Forbidden'), '<recv request="ACK"/>', '<nop><action><exec int_cmd="stop_now"/></action></nop>', '<label id="authok"/>');
+  } else {
+    parts.push('<recv request="INVITE"/>');
+  }
+  parts.push(reply('100 Trying'));
+  if (phone.answer === 486) {
+    parts.push(reply('486 Busy Here'), '<recv request="ACK"/>', '</scenario>');
+    return parts.join('\n');
+  }
+  parts.push(reply('180 Ringing'));
+  if (phone.answer === 'ring') {
+    // The gateway gives up: 200 to the CANCEL, 487 to the INVITE (CSeq 1: no challenge before it).
+    parts.push('<recv request="CANCEL"/>', reply('200 OK'), `<send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: 1 INVITE
+Content-Length: 0
+
+]]></send>`, '<recv request="ACK"/>', '</scenario>');
+    return parts.join('\n');
+  }
+  if (phone.ringMs) parts.push(`<pause milliseconds="${phone.ringMs}"/>`);
+  parts.push(reply('200 OK', '', UAS_SDP(phone.mediaPort ? String(phone.mediaPort) : '[media_port]')).replace('<send>', '<send retrans="500">'), '<recv request="ACK"/>');
+  if (phone.transfer) {
+    // The NOTIFYs go the other way in the dialog: From is the phone's side, To the gateway's From.
+    const notify = (cseq: number, state: string, frag: string) => `<send retrans="500"><![CDATA[
+NOTIFY sip:roomgate@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To:[$gateway]
+Call-ID: [call_id]
+CSeq: ${cseq} NOTIFY
+Contact: <sip:phone@[local_ip]:[local_port]>
+Event: refer
+Subscription-State: ${state}
+Max-Forwards: 70
+Content-Type: message/sipfrag;version=2.0
+Content-Length: [len]
+
+${frag}
+]]></send>
+<recv response="200"/>`;
+    const [code, reason] = phone.transfer.status === 200 ? [200, 'OK'] : [486, 'Busy Here'];
+    parts.push(`<recv request="REFER"><action>
+<ereg regexp=".*" search_in="hdr" header="From:" assign_to="gateway"/>
+<ereg regexp="${phone.transfer.referTo}" search_in="hdr" header="Refer-To:" check_it="true" assign_to="target"/>
+</action></recv>`, reply('202 Accepted', 'X-Refer-Seen:[$target]\n'), notify(1, 'active;expires=60', 'SIP/2.0 100 Trying'), notify(2, 'terminated;reason=noresource', `SIP/2.0 ${code} ${reason}`));
+  }
+  parts.push('<recv request="BYE"/>', reply('200 OK'), '</scenario>');
+  return parts.join('\n');
+}
+
+/** SIPp as the phone the gateway calls: listening on loopback, one call, then it exits. */
+export async function runSippPhone(phone: SippPhone, timeoutS = 30): Promise<SippRun & { port: number }> {
+  const port = await freeUdpPort();
+  const run = await spawnSipp(uasScenario(phone), ['-p', String(port)], { echo: !phone.mediaPort, timeoutS });
+  return { ...run, port };
+}
+
+async function spawnSipp(text: string, target: string[], opts: { echo: boolean; timeoutS: number }): Promise<SippRun> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-sipp-'));
   const file = path.join(dir, 'call.xml');
-  fs.writeFileSync(file, scenario(call));
+  fs.writeFileSync(file, text);
   const args = [
-    `127.0.0.1:${sipPort}`, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1', '-p', String(await freeUdpPort()),
-    '-mp', String(await freeUdpPort()), '-timeout', `${Math.round(scaled(timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
-    ...(call.echo ? ['-rtp_echo'] : []),
+    ...target, '-sf', file, '-m', '1', '-l', '1', '-i', '127.0.0.1',
+    '-mp', String(await freeUdpPort()), '-timeout', `${Math.round(scaled(opts.timeoutS * 1000) / 1000)}s`, '-timeout_error', '-nostdin', '-trace_err', '-trace_msg',
+    ...(opts.echo ? ['-rtp_echo'] : []),
   ];
   const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -290,4 +374,42 @@ export function toneShare(samples: Int16Array, sampleRate: number, hz: number): 
   }
   const power = s1 * s1 + s2 * s2 - k * s1 * s2;
   return energy === 0 ? 0 : (2 * power) / (samples.length * energy);
+}
+
+/**
+ * The share of `hz` in a second of the track's decoded audio, from its first frame with sound, or
+ * `skipMs` after it (a path through a phone's echo starts with the mix's and the echo's start-up).
+ */
+export async function toneOf(track: RemoteTrack, hz: number, skipMs = 0): Promise<number> {
+  const frames = new RtpAudioDecoder(track.track).frames();
+  const giveUp = setTimeout(() => frames.end(), scaled(15_000));
+  const pcm: number[] = [];
+  let skip = Math.round((skipMs / 1000) * SAMPLE_RATE);
+  let heard = false;
+  try {
+    for await (const f of frames) {
+      if (!heard && f.samples.every((s) => Math.abs(s) < 500)) continue;
+      heard = true;
+      if (skip > 0) {
+        skip -= f.samples.length;
+        continue;
+      }
+      pcm.push(...f.samples);
+      if (pcm.length >= SAMPLE_RATE) break;
+    }
+  } finally {
+    clearTimeout(giveUp);
+    await frames.return();
+  }
+  if (pcm.length < SAMPLE_RATE) throw new Error(`only ${pcm.length} samples of sound arrived from ${track.participantIdentity} in ${scaled(15_000)} ms`);
+  // Averaged over 100 ms blocks: Goertzel sums coherently, so one phase jump in the second (a frame
+  // the mix or the jitter handling dropped on a loaded machine) cancels part of the whole second's
+  // tone; per block it costs only that block. (The echo path's second measured 0.65 and 0.72 in two
+  // runs at a load average of 10, and 0.9998 in the next run; a phase jump is the likely cause, not
+  // shown.) Silence or another tone still measures near 0 in every block.
+  const samples = Int16Array.from(pcm);
+  const block = SAMPLE_RATE / 10;
+  let sum = 0;
+  for (let i = 0; i < 10; i++) sum += toneShare(samples.subarray(i * block, (i + 1) * block), SAMPLE_RATE, hz);
+  return sum / 10;
 }

@@ -7,7 +7,6 @@ import dgram from 'node:dgram';
 import { ParticipantInfo_Kind } from '@livekit/protocol';
 import { AccessToken, RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpAudioDecoder, SAMPLE_RATE } from '../../src/agents/audio.ts';
 import type { RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
 import { NodeParticipant } from '../../src/client/node.ts';
@@ -16,7 +15,8 @@ import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/g
 import { waitFor } from '../helpers/net.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import { freeUdpPort, muLawTone, runSipp, sendDtmf, toneShare } from '../helpers/sip.ts';
+import { runBaresip } from '../helpers/baresip.ts';
+import { freeUdpPort, muLawTone, runSipp, sendDtmf, toneOf } from '../helpers/sip.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -66,7 +66,7 @@ describe('SIP API', () => {
     });
     expect(res.status).toBe(403);
     expect(((await res.json()) as { code: string }).code).toBe('permission_denied');
-    await expect(sip.createSipParticipant('ST_x', '+15550999', 'room')).rejects.toThrow(/not supported yet/);
+    await expect(sip.createSipParticipant('ST_x', '+15550999', 'room')).rejects.toThrow(/outbound trunk 'ST_x' does not exist/);
   });
 });
 
@@ -114,7 +114,7 @@ describe('inbound calls (SIPp)', () => {
         'To: <sip:roomgate@127.0.0.1>', 'Call-ID: probe-1', 'CSeq: 1 OPTIONS', 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n');
       sock.send(options, gw.sipPort, '127.0.0.1');
       const reply = await waitFor(() => replies.find((r) => r.startsWith('SIP/2.0 200 OK')), 10_000, 'the OPTIONS answer');
-      expect(reply).toMatch(/\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n/);
+      expect(reply).toMatch(/\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY\r\n/);
       expect(reply).toMatch(/\r\nCall-ID: probe-1\r\n/);
       // Only the OPTIONS was answered: the junk got no reply.
       expect(replies).toHaveLength(1);
@@ -155,7 +155,7 @@ describe('inbound calls (SIPp)', () => {
       const caller = await phone.during(sipParticipant('lobby', 'sip_+15550122'));
       expect(caller.attributes).toMatchObject({ desk: 'front', 'sip.phoneNumber': '+15550122' });
       const track = await waitFor(() => host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio'), 20_000, 'the caller\'s audio track');
-      const share = await toneOf(track, 440);
+      const share = await toneOf(track, 440, 500);
       expect(share).toBeGreaterThan(0.8);
       await voice.stop();
 
@@ -173,6 +173,32 @@ describe('inbound calls (SIPp)', () => {
       await rooms.removeParticipant('lobby', caller.identity);
       const result = await phone.done;
       expect(result.code, result.output).toBe(0);
+    } finally {
+      await host.leave();
+    }
+  });
+
+  it('a rule with a PIN answers, takes the digits and #: the right PIN joins the room, a wrong one hangs up before anyone sees the call', async () => {
+    const trunk = await sip.createSipInboundTrunk('vault', ['+15550400']);
+    await sip.createSipDispatchRule({ type: 'direct', roomName: 'vault', pin: '2468' }, { trunkIds: [trunk.sipTrunkId] });
+    const seen: string[] = [];
+    const host = await NodeParticipant.connect(gw.url, await joinToken('vault', 'guard', { canSubscribe: true }));
+    host.on('participantConnected', (p) => seen.push(String(p.identity)));
+    try {
+      const wrong = await runSipp(gw.sipPort, { called: '+15550400', caller: '+15550155', expect: 200, hangup: { by: 'gateway' } });
+      const wrongPort = await wrong.during(waitFor(() => wrong.answerPort(), 10_000, 'the answer in SIPp\'s trace'));
+      for (const [i, d] of [...'1357#'].entries()) await sendDtmf(wrongPort, d, i);
+      const w = await wrong.done;
+      expect(w.code, w.output).toBe(0);
+
+      const right = await runSipp(gw.sipPort, { called: '+15550400', caller: '+15550166', expect: 200, hangup: { by: 'gateway' } });
+      const port = await right.during(waitFor(() => right.answerPort(), 10_000, 'the answer in SIPp\'s trace'));
+      for (const [i, d] of [...'2468#'].entries()) await sendDtmf(port, d, i);
+      await right.during(sipParticipant('vault', 'sip_+15550166'));
+      expect(seen).toEqual(['sip_+15550166']);
+      await rooms.removeParticipant('vault', 'sip_+15550166');
+      const r = await right.done;
+      expect(r.code, r.output).toBe(0);
     } finally {
       await host.leave();
     }
@@ -200,21 +226,34 @@ describe('inbound calls (SIPp)', () => {
   });
 });
 
-/** The share of `hz` in a second of the track's decoded audio, from its first frame with sound. */
-async function toneOf(track: RemoteTrack, hz: number): Promise<number> {
-  const frames = new RtpAudioDecoder(track.track).frames();
-  const giveUp = setTimeout(() => frames.end(), scaled(15_000));
-  const pcm: number[] = [];
-  try {
-    for await (const f of frames) {
-      if (pcm.length === 0 && f.samples.every((s) => Math.abs(s) < 500)) continue;
-      pcm.push(...f.samples);
-      if (pcm.length >= SAMPLE_RATE) break;
+describe('baresip calls in', () => {
+  it('a baresip softphone passes the trunk\'s digest auth, joins its own room and a participant hears its sine; RemoveParticipant hangs it up', async () => {
+    const trunk = await sip.createSipInboundTrunk('softphones', ['+15550500'], { authUsername: 'desk', authPassword: 'baresip-secret' });
+    await sip.createSipDispatchRule({ type: 'individual', roomPrefix: 'soft' }, { trunkIds: [trunk.sipTrunkId] });
+    const phone = await runBaresip({ user: '+15550177', dial: `sip:+15550500@127.0.0.1:${gw.sipPort}`, toneHz: 800, auth: { username: 'desk', password: 'baresip-secret' }, quitAfterS: 60 });
+    try {
+      const room = await waitFor(async () => {
+        phone.alive();
+        return (await rooms.listRooms()).find((r) => r.name.startsWith('soft_+15550177_'))?.name;
+      }, 20_000, 'baresip\'s call room');
+      const caller = await sipParticipant(room, 'sip_+15550177');
+      expect(caller.attributes).toMatchObject({ 'sip.phoneNumber': '+15550177', 'sip.trunkPhoneNumber': '+15550500', 'sip.callStatus': 'active' });
+      const host = await NodeParticipant.connect(gw.url, await joinToken(room, 'host', { canSubscribe: true }));
+      try {
+        const track = await waitFor(() => {
+          phone.alive();
+          return host.remoteTracks.find((t: RemoteTrack) => t.participantIdentity === caller.identity && t.kind === 'audio');
+        }, 20_000, 'baresip\'s audio track');
+        expect(await toneOf(track, 800)).toBeGreaterThan(0.8);
+      } finally {
+        await host.leave();
+      }
+      await rooms.removeParticipant(room, caller.identity);
+      await waitFor(() => (/terminated|closed/i.test(phone.output()) ? true : undefined), 10_000, 'baresip to see the BYE');
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nbaresip said:\n${phone.output().slice(-1500)}`);
+    } finally {
+      await phone.stop();
     }
-  } finally {
-    clearTimeout(giveUp);
-    await frames.return();
-  }
-  if (pcm.length < SAMPLE_RATE) throw new Error(`only ${pcm.length} samples of sound arrived from ${track.participantIdentity} in ${scaled(15_000)} ms`);
-  return toneShare(Int16Array.from(pcm), SAMPLE_RATE, hz);
-}
+  });
+});

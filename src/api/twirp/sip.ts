@@ -1,8 +1,8 @@
 // livekit.SIP as livekit-server-sdk's SipClient sends it: inbound and outbound trunks and dispatch
 // rules, stored in Redis (SipStore); the SIP listener (src/sip/SipServer.ts) reads them on each
 // INVITE. sip.admin for trunks and rules, sip.call for placing calls, as LiveKit checks them.
-// Dialling out (CreateSIPParticipant), transfers and the Update* calls are not there yet: they
-// answer `unimplemented` with what to do instead.
+// CreateSIPParticipant dials out through an outbound trunk (the SIP listener places the call),
+// TransferSIPParticipant sends the phone a REFER; the Update* calls are not there yet: they answer `unimplemented` with what to do instead.
 import {
   CreateSIPDispatchRuleRequest,
   CreateSIPInboundTrunkRequest,
@@ -26,16 +26,18 @@ import {
   SIPParticipantInfo,
   SIPTrunkInfo,
   SIPTrunkInfo_TrunkKind,
+  SIPTransport,
   TransferSIPParticipantRequest,
   UpdateSIPDispatchRuleRequest,
   UpdateSIPInboundTrunkRequest,
   UpdateSIPOutboundTrunkRequest,
 } from '@livekit/protocol';
 import { Empty, Timestamp } from '@bufbuild/protobuf';
-import { ensureSipAdminPermission, ensureSipCallPermission } from '../../auth/permissions.ts';
+import { ensureAdminPermission, ensureSipAdminPermission, ensureSipCallPermission } from '../../auth/permissions.ts';
 import { ApiError, invalidArgument, notFound } from '../../errors.ts';
 import { newId } from '../../ids.ts';
 import { conflicts, destination, validAddress } from '../../sip/dispatch.ts';
+import type { SipServer } from '../../sip/SipServer.ts';
 import type { SipStore } from '../../store/SipStore.ts';
 import { checkMetadata } from './room.ts';
 import { method, type TwirpService } from './router.ts';
@@ -92,7 +94,14 @@ function legacyOutbound(t: SIPOutboundTrunkInfo): SIPTrunkInfo {
 
 const pick = <T>(items: T[], ids: string[], id: (x: T) => string) => (ids.length === 0 ? items : items.filter((x) => ids.includes(id(x))));
 
-export function sipService(store: SipStore): TwirpService {
+/** LiveKit's ringing timeout when the request names none (livekit/sip). */
+const DEFAULT_RINGING_TIMEOUT_S = 30;
+/** Longest ringing timeout we accept (LiveKit caps it likewise); 0 or none means the default. */
+const MAX_RINGING_TIMEOUT_S = 80;
+const CALLED_NUMBER = /^[\w+*#.\-]{1,64}$/;
+
+/** `dialer`: the SIP listener, undefined when SIP is off (CreateSIPParticipant then says so). */
+export function sipService(store: SipStore, dialer?: Pick<SipServer, 'dial' | 'transfer'>): TwirpService {
   return {
     name: 'livekit.SIP',
     methods: {
@@ -210,13 +219,67 @@ export function sipService(store: SipStore): TwirpService {
         ensureSipAdminPermission(claims);
         throw unimplemented('updating a SIP dispatch rule is not supported yet: delete it and create it again');
       }),
-      CreateSIPParticipant: method(CreateSIPParticipantRequest, async (_req, { claims }): Promise<SIPParticipantInfo> => {
+      CreateSIPParticipant: method(CreateSIPParticipantRequest, async (req, { claims, log }): Promise<SIPParticipantInfo> => {
         ensureSipCallPermission(claims);
-        throw unimplemented('dialling out (CreateSIPParticipant) is not supported yet: roomgate answers inbound calls only');
+        if (!dialer) throw new ApiError('failed_precondition', 'SIP is off on this gateway: set sip.enabled (ROOMGATE_SIP_ENABLED=true) to place calls');
+        // A stored outbound trunk, or one given inline (SIPOutboundConfig), as the SDK sends either.
+        let trunk: { id: string; address: string; transport: SIPTransport; numbers: string[]; username: string; password: string };
+        if (req.sipTrunkId) {
+          const t = store.outbound.get(req.sipTrunkId);
+          if (!t) throw notFound(`SIP outbound trunk '${req.sipTrunkId}' does not exist`);
+          trunk = { id: t.sipTrunkId, address: t.address, transport: t.transport, numbers: t.numbers, username: t.authUsername, password: t.authPassword };
+        } else if (req.trunk?.hostname) {
+          const t = req.trunk;
+          if (!/^[\w.\-[\]:]+$/.test(t.hostname)) throw invalidArgument('trunk.hostname must be host or host:port of the SIP server to dial', 'trunk.hostname');
+          trunk = { id: '', address: t.hostname, transport: t.transport, numbers: [], username: t.authUsername, password: t.authPassword };
+        } else {
+          throw invalidArgument('sip_trunk_id (or trunk) is required', 'sip_trunk_id');
+        }
+        if (trunk.transport === SIPTransport.SIP_TRANSPORT_TCP || trunk.transport === SIPTransport.SIP_TRANSPORT_TLS) {
+          throw unimplemented('only UDP trunks can be dialled: set the trunk\'s transport to UDP or AUTO');
+        }
+        if (!CALLED_NUMBER.test(req.sipCallTo)) throw invalidArgument('sip_call_to must be a phone number or SIP user (letters, digits, + * # . -)', 'sip_call_to');
+        if (!req.roomName) throw invalidArgument('room_name is required', 'room_name');
+        const from = req.sipNumber || trunk.numbers[0] || 'roomgate';
+        if (!CALLED_NUMBER.test(from)) throw invalidArgument('sip_number must be a phone number or SIP user', 'sip_number');
+        checkMetadata(req.participantMetadata);
+        const ringing = Number(req.ringingTimeout?.seconds ?? 0n);
+        if (ringing > MAX_RINGING_TIMEOUT_S) throw invalidArgument(`ringing_timeout is at most ${MAX_RINGING_TIMEOUT_S} s`, 'ringing_timeout');
+        if (req.dtmf && !/^[0-9*#A-Dw]{1,64}$/i.test(req.dtmf)) throw invalidArgument('dtmf may hold 0-9 * # A-D and w (a pause)', 'dtmf');
+        const call = await dialer.dial({
+          trunkId: trunk.id,
+          address: trunk.address,
+          auth: trunk.username ? { username: trunk.username, password: trunk.password } : undefined,
+          to: req.sipCallTo,
+          from,
+          room: req.roomName,
+          identity: req.participantIdentity || `sip_${req.sipCallTo}`,
+          name: req.participantName,
+          metadata: req.participantMetadata,
+          attributes: req.participantAttributes,
+          hidePhoneNumber: req.hidePhoneNumber,
+          ringingTimeoutMs: (ringing > 0 ? ringing : DEFAULT_RINGING_TIMEOUT_S) * 1000,
+          maxCallDurationMs: Number(req.maxCallDuration?.seconds ?? 0n) * 1000,
+          dtmf: req.dtmf,
+        });
+        log.info({ call: call.sipCallId, room: call.roomName, trunk: trunk.id, wait: req.waitUntilAnswered }, 'SIP participant dialling');
+        if (req.waitUntilAnswered) await call.answered;
+        return new SIPParticipantInfo({ participantId: call.participantId, participantIdentity: call.participantIdentity, roomName: call.roomName, sipCallId: call.sipCallId });
       }),
-      TransferSIPParticipant: method(TransferSIPParticipantRequest, async (_req, { claims }): Promise<Empty> => {
+      TransferSIPParticipant: method(TransferSIPParticipantRequest, async (req, { claims, log }): Promise<Empty> => {
         ensureSipCallPermission(claims);
-        throw unimplemented('call transfer (REFER) is not supported yet');
+        // LiveKit asks for roomAdmin on the room as well (the SDK's token carries both).
+        ensureAdminPermission(claims, req.roomName);
+        if (!dialer) throw new ApiError('failed_precondition', 'SIP is off on this gateway: there is no call to transfer');
+        if (!req.participantIdentity) throw invalidArgument('participant_identity is required', 'participant_identity');
+        // LiveKit takes `sip:…` and `tel:…` URIs; a bare number is taken as tel:.
+        const to = /^(sips?|tel):/i.test(req.transferTo) ? req.transferTo : `tel:${req.transferTo}`;
+        if (!/^(sips?|tel):[^\s<>"]{1,200}$/i.test(to)) throw invalidArgument('transfer_to must be a sip: or tel: URI', 'transfer_to');
+        const ringing = Number(req.ringingTimeout?.seconds ?? 0n);
+        if (ringing > MAX_RINGING_TIMEOUT_S) throw invalidArgument(`ringing_timeout is at most ${MAX_RINGING_TIMEOUT_S} s`, 'ringing_timeout');
+        await dialer.transfer(req.roomName, req.participantIdentity, to, (ringing > 0 ? ringing : DEFAULT_RINGING_TIMEOUT_S) * 1000);
+        log.info({ room: req.roomName, identity: req.participantIdentity }, 'SIP participant transferred');
+        return new Empty();
       }),
     },
   };
