@@ -65,7 +65,8 @@ export class ParticipantSubscribing {
       if (router && router !== this.#deps.router) await this.#deps.pipe(track.producer, router);
       consumer = await transport.consume({
         producerId: track.producer.id,
-        rtpCapabilities: caps,
+        // The latest: a ready() while the producer was piped over may have replaced them.
+        rtpCapabilities: this.#rtpCapabilities ?? caps,
         paused: true, // resumed by the client once its side is ready, then a keyframe is requested
         appData: { trackSid: sid },
       });
