@@ -4,10 +4,10 @@
 import { ParticipantInfo_Kind, ParticipantPermission, TrackSource } from '@livekit/protocol';
 import { invalidArgument, permissionDenied } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { SOURCE_BY_NAME } from '../sfu/Participant.ts';
+import { SOURCE_BY_NAME, sourceNames } from '../sfu/Participant.ts';
 import { TRACK_SOURCES, type SignalSink, type TrackSourceName } from '../sfu/ParticipantTypes.ts';
 import type { JoinRequest, NewRoomSettings, ResumeRequest } from '../sfu/RoomTypes.ts';
-import { roomConfiguration, type Claims } from './grants.ts';
+import { roomConfiguration, type Claims, type VideoGrant } from './grants.ts';
 
 /**
  * The grants of a join token as a ParticipantPermission, with LiveKit's defaults: publish and
@@ -29,6 +29,25 @@ export function permissionFromClaims(claims: Claims): ParticipantPermission {
     recorder: v.recorder ?? false,
     canUpdateMetadata: v.canUpdateOwnMetadata ?? false,
   });
+}
+
+/**
+ * The inverse of permissionFromClaims: a participant's current permission as token grants, for the
+ * tokens the gateway mints on a participant's behalf (a LiveKit client's refreshed token, an
+ * agent's job token).
+ */
+export function grantFromPermission(p: ParticipantPermission): Pick<VideoGrant, 'canPublish' | 'canSubscribe' | 'canPublishData' | 'canUpdateOwnMetadata' | 'hidden' | 'canPublishSources'> {
+  // An UNKNOWN source stays as 'unknown' (which grants nothing): dropping it could empty the list,
+  // and an empty list means every source.
+  const sources = p.canPublishSources.map((s) => sourceNames([s])[0] ?? 'unknown');
+  return {
+    canPublish: p.canPublish,
+    canSubscribe: p.canSubscribe,
+    canPublishData: p.canPublishData,
+    canUpdateOwnMetadata: p.canUpdateMetadata,
+    hidden: p.hidden,
+    ...(sources.length > 0 ? { canPublishSources: sources } : {}),
+  };
 }
 
 const KINDS: Record<string, ParticipantInfo_Kind> = {

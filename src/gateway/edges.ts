@@ -14,7 +14,7 @@ import { roomService } from '../api/twirp/room.ts';
 import { sipService } from '../api/twirp/sip.ts';
 import { TwirpRouter } from '../api/twirp/router.ts';
 import { claimsJoiner } from '../auth/join.ts';
-import { mintToken } from '../auth/tokens.ts';
+import { mintToken, type MintOptions } from '../auth/tokens.ts';
 import { browserSdk } from '../client/bundle.ts';
 import { DEV_API_KEY, DEV_API_SECRET, type Config } from '../config.ts';
 import { CONSOLE_PATH, ConsoleServer } from '../console/ConsoleServer.ts';
@@ -80,13 +80,14 @@ export async function startEdges(
   const joiner = agents.gateJoins(claimsJoiner(rooms, moduleLogger('rooms')));
   const signaling = new SignalingServer({ verifier, rooms: joiner, iceServers, log: moduleLogger('signaling') });
   // Stock LiveKit clients on the same path, told apart at the upgrade.
-  const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, nodeId: config.node_id, log: moduleLogger('livekit') });
+  const mint = (opts: MintOptions) => mintToken(settings.serviceKey.apiKey, settings.serviceKey.apiSecret, opts);
+  const livekit = new LiveKitSignaling({ verifier, rooms: joiner, iceServers, mint, nodeId: config.node_id, log: moduleLogger('livekit') });
   let agentServer: AgentServer | undefined;
   // Stock LiveKit agent workers (@livekit/agents) on /agent beside roomgate's own, told apart at the upgrade.
   const lkWorkers = new LiveKitWorkers({
     verifier,
     dispatcher: agents,
-    mint: (opts) => mintToken(settings.serviceKey.apiKey, settings.serviceKey.apiSecret, opts),
+    mint,
     nodeId: config.node_id,
     log: moduleLogger('agents'),
   });

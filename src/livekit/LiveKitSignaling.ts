@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
+  ConnectionQualityUpdate,
   ParticipantInfo,
   ReconnectResponse,
   RoomUpdate,
@@ -29,7 +30,8 @@ import { AuthenticatedSocket, type Refusal } from '../api/authenticatedSocket.ts
 import { WsEndpoint } from '../api/wsServer.ts';
 import { authorize } from '../auth/authorize.ts';
 import type { Claims } from '../auth/grants.ts';
-import type { TokenVerifier } from '../auth/tokens.ts';
+import { grantFromPermission } from '../auth/join.ts';
+import type { MintOptions, TokenVerifier } from '../auth/tokens.ts';
 import { ApiError, permissionDenied } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logger.ts';
@@ -55,6 +57,7 @@ import type {
   DataPath,
   IceServer,
   LeaveReason,
+  MidReuse,
   ParticipantSignalName,
   ParticipantSignals,
   RoomData,
@@ -63,6 +66,7 @@ import type {
 import type { RoomJoiner } from '../signaling/server.ts';
 import { dcepOpen, kindFromSequence, PPID_BINARY, PPID_DCEP, readDataPacket, writeDataPacket } from './data.ts';
 import {
+  connectionQuality,
   decodeRequest,
   departedInfo,
   encodeResponse,
@@ -88,10 +92,22 @@ export interface LiveKitSignalingOptions {
   iceServers: (identity: string) => IceServer[];
   nodeId: string;
   log: Logger;
+  /** Signs the refreshed tokens sent to clients (`refresh_token`). */
+  mint: (opts: MintOptions) => Promise<string>;
   /** How long a participant whose socket dropped is kept for a resume (`reconnect=1`). */
   reconnectGraceMs?: number;
   pingIntervalMs?: number;
+  /** How often a client gets a fresh token, besides after each change of its grants or details. */
+  tokenRefreshMs?: number;
+  /** How often a client gets the room's connection qualities. */
+  qualityIntervalMs?: number;
 }
+
+/**
+ * LiveKit's figures: a refreshed token lives 10 minutes and a new one comes every 5, so a client
+ * that reconnects always holds a valid one, with its current grants and details.
+ */
+const REFRESHED_TOKEN_TTL_S = 600;
 
 /** How long an add_track waits for the offer that carries its track. */
 const PENDING_TRACK_MS = 30_000;
@@ -109,7 +125,7 @@ export class LiveKitSignaling extends WsEndpoint<LiveKitConnection> {
   readonly #sessions = new Map<string, LiveKitSession>();
 
   constructor(opts: LiveKitSignalingOptions) {
-    const full: Required<LiveKitSignalingOptions> = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, ...opts };
+    const full: Required<LiveKitSignalingOptions> = { reconnectGraceMs: 15_000, pingIntervalMs: 10_000, tokenRefreshMs: 5 * 60_000, qualityIntervalMs: 5_000, ...opts };
     super('livekit signaling', (ws, onClose) => new LiveKitConnection(ws, full, this.#sessions, onClose), opts.log);
     this.#opts = full;
   }
@@ -188,7 +204,7 @@ class LiveKitConnection extends AuthenticatedSocket {
       }
     }
     if (!this.#session) {
-      const session = new LiveKitSession(this.#opts, kindFromSequence(url.searchParams.get('sdk')), () => {
+      const session = new LiveKitSession(this.#opts, claims, kindFromSequence(url.searchParams.get('sdk')), () => {
         if (this.#sessions.get(key) === session) this.#sessions.delete(key);
       });
       const { room, participant } = await this.#opts.rooms.join(claims, session);
@@ -254,12 +270,23 @@ interface SubscriberSection {
   consumerId?: string;
   trackSid?: string;
   media: AnswerMedia;
+  /**
+   * Free for a new consumer: its consumer is gone and an offer showing it inactive went out (the
+   * client applies offers in order, so it sees the section end before it sees it reused).
+   */
+  reusable?: boolean;
+  /** Promised to a consumer being created (MidReuse.takeMid). */
+  taken?: boolean;
 }
 
 /** One LiveKit participant's session: its two PeerConnections' state, across WebSocket resumes. */
-class LiveKitSession implements SignalSink, DataPath {
+class LiveKitSession implements SignalSink, DataPath, MidReuse {
   readonly #opts: Required<LiveKitSignalingOptions>;
   readonly #onEnd: () => void;
+  /** The join token's claims: the grants a refreshed token keeps besides the participant's current ones. */
+  readonly #claims: Claims;
+  /** The refresh_token and connection-quality timers, while the session lasts. */
+  readonly #timers: NodeJS.Timeout[] = [];
   /** Whether this client's SDK marks reliable packets by `sequence` rather than `kind` (data.ts). */
   readonly #kindFromSequence: boolean;
   #conn: LiveKitConnection | undefined;
@@ -298,8 +325,9 @@ class LiveKitSession implements SignalSink, DataPath {
   /** The server's data channels on the subscriber PeerConnection, open once SCTP is up. */
   #down: { direct: types.DirectTransport; reliable: types.DataProducer; lossy: types.DataProducer; open: boolean } | undefined;
 
-  constructor(opts: Required<LiveKitSignalingOptions>, kindFromSequence: boolean, onEnd: () => void) {
+  constructor(opts: Required<LiveKitSignalingOptions>, claims: Claims, kindFromSequence: boolean, onEnd: () => void) {
     this.#opts = opts;
+    this.#claims = claims;
     this.#kindFromSequence = kindFromSequence;
     this.#onEnd = onEnd;
     this.#log = opts.log;
@@ -315,7 +343,12 @@ class LiveKitSession implements SignalSink, DataPath {
     this.#conn = conn;
     this.#log = this.#opts.log.child({ room: room.name, participant: participant.identity });
     participant.dataPath = this;
-    participant.on('@updated', () => this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [participant.info()] }) }));
+    participant.midReuse = this;
+    participant.on('@updated', () => {
+      this.#send({ case: 'update', value: new ParticipantUpdate({ participants: [participant.info()] }) });
+      // As LiveKit: new grants or details come with a token that carries them, for the next reconnect.
+      this.#refreshToken();
+    });
     participant.on('@trackmuted', (t) => this.#send({ case: 'mute', value: new MuteTrackRequest({ sid: t.info.sid, muted: t.info.muted }) }));
     participant.on('@trackunpublished', (t) => {
       if (this.#selfUnpublished.delete(t.info.sid)) return;
@@ -342,6 +375,10 @@ class LiveKitSession implements SignalSink, DataPath {
       }),
     });
     this.#started = true;
+    this.#timers.push(
+      setInterval(() => this.#refreshToken(), this.#opts.tokenRefreshMs),
+      setInterval(() => this.#sendQuality(), this.#opts.qualityIntervalMs),
+    );
     // subscriber_primary: the client waits for this offer to connect at all.
     this.#negotiate();
     // Receive capabilities: the router's own, so consumers use the payload types and header
@@ -387,6 +424,37 @@ class LiveKitSession implements SignalSink, DataPath {
 
   #send(message: SignalResponseMessage): void {
     this.#conn?.send(message);
+  }
+
+  /** A token with the participant's current grants, name, metadata and attributes (`refresh_token`). */
+  #refreshToken(): void {
+    if (!this.#started || this.#p.closed) return;
+    const info = this.#p.info();
+    const { sub: _sub, exp: _exp, nbf: _nbf, iss: _iss, jti: _jti, iat: _iat, ...kept } = this.#claims;
+    this.#opts
+      .mint({
+        ...kept,
+        identity: info.identity,
+        name: info.name,
+        metadata: info.metadata,
+        attributes: info.attributes,
+        video: { ...this.#claims.video, ...(info.permission ? grantFromPermission(info.permission) : {}) },
+        ttl: REFRESHED_TOKEN_TTL_S,
+      })
+      .then((token) => this.#send({ case: 'refreshToken', value: token }))
+      .catch((err: unknown) => this.#log.warn({ err }, 'could not mint a refreshed token'));
+  }
+
+  /** Everyone's connection quality as this participant may see them (`connection_quality`). */
+  #sendQuality(): void {
+    if (!this.#started || !this.#conn) return;
+    const updates = [this.#p, ...this.#room.visibleOthersOf(this.#p)].map((p) =>
+      connectionQuality(
+        p.sid,
+        p.tracks.filter((t) => !t.producer.paused && !t.info.muted).map((t) => t.producer.score.map((s) => s.score)),
+      ),
+    );
+    this.#send({ case: 'connectionQuality', value: new ConnectionQualityUpdate({ updates }) });
   }
 
   // ---- SignalSink: room events, as LiveKit responses ------------------------------------------
@@ -450,6 +518,7 @@ class LiveKitSession implements SignalSink, DataPath {
   }
 
   #end(): void {
+    for (const t of this.#timers.splice(0)) clearInterval(t);
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();
     this.#down?.direct.close();
@@ -668,11 +737,23 @@ class LiveKitSession implements SignalSink, DataPath {
     const owner = this.#other(c.participantIdentity);
     if (!owner) return;
     const rtp = c.rtpParameters as unknown as types.RtpParameters;
-    // mediasoup writes the consumer's mid into forwarded RTP, so the m-line must carry that mid.
+    // mediasoup writes the consumer's mid into forwarded RTP, so the m-line must carry that mid:
+    // a freed section's when takeMid gave it one (the section is reused in place), else a new one.
     const mid = rtp.mid ?? `c${this.#sub.sections.length}`;
     const media = consumerAnswerMedia(mid, c.kind, rtp, `${owner.sid}|${c.trackSid}`, c.trackSid);
-    this.#sub.sections.push({ mid, kind: c.kind, consumerId: c.consumerId, trackSid: c.trackSid, media });
+    const section: SubscriberSection = { mid, kind: c.kind, consumerId: c.consumerId, trackSid: c.trackSid, media };
+    const at = this.#sub.sections.findIndex((x) => x.mid === mid);
+    if (at === -1) this.#sub.sections.push(section);
+    else this.#sub.sections[at] = section;
     this.#negotiate();
+  }
+
+  takeMid(kind: 'audio' | 'video'): string | undefined {
+    const free = this.#sub.sections.find((s) => s.reusable && !s.taken && !s.consumerId && s.kind === kind);
+    if (!free) return undefined;
+    // Taken for good: a consume that then fails leaves it unused, never doubly used.
+    free.taken = true;
+    return free.mid;
   }
 
   #removeConsumer(consumerId: string): void {
@@ -700,6 +781,7 @@ class LiveKitSession implements SignalSink, DataPath {
       ...sub.sections.map((s): DescriptionSection => ({ type: 'rtp', media: s.media })),
     ];
     const sdp = writeDescription('offer', sections, sub.local, this.#sessionId, ++sub.version);
+    for (const s of sub.sections) if (!s.consumerId) s.reusable = true;
     const id = ++sub.offerId;
     sub.inFlight = { id, resume: sub.sections.flatMap((s) => (s.consumerId && !sub.resumed.has(s.consumerId) ? [s.consumerId] : [])) };
     this.#send({ case: 'offer', value: new SessionDescription({ type: 'offer', sdp, id }) });

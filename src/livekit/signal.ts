@@ -6,6 +6,8 @@ import {
   ClientConfiguration,
   ClientConfigSetting,
   Codec,
+  ConnectionQuality,
+  ConnectionQualityInfo,
   DisconnectReason,
   ICEServer,
   JoinResponse,
@@ -200,6 +202,19 @@ export function speakers(list: ActiveSpeaker[], previous: ActiveSpeaker[]): Spea
   // LiveKit reports who stopped speaking with active=false, so clients clear their flags.
   const stopped = previous.filter((p) => !list.some((s) => s.sid === p.sid)).map((p) => new SpeakerInfo({ sid: p.sid, level: 0, active: false }));
   return [...now, ...stopped];
+}
+
+/**
+ * A participant's connection quality, coarse: from mediasoup's scores (0–10) of the streams it
+ * publishes, the best encoding of each stream and the worst stream. LiveKit rates both directions
+ * with a MOS model; roomgate rates what it receives. A participant publishing nothing rates
+ * EXCELLENT (nothing to judge: LiveKit's default too). `score` is on LiveKit's 1–5 scale.
+ */
+export function connectionQuality(participantSid: string, streams: number[][]): ConnectionQualityInfo {
+  const judged = streams.filter((encodings) => encodings.length > 0).map((encodings) => Math.max(...encodings));
+  const worst = judged.length > 0 ? Math.min(...judged) : 10;
+  const quality = worst >= 8 ? ConnectionQuality.EXCELLENT : worst >= 5 ? ConnectionQuality.GOOD : ConnectionQuality.POOR;
+  return new ConnectionQualityInfo({ participantSid, quality, score: 1 + (4 * worst) / 10 });
 }
 
 const QUALITY_LAYER: Record<VideoQuality, number> = {

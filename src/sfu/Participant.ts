@@ -26,6 +26,7 @@ import type {
   ConsumerRef,
   CreateTransportRequest,
   DataPath,
+  MidReuse,
   LeaveReason,
   ParticipantEvents,
   ParticipantJoin,
@@ -75,6 +76,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #closed = false;
   /** Set by a signaling edge whose clients frame data themselves; see DataPath. */
   dataPath: DataPath | undefined;
+  /** Set by a signaling edge whose client reuses receive m-sections (see MidReuse). */
+  midReuse: MidReuse | undefined;
 
   constructor(init: ParticipantInit) {
     super();
@@ -113,6 +116,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       closed,
       permission,
       send: (event, data) => this.send(event, data),
+      takeMid: (kind) => this.midReuse?.takeMid(kind),
     });
     this.#session = new ParticipantSession(closed, () => this.close('CONNECTION_LOST'));
   }

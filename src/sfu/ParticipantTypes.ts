@@ -173,6 +173,16 @@ export interface InboundData extends Omit<RoomData, 'from' | 'fromSid'> {
  * messages through `read` and hands it messages through `deliver` instead of opening the roomgate
  * data channel towards it.
  */
+/**
+ * A client that keeps its receive m-sections across subscriptions (LiveKit clients: the server
+ * writes their subscriber offers): a new consumer may take a freed section's mid instead of
+ * growing the SDP by one section per subscription.
+ */
+export interface MidReuse {
+  /** A freed mid of this kind the client has seen go inactive, now taken; undefined for a new one. */
+  takeMid(kind: 'audio' | 'video'): string | undefined;
+}
+
 export interface DataPath {
   read(message: Buffer): InboundData | undefined;
   deliver(message: RoomData): void;

@@ -313,7 +313,8 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     return p;
   }
 
-  #visibleOthers(self: Participant): Participant[] {
+  /** Everyone `self` may see: the others but hidden participants. */
+  visibleOthersOf(self: Participant): Participant[] {
     return [...this.#participants.values()].filter((p) => p !== self && !p.hidden);
   }
 
@@ -324,7 +325,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
   /** Snapshot for a joining participant: what it may see of the room. */
   snapshotFor(self: Participant): { room: RoomInfo; participants: ParticipantInfo[]; activeSpeakers: ActiveSpeaker[] } {
     // Speakers are pushed on change only, so a newcomer needs the current list here.
-    return { room: this.info(), participants: this.#visibleOthers(self).map((p) => p.info()), activeSpeakers: [...this.#speakers] };
+    return { room: this.info(), participants: this.visibleOthersOf(self).map((p) => p.info()), activeSpeakers: [...this.#speakers] };
   }
 
   /**
@@ -355,7 +356,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
     this.#participants.set(p.identity, p);
     p.attach(sink);
     this.#wire(p);
-    if (!p.hidden) for (const o of this.#visibleOthers(p)) o.send('participantJoined', { participant: json(p.info()) });
+    if (!p.hidden) for (const o of this.visibleOthersOf(p)) o.send('participantJoined', { participant: json(p.info()) });
     this.safeEmit('@participantjoined', p);
     return p;
   }
@@ -368,26 +369,26 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
       }
       // A hidden participant's tracks are as invisible as the participant: nobody is subscribed.
       if (!p.hidden) {
-        for (const o of this.#visibleOthers(p)) o.send('trackPublished', { participantIdentity: p.identity, track: json(track.info) });
+        for (const o of this.visibleOthersOf(p)) o.send('trackPublished', { participantIdentity: p.identity, track: json(track.info) });
         for (const o of this.#others(p)) this.#subscribe(o, track);
       }
       this.safeEmit('@trackpublished', p, track.info.clone());
     });
     p.on('@trackunpublished', (track) => {
       if (!p.hidden) {
-        for (const o of this.#visibleOthers(p)) o.send('trackUnpublished', { participantIdentity: p.identity, trackSid: track.info.sid });
+        for (const o of this.visibleOthersOf(p)) o.send('trackUnpublished', { participantIdentity: p.identity, trackSid: track.info.sid });
       }
       this.safeEmit('@trackunpublished', p, track.info.clone());
     });
     p.on('@trackmuted', (track) => {
       if (p.hidden) return;
-      for (const o of this.#visibleOthers(p)) {
+      for (const o of this.visibleOthersOf(p)) {
         o.send('trackMuted', { participantIdentity: p.identity, trackSid: track.info.sid, muted: track.info.muted });
       }
     });
     p.on('@updated', () => {
       if (p.hidden) return;
-      for (const o of this.#visibleOthers(p)) o.send('participantUpdated', { participant: json(p.info()) });
+      for (const o of this.visibleOthersOf(p)) o.send('participantUpdated', { participant: json(p.info()) });
     });
     p.on('@dataproducer', (dp) => {
       this.#relayFrom(p, dp).catch((err: unknown) =>
@@ -401,7 +402,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
         relay.close();
         this.#relays.delete(p.identity);
       }
-      if (!p.hidden) for (const o of this.#visibleOthers(p)) o.send('participantLeft', { identity: p.identity, sid: p.sid });
+      if (!p.hidden) for (const o of this.visibleOthersOf(p)) o.send('participantLeft', { identity: p.identity, sid: p.sid });
       this.safeEmit('@participantleft', p, reason);
     });
   }
@@ -414,7 +415,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
 
   /** A participant can now receive (capabilities known and/or recv transport created). */
   async #onReady(p: Participant): Promise<void> {
-    for (const o of this.#visibleOthers(p)) for (const t of o.tracks) this.#subscribe(p, t);
+    for (const o of this.visibleOthersOf(p)) for (const t of o.tracks) this.#subscribe(p, t);
     // A participant with its own data path gets data through it, not the relay channel.
     if (p.recvTransport && !p.dataPath && !this.#relays.has(p.identity)) {
       try {
@@ -516,7 +517,7 @@ export class RoomImpl extends TypedEmitter<RoomEvents> {
 
   /** A published track of a participant visible to `viewer`, or undefined. */
   visibleTrack(viewer: Participant, trackSid: string): PublishedTrack | undefined {
-    for (const o of this.#visibleOthers(viewer)) {
+    for (const o of this.visibleOthersOf(viewer)) {
       const t = o.track(trackSid);
       if (t) return t;
     }

@@ -16,7 +16,8 @@ import {
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, IngressClient, IngressInput } from 'livekit-server-sdk';
+import { decodeJwt } from 'jose';
+import { EgressClient, EgressStatus, EncodedFileOutput, EncodedFileType, IngressClient, IngressInput, RoomServiceClient } from 'livekit-server-sdk';
 import type { NodeParticipant, RemoteTrack } from '../../src/client/node.ts';
 import type { Gateway } from '../../src/main.ts';
 import grid from '../../templates/layouts/grid.ts';
@@ -95,6 +96,31 @@ describe('stock livekit-client in headless Chromium', () => {
     const reply = await alice.evaluate(() => (window as unknown as Rpc).lk.room.localParticipant.performRpc({ destinationIdentity: 'bob', method: 'greet', payload: 'alice' }));
     expect(reply).toBe('hi alice from bob, called by alice');
 
+    // A text stream (header, chunks, trailer: DataPackets the gateway relays as sent), read whole.
+    type Streams = {
+      lk: {
+        texts?: string[];
+        room: {
+          registerTextStreamHandler(topic: string, h: (reader: { readAll(): Promise<string> }, from: { identity: string }) => void): void;
+          localParticipant: { sendText(text: string, opts: { topic: string }): Promise<unknown> };
+        };
+      };
+    };
+    await bob.evaluate(() => {
+      const lk = (window as unknown as Streams).lk;
+      lk.texts = [];
+      lk.room.registerTextStreamHandler('notes', (reader, from) => {
+        reader.readAll().then(
+          (t) => lk.texts!.push(`${from.identity}: ${t}`),
+          (err: Error) => lk.texts!.push(`error: ${err.message}`),
+        );
+      });
+    });
+    const long = 'x'.repeat(40_000); // several chunks
+    await alice.evaluate((text) => (window as unknown as Streams).lk.room.localParticipant.sendText(text, { topic: 'notes' }), long);
+    const streamed = await waitFor(() => bob.evaluate(() => (window as unknown as Streams).lk.texts![0]), 15_000, 'the text stream at bob');
+    expect(streamed).toBe(`alice: ${long}`);
+
     // RoomService SendData reaches a LiveKit client as a user packet without a sender.
     await gw.rooms.sendData('lk-room', { data: new TextEncoder().encode('from the server'), topic: 'ops', destinationIdentities: ['bob'], destinationSids: [] });
     await waitFor(async () => (await lkChat(bob)).find((m) => m.text === 'from the server'), 15_000, 'SendData at bob');
@@ -104,8 +130,33 @@ describe('stock livekit-client in headless Chromium', () => {
     await alice.evaluate(() => (window as unknown as { lk: { room: { localParticipant: { setMicrophoneEnabled(on: boolean): Promise<unknown> } } } }).lk.room.localParticipant.setMicrophoneEnabled(false));
     await bob.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:audio'), undefined, { timeout: 15_000 });
 
+    // Connection quality (coarse: mediasoup's scores of what bob publishes) reaches alice's client.
+    type Quality = { lk: { room: { getParticipantByIdentity(i: string): { connectionQuality: string } | undefined } } };
+    await waitFor(
+      () => alice.evaluate(() => (window as unknown as Quality).lk.room.getParticipantByIdentity('bob')?.connectionQuality === 'excellent' || undefined),
+      20_000,
+      'bob\'s connection quality at alice',
+    );
+
+    // UpdateParticipant through the stock RoomServiceClient: bob's client gets a refreshed token that
+    // carries the new metadata and grants (refresh_token); the resume below connects with it.
+    type Engine = { lk: { room: { engine: { token: string } } } };
+    const tokenOf = () => bob.evaluate(() => (window as unknown as Engine).lk.room.engine.token);
+    const joinedWith = await tokenOf();
+    await new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS).updateParticipant('lk-room', 'bob', {
+      metadata: 'refreshed',
+      permission: { canPublish: true, canSubscribe: true, canPublishData: true, canUpdateMetadata: true },
+    });
+    const refreshed = decodeJwt(await waitFor(async () => ((await tokenOf()) !== joinedWith ? tokenOf() : undefined), 15_000, 'a refreshed token at bob'));
+    expect(refreshed).toMatchObject({ sub: 'bob', metadata: 'refreshed', video: { room: 'lk-room', roomJoin: true, canUpdateOwnMetadata: true } });
+    expect(refreshed.exp! - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(600);
+    // The new grant applies live: bob may now set his own metadata.
+    type Meta = { lk: { room: { localParticipant: { setMetadata(m: string): Promise<void> } } } };
+    await bob.evaluate(() => (window as unknown as Meta).lk.room.localParticipant.setMetadata('allowed now'));
+    expect((await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'bob')?.metadata).toBe('allowed now');
+
     // Drop bob's signaling WebSocket: the client resumes the same session (reconnect=1) with its
-    // tracks, and media keeps flowing both ways.
+    // tracks (and its refreshed token), and media keeps flowing both ways.
     type LkRoom = { lk: { room: { localParticipant: { sid: string }; simulateScenario(s: string): Promise<void> } } };
     const sid = await bob.evaluate(() => (window as unknown as LkRoom).lk.room.localParticipant.sid);
     await bob.evaluate(() => (window as unknown as LkRoom).lk.room.simulateScenario('signal-reconnect'));
@@ -113,6 +164,14 @@ describe('stock livekit-client in headless Chromium', () => {
     expect((await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'bob')?.sid).toBe(sid);
     await expectMediaFrom(alice, 'bob');
     await expectMediaFrom(bob, 'alice', false); // alice's microphone is muted
+
+    // MutePublishedTrack through the stock RoomServiceClient: alice's client mutes its own camera,
+    // and bob sees it muted.
+    const camSid = (await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'alice')!.tracks.find((t) => t.type === 1)!.sid;
+    await new RoomServiceClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS).mutePublishedTrack('lk-room', 'alice', camSid, true);
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackMuted' && e.data === 'alice:video'), undefined, { timeout: 15_000 });
+    }
 
     await bob.close();
     await alice.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === 'bob'));
@@ -141,13 +200,18 @@ describe('stock livekit-client in headless Chromium', () => {
     expect(msg.from).toBe('carol');
 
     // UpdateSubscription: carol unsubscribes from the Node participant's video (its m-line goes
-    // inactive in the next subscriber offer) and subscribes again (a new m-line), decoding again.
+    // inactive in the next subscriber offer) and subscribes again (the freed m-line is reused, so
+    // her subscriber PeerConnection keeps its number of transceivers), decoding again.
     type Sub = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): { setSubscribed(on: boolean): void } } } } };
+    type Pcs = { lk: { room: { engine: { pcManager: { subscriber: { getTransceivers(): unknown[] } } } } } };
+    const transceivers = () => carol.evaluate(() => (window as unknown as Pcs).lk.room.engine.pcManager.subscriber.getTransceivers().length);
+    const before = await transceivers();
     await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(false));
     await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.some((e) => e.name === 'trackUnsubscribed' && e.data === 'node:video'), undefined, { timeout: 20_000 });
     await carol.evaluate(() => (window as unknown as Sub).lk.room.getParticipantByIdentity('node').getTrackPublication('camera').setSubscribed(true));
     await carol.waitForFunction(() => (window as unknown as { lk: Lk }).lk.events.filter((e) => e.name === 'trackSubscribed' && e.data === 'node:video').length === 2, undefined, { timeout: 20_000 });
     await expectMediaFrom(carol, 'node');
+    expect(await transceivers()).toBe(before);
 
     // setMetadata resolves once carol's own update comes back; the Node participant sees it too.
     const updated = nextEvent(node, 'participantUpdated', (p) => p.identity === 'carol' && p.metadata === 'on stage', 15_000);

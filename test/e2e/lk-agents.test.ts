@@ -1,163 +1,100 @@
 // Stock @livekit/agents 1.9.0 workers (test/fixtures/lk-agent: the framework's AgentServer in its own
 // process, each job in a process it forks) on LiveKit's worker protocol at /agent: dispatched by
-// livekit-server-sdk's AgentDispatchClient, the agent joins as kind AGENT, hears an rtc-node
-// participant's tone, answers with its own and sets lk.agent.state; DeleteDispatch ends the job;
-// a killed worker's job goes to the other worker; bad input on the protocol (malformed frames, a
+// livekit-server-sdk's AgentDispatchClient, the agent joins as kind AGENT, hears the tone of a
+// livekit-client page in Chromium, answers with its own tone, which the page plays and measures, and
+// sets lk.agent.state; DeleteDispatch ends the job; bad input on the protocol (malformed frames, a
 // worker that never answers an offer, an answer for a room deleted meanwhile, bad tokens) leaves
-// the server up.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+// the server up. A killed worker's job moving to another worker: test/faults/lk-agent-failover.test.ts.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { JobStatus, ServerMessage, WorkerMessage } from '@livekit/protocol';
-import {
-  AudioFrame,
-  AudioSource,
-  AudioStream,
-  LocalAudioTrack,
-  ParticipantKind,
-  Room,
-  RoomEvent,
-  TrackKind,
-  TrackPublishOptions,
-  TrackSource,
-  type RemoteParticipant,
-  type RemoteTrack,
-} from '@livekit/rtc-node';
+import { ParticipantKind, type Room } from '@livekit/rtc-node';
 import { AccessToken, AgentDispatchClient } from 'livekit-server-sdk';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { Gateway } from '../../src/main.ts';
+import { launchFfmpeg } from '../../src/media/ffmpeg.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { scaled } from '../helpers/deadline.ts';
 import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
+import { connectRtcNode, startStockWorker, type StockWorker } from '../helpers/lkAgents.ts';
 import { waitFor } from '../helpers/net.ts';
+import { lkPitchOf, openLk } from '../helpers/livekitPage.ts';
 import { joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
-const WORKER = fileURLToPath(new URL('../fixtures/lk-agent/worker.mjs', import.meta.url));
-const RATE = 48_000;
-
 let redis: TestRedis;
 let gw: Gateway;
+let browser: Browser;
+let worker: StockWorker | undefined;
 const rooms: Room[] = [];
-const workers: ChildProcess[] = [];
-const stops: (() => Promise<void>)[] = [];
-/** Two stock workers of one agent name, started together (each takes seconds to load the framework). */
-let pool: { proc: ChildProcess; id: string }[];
 
 beforeAll(async () => {
   redis = await startRedis();
   // A short offer timeout, so the test of a worker that never answers does not wait the default 10 s.
   gw = await startTestGateway({ ROOMGATE_REDIS_URL: redis.url, ROOMGATE_AGENTS_OFFER_TIMEOUT: '4' });
-  pool = await Promise.all([startWorker('tone-echo'), startWorker('tone-echo')]);
+  // The page's fake microphone plays a 440 Hz file in a loop (Chromium's own beep is near silence).
+  const tone = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-lk-agents-')), 'tone.wav');
+  const ff = launchFfmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '5', '-ac', '1', '-y', tone]);
+  expect(await ff.exited).toBe(0);
+  [browser, worker] = await Promise.all([
+    launchChromium([`--use-file-for-fake-audio-capture=${tone}`, '--autoplay-policy=no-user-gesture-required']),
+    startStockWorker(gw.url, 'tone-echo'),
+  ]);
 });
 
 afterAll(async () => {
-  for (const stop of stops) await stop();
   await Promise.all(rooms.map((r) => r.disconnect()));
-  await Promise.all(workers.map((w) => killWorker(w)));
+  await browser?.close();
+  await worker?.kill();
   // No dispose(): see test/e2e/rtc-node.test.ts.
   await gw?.close();
   await redis?.stop();
 });
 
-/** A worker process (its own process group, with the job processes it forks); resolves once registered. */
-async function startWorker(agentName: string): Promise<{ proc: ChildProcess; id: string }> {
-  const proc = spawn(process.execPath, [WORKER, gw.url.replace('http', 'ws'), API_KEY, API_SECRET, agentName], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  workers.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const id = await waitFor(() => /^worker-id=(\S+)$/m.exec(out)?.[1] ?? (proc.exitCode !== null ? Promise.reject(new Error(`worker exited: ${out}`)) : undefined), 30_000, `worker ${agentName} registered`);
-  return { proc, id };
-}
-
-/** SIGKILL to the worker's process group: the worker and its job processes, with no goodbye. */
-async function killWorker(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  process.kill(-proc.pid!, 'SIGKILL');
-  await exited;
-}
-
 async function connect(room: string, identity: string): Promise<Room> {
-  const r = new Room();
+  const r = await connectRtcNode(gw.url, room, identity);
   rooms.push(r);
-  await r.connect(gw.url.replace('http', 'ws'), await joinToken(room, identity), { autoSubscribe: true, dynacast: false });
   return r;
 }
 
-/** A 440 Hz tone on a microphone track. */
-async function speak(room: Room): Promise<void> {
-  const source = new AudioSource(RATE, 1);
-  await room.localParticipant!.publishTrack(LocalAudioTrack.createAudioTrack('voice', source), new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE }));
-  let stopped = false;
-  let n = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      const data = new Int16Array(RATE / 100);
-      for (let i = 0; i < data.length; i++, n++) data[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * n) / RATE));
-      await source.captureFrame(new AudioFrame(data, RATE, 1, data.length));
-    }
-  })();
-  stops.push(async () => {
-    stopped = true;
-    await loop;
-    await source.close();
-  });
-}
-
-/** The agent participant once its state attribute is `state`. */
-function agentIn(room: Room, state: string): Promise<RemoteParticipant> {
-  return waitFor(() => [...room.remoteParticipants.values()].find((p) => p.kind === ParticipantKind.AGENT && p.attributes['lk.agent.state'] === state), 45_000, `agent ${state}`);
-}
-
-/** The pitch of half a second of `track` after its first loud frame, from zero crossings (880 Hz: 880 of them). */
-async function pitch(track: RemoteTrack): Promise<number> {
-  const reader = new AudioStream(track, RATE, 1).getReader();
-  let samples = 0;
-  let crossings = 0;
-  let prev = 0;
-  try {
-    while (samples < RATE / 2) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error('audio ended');
-      if (samples === 0 && !value.data.some((s) => Math.abs(s) > 1000)) continue;
-      for (const s of value.data) {
-        if ((prev < 0) !== (s < 0)) crossings++;
-        prev = s;
-      }
-      samples += value.data.length;
-    }
-  } finally {
-    await reader.cancel();
-  }
-  return (crossings / 2) * (RATE / samples);
-}
-
-function audioOf(room: Room, identity: string): Promise<RemoteTrack> {
-  return waitFor(() => [...(room.remoteParticipants.get(identity)?.trackPublications.values() ?? [])].find((p) => p.kind === TrackKind.KIND_AUDIO && p.track)?.track, 20_000, `${identity}'s audio`);
-}
-
 describe('stock @livekit/agents workers on /agent', () => {
-  it('an explicit dispatch runs a stock agent that hears the room and answers; DeleteDispatch ends it', async () => {
-    const user = await connect('agent-room', 'user');
-    await speak(user);
+  it('an explicit dispatch runs a stock agent that hears a livekit-client page and answers it; DeleteDispatch ends it', async () => {
+    const page = await openLk(browser, gw.url, 'agent-room', 'user', {}, '&cam=0&processing=off');
     const dispatch = new AgentDispatchClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
     const d = await dispatch.createDispatch('agent-room', 'tone-echo', { metadata: '{"hello":"agent"}' });
 
-    const agent = await agentIn(user, 'speaking');
+    // "speaking" is set once the agent heard sound from the room: the page's tone.
+    const agent = await waitFor(
+      () =>
+        page.evaluate(() => {
+          type P = { identity: string; sid: string; kind: number; isAgent: boolean; attributes: Record<string, string> };
+          const room = (window as unknown as { lk: { room: { remoteParticipants: Map<string, P> } } }).lk.room;
+          const p = [...room.remoteParticipants.values()].find((x) => x.isAgent && x.attributes['lk.agent.state'] === 'speaking');
+          return p && { identity: p.identity, kind: p.kind, name: p.attributes['lk.agent.name'] };
+        }),
+      scaled(45_000),
+      'the agent speaking, as the page sees it',
+    );
     expect(agent.identity).toMatch(/^agent-AJ_/);
-    expect(agent.attributes['lk.agent.name']).toBe('tone-echo');
-    const hz = await pitch(await audioOf(user, agent.identity));
-    expect(hz).toBeGreaterThan(880 * 0.9);
-    expect(hz).toBeLessThan(880 * 1.1);
+    expect(agent.kind).toBe(ParticipantKind.AGENT);
+    expect(agent.name).toBe('tone-echo');
+    const hz = await lkPitchOf(page, agent.identity, scaled(20_000));
+    expect(hz).toBeGreaterThan(880 * 0.95);
+    expect(hz).toBeLessThan(880 * 1.05);
     const [listed] = await dispatch.listDispatch('agent-room');
     expect(listed?.state?.jobs[0]?.state?.status).toBe(JobStatus.JS_RUNNING);
     expect(listed?.state?.jobs[0]?.state?.participantIdentity).toBe(agent.identity);
-    expect(pool.map((w) => w.id)).toContain(listed?.state?.jobs[0]?.state?.workerId);
+    expect(listed?.state?.jobs[0]?.state?.workerId).toBe(worker!.id);
 
-    const left = new Promise<string>((resolve) => user.on(RoomEvent.ParticipantDisconnected, (p) => resolve(p.identity)));
     await dispatch.deleteDispatch(d.id, 'agent-room');
-    expect(await left).toBe(agent.identity);
+    await waitFor(
+      () => page.evaluate((who) => (window as unknown as { lk: { events: { name: string; data: unknown }[] } }).lk.events.some((e) => e.name === 'participantDisconnected' && e.data === who) || undefined, agent.identity),
+      scaled(20_000),
+      'the agent gone from the page',
+    );
   }, 90_000);
 
   it('drops malformed frames, withdraws offers a worker never answers, terminates jobs of deleted rooms, refuses bad tokens', async () => {
@@ -239,49 +176,4 @@ describe('stock @livekit/agents workers on /agent', () => {
     expect(await statusOf('nope')).toBe(401);
     expect(await statusOf(await joinToken('agent-silent', 'mallory', { agent: true }))).toBe(4403);
   }, 60_000);
-
-  it('a killed worker\'s job goes to another worker, and the room keeps its agent', async () => {
-    const user = await connect('agent-failover', 'user2');
-    await speak(user);
-    const [a, b] = pool as [(typeof pool)[number], (typeof pool)[number]];
-    const dispatch = new AgentDispatchClient(gw.url, API_KEY, API_SECRET, SDK_OPTIONS);
-    const d = await dispatch.createDispatch('agent-failover', 'tone-echo');
-    const first = await agentIn(user, 'speaking');
-    const job = await waitFor(async () => (await dispatch.getDispatch(d.id, 'agent-failover'))?.state?.jobs[0], 10_000, 'the job');
-    const running = job.state!.workerId;
-    expect([a.id, b.id]).toContain(running);
-
-    // SIGKILL the worker and its job process: no goodbye on either socket.
-    const victim = running === a.id ? a.proc : b.proc;
-    await killWorker(victim);
-    const other = running === a.id ? b.id : a.id;
-    const moved = await waitFor(
-      async () => {
-        const j = (await dispatch.getDispatch(d.id, 'agent-failover'))?.state?.jobs[0];
-        return j?.state?.workerId === other && j.state.status === JobStatus.JS_RUNNING ? j : undefined;
-      },
-      30_000,
-      'the job running on the other worker',
-    );
-    expect(moved.id).toBe(job.id);
-    // The new attempt's agent (same identity, a new participant) answers again: it heard the tone
-    // and published its answer (the answer's sound is measured in the first test).
-    const second = await waitFor(
-      () => {
-        const p = user.remoteParticipants.get(first.identity);
-        return p && p.sid !== first.sid && p.attributes['lk.agent.state'] === 'speaking' ? p : undefined;
-      },
-      45_000,
-      'the next attempt\'s agent speaking',
-    );
-    const published = await waitFor(
-      () => [...(user.remoteParticipants.get(second.identity)?.trackPublications.values() ?? [])].find((t) => t.kind === TrackKind.KIND_AUDIO),
-      20_000,
-      'the next attempt\'s answer track',
-    );
-    expect(published.source).toBe(TrackSource.SOURCE_MICROPHONE);
-    // The dead attempt's agent, replaced by the new one, did not end the job.
-    expect((await dispatch.getDispatch(d.id, 'agent-failover'))?.state?.jobs[0]?.state?.status).toBe(JobStatus.JS_RUNNING);
-  }, 90_000);
-
 });

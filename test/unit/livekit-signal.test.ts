@@ -2,6 +2,7 @@
 // DataPackets and DCEP, and the SDP a two-PeerConnection client exchanges.
 import {
   AddTrackRequest,
+  ConnectionQuality,
   DataPacket,
   DataPacket_Kind,
   JoinResponse,
@@ -22,6 +23,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { dcepOpen, kindFromSequence, readDataPacket, writeDataPacket } from '../../src/livekit/data.ts';
 import {
+  connectionQuality,
   decodeRequest,
   encodeResponse,
   isLiveKitUpgrade,
@@ -284,5 +286,16 @@ describe('two-PeerConnection SDP', () => {
     expect(answer.setup).toBe('active');
     expect(answer.acceptedMids).toEqual(['dc', '0']);
     expect(() => parseAnswer('hello')).toThrow(/not SDP/);
+  });
+});
+
+describe('connection quality', () => {
+  it('rates the worst published stream by its best encoding, and nothing published as excellent', () => {
+    expect(connectionQuality('PA_1', [])).toMatchObject({ participantSid: 'PA_1', quality: ConnectionQuality.EXCELLENT, score: 5 });
+    expect(connectionQuality('PA_1', [[10], [3, 9, 10]]).quality).toBe(ConnectionQuality.EXCELLENT);
+    expect(connectionQuality('PA_1', [[10], [6]]).quality).toBe(ConnectionQuality.GOOD);
+    expect(connectionQuality('PA_1', [[2], [10]])).toMatchObject({ quality: ConnectionQuality.POOR });
+    // A stream without scores yet (no RTP seen) is not judged.
+    expect(connectionQuality('PA_1', [[], [9]]).quality).toBe(ConnectionQuality.EXCELLENT);
   });
 });

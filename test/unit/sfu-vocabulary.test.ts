@@ -4,7 +4,7 @@ import { ParticipantInfo_Kind, TrackSource } from '@livekit/protocol';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Claims } from '../../src/auth/grants.ts';
-import { joinRequestFromClaims, permissionFromClaims, resumeRequestFromClaims } from '../../src/auth/join.ts';
+import { grantFromPermission, joinRequestFromClaims, permissionFromClaims, resumeRequestFromClaims } from '../../src/auth/join.ts';
 import { ApiError } from '../../src/errors.ts';
 import { decodeData, encodeData } from '../../src/signaling/dataEnvelope.ts';
 import { roomgateRelayCodec } from '../../src/signaling/relayCodec.ts';
@@ -54,6 +54,14 @@ describe('join token → JoinRequest', () => {
     const p = permissionFromClaims(claims({ video: { roomJoin: true, room: 'r1', canPublish: false, canPublishSources: ['Camera', 'hologram'] } }));
     expect(p.canPublishSources).toEqual([TrackSource.CAMERA, TrackSource.UNKNOWN]);
     expect(p.canPublishData).toBe(false); // follows canPublish when absent
+  });
+
+  it('turns a permission back into grants, keeping an unknown source so the list never widens', () => {
+    const grants = { roomJoin: true, room: 'r1', canPublish: true, canSubscribe: false, canPublishData: true, canUpdateOwnMetadata: true, hidden: false, canPublishSources: ['camera', 'screen_share'] };
+    const p = permissionFromClaims(claims({ video: grants }));
+    expect(permissionFromClaims(claims({ video: { roomJoin: true, room: 'r1', ...grantFromPermission(p) } }))).toEqual(p);
+    expect(grantFromPermission(permissionFromClaims(claims({ video: { roomJoin: true, room: 'r1', canPublishSources: ['hologram'] } }))).canPublishSources).toEqual(['unknown']);
+    expect(grantFromPermission(permissionFromClaims(claims())).canPublishSources).toBeUndefined();
   });
 
   it('resumes only what a join grant names', () => {

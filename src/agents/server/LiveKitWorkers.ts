@@ -35,6 +35,7 @@ import type { WebSocket } from 'ws';
 import { AuthenticatedSocket, wsCloseCode, type Refusal } from '../../api/authenticatedSocket.ts';
 import { WsEndpoint } from '../../api/wsServer.ts';
 import type { Claims } from '../../auth/grants.ts';
+import { grantFromPermission } from '../../auth/join.ts';
 import type { MintOptions } from '../../auth/tokens.ts';
 import { ApiError, permissionDenied } from '../../errors.ts';
 import { newId } from '../../ids.ts';
@@ -249,7 +250,6 @@ class LiveKitWorkerConnection extends AuthenticatedSocket {
     const identity = answer.participantIdentity || undefined;
     const taken = d.accept(worker.id, jobId, identity);
     const job = d.job(jobId)!;
-    const p = worker.permissions;
     this.#opts
       .mint({
         identity: taken.identity,
@@ -261,12 +261,7 @@ class LiveKitWorkerConnection extends AuthenticatedSocket {
           roomJoin: true,
           room: taken.room,
           agent: true,
-          canPublish: p.canPublish,
-          canSubscribe: p.canSubscribe,
-          canPublishData: p.canPublishData,
-          canUpdateOwnMetadata: p.canUpdateMetadata,
-          hidden: p.hidden,
-          ...(p.canPublishSources.length > 0 ? { canPublishSources: p.canPublishSources.map(sourceName) } : {}),
+          ...grantFromPermission(worker.permissions),
         },
         ttl: JOB_TOKEN_TTL_S,
       })
@@ -281,8 +276,4 @@ class LiveKitWorkerConnection extends AuthenticatedSocket {
   protected closed(): void {
     if (this.#worker) this.#opts.dispatcher.removeWorker(this.#worker.id);
   }
-}
-
-function sourceName(source: number): string {
-  return ['unknown', 'camera', 'microphone', 'screen_share', 'screen_share_audio'][source] ?? 'unknown';
 }

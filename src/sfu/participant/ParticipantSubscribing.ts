@@ -16,6 +16,8 @@ export interface ParticipantSubscribingDeps {
   closed: () => boolean;
   permission: () => ParticipantPermission;
   send: <K extends ParticipantSignalName>(event: K, data: ParticipantSignals[K]) => void;
+  /** A freed receive mid the client can take back (MidReuse), or undefined for a new one. */
+  takeMid: (kind: 'audio' | 'video') => string | undefined;
 }
 
 export interface HeldOffers {
@@ -63,10 +65,12 @@ export class ParticipantSubscribing {
     try {
       const router = this.#deps.recvRouter();
       if (router && router !== this.#deps.router) await this.#deps.pipe(track.producer, router);
+      const mid = this.#deps.takeMid(track.producer.kind);
       consumer = await transport.consume({
         producerId: track.producer.id,
         // The latest: a ready() while the producer was piped over may have replaced them.
         rtpCapabilities: this.#rtpCapabilities ?? caps,
+        ...(mid !== undefined ? { mid } : {}),
         paused: true, // resumed by the client once its side is ready, then a keyframe is requested
         appData: { trackSid: sid },
       });
