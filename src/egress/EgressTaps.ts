@@ -27,6 +27,7 @@ import type { RoomImpl } from '../sfu/Room.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import { ConnectSchema, EGRESS_INTERNAL_PATH, OpenSchema, SnapshotSchema, SourceSchema, type EgressSource, type KeepaliveResult, type OpenResult, type TapTrack } from './contract.ts';
 import { bearerToken, pathSegments, readBody, sendJson } from '../http/body.ts';
+import { Router } from '../http/router.ts';
 import type { EgressQueue } from './EgressQueue.ts';
 import type { EgressStore } from './EgressStore.ts';
 import type { EgressRoomLookup } from './request.ts';
@@ -120,6 +121,28 @@ export class EgressTaps {
   readonly #sessions = new Map<string, Session>();
   readonly #snapshots: RoomSnapshots;
   readonly #sweep: NodeJS.Timeout;
+  /** The internal API under EGRESS_INTERNAL_PATH; each handler answers with the JSON it returns. */
+  readonly #routes = new Router<TapRequest>()
+    .add('POST', 'open', (_, r) => this.open(r.parse(OpenSchema)))
+    // Room composite: the room as its layout sees it (src/egress/composite/roomSnapshot.ts).
+    .add('POST', 'room/:room', async ({ room }, r) => {
+      const body = r.parse(SnapshotSchema);
+      await this.#liveJob(body.egressId, room!, true);
+      return this.#snapshots.snapshot(room!, body.roomId);
+    })
+    .add('DELETE', ':id', ({ id }) => {
+      this.closeSession(id!);
+      return {};
+    })
+    .add(['POST', 'DELETE'], ':id/connect', async ({ id }, r) => {
+      await this.connect(id!, r.parse(ConnectSchema));
+      return {};
+    })
+    .add(['POST', 'DELETE'], ':id/keepalive', ({ id }) => this.keepalive(id!))
+    .add(['POST', 'DELETE'], ':id/keyframe', async ({ id }) => {
+      await this.keyframe(id!);
+      return {};
+    });
   #closed = false;
 
   constructor(opts: { rooms: RoomManager; jobs: EgressJobs; workerSecret: string; rtpHosts: string[]; maxSessions: number; listenIp: string; log: Logger }) {
@@ -316,28 +339,8 @@ export class EgressTaps {
         if (!r.success) throw new ApiError('invalid_argument', r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
         return r.data;
       };
-      if (rest.length === 1 && rest[0] === 'open' && req.method === 'POST') return sendJson(res, 200, await this.open(parse(OpenSchema)));
-      // Room composite: the room as its layout sees it (src/egress/composite/roomSnapshot.ts).
-      if (rest.length === 2 && rest[0] === 'room' && req.method === 'POST') {
-        const room = rest[1]!;
-        const body = parse(SnapshotSchema);
-        await this.#liveJob(body.egressId, room, true);
-        return sendJson(res, 200, await this.#snapshots.snapshot(room, body.roomId));
-      }
-      const [id, action] = rest;
-      if (id && !action && req.method === 'DELETE') {
-        this.closeSession(id);
-        return sendJson(res, 200, {});
-      }
-      if (id && action === 'connect') {
-        await this.connect(id, parse(ConnectSchema));
-        return sendJson(res, 200, {});
-      }
-      if (id && action === 'keepalive') return sendJson(res, 200, this.keepalive(id));
-      if (id && action === 'keyframe') {
-        await this.keyframe(id);
-        return sendJson(res, 200, {});
-      }
+      const route = this.#routes.match(req.method, rest);
+      if (route) return sendJson(res, 200, await route.handle(route.params, { parse }));
       throw new ApiError('bad_route', `no such route: ${req.method} ${url.pathname}`);
     } catch (err) {
       const apiErr = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
@@ -345,6 +348,11 @@ export class EgressTaps {
       sendJson(res, apiErr.status, apiErr.toJSON());
     }
   }
+}
+
+/** What a route handler of the internal API gets besides the path's values: the body, checked. */
+interface TapRequest {
+  parse<T>(schema: z.ZodType<T>): T;
 }
 
 /** A job is live while its record is STARTING or ACTIVE; its room and source are the queued job's. */

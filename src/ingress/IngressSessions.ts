@@ -1,6 +1,7 @@
 // Live ingress sessions, whatever the protocol (RTMP, URL pull, WHIP): each joins the room as the
 // ingress participant, moves IngressInfo.state through LiveKit's machine and sends the ingress
-// webhooks. The protocol servers only decide when media starts and stops; the state lives here.
+// webhooks. The protocol servers only decide when media starts and stops; the state lives here,
+// and its transitions are the pure functions of ingressState.ts:
 //
 //   INACTIVE → BUFFERING (publisher connected) → PUBLISHING (tracks in the room)
 //            → INACTIVE (publisher left) | COMPLETE (URL input finished) | ERROR (with a message)
@@ -9,12 +10,12 @@
 // and state writes of a replaced session are dropped, so the newest session always wins.
 import {
   IngressInfo,
-  IngressState,
   IngressState_Status,
-  InputAudioState,
-  InputVideoState,
   ParticipantInfo_Kind,
   ParticipantPermission,
+  type IngressState,
+  type InputAudioState,
+  type InputVideoState,
   type TrackInfo,
 } from '@livekit/protocol';
 import type { PartialMessage } from '@bufbuild/protobuf';
@@ -28,8 +29,9 @@ import type { RoomManager } from '../sfu/RoomManager.ts';
 import type { IngressStore } from '../store/IngressStore.ts';
 import type { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
 import { nowNs } from '../time.ts';
+import { bufferingState, ingressStep, mayOverwrite, staleState, type IngressEndStatus, type IngressEvent, type IngressStep } from './ingressState.ts';
 
-export type IngressEndStatus = IngressState_Status.ENDPOINT_INACTIVE | IngressState_Status.ENDPOINT_COMPLETE | IngressState_Status.ENDPOINT_ERROR;
+export type { IngressEndStatus } from './ingressState.ts';
 
 export type IngressSessionEvents = {
   /** The session is over (publisher gone, replaced, deleted, participant removed): stop the media. */
@@ -66,12 +68,7 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
     this.ingressId = info.ingressId;
     this.resourceId = newId(RESOURCE_PREFIX[protocol]);
     this.log = log.child({ ingress: info.ingressId, resource: this.resourceId });
-    this.#state = new IngressState({
-      status: IngressState_Status.ENDPOINT_BUFFERING,
-      resourceId: this.resourceId,
-      startedAt: nowNs(),
-      updatedAt: nowNs(),
-    });
+    this.#state = bufferingState(this.resourceId, nowNs());
     this.onListenerError((event, err) => this.log.error({ event, err }, 'ingress session listener threw'));
   }
 
@@ -128,17 +125,14 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
 
   /** Media is in the room: PUBLISHING, and the ingress_started webhook. */
   publishing(tracks: TrackInfo[]): void {
-    if (this.#ended) return;
-    const again = this.#state.status === IngressState_Status.ENDPOINT_PUBLISHING;
-    this.#state.status = IngressState_Status.ENDPOINT_PUBLISHING;
-    this.#state.tracks = tracks.map((t) => t.clone());
+    const step = this.#step({ kind: 'publishing', tracks });
+    if (!step) return;
     this.#save();
-    // The tracks changed while publishing (a track that came late): the state, not a second start.
-    if (again) {
+    if (!step.webhook) {
       this.log.info({ tracks: tracks.map((t) => t.sid) }, 'ingress tracks changed');
       return;
     }
-    this.#owner.webhook('ingress_started', this);
+    this.#owner.webhook(step.webhook, this);
     this.log.info({ tracks: tracks.map((t) => t.sid) }, 'ingress publishing');
   }
 
@@ -149,9 +143,7 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
     /** Measured keyframe interval: it bounds how long a new subscriber waits for a picture. */
     keyframeIntervalMs?: number;
   }): void {
-    if (this.#ended) return;
-    if (input.video) this.#state.video = new InputVideoState(input.video);
-    if (input.audio) this.#state.audio = new InputAudioState(input.audio);
+    if (!this.#step({ kind: 'input', video: input.video, audio: input.audio })) return;
     this.#save();
     // InputVideoState has no field for it, so it is a participant attribute, updated on change only.
     const gop = input.keyframeIntervalMs ?? 0;
@@ -167,11 +159,8 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
    * and listeners stop the media. `reason` is only logged; `error` goes into the state.
    */
   end(status: IngressEndStatus, error?: string, reason?: string): void {
-    if (this.#ended) return;
+    if (!this.#step({ kind: 'end', status, error })) return;
     this.#ended = true;
-    this.#state.status = status;
-    this.#state.error = error ?? '';
-    this.#state.endedAt = nowNs();
     const replaced = this.#owner.release(this);
     if (!replaced) this.#save();
     this.#participant?.close('CLIENT_INITIATED');
@@ -180,6 +169,14 @@ export class IngressSession extends TypedEmitter<IngressSessionEvents> {
     const level = status === IngressState_Status.ENDPOINT_ERROR ? 'warn' : 'info';
     this.log[level]({ status: IngressState_Status[status], error, reason }, 'ingress ended');
     this.safeEmit('end', status, error);
+  }
+
+  /** Applies a transition; undefined when the session has ended and ignores it. */
+  #step(event: IngressEvent): IngressStep | undefined {
+    if (this.#ended) return undefined;
+    const step = ingressStep(this.#state, event, nowNs());
+    if (step) this.#state = step.state;
+    return step;
   }
 
   #save(): void {
@@ -210,9 +207,9 @@ export class IngressSessions {
    */
   async resetStale(): Promise<void> {
     for (const info of this.#store.list()) {
-      const status = info.state?.status;
-      if (status === IngressState_Status.ENDPOINT_BUFFERING || status === IngressState_Status.ENDPOINT_PUBLISHING) {
-        info.state = new IngressState({ ...info.state, status: IngressState_Status.ENDPOINT_INACTIVE, endedAt: nowNs(), updatedAt: nowNs() });
+      const stale = staleState(info.state, nowNs());
+      if (stale) {
+        info.state = stale;
         await this.#store.put(info);
       }
     }
@@ -264,10 +261,9 @@ export class IngressSessions {
     const write = async () => {
       const current = this.#store.get(id);
       if (!current) return; // deleted meanwhile
-      const stored = current.state;
-      // The newest session wins: an older one never overwrites a newer one's state.
-      if (stored?.resourceId && stored.resourceId !== session.resourceId && stored.startedAt > session.state.startedAt) return;
-      current.state = session.state;
+      const state = session.state;
+      if (!mayOverwrite(current.state, state)) return;
+      current.state = state;
       await this.#store.put(current);
     };
     this.#writes.run(id, write).catch((err: unknown) =>

@@ -1,7 +1,9 @@
-// Which agent runs where: registered workers, dispatches (automatic, explicit, from a token's
-// roomConfig) and their jobs. A job is offered to the least loaded worker of its agent name; a
-// worker that rejects, stays silent or dies hands the job on. State lives in this process: workers
-// are connected here and a room lives on one node, so its dispatches are kept by that node.
+// Which agent runs where: dispatches (automatic, explicit, from a token's roomConfig), their jobs,
+// and the scheduling of offers to the registered workers (WorkerRegistry.ts). A job is offered to
+// the least loaded worker of its agent name; a worker that rejects, stays silent or dies hands the
+// job on. The decisions themselves are pure functions (dispatchDecisions.ts). State lives in this
+// process: workers are connected here and a room lives on one node, so its dispatches are kept by
+// that node.
 import {
   AgentDispatch,
   AgentDispatchState,
@@ -21,22 +23,10 @@ import type { Logger } from '../../logger.ts';
 import type { WebhookEventName, WebhookPayload } from '../../webhooks/WebhookNotifier.ts';
 import { AGENT_JOB_ATTRIBUTE, AGENT_NAME_ATTRIBUTE, type GatewayMessage, type JobDescription } from '../protocol.ts';
 import { nowNs } from '../../time.ts';
+import { agentJoinRefusal, agentsToDispatch, endsWithWebhook, retryDelayMs, stillPassedOver } from './dispatchDecisions.ts';
+import { WorkerRegistry, type WorkerEntry, type WorkerHandle } from './WorkerRegistry.ts';
 
-/** A connected worker, as the WebSocket server hands it over. */
-export interface WorkerHandle {
-  readonly id: string;
-  readonly agentName: string;
-  readonly capacity: number;
-  readonly automatic: boolean;
-  /** A worker that said it is full gets no offers (LiveKit workers report status, not a job count). */
-  full?(): boolean;
-  /**
-   * Its jobs end when their participant leaves the room: LiveKit's frameworks never report a job's
-   * end, LiveKit's server watches the agent participant instead.
-   */
-  readonly endsWithParticipant?: boolean;
-  send(msg: GatewayMessage): void;
-}
+export type { WorkerHandle } from './WorkerRegistry.ts';
 
 /** What the dispatcher needs of the rooms. */
 export interface DispatchRooms {
@@ -90,22 +80,6 @@ export type DispatcherEvents = {
   workerGone: [workerId: string];
 };
 
-interface WorkerEntry {
-  handle: WorkerHandle;
-  /** Last reported load, raised locally for each offer until the next report. */
-  load: number;
-  jobs: Set<string>;
-  offers: Set<string>;
-  /**
-   * Jobs the gateway ended (terminate sent) that the worker has not yet reported done: they still
-   * take a slot there, or the next offer would meet "at capacity". Released by the report, or after
-   * ENDING_HOLD_MS for a worker that never sends it.
-   */
-  ending: Map<string, NodeJS.Timeout>;
-}
-
-const ENDING_HOLD_MS = 10_000;
-
 interface JobEntry {
   job: Job;
   dispatch: DispatchEntry;
@@ -132,12 +106,9 @@ interface DispatchEntry {
   jobs: JobEntry[];
 }
 
-/** Slots a worker has taken: running jobs, open offers, and jobs it is still winding down. */
-const busy = (w: WorkerEntry) => w.jobs.size + w.offers.size + w.ending.size;
-
 export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   readonly #opts: Required<DispatcherOptions>;
-  readonly #workers = new Map<string, WorkerEntry>();
+  readonly #workers = new WorkerRegistry();
   readonly #dispatches = new Map<string, DispatchEntry>();
   readonly #byRoom = new Map<string, Set<string>>();
   readonly #jobs = new Map<string, JobEntry>();
@@ -173,7 +144,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   // ---- workers ------------------------------------------------------------------------------
 
   addWorker(handle: WorkerHandle): void {
-    this.#workers.set(handle.id, { handle, load: 0, jobs: new Set(), offers: new Set(), ending: new Map() });
+    this.#workers.add(handle);
     this.#opts.log.info({ worker: handle.id, agent: handle.agentName, capacity: handle.capacity, automatic: handle.automatic }, 'agent worker registered');
     this.safeEmit('workerRegistered', handle.id, handle.agentName);
     // Jobs that waited for a worker of this name (none was there, or all were busy or declined).
@@ -191,10 +162,8 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
 
   /** The worker's connection closed: its jobs are offered again, to the others. */
   removeWorker(workerId: string): void {
-    const w = this.#workers.get(workerId);
+    const w = this.#workers.remove(workerId);
     if (!w) return;
-    this.#workers.delete(workerId);
-    for (const t of w.ending.values()) clearTimeout(t);
     this.safeEmit('workerGone', workerId);
     const orphans = [...w.jobs, ...w.offers].map((id) => this.#jobs.get(id)).filter((e): e is JobEntry => !!e && !e.ended);
     this.#opts.log.info({ worker: workerId, jobs: orphans.length }, 'agent worker gone; re-offering its jobs');
@@ -267,12 +236,10 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
   /** running, done or failed, reported by the worker that accepted the job. */
   update(workerId: string, jobId: string, status: 'running' | 'done' | 'failed', error?: string): void {
     const w = this.#workers.get(workerId);
-    const hold = w?.ending.get(jobId);
-    if (w && hold) {
+    if (w?.ending.has(jobId)) {
       // The last word on a job the gateway ended: its slot is free now.
       if (status === 'running') return;
-      clearTimeout(hold);
-      w.ending.delete(jobId);
+      this.#workers.release(w, jobId);
       this.#drain(w.handle.agentName);
       return;
     }
@@ -299,8 +266,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
 
   /** A new room: one job per agent name that has an automatic worker. */
   roomStarted(room: Room): void {
-    const names = new Set([...this.#workers.values()].filter((w) => w.handle.automatic).map((w) => w.handle.agentName));
-    for (const agentName of names) this.#createLater(room, { agentName, metadata: '' });
+    for (const agentName of this.#workers.automaticNames()) this.#createLater(room, { agentName, metadata: '' });
   }
 
   /** A participant joined; a token's roomConfig.agents asks for those agents in its room (once per name). */
@@ -313,10 +279,8 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
       return;
     }
     if (!config) return;
-    const present = new Set(this.#roomDispatches(room.name).map((d) => d.info.agentName));
-    for (const a of config.agents) {
-      if (!a.agentName || present.has(a.agentName)) continue;
-      present.add(a.agentName);
+    const present = this.#roomDispatches(room.name).map((d) => d.info.agentName);
+    for (const a of agentsToDispatch(config.agents, present)) {
       this.#createLater(room, { agentName: a.agentName, metadata: a.metadata, attributes: a.attributes });
     }
   }
@@ -329,11 +293,6 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     for (const name of new Set(dispatches.map((d) => d.info.agentName))) this.#drain(name);
   }
 
-  /**
-   * An agent participant may join only while its job is live and accepted by a worker: a worker that
-   * got the job just before the room was deleted must not bring the room back by joining it, and a
-   * token from an offer that lapsed (or was rejected) must not put a second agent in the room.
-   */
   /**
    * Joins that pass the dispatcher: a token's roomConfig.agents dispatches, and an agent whose job
    * ended may not join.
@@ -355,19 +314,18 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     };
   }
 
+  /**
+   * An agent participant may join only while its job is live and accepted by a worker: a worker that
+   * got the job just before the room was deleted must not bring the room back by joining it, and a
+   * token from an offer that lapsed (or was rejected) must not put a second agent in the room.
+   */
   checkAgentJoin(claims: Claims): void {
     const jobId = claims.attributes?.[AGENT_JOB_ATTRIBUTE];
     if (claims.kind !== 'agent' || !jobId) return;
     const entry = this.#jobs.get(jobId);
-    if (!entry || entry.ended || entry.dispatch.info.room !== claims.video?.room) {
-      throw new ApiError('not_found', `agent job '${jobId}' has ended (its room was closed or its dispatch deleted)`);
-    }
-    if (claims.sub !== entry.identity) {
-      throw new ApiError('permission_denied', `the token's identity is not the participant of agent job '${jobId}'`);
-    }
-    if (!entry.workerId || entry.offered) {
-      throw new ApiError('failed_precondition', `agent job '${jobId}' is not accepted by a worker (accept the offer before joining)`);
-    }
+    const job = entry && { ended: entry.ended, room: entry.dispatch.info.room, identity: entry.identity, accepted: !!entry.workerId && !entry.offered };
+    const refusal = agentJoinRefusal(jobId, job, claims.video?.room, claims.sub);
+    if (refusal) throw refusal;
   }
 
   // ---- the AgentDispatchService API ---------------------------------------------------------
@@ -415,7 +373,7 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     }
     for (const t of this.#evictions) clearTimeout(t);
     this.#evictions.clear();
-    for (const w of this.#workers.values()) for (const t of w.ending.values()) clearTimeout(t);
+    this.#workers.clearHolds();
   }
 
   // ---- internals ----------------------------------------------------------------------------
@@ -476,15 +434,8 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
 
   /** Least loaded worker of the job's agent name with room for one more, that has not just declined it. */
   #pick(entry: JobEntry): WorkerEntry | undefined {
-    const now = Date.now();
-    for (const [id, until] of entry.tried) if (until <= now || !this.#workers.has(id)) entry.tried.delete(id);
-    let best: WorkerEntry | undefined;
-    for (const w of this.#workers.values()) {
-      if (w.handle.agentName !== entry.job.agentName || entry.tried.has(w.handle.id)) continue;
-      if (busy(w) >= w.handle.capacity || w.handle.full?.()) continue;
-      if (!best || w.load < best.load || (w.load === best.load && busy(w) < busy(best))) best = w;
-    }
-    return best;
+    entry.tried = stillPassedOver(entry.tried, Date.now(), (id) => this.#workers.has(id));
+    return this.#workers.pick(entry.job.agentName, entry.tried);
   }
 
   /**
@@ -520,9 +471,9 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     if (!w) {
       // Capacity freeing up (#drain) offers it again; a worker that declined it is asked again once
       // its backoff is over, in case it was the only one.
-      const retryAt = Math.min(...entry.tried.values());
-      if (Number.isFinite(retryAt)) {
-        entry.retryTimer = setTimeout(() => this.#offerLater(entry, true), Math.max(0, retryAt - Date.now()) + 10);
+      const delay = retryDelayMs(entry.tried, Date.now());
+      if (delay !== undefined) {
+        entry.retryTimer = setTimeout(() => this.#offerLater(entry, true), delay);
         entry.retryTimer.unref();
       }
       if (!quiet) this.#opts.log.info({ job: entry.job.id, agent: entry.job.agentName }, 'no agent worker free for the job; it waits for one');
@@ -616,20 +567,12 @@ export class AgentDispatcher extends TypedEmitter<DispatcherEvents> {
     const w = entry.workerId ? this.#workers.get(entry.workerId) : undefined;
     const accepted = !!w?.jobs.delete(entry.job.id);
     w?.offers.delete(entry.job.id);
-    if (w && accepted && byGateway && !this.#closed) {
-      const jobId = entry.job.id;
-      const hold = setTimeout(() => {
-        w.ending.delete(jobId);
-        this.#drain(w.handle.agentName);
-      }, ENDING_HOLD_MS);
-      hold.unref();
-      w.ending.set(jobId, hold);
-    }
+    if (w && accepted && byGateway && !this.#closed) this.#workers.hold(w, entry.job.id, () => this.#drain(w.handle.agentName));
     const wasStarted = this.#started(entry);
     this.#setState(entry, status, { error, endedAt: nowNs() });
     this.#opts.log.info({ job: entry.job.id, status: JobStatus[status], error: error || undefined, byGateway }, 'agent job ended');
     // A job that never ran had no started event, so it gets no ended event either.
-    if (wasStarted || !byGateway) this.#notify('agent_job_ended', entry);
+    if (endsWithWebhook(wasStarted, byGateway)) this.#notify('agent_job_ended', entry);
   }
 
   #setState(entry: JobEntry, status: JobStatus, patch: Partial<Pick<JobState, 'workerId' | 'participantIdentity' | 'error' | 'startedAt' | 'endedAt'>>): void {

@@ -68,7 +68,8 @@ export class ParticipantSubscribing {
       const mid = this.#deps.takeMid(track.producer.kind);
       consumer = await transport.consume({
         producerId: track.producer.id,
-        rtpCapabilities: caps,
+        // The latest: a ready() while the producer was piped over may have replaced them.
+        rtpCapabilities: this.#rtpCapabilities ?? caps,
         ...(mid !== undefined ? { mid } : {}),
         paused: true, // resumed by the client once its side is ready, then a keyframe is requested
         appData: { trackSid: sid },
