@@ -463,9 +463,6 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     // nodes named after one host would each think the other's rooms are their own.
     if (!parsed.redis.url) throw new ConfigError(`${name('cluster.enabled')}: needs ${name('redis.url')} (one Redis shared by every node)`);
     if (!parsed.node_id) throw new ConfigError(`${name('cluster.enabled')}: needs ${name('node_id')}, unique per node`);
-    if (parsed.port === 0 && !parsed.cluster.advertise_url) {
-      throw new ConfigError(`${name('cluster.advertise_url')}: needed with ${name('port')} 0 (the other nodes must know where to reach this one)`);
-    }
     if ((parsed.bind === '0.0.0.0' || parsed.bind === '::') && !parsed.cluster.advertise_url && !parsed.rtc.announced_ip) {
       throw new ConfigError(`${name('cluster.advertise_url')}: needed when bound to all interfaces without ${name('rtc.announced_ip')}`);
     }
