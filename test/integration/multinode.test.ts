@@ -5,6 +5,7 @@
 // on C lists and mutes A's participants; an owner that is gone answers `unavailable`. SIGKILL of B:
 // the room on A keeps running, B's room is finished (one room_finished webhook) and a new room goes
 // to a live node.
+import { Room as LkRoom, TrackKind, VideoStream } from '@livekit/rtc-node';
 import { Redis } from 'ioredis';
 import { RoomServiceClient, TrackSource, WebhookReceiver } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +28,7 @@ let probe: Redis;
 let sink: WebhookSink;
 const gw = {} as Record<NodeName, SpawnedGateway>;
 const people: NodeParticipant[] = [];
+const lkRooms: LkRoom[] = [];
 const api = (n: NodeName) => new RoomServiceClient(gw[n].url, API_KEY, API_SECRET);
 const receiver = new WebhookReceiver(API_KEY, API_SECRET);
 
@@ -64,6 +66,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  // No dispose() of rtc-node: its FFI runtime belongs to the process the next file runs in (see rtc-node.test.ts).
+  await Promise.all(lkRooms.map((r) => r.disconnect().catch(() => undefined)));
   await Promise.all(people.map((p) => Promise.race([p.leave().catch(() => undefined), new Promise((r) => setTimeout(r, 3000))])));
   await Promise.all(Object.values(gw).map((g) => g.stop()));
   probe?.disconnect();
@@ -105,8 +109,27 @@ describe('several gateway nodes sharing one Redis', () => {
     await api('B').removeParticipant('main', 'looker');
     await closed;
 
+    // A stock LiveKit client (rtc-node) whose socket lands on B joins the same room and decodes alice's video.
+    const lk = new LkRoom();
+    lkRooms.push(lk);
+    await lk.connect(gw.B.url.replace('http', 'ws'), await joinToken('main', 'lk'), { autoSubscribe: true, dynacast: false });
+    expect([...lk.remoteParticipants.values()].map((p) => p.identity).sort()).toEqual(['alice', 'bob']);
+    const lkVideo = await waitFor(
+      () => [...(lk.remoteParticipants.get('alice')?.trackPublications.values() ?? [])].find((t) => t.track?.kind === TrackKind.KIND_VIDEO)?.track,
+      15_000,
+      'the LiveKit client subscribed to alice\'s video',
+    );
+    const reader = new VideoStream(lkVideo).getReader();
+    const frame = await reader.read();
+    await reader.cancel();
+    expect(frame.value!.frame.width).toBe(320);
+    await lk.disconnect();
+
     // Both sockets were piped to A: A's room has both of them, and B and C host no room.
-    const onA = await api('A').listParticipants('main');
+    const onA = await waitFor(async () => {
+      const list = await api('A').listParticipants('main');
+      return list.length === 2 ? list : undefined;
+    }, 10_000, 'the LiveKit client gone');
     expect(onA.map((p) => p.identity).sort()).toEqual(['alice', 'bob']);
     expect(gw.B.logs()).toContain('signaling proxied');
     expect(gw.C.logs()).toContain('signaling proxied');
