@@ -54,6 +54,12 @@ export function pickNode(nodes: NodeInfo[], selfId: string): NodeInfo | undefine
   return usable[0];
 }
 
+/** A node's record while its heartbeat is current, read by anyone with the Redis (egress workers too). */
+export async function readNode(redis: Redis, id: string, prefix = 'roomgate'): Promise<NodeInfo | undefined> {
+  const v = await redis.get(`${prefix}:cluster:node:${id}`);
+  return v ? (JSON.parse(v) as NodeInfo) : undefined;
+}
+
 export class NodeRegistry {
   readonly #o: NodeRegistryOptions;
   readonly #membersKey: string;
@@ -109,9 +115,8 @@ export class NodeRegistry {
   }
 
   /** The node's record while it is alive. */
-  async get(id: string): Promise<NodeInfo | undefined> {
-    const v = await this.#o.redis.get(this.#nodeKey(id));
-    return v ? (JSON.parse(v) as NodeInfo) : undefined;
+  get(id: string): Promise<NodeInfo | undefined> {
+    return readNode(this.#o.redis, id, this.#o.prefix);
   }
 
   async #reapDead(): Promise<void> {

@@ -2,16 +2,24 @@
 // each bound to its own loopback address (A 127.0.0.2, B 127.0.0.3, C 127.0.0.4) with one real
 // redis-server. A room created through A lives on A; participants whose signaling lands on B and C
 // are piped to A and see and hear each other, their media going straight to A's address; RoomService
-// on C lists and mutes A's participants; an owner that is gone answers `unavailable`. SIGKILL of B:
+// on C lists and mutes A's participants; an owner that is gone answers `unavailable`; an egress
+// worker attached to B restreams a participant of A's room, its taps pulled from A. SIGKILL of B:
 // the room on A keeps running, B's room is finished (one room_finished webhook) and a new room goes
 // to a live node.
 import { Room as LkRoom, TrackKind, VideoStream } from '@livekit/rtc-node';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
-import { RoomServiceClient, TrackSource, WebhookReceiver } from 'livekit-server-sdk';
+import { EgressClient, EgressStatus, RoomServiceClient, StreamOutput, TrackSource, WebhookReceiver } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { NodeParticipant } from '../../src/client/node.ts';
 import { SignalClient } from '../../src/client/SignalClient.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { EgressWorker } from '../../src/egress/worker/EgressWorker.ts';
+import { startEgressWorker } from '../../src/egress/worker/startWorker.ts';
+import { startRtmpSink, type RtmpSink } from '../helpers/egress.ts';
 import { twirpError } from '../helpers/errors.ts';
 import { API_KEY, API_SECRET } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
@@ -29,6 +37,8 @@ let sink: WebhookSink;
 const gw = {} as Record<NodeName, SpawnedGateway>;
 const people: NodeParticipant[] = [];
 const lkRooms: LkRoom[] = [];
+let worker: EgressWorker | undefined;
+let sinkRtmp: RtmpSink;
 const api = (n: NodeName) => new RoomServiceClient(gw[n].url, API_KEY, API_SECRET);
 const receiver = new WebhookReceiver(API_KEY, API_SECRET);
 
@@ -66,6 +76,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await worker?.close();
+  await sinkRtmp?.stop();
   // No dispose() of rtc-node: its FFI runtime belongs to the process the next file runs in (see rtc-node.test.ts).
   await Promise.all(lkRooms.map((r) => r.disconnect().catch(() => undefined)));
   await Promise.all(people.map((p) => Promise.race([p.leave().catch(() => undefined), new Promise((r) => setTimeout(r, 3000))])));
@@ -147,6 +159,9 @@ describe('several gateway nodes sharing one Redis', () => {
     expect(muted.muted).toBe(true);
     await heard;
     expect((await api('A').getParticipant('main', 'alice')).tracks[0]!.muted).toBe(true);
+    const unmuted = nextEvent(bob, 'trackMuted', (_who, sid, m) => sid === aliceVideo && !m);
+    await api('B').mutePublishedTrack('main', 'alice', aliceVideo, false);
+    await unmuted;
 
     // The owner's own errors come back as they are.
     expect(await twirpError(api('C').getParticipant('main', 'nobody'))).toMatchObject({ code: 'not_found' });
@@ -164,6 +179,31 @@ describe('several gateway nodes sharing one Redis', () => {
     expect(gone.code).toBe('unavailable');
     expect(gone.message).toMatch(/node Z.*not running/);
     await probe.hdel('roomgate:rooms', 'ghost');
+  });
+
+  it('an egress worker attached to B records a participant of A\'s room, pulling the taps from A', async () => {
+    worker = await startEgressWorker(
+      loadConfig({
+        env: {
+          ROOMGATE_REDIS_URL: redis.url,
+          ROOMGATE_EGRESS_GATEWAY_URL: gw.B.url,
+          ROOMGATE_API_KEY: API_KEY,
+          ROOMGATE_API_SECRET: API_SECRET,
+          ROOMGATE_RTMP_ENABLED: 'false',
+          ROOMGATE_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'roomgate-mn-egress-')),
+          ROOMGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+          ROOMGATE_EGRESS_PROGRESS_INTERVAL: '0',
+        },
+      }),
+    );
+    sinkRtmp = await startRtmpSink('mn');
+    const egress = new EgressClient(gw.C.url, API_KEY, API_SECRET);
+    const started = await egress.startParticipantEgress('main', 'alice', { stream: new StreamOutput({ urls: [sinkRtmp.url] }) });
+    await waitFor(() => (sinkRtmp.size() > 30_000 ? true : undefined), 30_000, 'the RTMP sink to receive alice\'s video');
+    expect(worker.runningJobs).toEqual([started.egressId]);
+    await egress.stopEgress(started.egressId);
+    await waitFor(async () => ((await egress.listEgress({ egressId: started.egressId }))[0]?.status === EgressStatus.EGRESS_COMPLETE ? true : undefined), 30_000, 'egress COMPLETE');
+    await worker.close();
   });
 
   it('SIGKILL of B: the room on A keeps running, B\'s room is finished once, new rooms go to a live node', async () => {
