@@ -10,6 +10,7 @@ import type { Logger } from '../logger.ts';
 import { decodeValue, encodeValue } from './codec.ts';
 
 type Envelope =
+  | { t: 'cast'; from: string; topic: string; data: string }
   | { t: 'req'; id: string; from: string; method: string; args: unknown }
   | { t: 'res'; id: string; ok: true; value: unknown }
   | { t: 'res'; id: string; ok: false; error: { code: TwirpCode; msg: string; meta: Record<string, string> } };
@@ -41,8 +42,25 @@ export class NodeRpc {
     this.#prefix = `${opts.prefix ?? 'roomgate'}:cluster:rpc`;
   }
 
+  readonly #casts = new Map<string, (data: string) => void>();
+
   #channel(node: string): string {
     return `${this.#prefix}:${node}`;
+  }
+
+  /** Every node's channel for broadcasts (this node's own are not delivered back to it). */
+  get #castChannel(): string {
+    return `${this.#prefix}:*all`;
+  }
+
+  /** Tells every other node `data` on `topic` (fire and forget: a node that misses it catches up at its next start). */
+  broadcast(topic: string, data: string): void {
+    const msg: Envelope = { t: 'cast', from: this.#selfId, topic, data };
+    this.#redis.publish(this.#castChannel, JSON.stringify(msg)).catch((err: unknown) => this.#log.warn({ topic, err: (err as Error).message }, 'broadcast failed'));
+  }
+
+  onBroadcast(topic: string, fn: (data: string) => void): void {
+    this.#casts.set(topic, fn);
   }
 
   /** Subscribes to this node's channel; requests go to `handler`. */
@@ -54,7 +72,7 @@ export class NodeRpc {
     this.#sub = sub;
     sub.on('message', (_channel: string, text: string) => this.#receive(text));
     await sub.connect();
-    await sub.subscribe(this.#channel(this.#selfId));
+    await sub.subscribe(this.#channel(this.#selfId), this.#castChannel);
   }
 
   /** Calls `method` on node `node`; resolves with its decoded answer, or rejects with its ApiError. */
@@ -94,6 +112,10 @@ export class NodeRpc {
       msg = JSON.parse(text) as Envelope;
     } catch {
       this.#log.warn('unreadable message on the node channel');
+      return;
+    }
+    if (msg.t === 'cast') {
+      if (msg.from !== this.#selfId) this.#casts.get(msg.topic)?.(msg.data);
       return;
     }
     if (msg.t === 'res') {

@@ -9,6 +9,7 @@ import type { Config } from '../config.ts';
 import { moduleLogger } from '../logger.ts';
 import type { RoomManager } from '../sfu/RoomManager.ts';
 import type { WorkerPool } from '../sfu/WorkerPool.ts';
+import type { IngressStore } from '../store/IngressStore.ts';
 import { RoomStore } from '../store/RoomStore.ts';
 import type { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
 import type { GatewaySettings } from './settings.ts';
@@ -30,6 +31,7 @@ export async function startCluster(
   rooms: RoomManager,
   pool: WorkerPool,
   webhooks: Pick<WebhookNotifier, 'notify'>,
+  ingress: IngressStore,
   shutdown: Shutdown,
 ): Promise<GatewayCluster> {
   const log = moduleLogger('cluster', { node: config.node_id });
@@ -67,6 +69,12 @@ export async function startCluster(
   const rpc = new NodeRpc({ redis, selfId: config.node_id, timeoutMs: config.cluster.rpc_timeout_ms, log });
   const clusterRooms = new ClusterRooms({ local: rooms, store, registry, rpc, log });
   await rpc.start((method, args) => clusterRooms.serve(method, args));
+  // Each node indexes ingress definitions in memory (stream key lookups at RTMP/WHIP handshakes):
+  // a write on one node makes the others re-read that ingress.
+  ingress.onWrite((id) => rpc.broadcast('ingress', id));
+  rpc.onBroadcast('ingress', (id) => {
+    ingress.refresh(id).catch((err: unknown) => log.warn({ ingress: id, err: (err as Error).message }, 'could not re-read an ingress another node wrote'));
+  });
   // After the rooms closed: the survivors then finish them at their next beat.
   shutdown.at('sockets', async () => {
     await registry.close();

@@ -118,7 +118,7 @@ export async function startServices(
   const sip = new SipStore(redis);
   await sip.load();
 
-  const cluster = config.cluster.enabled ? await startCluster(config, settings, state, rooms, pool, webhooks, shutdown) : undefined;
+  const cluster = config.cluster.enabled ? await startCluster(config, settings, state, rooms, pool, webhooks, ingress, shutdown) : undefined;
 
   return { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, sip, iceServers, ...(cluster ? { cluster } : {}) };
 }

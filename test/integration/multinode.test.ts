@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { EgressClient, EgressStatus, RoomServiceClient, StreamOutput, TrackSource, WebhookReceiver } from 'livekit-server-sdk';
+import { EgressClient, EgressStatus, IngressClient, IngressInput, RoomServiceClient, StreamOutput, TrackSource, WebhookReceiver } from 'livekit-server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { NodeParticipant } from '../../src/client/node.ts';
@@ -172,6 +172,13 @@ describe('several gateway nodes sharing one Redis', () => {
     expect(rooms[0]!.numParticipants).toBe(2);
     await api('C').updateRoomMetadata('main', 'set on C');
     expect((await api('A').listRooms(['main']))[0]!.metadata).toBe('set on C');
+
+    // An ingress written through one node is known to the others (their in-memory stream-key index).
+    const ingressOn = (n: NodeName) => new IngressClient(gw[n].url, API_KEY, API_SECRET);
+    const ingress = await ingressOn('C').createIngress(IngressInput.WHIP_INPUT, { roomName: 'main', participantIdentity: 'cam' });
+    await waitFor(async () => ((await ingressOn('A').listIngress({ ingressId: ingress.ingressId })).length === 1 ? true : undefined), 10_000, 'the ingress listed on A');
+    await ingressOn('B').deleteIngress(ingress.ingressId);
+    await waitFor(async () => ((await ingressOn('C').listIngress({ roomName: 'main' })).length === 0 ? true : undefined), 10_000, 'the ingress gone on C');
 
     // A room whose node is not running: `unavailable`, saying so.
     await probe.hset('roomgate:rooms', 'ghost', JSON.stringify({ node: 'Z', room: { name: 'ghost', sid: 'RM_ghost' } }));
