@@ -17,6 +17,7 @@ import type { Shutdown } from './shutdown.ts';
 import type { GatewayState } from './state.ts';
 
 export interface GatewayCluster {
+  /** Started by the edges once the HTTP server listens: no node is sent a room or a socket before it can take them. */
   registry: NodeRegistry;
   /** RoomService's backend: forwards to the room's node. */
   rooms: ClusterRooms;
@@ -80,8 +81,7 @@ export async function startCluster(
     await registry.close();
     await rpc.close();
   });
-  await registry.start();
-  log.info({ url, heartbeatMs: config.cluster.heartbeat_ms, ttlMs: config.cluster.node_ttl_ms }, 'joined the cluster');
+  log.info({ url, heartbeatMs: config.cluster.heartbeat_ms, ttlMs: config.cluster.node_ttl_ms }, 'cluster channel open; the node registers once it listens');
   return {
     registry,
     rooms: clusterRooms,

@@ -273,6 +273,8 @@ export async function startEdges(
       }),
   );
   const port = (server.address() as AddressInfo).port;
+  // Announced to the other nodes only now that it can answer them (src/gateway/cluster.ts).
+  if (services.cluster) await services.cluster.registry.start();
   const url = `http://${settings.urlHost}:${port}`;
   let egressWorker: SupervisedWorker | undefined;
   if (config.egress.worker) {

@@ -22,6 +22,7 @@ import { startEgressWorker } from '../../src/egress/worker/startWorker.ts';
 import { startRtmpSink, type RtmpSink } from '../helpers/egress.ts';
 import { twirpError } from '../helpers/errors.ts';
 import { API_KEY, API_SECRET } from '../helpers/gateway.ts';
+import { scaled } from '../helpers/deadline.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join, joinToken, nextEvent } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -48,6 +49,13 @@ async function placement(room: string): Promise<string | undefined> {
   return json ? (JSON.parse(json) as { node: string }).node : undefined;
 }
 
+/** `p`, or a failure naming `what` once the (load-scaled) deadline has passed. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), scaled(ms))));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 async function webhookEvents(): Promise<{ event: string; room?: { name: string } }[]> {
   return Promise.all(sink.received.map((r) => receiver.receive(r.body, r.auth)));
 }
@@ -71,7 +79,7 @@ beforeAll(async () => {
     ),
   );
   for (const [n, g] of started) gw[n] = g;
-  // Each node registers before it listens; all three are members with a live heartbeat.
+  // Each node registers as it starts listening; all three are members with a live heartbeat.
   await waitFor(async () => ((await probe.smembers('roomgate:cluster:nodes')).sort().join() === 'A,B,C' ? true : undefined), 10_000, 'three nodes registered');
 }, 120_000);
 
@@ -224,10 +232,10 @@ describe('several gateway nodes sharing one Redis', () => {
 
     // The room on A runs on: a newcomer through C joins it and exchanges data with bob.
     const bob = people[1]!;
-    const carol = await join(gw.C.url, 'main', 'carol');
+    const carol = await within(join(gw.C.url, 'main', 'carol'), 15_000, 'carol to join through C');
     people.push(carol);
     expect(carol.joined.participants.map((p) => p.identity)).toContain('bob');
-    await Promise.all([bob.dataReady, carol.dataReady]);
+    await within(Promise.all([bob.dataReady, carol.dataReady]), 15_000, 'bob\'s and carol\'s data channels');
     const atBob = nextEvent(bob, 'dataReceived', (m) => m.from === 'carol');
     await carol.publishData(new TextEncoder().encode('still here'), { topic: 'chat' });
     expect(new TextDecoder().decode((await atBob)[0].payload)).toBe('still here');
@@ -235,7 +243,7 @@ describe('several gateway nodes sharing one Redis', () => {
     // New rooms go to a live node, however they are created.
     await api('C').createRoom({ name: 'after' });
     expect(['A', 'C']).toContain(await placement('after'));
-    const dave = await join(gw.A.url, 'fresh', 'dave');
+    const dave = await within(join(gw.A.url, 'fresh', 'dave'), 15_000, 'dave to join a new room through A');
     people.push(dave);
     expect(['A', 'C']).toContain(await placement('fresh'));
 
