@@ -18,6 +18,7 @@ import { runWhip } from './whip.ts';
 import { runAgents } from './agents.ts';
 import { runRoomgateAgentJob, runStockAgents } from './stock-agents.ts';
 import { runLivekit } from './livekit.ts';
+import { runMultinode } from './multinode.ts';
 import { printPublishers, runPublishers, type PublisherFigures } from './publishers.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startRedis } from '../test/helpers/redis.ts';
@@ -78,6 +79,7 @@ async function main() {
   if (wanted('livekit')) await runLivekit(record);
   if (wanted('sip')) await runSip(record);
   if (wanted('sip-podcast')) await runSipPodcast(record);
+  if (wanted('multinode')) await runMultinode(record);
   let publishers: PublisherFigures[] = [];
   if (wanted('publishers')) publishers = await runPublishers();
   print(fanout, ingest, publishers);

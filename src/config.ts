@@ -121,6 +121,24 @@ const schema = z.strictObject({
       embedded_port: port.default(6380),
     })
     .default({ embedded_port: 6380 }),
+  cluster: z
+    .strictObject({
+      /**
+       * Several gateway nodes sharing one Redis (README "Several nodes"): each node registers itself
+       * with a heartbeat, rooms are placed on the least-loaded node, and any node answers the API
+       * and signaling for any room. Needs redis.url and a node_id per node.
+       */
+      enabled: z.boolean().default(false),
+      /** Milliseconds between heartbeats (the node's key is refreshed and its load published). */
+      heartbeat_ms: z.int().min(100).max(60_000).default(1000),
+      /** Milliseconds a heartbeat lives: a node silent this long is dead and its rooms are finished. */
+      node_ttl_ms: z.int().min(300).max(600_000).default(3000),
+      /** Milliseconds a node waits for another node's answer to a forwarded call before `unavailable`. */
+      rpc_timeout_ms: z.int().min(100).max(120_000).default(5000),
+      /** http(s) URL the other nodes reach this node's API and signaling at (default: from the bind or announced IP and port). */
+      advertise_url: httpUrl.optional(),
+    })
+    .default({ enabled: false, heartbeat_ms: 1000, node_ttl_ms: 3000, rpc_timeout_ms: 5000 }),
   webhook: z
     .strictObject({
       urls: z.array(httpUrl).default([]),
@@ -268,6 +286,11 @@ const ENV_SETTINGS: Record<string, { path: string[]; kind: EnvKind }> = {
   ROOMGATE_TURN_TTL: { path: ['turn', 'ttl'], kind: 'int' },
   ROOMGATE_REDIS_URL: { path: ['redis', 'url'], kind: 'string' },
   ROOMGATE_REDIS_EMBEDDED_PORT: { path: ['redis', 'embedded_port'], kind: 'int' },
+  ROOMGATE_CLUSTER_ENABLED: { path: ['cluster', 'enabled'], kind: 'bool' },
+  ROOMGATE_CLUSTER_HEARTBEAT_MS: { path: ['cluster', 'heartbeat_ms'], kind: 'int' },
+  ROOMGATE_CLUSTER_NODE_TTL_MS: { path: ['cluster', 'node_ttl_ms'], kind: 'int' },
+  ROOMGATE_CLUSTER_RPC_TIMEOUT_MS: { path: ['cluster', 'rpc_timeout_ms'], kind: 'int' },
+  ROOMGATE_CLUSTER_ADVERTISE_URL: { path: ['cluster', 'advertise_url'], kind: 'string' },
   ROOMGATE_WEBHOOK_URLS: { path: ['webhook', 'urls'], kind: 'list' },
   ROOMGATE_WEBHOOK_API_KEY: { path: ['webhook', 'api_key'], kind: 'string' },
   ROOMGATE_ROOM_EMPTY_TIMEOUT: { path: ['room', 'empty_timeout'], kind: 'int' },
@@ -434,6 +457,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   if (parsed.turn.urls.length > 0 && !parsed.turn.secret) {
     throw new ConfigError(`${name('turn.secret')}: required when TURN URLs are configured (coturn's static-auth-secret)`);
+  }
+  if (parsed.cluster.enabled) {
+    // Nodes share rooms through Redis: an embedded one per node would be a cluster of one, and two
+    // nodes named after one host would each think the other's rooms are their own.
+    if (!parsed.redis.url) throw new ConfigError(`${name('cluster.enabled')}: needs ${name('redis.url')} (one Redis shared by every node)`);
+    if (!parsed.node_id) throw new ConfigError(`${name('cluster.enabled')}: needs ${name('node_id')}, unique per node`);
+    if ((parsed.bind === '0.0.0.0' || parsed.bind === '::') && !parsed.cluster.advertise_url && !parsed.rtc.announced_ip) {
+      throw new ConfigError(`${name('cluster.advertise_url')}: needed when bound to all interfaces without ${name('rtc.announced_ip')}`);
+    }
+    if (parsed.cluster.node_ttl_ms < 2 * parsed.cluster.heartbeat_ms) {
+      throw new ConfigError(`${name('cluster.node_ttl_ms')}: must be at least twice ${name('cluster.heartbeat_ms')}, so one late heartbeat does not kill a node`);
+    }
   }
   if (parsed.webhook.api_key && !(parsed.webhook.api_key in keys)) {
     throw new ConfigError(`${name('webhook.api_key')}: '${parsed.webhook.api_key}' is not one of the configured keys`);

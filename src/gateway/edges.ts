@@ -3,6 +3,7 @@
 // that routes to them, and the egress worker child that records through the taps.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { AGENT_PATH } from '../agents/protocol.ts';
 import { AgentServer } from '../agents/server/AgentServer.ts';
 import { isLiveKitWorkerUpgrade, LiveKitWorkers } from '../agents/server/LiveKitWorkers.ts';
@@ -139,7 +140,8 @@ export async function startEdges(
   });
   agentServer = new AgentServer({ verifier, dispatcher: agents, log: moduleLogger('agents') });
   const twirp = new TwirpRouter({ verifier, metrics, log: moduleLogger('twirp') });
-  twirp.register(roomService(rooms));
+  // With a cluster, RoomService answers for every node's rooms (src/cluster/ClusterRooms.ts).
+  twirp.register(roomService(services.cluster?.rooms ?? rooms));
   twirp.register(agentDispatchService(agents));
   twirp.register(sipService(sip, sipServer));
   const urlPolicy = new UrlPolicy(config.ingress.url_allow);
@@ -214,15 +216,17 @@ export async function startEdges(
   const whipServer = whip;
   const whepServer = whep;
   const agentSockets = agentServer;
+  const localUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void => {
+    if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekit.handleUpgrade(req, socket, head, url);
+    if (url.pathname === SIGNALING_PATH) return signaling.handleUpgrade(req, socket, head, url);
+    if (url.pathname === AGENT_PATH && isLiveKitWorkerUpgrade(url, req.headers.authorization)) return lkWorkers.handleUpgrade(req, socket, head, url);
+    if (url.pathname === AGENT_PATH) return agentSockets.handleUpgrade(req, socket, head, url);
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  };
   const server = createHttpServer({
     twirp,
-    upgrade: (req, socket, head, url) => {
-      if (url.pathname === SIGNALING_PATH && isLiveKitUpgrade(url, req.headers.authorization)) return livekit.handleUpgrade(req, socket, head, url);
-      if (url.pathname === SIGNALING_PATH) return signaling.handleUpgrade(req, socket, head, url);
-      if (url.pathname === AGENT_PATH && isLiveKitWorkerUpgrade(url, req.headers.authorization)) return lkWorkers.handleUpgrade(req, socket, head, url);
-      if (url.pathname === AGENT_PATH) return agentSockets.handleUpgrade(req, socket, head, url);
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
-    },
+    // With a cluster, a participant's socket for a room on another node is piped there first.
+    upgrade: services.cluster ? services.cluster.upgrade(localUpgrade, [SIGNALING_PATH]) : localUpgrade,
     routes: [
       { prefix: WHIP_PATH, handle: (req, res, url) => whipServer.handle(req, res, url) },
       { prefix: LIVEKIT_RTC_PATH, handle: (req, res, url) => livekit.handleHttp(req, res, url) },
@@ -270,6 +274,8 @@ export async function startEdges(
       }),
   );
   const port = (server.address() as AddressInfo).port;
+  // Announced to the other nodes only now that it can answer them (src/gateway/cluster.ts).
+  if (services.cluster) await services.cluster.registry.start();
   const url = `http://${settings.urlHost}:${port}`;
   let egressWorker: SupervisedWorker | undefined;
   if (config.egress.worker) {

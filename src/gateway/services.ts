@@ -20,6 +20,7 @@ import { RoomStore } from '../store/RoomStore.ts';
 import { SipStore } from '../store/SipStore.ts';
 import { bridgeRoomWebhooks } from '../webhooks/roomWebhooks.ts';
 import { WebhookNotifier } from '../webhooks/WebhookNotifier.ts';
+import { startCluster, type GatewayCluster } from './cluster.ts';
 import type { GatewayMedia } from './media.ts';
 import type { GatewaySettings } from './settings.ts';
 import type { Shutdown } from './shutdown.ts';
@@ -40,17 +41,20 @@ export interface GatewayServices {
   /** SIP trunks and dispatch rules (livekit.SIP). */
   sip: SipStore;
   iceServers: (identity: string) => IceServer[];
+  /** Present when cluster.enabled: RoomService and signaling routed to each room's node. */
+  cluster?: GatewayCluster;
 }
 
 export async function startServices(
   config: Config,
   settings: GatewaySettings,
-  { redis, redisUrl }: GatewayState,
+  state: GatewayState,
   { pool }: GatewayMedia,
   /** Open signaling connections, for the gauge: the edges start after this phase. */
   connections: () => number,
   shutdown: Shutdown,
 ): Promise<GatewayServices> {
+  const { redis, redisUrl } = state;
   const iceServers = (identity: string): IceServer[] => iceServersFor(settings.iceConfig, identity);
   const metrics = createMetrics({
     activeRooms: () => rooms.activeRooms,
@@ -114,5 +118,7 @@ export async function startServices(
   const sip = new SipStore(redis);
   await sip.load();
 
-  return { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, sip, iceServers };
+  const cluster = config.cluster.enabled ? await startCluster(config, settings, state, rooms, pool, webhooks, ingress, shutdown) : undefined;
+
+  return { metrics, webhooks, egressQueue, egressStore, egress, rooms, agents, verifier, ingress, ingressSessions, sip, iceServers, ...(cluster ? { cluster } : {}) };
 }

@@ -9,6 +9,7 @@ export class IngressStore {
   readonly #key: string;
   readonly #byId = new Map<string, IngressInfo>();
   readonly #byStreamKey = new Map<string, string>();
+  #onWrite: ((ingressId: string) => void) | undefined;
 
   constructor(redis: Redis, prefix = 'roomgate') {
     this.#redis = redis;
@@ -22,6 +23,18 @@ export class IngressStore {
     this.#byStreamKey.clear();
     for (const json of Object.values(all)) this.#index(IngressInfo.fromJsonString(json, { ignoreUnknownFields: true }));
     return this.#byId.size;
+  }
+
+  /** Called after each write reached Redis (several nodes: the others re-read that ingress). */
+  onWrite(fn: (ingressId: string) => void): void {
+    this.#onWrite = fn;
+  }
+
+  /** Re-reads one definition from Redis into the index: another node wrote it. */
+  async refresh(ingressId: string): Promise<void> {
+    const json = await this.#redis.hget(this.#key, ingressId);
+    this.#unindex(this.#byId.get(ingressId));
+    if (json) this.#index(IngressInfo.fromJsonString(json, { ignoreUnknownFields: true }));
   }
 
   #index(info: IngressInfo): void {
@@ -61,6 +74,7 @@ export class IngressStore {
       if (old) this.#index(old);
       throw err;
     }
+    this.#onWrite?.(info.ingressId);
   }
 
   #unindex(info: IngressInfo | undefined): void {
@@ -73,7 +87,9 @@ export class IngressStore {
     const old = this.#byId.get(ingressId);
     this.#unindex(old);
     try {
-      return (await this.#redis.hdel(this.#key, ingressId)) === 1 || old !== undefined;
+      const deleted = (await this.#redis.hdel(this.#key, ingressId)) === 1;
+      if (deleted) this.#onWrite?.(ingressId);
+      return deleted || old !== undefined;
     } catch (err) {
       if (old && !this.#byId.has(ingressId)) this.#index(old);
       throw err;

@@ -11,6 +11,7 @@ export const BIN = path.resolve('bin/roomgate.mjs');
 
 export interface SpawnedGateway {
   url: string;
+  pid: number;
   rtmpPort: number;
   dataDir: string;
   /** Everything the gateway and its worker wrote to stdout and stderr so far. */
@@ -61,5 +62,7 @@ export async function spawnGateway(extra: Record<string, string> = {}): Promise<
     await stop();
     throw new Error(`${(err as Error).message}\n${logs.slice(-3000)}`);
   }
-  return { url: `http://127.0.0.1:${port}`, rtmpPort, dataDir, logs: () => logs, stop };
+  // A gateway bound to another loopback address (ROOMGATE_BIND=127.0.0.3) is reached there.
+  const host = extra.ROOMGATE_BIND ?? '127.0.0.1';
+  return { url: `http://${host}:${port}`, pid: child.pid!, rtmpPort, dataDir, logs: () => logs, stop };
 }

@@ -22,6 +22,7 @@ import { jobDataKey, seal, unseal, unsealSpec } from '../jobSecrets.ts';
 import { EgressRun, type StopReason } from './EgressRun.ts';
 import { recoverStalledJob } from './recovery.ts';
 import { TapClient } from './TapClient.ts';
+import { roomNodeUrl } from '../../cluster/roomNode.ts';
 import { nowNs, sleep } from '../../time.ts';
 
 export interface EgressWorkerOptions {
@@ -62,7 +63,8 @@ export class EgressWorker {
     this.#subscriber.on('error', () => {});
     this.#webhooks = new WebhookNotifier({ ...opts.webhook, log: opts.log.child({ module: 'webhooks' }), metrics: createMetrics({ activeRooms: () => 0 }) });
     this.#records = new EgressRecords({ store: this.#store, webhooks: this.#webhooks });
-    this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret);
+    // With several gateway nodes, each room's taps come from the node hosting it.
+    this.#taps = new TapClient(opts.gatewayUrl, opts.egress.worker_secret, roomNodeUrl(redis));
     this.#jobKey = jobDataKey(opts.egress.worker_secret);
     this.#storage = new Storage({
       outputDir: opts.egress.output_dir,
