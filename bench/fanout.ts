@@ -45,7 +45,8 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime + stime
 }
 
-async function clip(): Promise<string> {
+/** The publisher's clip (720p30 H.264 baseline, 2 Mb/s, 20 s), encoded once; Janus's side plays the same file. */
+export async function clip(): Promise<string> {
   // Played once per measurement window; FFmpeg's -stream_loop with -re and -c copy stalls at the loop point.
   const file = path.join(os.tmpdir(), 'roomgate-bench-720p30-h264-20s.mp4');
   if (fs.existsSync(file)) return file;
