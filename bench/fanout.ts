@@ -34,9 +34,18 @@ export interface FanoutRow {
   lossPct: number;
   /** Publisher packets the worker did not take in, against the smallest step's rate (overload). */
   ingestLossPct: number;
+  /** Cores busy on the whole machine in the window (this bench and everything else running). */
+  machineBusy: number;
 }
 
 const TICKS = 100; // USER_HZ on Linux
+
+/** CPU seconds the whole machine has been busy so far (all cores, everything but idle and iowait), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0); // user .. steal (guest is inside user)
+  return (total - cpu[3]! - cpu[4]!) / TICKS;
+}
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 export function cpuSeconds(pid: number): number {
@@ -135,9 +144,9 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: 
       };
       receiver.send('reset'); // IPC keeps order: counting restarts before the window opens
       const before = await packets();
-      const cpu0 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const cpu0 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!), m: machineBusySeconds() };
       await new Promise((r) => setTimeout(r, windowS * 1000));
-      const cpu1 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const cpu1 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!), m: machineBusySeconds() };
       const after = await packets();
       await new Promise((r) => setTimeout(r, 300)); // in-flight packets land
       const { counts } = await ask<{ counts: [number, number][] }>('counts');
@@ -156,6 +165,7 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: 
         sentPerSubscriberPps: sent / n / windowS,
         lossPct: sent > 0 ? Math.max(0, (1 - received / sent) * 100) : 100,
         ingestLossPct: rows.length === 0 ? 0 : Math.max(0, (1 - produced / windowS / rows[0]!.producerPps) * 100),
+        machineBusy: (cpu1.m - cpu0.m) / windowS,
       });
     }
   } finally {

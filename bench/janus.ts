@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import sdpTransform from 'sdp-transform';
 import { launchFfmpeg, type FfmpegProcess } from '../src/media/ffmpeg.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { clip, cpuSeconds } from './fanout.ts';
+import { clip, cpuSeconds, machineBusySeconds } from './fanout.ts';
 import type { ViewerCommand, ViewerCounts } from './janus-viewers.ts';
 
 export interface JanusFanoutRow {
@@ -36,6 +36,8 @@ export interface JanusFanoutRow {
   /** Packets missing by the viewers' sequence numbers, of those expected (end to end). */
   lossPct: number;
   lossyViewers: number;
+  /** Cores busy on the whole machine in the window (this bench and everything else running). */
+  machineBusy: number;
 }
 
 const JANUS_LIB = '/usr/lib/x86_64-linux-gnu/janus';
@@ -410,11 +412,11 @@ async function runJanusFanoutHere(steps: number[], windowS: number): Promise<Jan
       ]);
       await new Promise((r) => setTimeout(r, 2000)); // as on the roomgate side: media reached every viewer
       command('reset'); // IPC keeps order: counting restarts before the window opens
-      const cpu0 = { j: cpuSeconds(janus.proc.pid!), r: cpuSeconds(viewers.pid!) };
+      const cpu0 = { j: cpuSeconds(janus.proc.pid!), r: cpuSeconds(viewers.pid!), m: machineBusySeconds() };
       await new Promise((r) => setTimeout(r, windowS * 1000));
       // Read at once: loss comes from sequence numbers, so packets still in flight are not missing.
       const c = await counts();
-      const cpu1 = { j: cpuSeconds(janus.proc.pid!), r: cpuSeconds(viewers.pid!) };
+      const cpu1 = { j: cpuSeconds(janus.proc.pid!), r: cpuSeconds(viewers.pid!), m: machineBusySeconds() };
       await ff.stop();
       ff = undefined;
       rows.push({
@@ -430,6 +432,7 @@ async function runJanusFanoutHere(steps: number[], windowS: number): Promise<Jan
             ? (1 - c.received / (c.expected + (n - c.receiving) * (c.expected / Math.max(1, c.receiving)))) * 100
             : 100,
         lossyViewers: c.lossyViewers + (n - c.receiving),
+        machineBusy: (cpu1.m - cpu0.m) / windowS,
       });
     }
   } catch (err) {

@@ -208,7 +208,7 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFig
 /** Fan-out beside Janus: SFU CPU (roomgate: its workers + the gateway process; Janus: its process) per subscriber. */
 function printJanus(fanout: Awaited<ReturnType<typeof runFanout>>, janus: JanusFanoutRow[]) {
   console.log('\nfan-out beside Janus 1.1 (streaming plugin, RTP in, WebRTC viewers): SFU cpu in cores, per subscriber in ms/s; loss = delivery loss');
-  console.log('subscribers  rg 1 worker cpu  ms/s/sub  loss    rg 2 workers cpu  ms/s/sub  loss    janus cpu  ms/s/sub  loss    lossy viewers  viewers cpu  janus pkt/s/sub  janus/rg(1w)  janus/rg(2w)');
+  console.log('subscribers  rg 1 worker cpu  ms/s/sub  loss    rg 2 workers cpu  ms/s/sub  loss    janus cpu  ms/s/sub  loss    lossy viewers  viewers cpu  janus pkt/s/sub  janus/rg(1w)  janus/rg(2w)  machine busy (rg1/rg2/janus)');
   const sfu = (r: (typeof fanout)[number]) => r.workerCpu + r.gatewayCpu;
   for (const j of janus) {
     const one = fanout.find((r) => r.mode === 'one' && r.subscribers === j.subscribers);
@@ -231,6 +231,7 @@ function printJanus(fanout: Awaited<ReturnType<typeof runFanout>>, janus: JanusF
         j.receivedPerSubscriberPps.toFixed(0).padStart(15),
         ratio(one).padStart(12),
         ratio(pipe).padStart(12),
+        `  ${[one?.machineBusy, pipe?.machineBusy, j.machineBusy].map((b) => (b === undefined ? '-' : b.toFixed(2))).join(' / ')}`,
       ].join('  '),
     );
   }
