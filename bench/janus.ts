@@ -436,8 +436,11 @@ async function runJanusFanoutHere(steps: number[], windowS: number): Promise<Jan
       });
     }
   } catch (err) {
-    console.error(`janus log tail:\n${janus.logTail()}`);
-    throw err;
+    if (rows.length === 0) {
+      console.error(`janus log tail:\n${janus.logTail()}`);
+      throw err;
+    }
+    console.error(`fanout (janus): step ${steps[rows.length]} failed, later steps skipped: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
