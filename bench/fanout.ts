@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { types } from 'mediasoup';
-import { launchFfmpeg } from '../src/media/ffmpeg.ts';
+import { launchFfmpeg, type FfmpegProcess } from '../src/media/ffmpeg.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { startBenchGateway } from './gateway.ts';
 
@@ -34,9 +34,18 @@ export interface FanoutRow {
   lossPct: number;
   /** Publisher packets the worker did not take in, against the smallest step's rate (overload). */
   ingestLossPct: number;
+  /** Cores busy on the whole machine in the window (this bench and everything else running). */
+  machineBusy: number;
 }
 
 const TICKS = 100; // USER_HZ on Linux
+
+/** CPU seconds the whole machine has been busy so far (all cores, everything but idle and iowait), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0); // user .. steal (guest is inside user)
+  return (total - cpu[3]! - cpu[4]!) / TICKS;
+}
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 export function cpuSeconds(pid: number): number {
@@ -45,7 +54,8 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime + stime
 }
 
-async function clip(): Promise<string> {
+/** The publisher's clip (720p30 H.264 baseline, 2 Mb/s, 20 s), encoded once; Janus's side plays the same file. */
+export async function clip(): Promise<string> {
   // Played once per measurement window; FFmpeg's -stream_loop with -re and -c copy stalls at the loop point.
   const file = path.join(os.tmpdir(), 'roomgate-bench-720p30-h264-20s.mp4');
   if (fs.existsSync(file)) return file;
@@ -85,6 +95,7 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: 
     });
   const { port: receiverPort } = await ask<{ port: number }>('');
   const rows: FanoutRow[] = [];
+  let ff: FfmpegProcess | undefined;
   try {
     await gw.rooms.createRoom({ name: 'fanout', emptyTimeout: 3600 });
     const room = gw.rooms.liveRoom('fanout')!;
@@ -122,7 +133,7 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: 
         );
         consumers.push(...created);
       }
-      const ff = launchFfmpeg([
+      ff = launchFfmpeg([
         '-re', '-i', file, '-an', '-c:v', 'copy', '-bsf:v', 'h264_mp4toannexb',
         '-payload_type', '102', '-ssrc', '11111111', '-f', 'rtp', `rtp://127.0.0.1:${ingest.tuple.localPort}?pkt_size=1200&localrtpport=${sourcePort}&localrtcpport=${sourcePort + 1}`,
       ]);
@@ -134,13 +145,14 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: 
       };
       receiver.send('reset'); // IPC keeps order: counting restarts before the window opens
       const before = await packets();
-      const cpu0 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const cpu0 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!), m: machineBusySeconds() };
       await new Promise((r) => setTimeout(r, windowS * 1000));
-      const cpu1 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!) };
+      const cpu1 = { w: workerCpu(), g: cpuSeconds(process.pid), r: cpuSeconds(receiver.pid!), m: machineBusySeconds() };
       const after = await packets();
       await new Promise((r) => setTimeout(r, 300)); // in-flight packets land
       const { counts } = await ask<{ counts: [number, number][] }>('counts');
       await ff.stop();
+      ff = undefined;
       const produced = after.produced - before.produced;
       const sent = after.sent.reduce((a, b, i) => a + b - before.sent[i]!, 0);
       const received = counts.reduce((a, [, c]) => a + c, 0);
@@ -155,9 +167,16 @@ export async function runFanout(steps = [50, 100, 200, 500], windowS = 8, mode: 
         sentPerSubscriberPps: sent / n / windowS,
         lossPct: sent > 0 ? Math.max(0, (1 - received / sent) * 100) : 100,
         ingestLossPct: rows.length === 0 ? 0 : Math.max(0, (1 - produced / windowS / rows[0]!.producerPps) * 100),
+        machineBusy: (cpu1.m - cpu0.m) / windowS,
       });
     }
+  } catch (err) {
+    // A step the machine cannot hold (e.g. the saturated worker times out getStats) ends the run
+    // with the steps it did hold, said on stderr, so the suites after it still run.
+    if (rows.length === 0) throw err;
+    console.error(`fanout (${mode}): step ${steps[rows.length]} failed, later steps skipped: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
+    await ff?.stop();
     receiver.kill();
     fs.rmSync(receiverFile, { force: true });
     await bench.close();

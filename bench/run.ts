@@ -12,6 +12,7 @@ import { startGateway } from '../src/main.ts';
 import { runComposite } from './composite.ts';
 import { runEgress } from './egress.ts';
 import { runFanout } from './fanout.ts';
+import { runJanusFanout, type JanusFanoutRow } from './janus.ts';
 import { runIngest, type IngestFigures } from './ingest.ts';
 import { runSip, runSipPodcast } from './sip.ts';
 import { runWhip } from './whip.ts';
@@ -68,6 +69,16 @@ async function main() {
   const steps = process.env.ROOMGATE_BENCH_FANOUT_STEPS?.split(',').map(Number);
   if (wanted('fanout')) fanout = await runFanout(steps);
   if (wanted('fanout') || wanted('fanout-pipe')) fanout.push(...(await runFanout(steps, undefined, 'pipe')));
+  // The same publisher and steps through Janus's streaming plugin, after roomgate's (fanout-janus alone).
+  let janus: JanusFanoutRow[] = [];
+  if (wanted('fanout-janus')) janus = await runJanusFanout(steps);
+  else if (wanted('fanout')) {
+    // Janus is an apt package and this side needs root: without them the other suites still run.
+    janus = await runJanusFanout(steps).catch((err: unknown) => {
+      console.error(`fan-out beside Janus not run: ${err instanceof Error ? err.message : String(err)}`);
+      return [];
+    });
+  }
   let ingest: IngestFigures | undefined;
   if (wanted('ingest')) ingest = await runIngest();
   if (wanted('whip')) await runWhip(record);
@@ -82,7 +93,7 @@ async function main() {
   if (wanted('multinode')) await runMultinode(record);
   let publishers: PublisherFigures[] = [];
   if (wanted('publishers')) publishers = await runPublishers();
-  print(fanout, ingest, publishers);
+  print(fanout, ingest, publishers, janus);
 }
 
 async function foundation() {
@@ -148,7 +159,7 @@ async function foundation() {
   }
 }
 
-function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFigures, publishers: PublisherFigures[] = []) {
+function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFigures, publishers: PublisherFigures[] = [], janus: JanusFanoutRow[] = []) {
   console.log(`\nroomgate bench — ${os.cpus().length} cores, node ${process.version}\n`);
   if (rows.length > 0) {
     const width = Math.max(...rows.map((r) => r.name.length));
@@ -181,6 +192,7 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFig
       );
     }
   }
+  if (janus.length > 0) printJanus(fanout, janus);
   if (ingest) {
     const l = ingest.latency;
     console.log(`\nRTMP ingest glass-to-glass (flash, 640x360 x264 zerolatency publisher, decoded subscriber): p50 ${l.p50.toFixed(0)} ms, p95 ${l.p95.toFixed(0)} ms, min ${l.min.toFixed(0)}, max ${l.max.toFixed(0)} (${l.samples} flashes)`);
@@ -197,9 +209,41 @@ function print(fanout: Awaited<ReturnType<typeof runFanout>>, ingest?: IngestFig
   const outDir = path.resolve('bench/results');
   fs.mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, 'results.json');
-  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout, ingest, publishers };
+  const json = { date: new Date().toISOString(), cores: os.cpus().length, node: process.version, rows, fanout, janus, ingest, publishers };
   fs.writeFileSync(file, JSON.stringify(json, null, 2));
   console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
+}
+
+/** Fan-out beside Janus: SFU CPU (roomgate: its workers + the gateway process; Janus: its process) per subscriber. */
+function printJanus(fanout: Awaited<ReturnType<typeof runFanout>>, janus: JanusFanoutRow[]) {
+  console.log('\nfan-out beside Janus 1.1 (streaming plugin, RTP in, WebRTC viewers): SFU cpu in cores, per subscriber in ms/s; loss = delivery loss');
+  console.log('subscribers  rg 1 worker cpu  ms/s/sub  loss    rg 2 workers cpu  ms/s/sub  loss    janus cpu  ms/s/sub  loss    lossy viewers  viewers cpu  janus pkt/s/sub  janus/rg(1w)  janus/rg(2w)  machine busy (rg1/rg2/janus)');
+  const sfu = (r: (typeof fanout)[number]) => r.workerCpu + r.gatewayCpu;
+  for (const j of janus) {
+    const one = fanout.find((r) => r.mode === 'one' && r.subscribers === j.subscribers);
+    const pipe = fanout.find((r) => r.mode === 'pipe' && r.subscribers === j.subscribers);
+    const side = (r: (typeof fanout)[number] | undefined) =>
+      r
+        ? [sfu(r).toFixed(2).padStart(15), ((sfu(r) / r.subscribers) * 1000).toFixed(2).padStart(8), `${r.lossPct.toFixed(2)}%`.padStart(6)]
+        : ['-'.padStart(15), '-'.padStart(8), '-'.padStart(6)];
+    const ratio = (r: (typeof fanout)[number] | undefined) => (r && sfu(r) > 0 ? (j.janusCpu / sfu(r)).toFixed(2) : '-');
+    console.log(
+      [
+        String(j.subscribers).padStart(11),
+        ...side(one),
+        ...side(pipe).map((c, i) => (i === 0 ? c.padStart(16) : c)),
+        j.janusCpu.toFixed(2).padStart(9),
+        ((j.janusCpu / j.subscribers) * 1000).toFixed(2).padStart(8),
+        `${j.lossPct.toFixed(2)}%`.padStart(6),
+        `${j.lossyViewers}/${j.subscribers}`.padStart(13),
+        j.receiverCpu.toFixed(2).padStart(11),
+        j.receivedPerSubscriberPps.toFixed(0).padStart(15),
+        ratio(one).padStart(12),
+        ratio(pipe).padStart(12),
+        `  ${[one?.machineBusy, pipe?.machineBusy, j.machineBusy].map((b) => (b === undefined ? '-' : b.toFixed(2))).join(' / ')}`,
+      ].join('  '),
+    );
+  }
 }
 
 // Exits once written: native clients (rtc-node's FFI runtime) keep the event loop alive.
