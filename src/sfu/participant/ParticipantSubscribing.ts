@@ -86,6 +86,13 @@ export class ParticipantSubscribing {
     const gone = () => this.#close(consumer);
     consumer.on('producerclose', gone);
     consumer.on('transportclose', gone);
+    // Whether a layered video reaches the subscriber (LiveKit's stream_state): no layer while
+    // neither side paused it means the publisher's streams went quiet or the bandwidth is short.
+    // Pauses by either side are no news (a mute has its own signal).
+    consumer.on('layerschange', (layers) => {
+      if (consumer.paused || consumer.producerPaused) return;
+      this.#deps.send('streamState', { trackSid: sid, participantIdentity: track.ownerIdentity, state: layers ? 'active' : 'paused' });
+    });
     const offer: ParticipantSignals['newConsumer'] = {
       consumerId: consumer.id,
       producerId: track.producer.id,
