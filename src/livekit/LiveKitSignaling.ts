@@ -13,6 +13,9 @@ import {
   RoomUpdate,
   SessionDescription,
   SpeakersChanged,
+  StreamState,
+  StreamStateInfo,
+  StreamStateUpdate,
   TrackInfo,
   TrackPublishedResponse,
   TrackSource,
@@ -296,6 +299,8 @@ class LiveKitSession implements SignalSink, DataPath, MidReuse {
   #started = false;
   readonly #sessionId = String(Date.now());
   #speakers: ActiveSpeaker[] = [];
+  /** The stream state last sent per subscribed track; absent means active (what clients assume). */
+  readonly #streamStates = new Map<string, StreamState>();
   /** add_track requests waiting for the offer that carries them, by cid. */
   readonly #pending = new Map<string, PendingTrack & { sid: string; timer: NodeJS.Timeout }>();
   /** Tracks this client unpublished itself (no track_unpublished echo for those). */
@@ -482,8 +487,13 @@ class LiveKitSession implements SignalSink, DataPath, MidReuse {
       }
       case 'newConsumer':
         return this.#addConsumer(data as ParticipantSignals['newConsumer']);
-      case 'consumerClosed':
-        return this.#removeConsumer((data as ParticipantSignals['consumerClosed']).consumerId);
+      case 'consumerClosed': {
+        const d = data as ParticipantSignals['consumerClosed'];
+        this.#streamStates.delete(d.trackSid);
+        return this.#removeConsumer(d.consumerId);
+      }
+      case 'streamState':
+        return this.#streamState(data as ParticipantSignals['streamState']);
       case 'activeSpeakers': {
         const list = (data as ParticipantSignals['activeSpeakers']).speakers;
         this.#send({ case: 'speakersChanged', value: new SpeakersChanged({ speakers: speakers(list, this.#speakers) }) });
@@ -746,6 +756,15 @@ class LiveKitSession implements SignalSink, DataPath, MidReuse {
     if (at === -1) this.#sub.sections.push(section);
     else this.#sub.sections[at] = section;
     this.#negotiate();
+  }
+
+  /** A subscribed track's media stopped or resumed: `stream_state_update`, on changes only. */
+  #streamState(d: ParticipantSignals['streamState']): void {
+    const owner = this.#other(d.participantIdentity);
+    const state = d.state === 'paused' ? StreamState.PAUSED : StreamState.ACTIVE;
+    if (!owner || (this.#streamStates.get(d.trackSid) ?? StreamState.ACTIVE) === state) return;
+    this.#streamStates.set(d.trackSid, state);
+    this.#send({ case: 'streamStateUpdate', value: new StreamStateUpdate({ streamStates: [new StreamStateInfo({ participantSid: owner.sid, trackSid: d.trackSid, state })] }) });
   }
 
   takeMid(kind: 'audio' | 'video'): string | undefined {

@@ -165,6 +165,19 @@ describe('stock livekit-client in headless Chromium', () => {
     await expectMediaFrom(alice, 'bob');
     await expectMediaFrom(bob, 'alice', false); // alice's microphone is muted
 
+    // alice's camera goes quiet without a mute (its sender drops the track): once mediasoup sees
+    // its streams inactive, bob's client gets stream_state PAUSED for it, and ACTIVE when it is back.
+    type Sender = { lk: { room: { localParticipant: { getTrackPublication(s: string): { track: { mediaStreamTrack: MediaStreamTrack; sender: RTCRtpSender } } } } } };
+    type Remote = { lk: { room: { getParticipantByIdentity(i: string): { getTrackPublication(s: string): { track?: { streamState: string } } } } } };
+    const streamState = () => bob.evaluate(() => (window as unknown as Remote).lk.room.getParticipantByIdentity('alice').getTrackPublication('camera').track?.streamState);
+    await alice.evaluate(() => (window as unknown as Sender).lk.room.localParticipant.getTrackPublication('camera').track.sender.replaceTrack(null));
+    await waitFor(async () => ((await streamState()) === 'paused' ? true : undefined), 20_000, 'alice\'s camera paused at bob');
+    await alice.evaluate(() => {
+      const t = (window as unknown as Sender).lk.room.localParticipant.getTrackPublication('camera').track;
+      return t.sender.replaceTrack(t.mediaStreamTrack);
+    });
+    await waitFor(async () => ((await streamState()) === 'active' ? true : undefined), 20_000, 'alice\'s camera active again at bob');
+
     // MutePublishedTrack through the stock RoomServiceClient: alice's client mutes its own camera,
     // and bob sees it muted.
     const camSid = (await gw.rooms.listParticipants('lk-room')).find((p) => p.identity === 'alice')!.tracks.find((t) => t.type === 1)!.sid;

@@ -86,6 +86,19 @@ export class ParticipantSubscribing {
     const gone = () => this.#close(consumer);
     consumer.on('producerclose', gone);
     consumer.on('transportclose', gone);
+    // Whether a video reaches the subscriber (LiveKit's stream_state): not while every stream of
+    // its publisher scores 0 (mediasoup's score of a stream that went quiet), though neither side
+    // paused it. Pauses by either side are no news (a mute has its own signal). mediasoup 3.8.4
+    // keeps a simulcast consumer on its last layer then (no layerschange) and never drops the
+    // lowest layer for bandwidth, so the score is the one signal. Audio is left out: a silent
+    // Opus stream with DTX may score low without being gone.
+    if (consumer.kind === 'video') {
+      consumer.on('score', ({ producerScores }) => {
+        if (consumer.paused || consumer.producerPaused || producerScores.length === 0) return;
+        const quiet = producerScores.every((s: number) => s === 0);
+        this.#deps.send('streamState', { trackSid: sid, participantIdentity: track.ownerIdentity, state: quiet ? 'paused' : 'active' });
+      });
+    }
     const offer: ParticipantSignals['newConsumer'] = {
       consumerId: consumer.id,
       producerId: track.producer.id,
