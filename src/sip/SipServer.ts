@@ -586,22 +586,30 @@ export class SipServer {
     const dialog = call.dialog;
     if (!dialog) return;
     const branch = newBranch();
-    const bye = serializeMessage({
+    const bye = this.#request('BYE', dialog.target, branch, { from: dialog.local, to: dialog.remote, callId: call.callId, cseq: ++dialog.cseq }, [['User-Agent', ['roomgate']]]);
+    this.#sendNonInvite(bye, branch, call.peer);
+  }
+
+  /**
+   * A request of ours (BYE, CANCEL, ACK, INVITE, REFER): our Via with its branch, Max-Forwards and
+   * the dialog's identifiers, then the method's own headers.
+   */
+  #request(method: string, uri: string, branch: string, ids: { from: string; to: string; callId: string; cseq: number }, extra: [string, string[]][] = [], body = ''): string {
+    return serializeMessage({
       kind: 'request',
-      method: 'BYE',
-      uri: dialog.target,
-      headers: new Map([
+      method,
+      uri,
+      headers: new Map<string, string[]>([
         ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${branch};rport`]],
         ['Max-Forwards', ['70']],
-        ['From', [dialog.local]],
-        ['To', [dialog.remote]],
-        ['Call-ID', [call.callId]],
-        ['CSeq', [`${++dialog.cseq} BYE`]],
-        ['User-Agent', ['roomgate']],
+        ['From', [ids.from]],
+        ['To', [ids.to]],
+        ['Call-ID', [ids.callId]],
+        ['CSeq', [`${ids.cseq} ${method}`]],
+        ...extra,
       ]),
-      body: '',
+      body,
     });
-    this.#sendNonInvite(bye, branch, call.peer);
   }
 
   /** Sends a BYE or CANCEL until its final response (Timer E, §17.1.2.2), at most 7 times. */
@@ -743,25 +751,20 @@ export class SipServer {
 
   /** Sends (or re-sends, after a challenge) our INVITE, again every T1·2ⁿ until a response (Timer A). */
   #sendInvite(call: Call, out: OutInvite, authorization?: [string, string]): void {
-    out.request = serializeMessage({
-      kind: 'request',
-      method: 'INVITE',
-      uri: out.uri,
-      headers: new Map<string, string[]>([
-        ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${out.branch};rport`]],
-        ['Max-Forwards', ['70']],
-        ['From', [out.from]],
-        ['To', [out.to]],
-        ['Call-ID', [call.callId]],
-        ['CSeq', [`${out.cseq} INVITE`]],
+    out.request = this.#request(
+      'INVITE',
+      out.uri,
+      out.branch,
+      { from: out.from, to: out.to, callId: call.callId, cseq: out.cseq },
+      [
         ['Contact', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
         ['Allow', [ALLOW]],
         ['User-Agent', ['roomgate']],
         ...(authorization ? [[authorization[0], [authorization[1]]] as [string, string[]]] : []),
         ['Content-Type', ['application/sdp']],
-      ]),
-      body: call.localSdp,
-    });
+      ],
+      call.localSdp,
+    );
     clearTimeout(out.retransmit);
     const attempt = (interval: number, elapsed: number) => {
       if (elapsed >= TIMER_B) {
@@ -819,20 +822,7 @@ export class SipServer {
     const contact = parseNameAddr(header(res, 'Contact'))?.uri ?? out.uri;
     call.dialog = { local: out.from, remote: header(res, 'To') ?? out.to, target: contact, cseq: out.cseq };
     const ackBranch = newBranch();
-    out.ack = serializeMessage({
-      kind: 'request',
-      method: 'ACK',
-      uri: contact,
-      headers: new Map([
-        ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${ackBranch};rport`]],
-        ['Max-Forwards', ['70']],
-        ['From', [call.dialog.local]],
-        ['To', [call.dialog.remote]],
-        ['Call-ID', [call.callId]],
-        ['CSeq', [`${out.cseq} ACK`]],
-      ]),
-      body: '',
-    });
+    out.ack = this.#request('ACK', contact, ackBranch, { from: call.dialog.local, to: call.dialog.remote, callId: call.callId, cseq: out.cseq });
     this.#send(out.ack, call.peer);
     if (call.state !== 'setup') {
       // Answered just as we gave up: the call is confirmed and ended at once (§9.1, §15).
@@ -875,20 +865,7 @@ export class SipServer {
 
   /** ACK of a non-2xx final response: the INVITE's branch, the response's To (§17.1.1.3). */
   #errorAck(call: Call, out: OutInvite, res: SipResponse): string {
-    return serializeMessage({
-      kind: 'request',
-      method: 'ACK',
-      uri: out.uri,
-      headers: new Map([
-        ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${out.branch};rport`]],
-        ['Max-Forwards', ['70']],
-        ['From', [out.from]],
-        ['To', [header(res, 'To') ?? out.to]],
-        ['Call-ID', [call.callId]],
-        ['CSeq', [`${out.cseq} ACK`]],
-      ]),
-      body: '',
-    });
+    return this.#request('ACK', out.uri, out.branch, { from: out.from, to: header(res, 'To') ?? out.to, callId: call.callId, cseq: out.cseq });
   }
 
   /** CANCEL once a provisional response came (before it, §9.1 forbids it: it is sent at the 1xx). */
@@ -905,20 +882,7 @@ export class SipServer {
 
   #sendCancel(call: Call, out: OutInvite): void {
     out.cancel = 'sent';
-    const cancel = serializeMessage({
-      kind: 'request',
-      method: 'CANCEL',
-      uri: out.uri,
-      headers: new Map([
-        ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${out.branch};rport`]],
-        ['Max-Forwards', ['70']],
-        ['From', [out.from]],
-        ['To', [out.to]],
-        ['Call-ID', [call.callId]],
-        ['CSeq', [`${out.cseq} CANCEL`]],
-      ]),
-      body: '',
-    });
+    const cancel = this.#request('CANCEL', out.uri, out.branch, { from: out.from, to: out.to, callId: call.callId, cseq: out.cseq });
     // The CANCEL shares the INVITE's branch; its own 200 stops the re-sending.
     this.#sendNonInvite(cancel, `${out.branch}`, call.peer);
   }
@@ -938,24 +902,12 @@ export class SipServer {
     if (!dialog || (call.state !== 'answered' && call.state !== 'confirmed')) throw new ApiError('failed_precondition', 'the call is not answered yet: only an answered call can be transferred');
     if (this.#transfers.has(call.callId)) throw new ApiError('aborted', 'a transfer of this call is already under way');
     const branch = newBranch();
-    const refer = serializeMessage({
-      kind: 'request',
-      method: 'REFER',
-      uri: dialog.target,
-      headers: new Map([
-        ['Via', [`SIP/2.0/UDP ${this.#opts.announcedIp}:${this.port};branch=${branch};rport`]],
-        ['Max-Forwards', ['70']],
-        ['From', [dialog.local]],
-        ['To', [dialog.remote]],
-        ['Call-ID', [call.callId]],
-        ['CSeq', [`${++dialog.cseq} REFER`]],
-        ['Contact', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
-        ['Refer-To', [`<${to}>`]],
-        ['Referred-By', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
-        ['User-Agent', ['roomgate']],
-      ]),
-      body: '',
-    });
+    const refer = this.#request('REFER', dialog.target, branch, { from: dialog.local, to: dialog.remote, callId: call.callId, cseq: ++dialog.cseq }, [
+      ['Contact', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
+      ['Refer-To', [`<${to}>`]],
+      ['Referred-By', [`<sip:roomgate@${this.#opts.announcedIp}:${this.port}>`]],
+      ['User-Agent', ['roomgate']],
+    ]);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => done(new ApiError('deadline_exceeded', `the transfer to ${to} did not complete within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
       timer.unref();

@@ -48,15 +48,16 @@ export function readOffer(sdp: string): CallOffer | undefined {
   return { address, port: audio.port, codec: chosen.codec, payloadType: chosen.pt, dtmfPayloadType: dtmf?.payload };
 }
 
+/** The session part of our SDP (origin, name, connection, timing), before the audio section. */
+function sessionLines(local: { address: string; sessionId: number }): string[] {
+  return ['v=0', `o=roomgate ${local.sessionId} ${local.sessionId} IN IP4 ${local.address}`, 's=roomgate', `c=IN IP4 ${local.address}`, 't=0 0'];
+}
+
 /** The answer: our address and RTP port, the chosen codec, and telephone-event if offered. */
 export function writeAnswer(offer: CallOffer, local: { address: string; port: number; sessionId: number }): string {
   const pts = [offer.payloadType, ...(offer.dtmfPayloadType !== undefined ? [offer.dtmfPayloadType] : [])];
   const lines = [
-    'v=0',
-    `o=roomgate ${local.sessionId} ${local.sessionId} IN IP4 ${local.address}`,
-    's=roomgate',
-    `c=IN IP4 ${local.address}`,
-    't=0 0',
+    ...sessionLines(local),
     `m=audio ${local.port} RTP/AVP ${pts.join(' ')}`,
     `a=rtpmap:${offer.payloadType} ${offer.codec}/8000`,
     ...(offer.dtmfPayloadType !== undefined ? [`a=rtpmap:${offer.dtmfPayloadType} telephone-event/8000`, `a=fmtp:${offer.dtmfPayloadType} 0-16`] : []),
@@ -69,11 +70,7 @@ export function writeAnswer(offer: CallOffer, local: { address: string; port: nu
 /** Our offer when we dial out: μ-law first, A-law, and telephone-event 101 for DTMF both ways. */
 export function writeOffer(local: { address: string; port: number; sessionId: number }): string {
   const lines = [
-    'v=0',
-    `o=roomgate ${local.sessionId} ${local.sessionId} IN IP4 ${local.address}`,
-    's=roomgate',
-    `c=IN IP4 ${local.address}`,
-    't=0 0',
+    ...sessionLines(local),
     `m=audio ${local.port} RTP/AVP 0 8 101`,
     'a=rtpmap:0 PCMU/8000',
     'a=rtpmap:8 PCMA/8000',
