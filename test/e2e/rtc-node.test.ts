@@ -5,11 +5,8 @@
 // participant receive each other's media, and an rtc-node participant and stock livekit-client
 // 2.23.0 in headless Chromium exchange audio, video, data and RPCs both ways.
 import {
-  AudioFrame,
-  AudioSource,
   AudioStream,
   DataPacketKind,
-  LocalAudioTrack,
   LocalVideoTrack,
   Room,
   RoomEvent,
@@ -33,6 +30,7 @@ import { startTestGateway } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/net.ts';
 import { join, joinToken } from '../helpers/participants.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { connectRtcNode, speakTone } from '../helpers/rtcNode.ts';
 
 let redis: TestRedis;
 let gw: Gateway;
@@ -58,35 +56,17 @@ afterAll(async () => {
 });
 
 async function connect(room: string, identity: string, grant: Record<string, boolean> = {}): Promise<Room> {
-  const r = new Room();
+  const r = await connectRtcNode(gw.url, room, identity, grant);
   rooms.push(r);
-  await r.connect(gw.url.replace('http', 'ws'), await joinToken(room, identity, grant), { autoSubscribe: true, dynacast: false });
   return r;
 }
 
 const SAMPLE_RATE = 48_000;
 const TONE_HZ = 440;
 
-/** A 440 Hz sine as a microphone track, fed in 10 ms frames at the pace the source takes them. */
+/** A 440 Hz sine as a microphone track, stopped after the file. */
 async function publishSine(room: Room): Promise<void> {
-  const source = new AudioSource(SAMPLE_RATE, 1);
-  const track = LocalAudioTrack.createAudioTrack('sine', source);
-  await room.localParticipant!.publishTrack(track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE }));
-  let stopped = false;
-  let n = 0;
-  const loop = (async () => {
-    const samples = SAMPLE_RATE / 100;
-    while (!stopped) {
-      const data = new Int16Array(samples);
-      for (let i = 0; i < samples; i++, n++) data[i] = Math.round(10_000 * Math.sin((2 * Math.PI * TONE_HZ * n) / SAMPLE_RATE));
-      await source.captureFrame(new AudioFrame(data, SAMPLE_RATE, 1, samples));
-    }
-  })();
-  stops.push(async () => {
-    stopped = true;
-    await loop;
-    await source.close();
-  });
+  stops.push(await speakTone(room, { hz: TONE_HZ, amplitude: 10_000 }));
 }
 
 /** A 320×240 camera track whose colour cycles, 15 frames a second. */

@@ -10,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/main.ts';
 import { scaled } from '../helpers/deadline.ts';
 import { API_KEY, API_SECRET, SDK_OPTIONS, startTestGateway } from '../helpers/gateway.ts';
-import { agentIn, connectRtcNode, speakTone, startStockWorkers, type StockWorker } from '../helpers/lkAgents.ts';
+import { agentIn, startStockWorkers, type StockWorker } from '../helpers/lkAgents.ts';
 import { waitFor } from '../helpers/net.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { connectRtcNode, speakTone } from '../helpers/rtcNode.ts';
 
 let redis: TestRedis;
 let gw: Gateway;

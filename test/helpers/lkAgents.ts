@@ -1,23 +1,12 @@
-// Stock @livekit/agents workers (test/fixtures/lk-agent) as processes a test can kill, and the
-// rtc-node participants that talk to them: shared by the agent tests in test/e2e and test/faults.
+// Stock @livekit/agents workers (test/fixtures/lk-agent) as processes a test can kill, and how their
+// agent shows in a room: shared by the agent tests in test/e2e and test/faults.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import {
-  AudioFrame,
-  AudioSource,
-  LocalAudioTrack,
-  ParticipantKind,
-  Room,
-  TrackPublishOptions,
-  TrackSource,
-  type RemoteParticipant,
-} from '@livekit/rtc-node';
+import { ParticipantKind, type RemoteParticipant, type Room } from '@livekit/rtc-node';
 import { API_KEY, API_SECRET } from './gateway.ts';
 import { waitFor } from './net.ts';
-import { joinToken } from './participants.ts';
 
 const WORKER = fileURLToPath(new URL('../fixtures/lk-agent/worker.mjs', import.meta.url));
-const RATE = 48_000;
 
 export interface StockWorker {
   proc: ChildProcess;
@@ -55,33 +44,6 @@ export async function startStockWorkers(gatewayUrl: string, agentName: string, n
   if (!failed) return started.map((r) => (r as PromiseFulfilledResult<StockWorker>).value);
   for (const r of started) if (r.status === 'fulfilled') await r.value.kill();
   throw failed.reason;
-}
-
-/** An rtc-node participant in `room`, auto-subscribing. */
-export async function connectRtcNode(gatewayUrl: string, room: string, identity: string): Promise<Room> {
-  const r = new Room();
-  await r.connect(gatewayUrl.replace('http', 'ws'), await joinToken(room, identity), { autoSubscribe: true, dynacast: false });
-  return r;
-}
-
-/** A 440 Hz tone on a microphone track of `room`'s participant; resolves with its stop. */
-export async function speakTone(room: Room): Promise<() => Promise<void>> {
-  const source = new AudioSource(RATE, 1);
-  await room.localParticipant!.publishTrack(LocalAudioTrack.createAudioTrack('voice', source), new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE }));
-  let stopped = false;
-  let n = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      const data = new Int16Array(RATE / 100);
-      for (let i = 0; i < data.length; i++, n++) data[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * n) / RATE));
-      await source.captureFrame(new AudioFrame(data, RATE, 1, data.length));
-    }
-  })();
-  return async () => {
-    stopped = true;
-    await loop;
-    await source.close();
-  };
 }
 
 /** The agent participant once its state attribute is `state`. */
