@@ -299,8 +299,6 @@ class LiveKitSession implements SignalSink, DataPath, MidReuse {
   #started = false;
   readonly #sessionId = String(Date.now());
   #speakers: ActiveSpeaker[] = [];
-  /** The stream state last sent per subscribed track; absent means active (what clients assume). */
-  readonly #streamStates = new Map<string, StreamState>();
   /** add_track requests waiting for the offer that carries them, by cid. */
   readonly #pending = new Map<string, PendingTrack & { sid: string; timer: NodeJS.Timeout }>();
   /** Tracks this client unpublished itself (no track_unpublished echo for those). */
@@ -487,11 +485,8 @@ class LiveKitSession implements SignalSink, DataPath, MidReuse {
       }
       case 'newConsumer':
         return this.#addConsumer(data as ParticipantSignals['newConsumer']);
-      case 'consumerClosed': {
-        const d = data as ParticipantSignals['consumerClosed'];
-        this.#streamStates.delete(d.trackSid);
-        return this.#removeConsumer(d.consumerId);
-      }
+      case 'consumerClosed':
+        return this.#removeConsumer((data as ParticipantSignals['consumerClosed']).consumerId);
       case 'streamState':
         return this.#streamState(data as ParticipantSignals['streamState']);
       case 'activeSpeakers': {
@@ -758,12 +753,11 @@ class LiveKitSession implements SignalSink, DataPath, MidReuse {
     this.#negotiate();
   }
 
-  /** A subscribed track's media stopped or resumed: `stream_state_update`, on changes only. */
+  /** A subscribed track's media stopped or resumed (the sfu reports changes only): `stream_state_update`. */
   #streamState(d: ParticipantSignals['streamState']): void {
     const owner = this.#other(d.participantIdentity);
+    if (!owner) return;
     const state = d.state === 'paused' ? StreamState.PAUSED : StreamState.ACTIVE;
-    if (!owner || (this.#streamStates.get(d.trackSid) ?? StreamState.ACTIVE) === state) return;
-    this.#streamStates.set(d.trackSid, state);
     this.#send({ case: 'streamStateUpdate', value: new StreamStateUpdate({ streamStates: [new StreamStateInfo({ participantSid: owner.sid, trackSid: d.trackSid, state })] }) });
   }
 

@@ -131,7 +131,7 @@ export interface ParticipantSignals {
     producerPaused: boolean;
   };
   consumerClosed: { consumerId: string; trackSid: string };
-  /** A subscribed video stopped reaching the subscriber unasked, or came back (see ParticipantSubscribing). */
+  /** A subscribed video stopped reaching the subscriber unasked, or came back; changes only (see ParticipantSubscribing). */
   streamState: { trackSid: string; participantIdentity: string; state: 'active' | 'paused' };
   /** The server's data channel to this participant (messages from others and SendData). */
   newDataConsumer: { id: string; dataProducerId: string; sctpStreamParameters: Json; label: string; protocol: string; reliable: boolean };

@@ -92,11 +92,15 @@ export class ParticipantSubscribing {
     // keeps a simulcast consumer on its last layer then (no layerschange) and never drops the
     // lowest layer for bandwidth, so the score is the one signal. Audio is left out: a silent
     // Opus stream with DTX may score low without being gone.
+    // Sent on changes only, from active (what clients assume of a new subscription).
     if (consumer.kind === 'video') {
+      let last: 'active' | 'paused' = 'active';
       consumer.on('score', ({ producerScores }) => {
         if (consumer.paused || consumer.producerPaused || producerScores.length === 0) return;
-        const quiet = producerScores.every((s: number) => s === 0);
-        this.#deps.send('streamState', { trackSid: sid, participantIdentity: track.ownerIdentity, state: quiet ? 'paused' : 'active' });
+        const state = producerScores.every((s: number) => s === 0) ? 'paused' : 'active';
+        if (state === last) return;
+        last = state;
+        this.#deps.send('streamState', { trackSid: sid, participantIdentity: track.ownerIdentity, state });
       });
     }
     const offer: ParticipantSignals['newConsumer'] = {
